@@ -1,0 +1,1 @@
+//! NetworkPolicy controller (issue #7): not built yet.
