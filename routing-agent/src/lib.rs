@@ -1,1 +1,8 @@
-//! starling-agent library.
+//! `starling-agent`: the per-node routing agent. It reads the cluster's
+//! configuration objects (`config`), runs one BGP speaker (`speaker`) built on
+//! the sans-IO `starling-bgp` core, programs the kernel over netlink
+//! (`kernel`) and answers `starlingctl` on a unix socket (`control`).
+
+pub mod config;
+pub mod control;
+pub mod kernel;

@@ -1,0 +1,1 @@
+//! Cluster configuration objects, validation and the file datastore.

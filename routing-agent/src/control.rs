@@ -1,0 +1,1 @@
+//! The control socket served to `starlingctl`.
