@@ -1,0 +1,214 @@
+//! The BGP-4 message codec (RFC 4271 section 4): a nom decoder that checks
+//! what section 6 asks of each message, and an encoder.
+
+mod attributes;
+pub mod error;
+mod notification;
+mod open;
+mod update;
+
+#[cfg(test)]
+mod tests;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use nom::number::complete::{be_u16, be_u8};
+
+pub use attributes::{
+    AsPath, AsSegment, MpReach, MpUnreach, Origin, PathAttributes, RawAttribute, SegmentKind,
+};
+pub use error::DecodeError;
+pub use notification::Notification;
+pub use open::{Capability, Open, AS_TRANS};
+pub use update::Update;
+
+use crate::prefix::Family;
+
+pub const HEADER_LEN: usize = 19;
+pub const MAX_MESSAGE_LEN: usize = 4096;
+
+const TYPE_OPEN: u8 = 1;
+const TYPE_UPDATE: u8 = 2;
+const TYPE_NOTIFICATION: u8 = 3;
+const TYPE_KEEPALIVE: u8 = 4;
+const TYPE_ROUTE_REFRESH: u8 = 5;
+
+pub(crate) type Input<'a> = &'a [u8];
+
+/// Maps any nom failure to the error `f` builds: our parsers only fail on
+/// short input, and what that means depends on the field.
+pub(crate) fn nom_err<'a, F: Fn() -> DecodeError>(
+    f: F,
+) -> impl Fn(nom::Err<nom::error::Error<Input<'a>>>) -> DecodeError {
+    move |_| f()
+}
+
+/// What was negotiated and changes how messages are read and written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Codec {
+    /// Both sides announced the 4-octet AS capability (RFC 6793).
+    pub four_octet_as: bool,
+}
+
+/// ROUTE-REFRESH (RFC 2918 section 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteRefresh {
+    pub family: Family,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Open(Open),
+    Update(Update),
+    Notification(Notification),
+    Keepalive,
+    RouteRefresh(RouteRefresh),
+}
+
+impl Message {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Open(_) => "OPEN",
+            Message::Update(_) => "UPDATE",
+            Message::Notification(_) => "NOTIFICATION",
+            Message::Keepalive => "KEEPALIVE",
+            Message::RouteRefresh(_) => "ROUTE-REFRESH",
+        }
+    }
+
+    /// Encodes the whole message, header included.
+    pub fn encode(&self, codec: &Codec) -> Bytes {
+        let mut buf = BytesMut::with_capacity(64);
+        buf.put_slice(&[0xff; 16]);
+        buf.put_u16(0);
+        let t = match self {
+            Message::Open(o) => {
+                buf.put_u8(TYPE_OPEN);
+                o.encode(&mut buf);
+                TYPE_OPEN
+            }
+            Message::Update(u) => {
+                buf.put_u8(TYPE_UPDATE);
+                u.encode(codec, &mut buf);
+                TYPE_UPDATE
+            }
+            Message::Notification(n) => {
+                buf.put_u8(TYPE_NOTIFICATION);
+                buf.put_u8(n.code);
+                buf.put_u8(n.subcode);
+                buf.put_slice(&n.data);
+                TYPE_NOTIFICATION
+            }
+            Message::Keepalive => {
+                buf.put_u8(TYPE_KEEPALIVE);
+                TYPE_KEEPALIVE
+            }
+            Message::RouteRefresh(r) => {
+                buf.put_u8(TYPE_ROUTE_REFRESH);
+                buf.put_u16(r.family.afi);
+                buf.put_u8(0);
+                buf.put_u8(r.family.safi);
+                TYPE_ROUTE_REFRESH
+            }
+        };
+        debug_assert!(t != 0);
+        let len = buf.len() as u16;
+        buf[16..18].copy_from_slice(&len.to_be_bytes());
+        buf.freeze()
+    }
+
+    /// Decodes one complete message (header included).
+    pub fn decode(msg: &[u8], codec: &Codec) -> Result<Message, DecodeError> {
+        let (msg_type, len) = check_header(msg)?;
+        if msg.len() != usize::from(len) {
+            return Err(DecodeError::BadLength { length: len });
+        }
+        let body = &msg[HEADER_LEN..];
+        Ok(match msg_type {
+            TYPE_OPEN => Message::Open(Open::decode(body)?),
+            TYPE_UPDATE => Message::Update(Update::decode(body, codec)?),
+            TYPE_NOTIFICATION => {
+                let (data, (code, subcode)) = nom::sequence::tuple((be_u8, be_u8))(body)
+                    .map_err(nom_err(|| DecodeError::MalformedNotification))?;
+                Message::Notification(Notification::new(code, subcode, data.to_vec()))
+            }
+            TYPE_KEEPALIVE => Message::Keepalive,
+            _ => {
+                let bad = || DecodeError::MalformedRouteRefresh;
+                let (rest, afi) = be_u16(body).map_err(nom_err(bad))?;
+                let (rest, _reserved) = be_u8(rest).map_err(nom_err(bad))?;
+                let (_, safi) = be_u8(rest).map_err(nom_err(bad))?;
+                Message::RouteRefresh(RouteRefresh {
+                    family: Family { afi, safi },
+                })
+            }
+        })
+    }
+}
+
+/// Checks a message header (section 6.1) and returns the type and length.
+/// Needs only the first 19 octets.
+fn check_header(msg: &[u8]) -> Result<(u8, u16), DecodeError> {
+    if msg.len() < HEADER_LEN {
+        return Err(DecodeError::BadLength {
+            length: msg.len() as u16,
+        });
+    }
+    if msg[..16].iter().any(|b| *b != 0xff) {
+        return Err(DecodeError::NotSynchronized);
+    }
+    let len = u16::from_be_bytes([msg[16], msg[17]]);
+    let msg_type = msg[18];
+    let min = match msg_type {
+        TYPE_OPEN => 29,
+        TYPE_UPDATE => 23,
+        TYPE_NOTIFICATION => 21,
+        TYPE_KEEPALIVE => 19,
+        TYPE_ROUTE_REFRESH => 23,
+        _ => return Err(DecodeError::BadType { msg_type }),
+    };
+    let len_ok = usize::from(len) >= min
+        && usize::from(len) <= MAX_MESSAGE_LEN
+        && (msg_type != TYPE_KEEPALIVE || len == 19)
+        && (msg_type != TYPE_ROUTE_REFRESH || len == 23);
+    if !len_ok {
+        return Err(DecodeError::BadLength { length: len });
+    }
+    Ok((msg_type, len))
+}
+
+/// Cuts a TCP byte stream into messages. Bytes go in; messages, or the error
+/// that must end the session, come out.
+#[derive(Debug, Default)]
+pub struct Framer {
+    buf: BytesMut,
+}
+
+impl Framer {
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete message, if one has arrived.
+    pub fn next_message(&mut self, codec: &Codec) -> Option<Result<Message, DecodeError>> {
+        if self.buf.len() < HEADER_LEN {
+            return None;
+        }
+        let len = match check_header(&self.buf[..HEADER_LEN]) {
+            Ok((_, len)) => usize::from(len),
+            Err(e) => {
+                self.buf.clear();
+                return Some(Err(e));
+            }
+        };
+        if self.buf.len() < len {
+            return None;
+        }
+        let msg = self.buf.split_to(len);
+        Some(Message::decode(&msg, codec))
+    }
+
+    /// Octets received but not yet a whole message.
+    pub fn pending(&self) -> usize {
+        self.buf.remaining()
+    }
+}

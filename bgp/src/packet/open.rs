@@ -1,0 +1,193 @@
+//! OPEN (RFC 4271 section 4.2) and capabilities (RFC 5492).
+
+use std::net::Ipv4Addr;
+
+use bytes::{BufMut, BytesMut};
+use nom::bytes::complete::take;
+use nom::number::complete::{be_u16, be_u32, be_u8};
+
+use super::error::DecodeError;
+use super::{nom_err, Input};
+use crate::prefix::Family;
+
+/// The 2-octet AS number a speaker with a 4-octet AS puts in OPEN (RFC 6793).
+pub const AS_TRANS: u16 = 23456;
+
+const PARAM_CAPABILITIES: u8 = 2;
+const CAP_MULTIPROTOCOL: u8 = 1;
+const CAP_ROUTE_REFRESH: u8 = 2;
+const CAP_FOUR_OCTET_AS: u8 = 65;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Capability {
+    /// RFC 4760 section 8.
+    Multiprotocol(Family),
+    /// RFC 2918.
+    RouteRefresh,
+    /// RFC 6793.
+    FourOctetAs(u32),
+    /// Kept as received, so a peer's capabilities can be shown.
+    Unknown { code: u8, value: Vec<u8> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Open {
+    pub version: u8,
+    /// The "My Autonomous System" field: AS_TRANS when the AS needs 4 octets.
+    pub my_as: u16,
+    pub hold_time: u16,
+    pub router_id: Ipv4Addr,
+    pub capabilities: Vec<Capability>,
+}
+
+impl Open {
+    /// An OPEN for `asn`, with the 4-octet AS capability always announced.
+    pub fn new(asn: u32, hold_time: u16, router_id: Ipv4Addr, families: &[Family]) -> Open {
+        let my_as = u16::try_from(asn).unwrap_or(AS_TRANS);
+        let mut capabilities: Vec<Capability> = families
+            .iter()
+            .map(|f| Capability::Multiprotocol(*f))
+            .collect();
+        capabilities.push(Capability::RouteRefresh);
+        capabilities.push(Capability::FourOctetAs(asn));
+        Open {
+            version: 4,
+            my_as,
+            hold_time,
+            router_id,
+            capabilities,
+        }
+    }
+
+    /// The speaker's AS: the 4-octet capability's when present (RFC 6793 section 4.1).
+    pub fn asn(&self) -> u32 {
+        self.four_octet_as().unwrap_or(u32::from(self.my_as))
+    }
+
+    pub fn four_octet_as(&self) -> Option<u32> {
+        self.capabilities.iter().find_map(|c| match c {
+            Capability::FourOctetAs(asn) => Some(*asn),
+            _ => None,
+        })
+    }
+
+    /// Families announced with the multiprotocol capability. A peer that
+    /// announces none speaks IPv4 unicast only (RFC 4760 section 8).
+    pub fn families(&self) -> Vec<Family> {
+        let fams: Vec<Family> = self
+            .capabilities
+            .iter()
+            .filter_map(|c| match c {
+                Capability::Multiprotocol(f) => Some(*f),
+                _ => None,
+            })
+            .collect();
+        if fams.is_empty() {
+            vec![Family::IPV4_UNICAST]
+        } else {
+            fams
+        }
+    }
+
+    pub fn route_refresh(&self) -> bool {
+        self.capabilities.contains(&Capability::RouteRefresh)
+    }
+
+    pub(super) fn encode(&self, buf: &mut BytesMut) {
+        buf.put_u8(self.version);
+        buf.put_u16(self.my_as);
+        buf.put_u16(self.hold_time);
+        buf.put_slice(&self.router_id.octets());
+        let mut caps = BytesMut::new();
+        for cap in &self.capabilities {
+            let (code, value) = match cap {
+                Capability::Multiprotocol(f) => {
+                    let mut v = f.afi.to_be_bytes().to_vec();
+                    v.extend([0, f.safi]);
+                    (CAP_MULTIPROTOCOL, v)
+                }
+                Capability::RouteRefresh => (CAP_ROUTE_REFRESH, vec![]),
+                Capability::FourOctetAs(asn) => (CAP_FOUR_OCTET_AS, asn.to_be_bytes().to_vec()),
+                Capability::Unknown { code, value } => (*code, value.clone()),
+            };
+            // One capability per parameter, as most implementations send.
+            caps.put_u8(PARAM_CAPABILITIES);
+            caps.put_u8((value.len() + 2) as u8);
+            caps.put_u8(code);
+            caps.put_u8(value.len() as u8);
+            caps.put_slice(&value);
+        }
+        buf.put_u8(caps.len() as u8);
+        buf.put_slice(&caps);
+    }
+
+    /// Decodes an OPEN body (after the header), applying the checks of
+    /// section 6.2 that need no session context.
+    pub(super) fn decode(body: Input) -> Result<Open, DecodeError> {
+        let short = || DecodeError::MalformedOpen("truncated");
+        let (rest, version) = be_u8(body).map_err(nom_err(short))?;
+        if version != 4 {
+            return Err(DecodeError::UnsupportedVersion { version });
+        }
+        let (rest, my_as) = be_u16(rest).map_err(nom_err(short))?;
+        let (rest, hold_time) = be_u16(rest).map_err(nom_err(short))?;
+        let (rest, id) = be_u32(rest).map_err(nom_err(short))?;
+        let (rest, params_len) = be_u8(rest).map_err(nom_err(short))?;
+        if rest.len() != usize::from(params_len) {
+            return Err(DecodeError::MalformedOpen("optional parameters length"));
+        }
+        if hold_time == 1 || hold_time == 2 {
+            return Err(DecodeError::UnacceptableHoldTime(hold_time));
+        }
+        let router_id = Ipv4Addr::from(id);
+        if id == 0 {
+            return Err(DecodeError::BadIdentifier(router_id));
+        }
+        let mut capabilities = Vec::new();
+        let mut params = rest;
+        while !params.is_empty() {
+            let (rest, ptype) = be_u8(params).map_err(nom_err(short))?;
+            let (rest, plen) = be_u8(rest).map_err(nom_err(short))?;
+            let (rest, pval) = take(plen)(rest).map_err(nom_err(short))?;
+            params = rest;
+            if ptype != PARAM_CAPABILITIES {
+                return Err(DecodeError::UnsupportedOptionalParameter { param_type: ptype });
+            }
+            decode_capabilities(pval, &mut capabilities)?;
+        }
+        Ok(Open {
+            version,
+            my_as,
+            hold_time,
+            router_id,
+            capabilities,
+        })
+    }
+}
+
+fn decode_capabilities(mut input: Input, out: &mut Vec<Capability>) -> Result<(), DecodeError> {
+    let bad = || DecodeError::MalformedOpen("capability");
+    while !input.is_empty() {
+        let (rest, code) = be_u8(input).map_err(nom_err(bad))?;
+        let (rest, len) = be_u8(rest).map_err(nom_err(bad))?;
+        let (rest, value) = take(len)(rest).map_err(nom_err(bad))?;
+        input = rest;
+        let cap = match (code, value.len()) {
+            (CAP_MULTIPROTOCOL, 4) => Capability::Multiprotocol(Family {
+                afi: u16::from_be_bytes([value[0], value[1]]),
+                safi: value[3],
+            }),
+            (CAP_ROUTE_REFRESH, 0) => Capability::RouteRefresh,
+            (CAP_FOUR_OCTET_AS, 4) => Capability::FourOctetAs(u32::from_be_bytes([
+                value[0], value[1], value[2], value[3],
+            ])),
+            (CAP_MULTIPROTOCOL | CAP_ROUTE_REFRESH | CAP_FOUR_OCTET_AS, _) => return Err(bad()),
+            _ => Capability::Unknown {
+                code,
+                value: value.to_vec(),
+            },
+        };
+        out.push(cap);
+    }
+    Ok(())
+}

@@ -1,0 +1,401 @@
+//! Codec tests: a round-trip property test, and one test for each error
+//! section 6 names.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::prefix::{Family, Prefix};
+
+const FOUR: Codec = Codec {
+    four_octet_as: true,
+};
+
+fn header(len: u16, t: u8) -> Vec<u8> {
+    let mut v = vec![0xff; 16];
+    v.extend(len.to_be_bytes());
+    v.push(t);
+    v
+}
+
+/// An UPDATE with the given attribute octets and NLRI octets.
+fn raw_update(attrs: &[u8], nlri: &[u8]) -> Vec<u8> {
+    let len = (HEADER_LEN + 4 + attrs.len() + nlri.len()) as u16;
+    let mut v = header(len, 2);
+    v.extend([0, 0]);
+    v.extend((attrs.len() as u16).to_be_bytes());
+    v.extend(attrs);
+    v.extend(nlri);
+    v
+}
+
+const ORIGIN_IGP: [u8; 4] = [0x40, 1, 1, 0];
+const EMPTY_AS_PATH: [u8; 3] = [0x40, 2, 0];
+const NEXT_HOP: [u8; 7] = [0x40, 3, 4, 10, 0, 0, 1];
+const NLRI_24: [u8; 4] = [24, 10, 244, 1];
+
+fn decode_err(msg: &[u8]) -> (u8, u8, Vec<u8>) {
+    let n = Message::decode(msg, &FOUR).unwrap_err().to_notification();
+    (n.code, n.subcode, n.data)
+}
+
+#[test]
+fn keepalive_round_trip() {
+    let b = Message::Keepalive.encode(&FOUR);
+    assert_eq!(b.len(), 19);
+    assert_eq!(Message::decode(&b, &FOUR).unwrap(), Message::Keepalive);
+}
+
+#[test]
+fn open_carries_capabilities() {
+    let open = Open::new(
+        4_200_000_000,
+        90,
+        Ipv4Addr::new(10, 0, 0, 11),
+        &[Family::IPV4_UNICAST, Family::IPV6_UNICAST],
+    );
+    assert_eq!(open.my_as, AS_TRANS);
+    let b = Message::Open(open.clone()).encode(&FOUR);
+    let Message::Open(back) = Message::decode(&b, &FOUR).unwrap() else {
+        panic!("not an OPEN")
+    };
+    assert_eq!(back, open);
+    assert_eq!(back.asn(), 4_200_000_000);
+    assert!(back.route_refresh());
+    assert_eq!(
+        back.families(),
+        vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST]
+    );
+}
+
+#[test]
+fn header_errors() {
+    let mut bad_marker = Message::Keepalive.encode(&FOUR).to_vec();
+    bad_marker[3] = 0;
+    assert_eq!(decode_err(&bad_marker), (1, 1, vec![]));
+    // A KEEPALIVE must be exactly 19 octets; the data is the length field.
+    let mut long = header(20, 4);
+    long.push(0);
+    assert_eq!(decode_err(&long), (1, 2, vec![0, 20]));
+    assert_eq!(
+        decode_err(&header(5000, 2)),
+        (1, 2, 5000u16.to_be_bytes().to_vec())
+    );
+    assert_eq!(decode_err(&header(19, 9)), (1, 3, vec![9]));
+}
+
+#[test]
+fn open_errors() {
+    let good = Message::Open(Open::new(64512, 90, Ipv4Addr::new(1, 1, 1, 1), &[])).encode(&FOUR);
+    let mut v3 = good.to_vec();
+    v3[19] = 3;
+    assert_eq!(decode_err(&v3), (2, 1, vec![0, 4]));
+    let mut hold1 = good.to_vec();
+    hold1[22..24].copy_from_slice(&1u16.to_be_bytes());
+    assert_eq!(decode_err(&hold1).0, 2);
+    assert_eq!(decode_err(&hold1).1, 6);
+    let mut id0 = good.to_vec();
+    id0[24..28].copy_from_slice(&[0, 0, 0, 0]);
+    assert_eq!(decode_err(&id0).1, 3);
+    let mut param = good.to_vec();
+    param[29] = 1; // first optional parameter's type: authentication (deprecated)
+    assert_eq!(decode_err(&param).1, 4);
+}
+
+#[test]
+fn update_attribute_errors() {
+    let mut attrs = ORIGIN_IGP.to_vec();
+    attrs.extend(EMPTY_AS_PATH);
+    attrs.extend(NEXT_HOP);
+    assert!(Message::decode(&raw_update(&attrs, &NLRI_24), &FOUR).is_ok());
+
+    // Total path attribute length runs past the message.
+    let mut over = raw_update(&attrs, &[]);
+    over[21] = 0xff;
+    assert_eq!(decode_err(&over).0, 3);
+    assert_eq!(decode_err(&over).1, 1);
+
+    // An attribute whose length runs past the attribute list.
+    let broken = [0x40, 1, 9, 0];
+    assert_eq!(decode_err(&raw_update(&broken, &[])).1, 1);
+
+    // Missing NEXT_HOP, with NLRI: the data is the missing type code.
+    let mut no_nh = ORIGIN_IGP.to_vec();
+    no_nh.extend(EMPTY_AS_PATH);
+    assert_eq!(decode_err(&raw_update(&no_nh, &NLRI_24)), (3, 3, vec![3]));
+
+    // ORIGIN 5: invalid origin, the data is the whole attribute.
+    let mut bad_origin = vec![0x40, 1, 1, 5];
+    bad_origin.extend(EMPTY_AS_PATH);
+    bad_origin.extend(NEXT_HOP);
+    assert_eq!(
+        decode_err(&raw_update(&bad_origin, &NLRI_24)),
+        (3, 6, vec![0x40, 1, 1, 5])
+    );
+
+    // ORIGIN marked optional: flags error.
+    let mut bad_flags = vec![0xc0, 1, 1, 0];
+    bad_flags.extend(EMPTY_AS_PATH);
+    bad_flags.extend(NEXT_HOP);
+    assert_eq!(
+        decode_err(&raw_update(&bad_flags, &NLRI_24)),
+        (3, 4, vec![0xc0, 1, 1, 0])
+    );
+
+    // NEXT_HOP of 3 octets: length error.
+    let mut short_nh = ORIGIN_IGP.to_vec();
+    short_nh.extend(EMPTY_AS_PATH);
+    short_nh.extend([0x40, 3, 3, 10, 0, 0]);
+    assert_eq!(decode_err(&raw_update(&short_nh, &NLRI_24)).1, 5);
+
+    // NEXT_HOP 0.0.0.0: invalid next hop.
+    let mut zero_nh = ORIGIN_IGP.to_vec();
+    zero_nh.extend(EMPTY_AS_PATH);
+    zero_nh.extend([0x40, 3, 4, 0, 0, 0, 0]);
+    assert_eq!(decode_err(&raw_update(&zero_nh, &NLRI_24)).1, 8);
+
+    // Unknown well-known attribute.
+    let mut unknown_wk = attrs.clone();
+    unknown_wk.extend([0x40, 99, 0]);
+    assert_eq!(
+        decode_err(&raw_update(&unknown_wk, &NLRI_24)),
+        (3, 2, vec![0x40, 99, 0])
+    );
+
+    // AS_PATH segment of an unknown type.
+    let mut bad_path = ORIGIN_IGP.to_vec();
+    bad_path.extend([0x40, 2, 6, 7, 1, 0, 0, 0xfd, 0xe8]);
+    bad_path.extend(NEXT_HOP);
+    assert_eq!(decode_err(&raw_update(&bad_path, &NLRI_24)).1, 11);
+
+    // Repeated attribute.
+    let mut twice = attrs.clone();
+    twice.extend(ORIGIN_IGP);
+    assert_eq!(decode_err(&raw_update(&twice, &NLRI_24)).1, 1);
+
+    // Prefix length 33.
+    assert_eq!(decode_err(&raw_update(&attrs, &[33, 10, 0, 0, 0, 0])).1, 10);
+}
+
+#[test]
+fn unknown_optional_transitive_is_kept_with_partial() {
+    let mut attrs = ORIGIN_IGP.to_vec();
+    attrs.extend(EMPTY_AS_PATH);
+    attrs.extend(NEXT_HOP);
+    attrs.extend([0xc0, 200, 2, 1, 2]); // optional transitive
+    attrs.extend([0x80, 201, 1, 9]); // optional non-transitive: dropped
+    let Message::Update(u) = Message::decode(&raw_update(&attrs, &NLRI_24), &FOUR).unwrap() else {
+        panic!("not an UPDATE")
+    };
+    assert_eq!(
+        u.attributes.unknown,
+        vec![RawAttribute {
+            flags: 0xe0,
+            type_code: 200,
+            value: vec![1, 2]
+        }]
+    );
+}
+
+#[test]
+fn two_octet_as_path() {
+    let two = Codec::default();
+    let u = Update {
+        attributes: PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: AsPath::sequence(vec![65000, 64512]),
+            next_hop: Some(Ipv4Addr::new(10, 0, 0, 1)),
+            ..Default::default()
+        },
+        nlri: vec!["10.244.1.0/24".parse().unwrap()],
+        ..Default::default()
+    };
+    let b = Message::Update(u.clone()).encode(&two);
+    assert_eq!(Message::decode(&b, &two).unwrap(), Message::Update(u));
+}
+
+#[test]
+fn end_of_rib_markers() {
+    for fam in [Family::IPV4_UNICAST, Family::IPV6_UNICAST] {
+        let b = Message::Update(Update::end_of_rib(fam)).encode(&FOUR);
+        let Message::Update(u) = Message::decode(&b, &FOUR).unwrap() else {
+            panic!()
+        };
+        assert_eq!(u.end_of_rib_family(), Some(fam));
+    }
+}
+
+#[test]
+fn announce_splits_to_fit() {
+    let prefixes: Vec<Prefix> = (0..3000u32)
+        .map(|i| Prefix::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 8))), 24).unwrap())
+        .collect();
+    let attrs = PathAttributes {
+        origin: Some(Origin::Igp),
+        ..Default::default()
+    };
+    let ups = Update::announce(&attrs, "10.0.0.11".parse().unwrap(), &prefixes, &FOUR);
+    assert!(ups.len() > 1);
+    let mut back = Vec::new();
+    for u in ups {
+        let b = Message::Update(u).encode(&FOUR);
+        assert!(b.len() <= MAX_MESSAGE_LEN);
+        let Message::Update(u) = Message::decode(&b, &FOUR).unwrap() else {
+            panic!()
+        };
+        back.extend(u.nlri);
+    }
+    assert_eq!(back, prefixes);
+}
+
+#[test]
+fn framer_splits_a_stream() {
+    let mut stream = Message::Keepalive.encode(&FOUR).to_vec();
+    stream.extend(Message::Notification(Notification::cease(2)).encode(&FOUR));
+    let mut f = Framer::default();
+    f.push(&stream[..10]);
+    assert!(f.next_message(&FOUR).is_none());
+    f.push(&stream[10..]);
+    assert_eq!(f.next_message(&FOUR).unwrap().unwrap(), Message::Keepalive);
+    assert_eq!(
+        f.next_message(&FOUR).unwrap().unwrap(),
+        Message::Notification(Notification::cease(2))
+    );
+    assert!(f.next_message(&FOUR).is_none());
+}
+
+fn prefix_v4() -> impl Strategy<Value = Prefix> {
+    (any::<u32>(), 0u8..=32)
+        .prop_map(|(a, l)| Prefix::new(IpAddr::V4(Ipv4Addr::from(a)), l).unwrap())
+}
+
+fn prefix_v6() -> impl Strategy<Value = Prefix> {
+    (any::<u128>(), 0u8..=128)
+        .prop_map(|(a, l)| Prefix::new(IpAddr::V6(Ipv6Addr::from(a)), l).unwrap())
+}
+
+fn attrs() -> impl Strategy<Value = PathAttributes> {
+    (
+        prop_oneof![
+            Just(Origin::Igp),
+            Just(Origin::Egp),
+            Just(Origin::Incomplete)
+        ],
+        proptest::collection::vec(proptest::collection::vec(1u32.., 1..5), 0..3),
+        proptest::option::of(any::<u32>()),
+        proptest::option::of(any::<u32>()),
+        proptest::collection::vec(any::<u32>(), 0..4),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(origin, segs, med, lp, communities, atomic)| PathAttributes {
+                origin: Some(origin),
+                as_path: AsPath {
+                    segments: segs
+                        .into_iter()
+                        .map(|asns| AsSegment {
+                            kind: SegmentKind::Sequence,
+                            asns,
+                        })
+                        .collect(),
+                },
+                next_hop: None,
+                med,
+                local_pref: lp,
+                atomic_aggregate: atomic,
+                aggregator: None,
+                communities,
+                unknown: vec![],
+            },
+        )
+}
+
+fn message() -> impl Strategy<Value = Message> {
+    let update_v4 = (
+        attrs(),
+        proptest::collection::vec(prefix_v4(), 0..20),
+        proptest::collection::vec(prefix_v4(), 0..20),
+    )
+        .prop_map(|(mut a, nlri, withdrawn)| {
+            if nlri.is_empty() {
+                a = PathAttributes::default();
+            } else {
+                a.next_hop = Some(Ipv4Addr::new(10, 0, 0, 1));
+            }
+            Message::Update(Update {
+                withdrawn,
+                attributes: a,
+                nlri,
+                ..Default::default()
+            })
+        });
+    let update_v6 = (
+        attrs(),
+        proptest::collection::vec(prefix_v6(), 1..20),
+        proptest::collection::vec(prefix_v6(), 0..20),
+    )
+        .prop_map(|(a, nlri, withdrawn)| {
+            Message::Update(Update {
+                attributes: a,
+                mp_reach: Some(MpReach {
+                    family: Family::IPV6_UNICAST,
+                    next_hops: vec!["fd00::11".parse().unwrap()],
+                    nlri,
+                }),
+                mp_unreach: Some(MpUnreach {
+                    family: Family::IPV6_UNICAST,
+                    withdrawn,
+                }),
+                ..Default::default()
+            })
+        });
+    let open = (1u32.., 0u16..1000, 1u32..).prop_map(|(asn, hold, id)| {
+        let hold = if hold < 3 { 0 } else { hold };
+        Message::Open(Open::new(
+            asn,
+            hold,
+            Ipv4Addr::from(id),
+            &[Family::IPV6_UNICAST],
+        ))
+    });
+    let notification = (
+        1u8..7,
+        any::<u8>(),
+        proptest::collection::vec(any::<u8>(), 0..8),
+    )
+        .prop_map(|(c, s, d)| Message::Notification(Notification::new(c, s, d)));
+    prop_oneof![
+        update_v4,
+        update_v6,
+        open,
+        notification,
+        Just(Message::Keepalive),
+        Just(Message::RouteRefresh(RouteRefresh {
+            family: Family::IPV6_UNICAST
+        })),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn round_trip(msg in message()) {
+        let bytes = msg.encode(&FOUR);
+        prop_assert_eq!(Message::decode(&bytes, &FOUR).unwrap(), msg);
+    }
+
+    /// Any bytes at all: an error or a message, never a panic.
+    #[test]
+    fn garbage_never_panics(mut bytes in proptest::collection::vec(any::<u8>(), 0..200), t in 1u8..6) {
+        if bytes.len() >= 19 {
+            bytes[..16].fill(0xff);
+            let len = bytes.len() as u16;
+            bytes[16..18].copy_from_slice(&len.to_be_bytes());
+            bytes[18] = t;
+        }
+        let _ = Message::decode(&bytes, &FOUR);
+        let mut f = Framer::default();
+        f.push(&bytes);
+        let _ = f.next_message(&FOUR);
+    }
+}

@@ -1,0 +1,245 @@
+//! UPDATE (RFC 4271 section 4.3) and NLRI encoding.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use bytes::{BufMut, BytesMut};
+use nom::bytes::complete::take;
+use nom::number::complete::{be_u16, be_u8};
+
+use super::attributes::{self, type_code, MpReach, MpUnreach, PathAttributes};
+use super::error::DecodeError;
+use super::{nom_err, Codec, Input, HEADER_LEN, MAX_MESSAGE_LEN};
+use crate::prefix::{Family, Prefix};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Update {
+    /// IPv4 unicast routes withdrawn.
+    pub withdrawn: Vec<Prefix>,
+    pub attributes: PathAttributes,
+    /// IPv4 unicast routes announced, with `attributes.next_hop`.
+    pub nlri: Vec<Prefix>,
+    pub mp_reach: Option<MpReach>,
+    pub mp_unreach: Option<MpUnreach>,
+}
+
+impl Update {
+    /// The End-of-RIB marker for `family` (RFC 4724 section 2).
+    pub fn end_of_rib(family: Family) -> Update {
+        if family == Family::IPV4_UNICAST {
+            return Update::default();
+        }
+        Update {
+            mp_unreach: Some(MpUnreach {
+                family,
+                withdrawn: vec![],
+            }),
+            ..Update::default()
+        }
+    }
+
+    /// The family this UPDATE is an End-of-RIB marker for, if it is one.
+    pub fn end_of_rib_family(&self) -> Option<Family> {
+        let no_attrs = self.attributes == PathAttributes::default();
+        if !no_attrs
+            || !self.withdrawn.is_empty()
+            || !self.nlri.is_empty()
+            || self.mp_reach.is_some()
+        {
+            return None;
+        }
+        match &self.mp_unreach {
+            None => Some(Family::IPV4_UNICAST),
+            Some(u) if u.withdrawn.is_empty() => Some(u.family),
+            Some(_) => None,
+        }
+    }
+
+    /// Announcements of `prefixes` (all of one family) via `next_hop`,
+    /// split into as many UPDATEs as the 4096-octet limit needs.
+    pub fn announce(
+        attrs: &PathAttributes,
+        next_hop: IpAddr,
+        prefixes: &[Prefix],
+        codec: &Codec,
+    ) -> Vec<Update> {
+        let mut base = attrs.clone();
+        let ipv4 = next_hop.is_ipv4() && prefixes.iter().all(Prefix::is_ipv4);
+        if ipv4 {
+            if let IpAddr::V4(nh) = next_hop {
+                base.next_hop = Some(nh);
+            }
+        } else {
+            base.next_hop = None;
+        }
+        let family = prefixes
+            .first()
+            .map(Prefix::family)
+            .unwrap_or(Family::IPV4_UNICAST);
+        let make = |chunk: Vec<Prefix>| {
+            if ipv4 {
+                Update {
+                    attributes: base.clone(),
+                    nlri: chunk,
+                    ..Update::default()
+                }
+            } else {
+                Update {
+                    attributes: base.clone(),
+                    mp_reach: Some(MpReach {
+                        family,
+                        next_hops: vec![next_hop],
+                        nlri: chunk,
+                    }),
+                    ..Update::default()
+                }
+            }
+        };
+        let mut attr_buf = BytesMut::new();
+        attributes::encode(&base, None, None, codec, &mut attr_buf);
+        // Header, two length fields, the MP_REACH framing (at most 4 + 5 + 33).
+        let room = MAX_MESSAGE_LEN - HEADER_LEN - 4 - attr_buf.len() - 42;
+        chunk_prefixes(prefixes, room)
+            .into_iter()
+            .map(make)
+            .collect()
+    }
+
+    /// Withdrawals of `prefixes` (all of one family), split to fit.
+    pub fn withdraw(prefixes: &[Prefix]) -> Vec<Update> {
+        let room = MAX_MESSAGE_LEN - HEADER_LEN - 4 - 10;
+        let family = prefixes
+            .first()
+            .map(Prefix::family)
+            .unwrap_or(Family::IPV4_UNICAST);
+        chunk_prefixes(prefixes, room)
+            .into_iter()
+            .map(|chunk| {
+                if family == Family::IPV4_UNICAST {
+                    Update {
+                        withdrawn: chunk,
+                        ..Update::default()
+                    }
+                } else {
+                    Update {
+                        mp_unreach: Some(MpUnreach {
+                            family,
+                            withdrawn: chunk,
+                        }),
+                        ..Update::default()
+                    }
+                }
+            })
+            .collect()
+    }
+
+    pub(super) fn encode(&self, codec: &Codec, buf: &mut BytesMut) {
+        let mut withdrawn = BytesMut::new();
+        encode_prefixes(&self.withdrawn, &mut withdrawn);
+        buf.put_u16(withdrawn.len() as u16);
+        buf.put_slice(&withdrawn);
+        let mut attrs = BytesMut::new();
+        attributes::encode(
+            &self.attributes,
+            self.mp_reach.as_ref(),
+            self.mp_unreach.as_ref(),
+            codec,
+            &mut attrs,
+        );
+        buf.put_u16(attrs.len() as u16);
+        buf.put_slice(&attrs);
+        encode_prefixes(&self.nlri, buf);
+    }
+
+    /// Decodes an UPDATE body with the checks of section 6.3.
+    pub(super) fn decode(body: Input, codec: &Codec) -> Result<Update, DecodeError> {
+        let list = |why| move || DecodeError::MalformedAttributeList(why);
+        let (rest, wlen) = be_u16(body).map_err(nom_err(list("truncated")))?;
+        let (rest, wdata) = take(wlen)(rest).map_err(nom_err(list("withdrawn routes length")))?;
+        let (rest, alen) = be_u16(rest).map_err(nom_err(list("truncated")))?;
+        let (nlri_data, adata) =
+            take(alen)(rest).map_err(nom_err(list("total path attribute length")))?;
+        let withdrawn = decode_prefixes(wdata, true, 32)?;
+        let decoded = attributes::decode(adata, codec)?;
+        let nlri = decode_prefixes(nlri_data, true, 32)?;
+
+        // Section 6.3: well-known mandatory attributes when routes are announced
+        // (RFC 4760 section 3: NEXT_HOP is not needed for MP_REACH alone).
+        let seen = &decoded.seen;
+        if !nlri.is_empty() || decoded.mp_reach.is_some() {
+            for t in [type_code::ORIGIN, type_code::AS_PATH] {
+                if !seen.contains(&t) {
+                    return Err(DecodeError::MissingWellKnown { type_code: t });
+                }
+            }
+        }
+        if !nlri.is_empty() && !seen.contains(&type_code::NEXT_HOP) {
+            return Err(DecodeError::MissingWellKnown {
+                type_code: type_code::NEXT_HOP,
+            });
+        }
+        Ok(Update {
+            withdrawn,
+            attributes: decoded.attrs,
+            nlri,
+            mp_reach: decoded.mp_reach,
+            mp_unreach: decoded.mp_unreach,
+        })
+    }
+}
+
+fn chunk_prefixes(prefixes: &[Prefix], room: usize) -> Vec<Vec<Prefix>> {
+    let mut chunks = Vec::new();
+    let mut cur = Vec::new();
+    let mut used = 0;
+    for p in prefixes {
+        let size = 1 + usize::from(p.len()).div_ceil(8);
+        if used + size > room && !cur.is_empty() {
+            chunks.push(std::mem::take(&mut cur));
+            used = 0;
+        }
+        used += size;
+        cur.push(*p);
+    }
+    if !cur.is_empty() {
+        chunks.push(cur);
+    }
+    chunks
+}
+
+/// Encodes prefixes as `length, significant octets` (section 4.3).
+pub(super) fn encode_prefixes(prefixes: &[Prefix], buf: &mut BytesMut) {
+    for p in prefixes {
+        buf.put_u8(p.len());
+        buf.put_slice(&p.significant_octets());
+    }
+}
+
+/// Decodes a run of prefixes. A length beyond the address or a prefix that
+/// overruns the field is an Invalid Network Field (section 6.3).
+pub(super) fn decode_prefixes(
+    mut input: Input,
+    ipv4: bool,
+    max: u8,
+) -> Result<Vec<Prefix>, DecodeError> {
+    let bad = || DecodeError::InvalidNetworkField;
+    let mut out = Vec::new();
+    while !input.is_empty() {
+        let (rest, len) = be_u8(input).map_err(nom_err(bad))?;
+        if len > max {
+            return Err(bad());
+        }
+        let (rest, octets) = take(usize::from(len).div_ceil(8))(rest).map_err(nom_err(bad))?;
+        input = rest;
+        let addr = if ipv4 {
+            let mut o = [0u8; 4];
+            o[..octets.len()].copy_from_slice(octets);
+            IpAddr::V4(Ipv4Addr::from(o))
+        } else {
+            let mut o = [0u8; 16];
+            o[..octets.len()].copy_from_slice(octets);
+            IpAddr::V6(Ipv6Addr::from(o))
+        };
+        out.push(Prefix::new(addr, len).map_err(|_| bad())?);
+    }
+    Ok(out)
+}
