@@ -6,3 +6,4 @@ pub mod packet;
 pub mod prefix;
 
 pub use prefix::{Family, Prefix};
+pub mod fsm;

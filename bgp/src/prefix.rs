@@ -78,7 +78,7 @@ impl Prefix {
         self.addr
     }
 
-    pub fn len(&self) -> u8 {
+    pub fn length(&self) -> u8 {
         self.len
     }
 
@@ -132,7 +132,7 @@ mod tests {
         assert_eq!(p.to_string(), "10.244.1.0/24");
         let p: Prefix = "fd00:244:1::5/64".parse().unwrap();
         assert_eq!(p.to_string(), "fd00:244:1::/64");
-        assert_eq!("0.0.0.0/0".parse::<Prefix>().unwrap().len(), 0);
+        assert_eq!("0.0.0.0/0".parse::<Prefix>().unwrap().length(), 0);
     }
 
     #[test]

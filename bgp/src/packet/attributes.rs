@@ -326,7 +326,7 @@ fn decode_known(
             a.aggregator = Some((asn, id));
         }
         COMMUNITIES => {
-            if value.is_empty() || value.len() % 4 != 0 {
+            if value.is_empty() || !value.len().is_multiple_of(4) {
                 return Err(DecodeError::OptionalAttribute {
                     type_code: tcode,
                     attribute: whole,

@@ -55,6 +55,9 @@ pub struct RouteRefresh {
     pub family: Family,
 }
 
+// Messages and actions are short-lived and moved, not stored: boxing the
+// large variant would cost an allocation per UPDATE for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     Open(Open),

@@ -192,7 +192,7 @@ fn chunk_prefixes(prefixes: &[Prefix], room: usize) -> Vec<Vec<Prefix>> {
     let mut cur = Vec::new();
     let mut used = 0;
     for p in prefixes {
-        let size = 1 + usize::from(p.len()).div_ceil(8);
+        let size = 1 + usize::from(p.length()).div_ceil(8);
         if used + size > room && !cur.is_empty() {
             chunks.push(std::mem::take(&mut cur));
             used = 0;
@@ -209,7 +209,7 @@ fn chunk_prefixes(prefixes: &[Prefix], room: usize) -> Vec<Vec<Prefix>> {
 /// Encodes prefixes as `length, significant octets` (section 4.3).
 pub(super) fn encode_prefixes(prefixes: &[Prefix], buf: &mut BytesMut) {
     for p in prefixes {
-        buf.put_u8(p.len());
+        buf.put_u8(p.length());
         buf.put_slice(&p.significant_octets());
     }
 }
