@@ -7,3 +7,4 @@ pub mod prefix;
 
 pub use prefix::{Family, Prefix};
 pub mod fsm;
+pub mod rib;
