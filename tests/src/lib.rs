@@ -1,1 +1,28 @@
-//! Lab library.
+//! Starling's lab: network namespaces wired into a small rack (a switch, a
+//! ToR running FRR, three nodes running `starling-agent`, two pods per node),
+//! used by the integration tests (`tests/tests/lab.rs`) and by the lab
+//! command (`starling-lab up|down`, wrapped by `examples/lab/lab.sh`).
+//!
+//! Start with [`Lab::up`]; everything is torn down when the [`Lab`] is
+//! dropped. Lower-level pieces are public for tests that need them.
+
+pub mod agent;
+pub mod cmd;
+pub mod datastore;
+pub mod error;
+pub mod frr;
+pub mod kernel;
+pub mod lab;
+pub mod netns;
+pub mod pods;
+pub mod probe;
+pub mod process;
+pub mod rawpeer;
+pub mod state;
+pub mod topology;
+pub mod wait;
+
+pub use error::{Error, Result};
+pub use lab::{Lab, LabOptions, Pod};
+pub use topology::{Cidr, NodeSpec, PodSpec};
+pub use wait::{wait_until, Check};

@@ -1,0 +1,336 @@
+//! The Starling agents: one `starling-agent` per node namespace, queried with
+//! `starlingctl` over its control socket.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cmd;
+use crate::error::{Error, Result};
+use crate::netns;
+use crate::process::{Managed, STOP_GRACE};
+use crate::wait::wait_until;
+
+/// Name of the agent binary.
+pub const AGENT_BIN: &str = "starling-agent";
+/// Name of the CLI binary.
+pub const CTL_BIN: &str = "starlingctl";
+
+/// Where the workspace binaries are: `STARLING_BIN_DIR`, else
+/// `<workspace>/target/debug`.
+pub fn bin_dir() -> PathBuf {
+    match std::env::var_os("STARLING_BIN_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("target")
+            .join("debug"),
+    }
+}
+
+/// Full path of a workspace binary, checked to exist.
+pub fn binary(name: &str) -> Result<PathBuf> {
+    let p = bin_dir().join(name);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(Error::Setup(format!(
+            "{name} not found at {}: build it (cargo build --workspace --bins) or set STARLING_BIN_DIR",
+            p.display()
+        )))
+    }
+}
+
+/// One BGP session as `starlingctl peers -o json` reports it.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct Peer {
+    #[serde(default)]
+    pub name: String,
+    pub address: String,
+    #[serde(default)]
+    pub asn: u32,
+    /// "mesh" or "peer".
+    #[serde(default)]
+    pub kind: String,
+    /// "Idle" .. "Established".
+    pub state: String,
+    #[serde(default)]
+    pub uptime_seconds: Option<u64>,
+    #[serde(default)]
+    pub prefixes_received: u64,
+    #[serde(default)]
+    pub prefixes_sent: u64,
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+impl Peer {
+    /// The peer's address (accepts `ip` and `ip:port` forms).
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.address
+            .parse::<IpAddr>()
+            .ok()
+            .or_else(|| self.address.parse::<SocketAddr>().ok().map(|s| s.ip()))
+    }
+
+    pub fn is_established(&self) -> bool {
+        self.state.eq_ignore_ascii_case("Established")
+    }
+}
+
+/// One route as `starlingctl routes -o json` reports it.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct AgentRoute {
+    pub prefix: String,
+    #[serde(default)]
+    pub next_hops: Vec<String>,
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub peer: Option<String>,
+    /// Left untyped: a list of AS numbers or a string.
+    #[serde(default)]
+    pub as_path: serde_json::Value,
+    #[serde(default)]
+    pub installed: bool,
+}
+
+/// Parses `starlingctl peers -o json`.
+pub fn parse_peers(json: &str) -> Result<Vec<Peer>> {
+    serde_json::from_str(json).map_err(|e| Error::parse("`starlingctl peers -o json`", e))
+}
+
+/// Parses `starlingctl routes -o json`.
+pub fn parse_routes(json: &str) -> Result<Vec<AgentRoute>> {
+    serde_json::from_str(json).map_err(|e| Error::parse("`starlingctl routes -o json`", e))
+}
+
+/// Brief `address=state` list, for observations.
+pub fn brief_peers(peers: &[Peer]) -> String {
+    if peers.is_empty() {
+        return "no peers".to_string();
+    }
+    peers
+        .iter()
+        .map(|p| format!("{}={}", p.address, p.state))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A `starlingctl` pointed at one control socket.
+#[derive(Debug, Clone)]
+pub struct Ctl {
+    pub socket: PathBuf,
+}
+
+impl Ctl {
+    /// Runs `starlingctl --socket SOCK ARGS...`; returns stdout.
+    pub fn run(&self, args: &[&str]) -> Result<String> {
+        let bin = binary(CTL_BIN)?;
+        let sock = self.socket.display().to_string();
+        let mut full = vec!["--socket", sock.as_str()];
+        full.extend_from_slice(args);
+        let bin = bin.display().to_string();
+        Ok(cmd::run_checked(&bin, &full, Duration::from_secs(10))?.stdout)
+    }
+
+    pub fn peers(&self) -> Result<Vec<Peer>> {
+        parse_peers(&self.run(&["peers", "-o", "json"])?)
+    }
+
+    pub fn routes(&self) -> Result<Vec<AgentRoute>> {
+        parse_routes(&self.run(&["routes", "-o", "json"])?)
+    }
+
+    /// The human `peers` table.
+    pub fn peers_table(&self) -> Result<String> {
+        self.run(&["peers"])
+    }
+
+    /// The human `routes` table.
+    pub fn routes_table(&self) -> Result<String> {
+        self.run(&["routes"])
+    }
+}
+
+/// One node's agent: its files live in `dir` (log, control socket).
+#[derive(Debug)]
+pub struct Agent {
+    node: String,
+    ns: String,
+    dir: PathBuf,
+    datastore: PathBuf,
+    rust_log: String,
+    proc: Option<Managed>,
+}
+
+impl Agent {
+    /// Describes (does not start) the agent of node `node` living in `ns`.
+    pub fn new(node: &str, ns: &str, dir: &Path, datastore: &Path, rust_log: &str) -> Self {
+        Agent {
+            node: node.to_string(),
+            ns: ns.to_string(),
+            dir: dir.to_path_buf(),
+            datastore: datastore.to_path_buf(),
+            rust_log: rust_log.to_string(),
+            proc: None,
+        }
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.ns
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("ctl.sock")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("agent.log")
+    }
+
+    pub fn ctl(&self) -> Ctl {
+        Ctl {
+            socket: self.socket(),
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(Managed::pid)
+    }
+
+    /// Starts the agent (no-op if it runs). Does not wait for it; see
+    /// [`Agent::wait_ready`].
+    pub fn start(&mut self) -> Result<u32> {
+        if let Some(p) = self.proc.as_mut() {
+            if p.is_running() {
+                return Ok(p.pid());
+            }
+        }
+        let bin = binary(AGENT_BIN)?;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| Error::io(format!("creating {}", self.dir.display()), e))?;
+        let _ = std::fs::remove_file(self.socket());
+        let log = self.log_path();
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+        {
+            let _ = writeln!(f, "=== starling-lab: starting {} in {}", self.node, self.ns);
+        }
+        let datastore = format!("file:{}", self.datastore.display());
+        let socket = self.socket().display().to_string();
+        let args = [
+            "--node-name",
+            self.node.as_str(),
+            "--datastore",
+            datastore.as_str(),
+            "--control-socket",
+            socket.as_str(),
+        ];
+        let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| self.rust_log.clone());
+        let child = netns::spawn(&self.ns, &bin, &args, &[("RUST_LOG", &rust_log)], &log)?;
+        let m = Managed::new(format!("agent of {}", self.node), child, &log);
+        let pid = m.pid();
+        self.proc = Some(m);
+        Ok(pid)
+    }
+
+    /// Waits until the agent answers `starlingctl peers`.
+    pub fn wait_ready(&mut self, deadline: Duration) -> Result<()> {
+        let what = format!(
+            "agent of {} to answer on {}",
+            self.node,
+            self.socket().display()
+        );
+        wait_until(deadline, &what, || {
+            self.check_running()?;
+            self.ctl().peers().map(|_| true)
+        })
+    }
+
+    /// Fails with the log's tail if the agent is not running.
+    pub fn check_running(&mut self) -> Result<()> {
+        match self.proc.as_mut() {
+            Some(p) => p.check_running(),
+            None => Err(Error::Exited {
+                what: format!("agent of {}", self.node),
+                status: "not started".into(),
+                log_tail: self.log_tail(30),
+            }),
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.proc.as_mut().is_some_and(Managed::is_running)
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within the grace period.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        self.proc.take().and_then(|mut p| p.stop(STOP_GRACE))
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) -> Option<ExitStatus> {
+        self.proc.take().and_then(|mut p| p.kill())
+    }
+
+    /// Leaves the agent running (for a kept lab).
+    pub fn detach(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.detach();
+        }
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        cmd::tail_file(&self.log_path(), lines)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse() {
+        let p = parse_peers(
+            r#"[{"name":"tor","address":"10.0.0.1","asn":65000,"kind":"peer","state":"Established",
+                "uptime_seconds":12,"prefixes_received":0,"prefixes_sent":2,"last_error":null},
+               {"name":"node-2","address":"fd00::12","asn":64512,"kind":"mesh","state":"Active",
+                "uptime_seconds":null,"prefixes_received":0,"prefixes_sent":0,"last_error":"refused"}]"#,
+        )
+        .unwrap();
+        assert!(p[0].is_established());
+        assert_eq!(p[1].ip(), Some("fd00::12".parse().unwrap()));
+        assert_eq!(p[1].last_error.as_deref(), Some("refused"));
+        assert!(brief_peers(&p).contains("fd00::12=Active"));
+        assert!(parse_peers("not json").is_err());
+        assert!(parse_peers(r#"[{"name":"x"}]"#).is_err());
+    }
+
+    #[test]
+    fn routes_parse() {
+        let r = parse_routes(
+            r#"[{"prefix":"10.244.2.0/24","next_hops":["10.0.0.12"],"source":"bgp",
+                 "peer":"10.0.0.12","as_path":[],"installed":true}]"#,
+        )
+        .unwrap();
+        assert!(r[0].installed);
+        assert_eq!(r[0].next_hops, vec!["10.0.0.12"]);
+    }
+}

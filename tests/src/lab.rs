@@ -1,0 +1,642 @@
+//! `Lab`: one whole lab (switch, ToR with FRR, three nodes with agents, six
+//! pods) owned by one value and torn down when it is dropped.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::agent::{self, Agent};
+use crate::datastore;
+use crate::error::{Error, Result};
+use crate::frr::{self, Afi, Frr};
+use crate::kernel::{self, KernelRoute};
+use crate::netns;
+use crate::pods;
+use crate::state::{self, FileLock, ProcRecord, Record};
+use crate::topology::{self, Cidr, NodeSpec, PodSpec};
+use crate::wait::{wait_until, Check};
+
+/// What [`Lab::up`] builds and starts.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// Start FRR in `tor`.
+    pub frr: bool,
+    /// Start the three agents (and wait until each answers `starlingctl`).
+    pub agents: bool,
+    /// Datastore contents (default: examples/lab/cluster.yaml).
+    pub cluster_yaml: String,
+    /// bgpd.conf for the ToR (default: examples/lab/frr/bgpd.conf).
+    pub bgpd_conf: String,
+    /// zebra.conf for the ToR (default: examples/lab/frr/zebra.conf).
+    pub zebra_conf: String,
+    /// RUST_LOG for the agents when the environment has none.
+    pub rust_log: String,
+    /// How long each agent may take to answer after starting.
+    pub agent_ready_timeout: Duration,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        LabOptions {
+            frr: true,
+            agents: true,
+            cluster_yaml: datastore::DEFAULT_CLUSTER_YAML.to_string(),
+            bgpd_conf: frr::DEFAULT_BGPD_CONF.to_string(),
+            zebra_conf: frr::DEFAULT_ZEBRA_CONF.to_string(),
+            rust_log: "info".to_string(),
+            agent_ready_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+impl LabOptions {
+    /// Topology, pods and FRR, but no agents.
+    pub fn without_agents() -> Self {
+        LabOptions {
+            agents: false,
+            ..LabOptions::default()
+        }
+    }
+}
+
+/// A pod namespace plugged into its node.
+#[derive(Debug, Clone)]
+pub struct Pod {
+    pub spec: PodSpec,
+    /// The pod's namespace (with the lab prefix).
+    pub ns: String,
+    /// Host-side veth in the node namespace.
+    pub host_if: String,
+}
+
+impl Pod {
+    pub fn v4(&self) -> IpAddr {
+        IpAddr::V4(self.spec.v4)
+    }
+
+    pub fn v6(&self) -> IpAddr {
+        IpAddr::V6(self.spec.v6)
+    }
+}
+
+/// A running lab. Dropping it tears everything down unless [`Lab::set_keep`].
+#[derive(Debug)]
+pub struct Lab {
+    prefix: String,
+    name: String,
+    dir: PathBuf,
+    record: Record,
+    nodes: Vec<NodeSpec>,
+    pods: Vec<Pod>,
+    frr: Option<Frr>,
+    agents: BTreeMap<String, Agent>,
+    keep: bool,
+    torn_down: bool,
+    _lock: FileLock,
+}
+
+impl Lab {
+    /// Builds a lab whose namespaces are named `<prefix><base>` ("" for the lab
+    /// command, e.g. "t3-" in tests). A leftover lab of the same prefix (a
+    /// crashed run) is cleaned first. On error everything built so far is
+    /// torn down.
+    pub fn up(prefix: &str, options: LabOptions) -> Result<Lab> {
+        check_root()?;
+        let name = state::lab_name(prefix)?;
+        let lock = FileLock::try_acquire(&state::lab_lock_path(&name))?.ok_or_else(|| {
+            Error::Setup(format!(
+                "lab {name:?} is in use by another process (lock {})",
+                state::lab_lock_path(&name).display()
+            ))
+        })?;
+        state::cleanup(prefix)?;
+        let dir = state::state_dir(prefix)?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let mut lab = Lab {
+            prefix: prefix.to_string(),
+            name,
+            record: Record {
+                prefix: prefix.to_string(),
+                ..Record::default()
+            },
+            dir,
+            nodes: topology::nodes(),
+            pods: Vec::new(),
+            frr: None,
+            agents: BTreeMap::new(),
+            keep: false,
+            torn_down: false,
+            _lock: lock,
+        };
+        lab.save_record()?;
+        lab.build_topology()?;
+        lab.write_datastore(&options.cluster_yaml)?;
+        if options.frr {
+            lab.start_frr(&options)?;
+        }
+        let datastore = lab.datastore_path();
+        for n in lab.nodes.clone() {
+            let dir = lab.dir.join(&n.name);
+            let a = Agent::new(
+                &n.name,
+                &lab.ns(&n.name),
+                &dir,
+                &datastore,
+                &options.rust_log,
+            );
+            lab.agents.insert(n.name.clone(), a);
+        }
+        if options.agents {
+            for n in lab.node_names() {
+                lab.spawn_agent(&n)?;
+            }
+            for n in lab.node_names() {
+                lab.agent_mut(&n)?.wait_ready(options.agent_ready_timeout)?;
+            }
+        }
+        Ok(lab)
+    }
+
+    fn build_topology(&mut self) -> Result<()> {
+        let sw = self.ns(topology::SWITCH);
+        self.create_ns(&sw)?;
+        topology::build_switch(&sw)?;
+
+        let tor = self.ns(topology::TOR);
+        self.create_ns(&tor)?;
+        topology::attach(
+            &sw,
+            &topology::port_name(topology::TOR),
+            &tor,
+            &[
+                format!("{}/24", topology::TOR_V4),
+                format!("{}/64", topology::TOR_V6),
+            ],
+        )?;
+
+        for n in self.nodes.clone() {
+            let node_ns = self.ns(&n.name);
+            self.create_ns(&node_ns)?;
+            topology::attach(
+                &sw,
+                &topology::port_name(&n.name),
+                &node_ns,
+                &[format!("{}/24", n.v4), format!("{}/64", n.v6)],
+            )?;
+            topology::make_node_router(&node_ns)?;
+            for p in n.pods() {
+                let pod_ns = self.ns(&p.base_name());
+                self.create_ns(&pod_ns)?;
+                let host_if = pods::plug(&node_ns, &pod_ns, &p)?;
+                self.pods.push(Pod {
+                    spec: p,
+                    ns: pod_ns,
+                    host_if,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn create_ns(&mut self, ns: &str) -> Result<()> {
+        self.record.namespaces.push(ns.to_string());
+        self.save_record()?;
+        netns::create(ns)
+    }
+
+    fn save_record(&self) -> Result<()> {
+        self.record.save(&self.dir)
+    }
+
+    fn record_process(&mut self, pid: u32, what: &str, program: &Path) -> Result<()> {
+        self.record.processes.push(ProcRecord {
+            pid,
+            what: what.to_string(),
+            program: program.display().to_string(),
+        });
+        self.save_record()
+    }
+
+    fn forget_process(&mut self, pid: u32) -> Result<()> {
+        self.record.processes.retain(|p| p.pid != pid);
+        self.save_record()
+    }
+
+    fn start_frr(&mut self, options: &LabOptions) -> Result<()> {
+        let tor = self.ns(topology::TOR);
+        let dir = self.dir.join(topology::TOR);
+        let frr = Frr::start(
+            &tor,
+            &dir,
+            &state::frr_instance(&self.name),
+            &options.bgpd_conf,
+            &options.zebra_conf,
+        );
+        // Record whatever did start before reporting an error.
+        let frr = frr?;
+        let pids = frr.pids();
+        self.frr = Some(frr);
+        for (pid, d) in pids.into_iter().zip(["zebra", "bgpd"]) {
+            self.record_process(pid, &format!("FRR {d}"), &frr::daemon_dir().join(d))?;
+        }
+        Ok(())
+    }
+
+    // ----- names and specs -----
+
+    /// The prefix this lab was built with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The lab's name ("default" or the prefix without '-').
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `/run/starling-lab/<name>/`.
+    pub fn state_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Namespace name for a base name: `ns("node-1")` = "t3-node-1".
+    pub fn ns(&self, base: &str) -> String {
+        format!("{}{base}", self.prefix)
+    }
+
+    pub fn nodes(&self) -> &[NodeSpec] {
+        &self.nodes
+    }
+
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    pub fn node(&self, name: &str) -> Result<&NodeSpec> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| Error::Setup(format!("no node {name:?} in the lab")))
+    }
+
+    pub fn pods(&self) -> &[Pod] {
+        &self.pods
+    }
+
+    /// `pod("node-1", "pod-a")`.
+    pub fn pod(&self, node: &str, pod: &str) -> Result<&Pod> {
+        self.pods
+            .iter()
+            .find(|p| p.spec.node == node && p.spec.name == pod)
+            .ok_or_else(|| Error::Setup(format!("no pod {node}/{pod} in the lab")))
+    }
+
+    /// Every namespace this lab created.
+    pub fn namespaces(&self) -> &[String] {
+        &self.record.namespaces
+    }
+
+    // ----- FRR -----
+
+    pub fn frr(&self) -> Result<&Frr> {
+        self.frr
+            .as_ref()
+            .ok_or_else(|| Error::Setup("FRR is not running in this lab".into()))
+    }
+
+    pub fn frr_mut(&mut self) -> Result<&mut Frr> {
+        self.frr
+            .as_mut()
+            .ok_or_else(|| Error::Setup("FRR is not running in this lab".into()))
+    }
+
+    /// The ToR's six neighbors: every node's IPv4 and IPv6 address.
+    pub fn frr_neighbors(&self) -> Vec<IpAddr> {
+        self.nodes.iter().flat_map(NodeSpec::addrs).collect()
+    }
+
+    /// Waits until FRR has all six neighbors Established.
+    pub fn wait_frr_established(&mut self, deadline: Duration) -> Result<frr::BgpSummary> {
+        let n = self.frr_neighbors();
+        self.frr_mut()?.wait_established(&n, deadline)
+    }
+
+    /// Waits until FRR's BGP tables hold every node's pod CIDRs.
+    pub fn wait_frr_routes(&mut self, deadline: Duration) -> Result<()> {
+        let want: Vec<Cidr> = self.nodes.iter().flat_map(NodeSpec::pod_cidrs).collect();
+        let frr = self.frr_mut()?;
+        wait_until(deadline, "FRR's BGP tables to hold every pod CIDR", || {
+            frr.check_running()?;
+            let mut have = frr.table(Afi::Ipv4)?.prefixes();
+            have.extend(frr.table(Afi::Ipv6)?.prefixes());
+            let missing: Vec<String> = want
+                .iter()
+                .filter(|c| !have.contains(c))
+                .map(Cidr::to_string)
+                .collect();
+            Ok(Check::when(missing.is_empty(), (), || {
+                format!("missing {}", missing.join(", "))
+            }))
+        })
+    }
+
+    // ----- agents -----
+
+    pub fn agent(&self, node: &str) -> Result<&Agent> {
+        self.agents
+            .get(node)
+            .ok_or_else(|| Error::Setup(format!("no agent for node {node:?}")))
+    }
+
+    pub fn agent_mut(&mut self, node: &str) -> Result<&mut Agent> {
+        self.agents
+            .get_mut(node)
+            .ok_or_else(|| Error::Setup(format!("no agent for node {node:?}")))
+    }
+
+    fn spawn_agent(&mut self, node: &str) -> Result<()> {
+        let pid = self.agent_mut(node)?.start()?;
+        let program = agent::binary(agent::AGENT_BIN)?;
+        if !self.record.processes.iter().any(|p| p.pid == pid) {
+            self.record_process(pid, &format!("agent of {node}"), &program)?;
+        }
+        Ok(())
+    }
+
+    /// Starts a node's agent and waits until it answers `starlingctl`.
+    pub fn start_agent(&mut self, node: &str) -> Result<()> {
+        self.spawn_agent(node)?;
+        self.agent_mut(node)?.wait_ready(Duration::from_secs(20))
+    }
+
+    /// SIGTERM to a node's agent (SIGKILL after the grace period); returns
+    /// how it exited.
+    pub fn stop_agent(&mut self, node: &str) -> Result<Option<std::process::ExitStatus>> {
+        let a = self.agent_mut(node)?;
+        let pid = a.pid();
+        let st = a.stop();
+        if let Some(pid) = pid {
+            self.forget_process(pid)?;
+        }
+        Ok(st)
+    }
+
+    /// SIGKILL to a node's agent.
+    pub fn kill_agent(&mut self, node: &str) -> Result<()> {
+        let a = self.agent_mut(node)?;
+        let pid = a.pid();
+        a.kill();
+        if let Some(pid) = pid {
+            self.forget_process(pid)?;
+        }
+        Ok(())
+    }
+
+    /// The BGP sessions a node's agent should have: the two other nodes over
+    /// IPv4 and IPv6 (mesh), and the ToR over IPv4 and IPv6.
+    pub fn expected_agent_peers(&self, node: &str) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = self
+            .nodes
+            .iter()
+            .filter(|n| n.name != node)
+            .flat_map(NodeSpec::addrs)
+            .collect();
+        v.push(IpAddr::V4(topology::TOR_V4));
+        v.push(IpAddr::V6(topology::TOR_V6));
+        v
+    }
+
+    /// Waits until the node's agent reports every address in `peers`
+    /// Established.
+    pub fn wait_agent_established(
+        &mut self,
+        node: &str,
+        peers: &[IpAddr],
+        deadline: Duration,
+    ) -> Result<Vec<agent::Peer>> {
+        let what = format!("agent of {node}: sessions {peers:?} Established");
+        let a = self.agent_mut(node)?;
+        wait_until(deadline, &what, || {
+            a.check_running()?;
+            let list = a.ctl().peers()?;
+            let ok = peers.iter().all(|want| {
+                list.iter()
+                    .any(|p| p.ip() == Some(*want) && p.is_established())
+            });
+            let brief = agent::brief_peers(&list);
+            Ok(Check::when(ok, list, || brief))
+        })
+    }
+
+    /// Waits until every node's agent has all its expected sessions up.
+    pub fn wait_agents_established(&mut self, deadline: Duration) -> Result<()> {
+        let start = std::time::Instant::now();
+        for n in self.node_names() {
+            let peers = self.expected_agent_peers(&n);
+            let left = deadline.saturating_sub(start.elapsed());
+            self.wait_agent_established(&n, &peers, left)?;
+        }
+        Ok(())
+    }
+
+    // ----- kernel routes -----
+
+    /// A node's proto-87 routes (IPv4 and IPv6).
+    pub fn kernel_routes(&self, node: &str) -> Result<Vec<(Cidr, KernelRoute)>> {
+        kernel::agent_routes(&self.ns(node))
+    }
+
+    /// What `node`'s kernel lacks of the routes it should have learned: every
+    /// other node's pod CIDRs via that node's address (only `among` nodes).
+    pub fn missing_routes(&self, node: &str, among: &[String]) -> Result<Vec<String>> {
+        let routes = self.kernel_routes(node)?;
+        let mut missing = Vec::new();
+        for other in self
+            .nodes
+            .iter()
+            .filter(|n| n.name != node && among.contains(&n.name))
+        {
+            for (cidr, via) in [
+                (other.pod_cidr_v4, IpAddr::V4(other.v4)),
+                (other.pod_cidr_v6, IpAddr::V6(other.v6)),
+            ] {
+                if !kernel::has_route_via(&routes, &cidr, via) {
+                    missing.push(format!("{cidr} via {via}"));
+                }
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Waits until every node's kernel holds every other node's pod CIDRs via
+    /// that node's address.
+    pub fn wait_routes_everywhere(&self, deadline: Duration) -> Result<()> {
+        let names = self.node_names();
+        wait_until(
+            deadline,
+            "every node to route every other node's pod CIDRs",
+            || {
+                let mut obs = Vec::new();
+                for n in &names {
+                    let m = self.missing_routes(n, &names)?;
+                    if !m.is_empty() {
+                        obs.push(format!("{n} lacks {}", m.join(", ")));
+                    }
+                }
+                Ok(Check::when(obs.is_empty(), (), || obs.join("; ")))
+            },
+        )
+    }
+
+    /// Waits until none of `gone`'s pod CIDRs is in `node`'s kernel (proto 87).
+    pub fn wait_routes_gone(&self, node: &str, gone: &str, deadline: Duration) -> Result<()> {
+        let cidrs = self.node(gone)?.pod_cidrs();
+        let what = format!("{gone}'s pod CIDRs to leave {node}'s kernel");
+        wait_until(deadline, &what, || {
+            let routes = self.kernel_routes(node)?;
+            let still: Vec<String> = cidrs
+                .iter()
+                .filter(|c| kernel::has_prefix(&routes, c))
+                .map(Cidr::to_string)
+                .collect();
+            Ok(Check::when(still.is_empty(), (), || {
+                format!("still there: {}", still.join(", "))
+            }))
+        })
+    }
+
+    // ----- datastore -----
+
+    /// The lab's copy of the datastore the agents read.
+    pub fn datastore_path(&self) -> PathBuf {
+        self.dir.join("cluster.yaml")
+    }
+
+    pub fn read_datastore(&self) -> Result<String> {
+        let p = self.datastore_path();
+        std::fs::read_to_string(&p).map_err(|e| Error::io(format!("reading {}", p.display()), e))
+    }
+
+    /// Replaces the datastore atomically (write + rename).
+    pub fn write_datastore(&self, yaml: &str) -> Result<()> {
+        datastore::write_atomic(&self.datastore_path(), yaml)
+    }
+
+    // ----- diagnostics and teardown -----
+
+    /// What a failing test should print: agents' log tails and tables, each
+    /// node's proto-87 routes, FRR's logs and summary.
+    pub fn diagnostics(&mut self) -> String {
+        let mut s = format!(
+            "===== diagnostics of lab {:?} ({})\n",
+            self.name,
+            self.dir.display()
+        );
+        for n in self.node_names() {
+            let ns = self.ns(&n);
+            if let Some(a) = self.agents.get_mut(&n) {
+                let state = match a.check_running() {
+                    Ok(()) => format!("running (pid {:?})", a.pid()),
+                    Err(e) => format!("not running: {e}"),
+                };
+                s.push_str(&format!("----- agent of {n}: {state}\n"));
+                s.push_str(&format!(
+                    "--- {} (last 40 lines)\n{}\n",
+                    a.log_path().display(),
+                    a.log_tail(40)
+                ));
+                if a.is_running() {
+                    let ctl = a.ctl();
+                    for (t, r) in [("peers", ctl.peers_table()), ("routes", ctl.routes_table())] {
+                        match r {
+                            Ok(out) => s.push_str(&format!("--- starlingctl {t}\n{out}\n")),
+                            Err(e) => s.push_str(&format!("--- starlingctl {t}: {e}\n")),
+                        }
+                    }
+                }
+            }
+            for fam in ["-4", "-6"] {
+                match netns::ip(&ns, &[fam, "route", "show"]) {
+                    Ok(out) => s.push_str(&format!("--- ip {fam} route ({ns})\n{out}")),
+                    Err(e) => s.push_str(&format!("--- ip {fam} route ({ns}): {e}\n")),
+                }
+            }
+        }
+        match self.frr.as_mut() {
+            Some(f) => {
+                if let Err(e) = f.check_running() {
+                    s.push_str(&format!("----- FRR: {e}\n"));
+                }
+                s.push_str("----- FRR\n");
+                s.push_str(&f.diagnostics(40));
+            }
+            None => s.push_str("----- FRR not started\n"),
+        }
+        s
+    }
+
+    /// Keep everything running after this value is dropped (`--keep`).
+    pub fn set_keep(&mut self, keep: bool) {
+        self.keep = keep;
+    }
+
+    /// Stops agents and FRR, deletes the namespaces and the state dir.
+    pub fn teardown(&mut self) -> Result<()> {
+        if self.torn_down {
+            return Ok(());
+        }
+        self.torn_down = true;
+        // SIGTERM to every agent first so they shut down in parallel.
+        for a in self.agents.values_mut() {
+            if let Some(pid) = a.pid() {
+                crate::cmd::signal_pid(pid, libc::SIGTERM);
+            }
+        }
+        for a in self.agents.values_mut() {
+            a.stop();
+        }
+        if let Some(mut f) = self.frr.take() {
+            f.stop();
+        }
+        state::cleanup(&self.prefix).map(|_| ())
+    }
+
+    fn detach_all(&mut self) {
+        for a in self.agents.values_mut() {
+            a.detach();
+        }
+        if let Some(f) = self.frr.as_mut() {
+            f.detach();
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.keep {
+            self.detach_all();
+            let _ = self.save_record();
+            return;
+        }
+        if let Err(e) = self.teardown() {
+            eprintln!(
+                "starling-lab: teardown of lab {:?} incomplete: {e}",
+                self.name
+            );
+        }
+    }
+}
+
+/// Fails unless running as root (namespaces, veths and FRR need it).
+pub fn check_root() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        Ok(())
+    } else {
+        Err(Error::Setup(
+            "the lab needs root (network namespaces, veths, FRR)".into(),
+        ))
+    }
+}

@@ -1,0 +1,300 @@
+//! Lab integration tests. Run as root: `cargo test -p starling-lab --test lab`.
+//!
+//! Each test builds its own lab with its own prefix (`t1-`, `t2-`, ...), so
+//! none clashes with a lab started by `starling-lab up`; a file lock keeps
+//! them from running concurrently (across test threads and binaries). Tests
+//! that need `starling-agent` fail until it exists. On failure a test prints
+//! what it observed: agents' log tails and tables, kernel routes, FRR's logs.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use starling_lab::frr::Afi;
+use starling_lab::{netns, probe, state, topology, Error, Lab, LabOptions, Result};
+
+const LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
+const SESSIONS_UP: Duration = Duration::from_secs(60);
+const ROUTES_IN: Duration = Duration::from_secs(30);
+/// Hold time (9 s) plus margin.
+const ROUTES_OUT: Duration = Duration::from_secs(12);
+
+/// Builds a lab, runs `body`, prints diagnostics and panics on error, then
+/// tears down and checks nothing of the prefix is left.
+fn run_lab(prefix: &str, options: LabOptions, body: impl FnOnce(&mut Lab) -> Result<()>) {
+    let _lock = state::tests_lock(LOCK_WAIT).unwrap_or_else(|e| panic!("{e}"));
+    let mut lab = Lab::up(prefix, options).unwrap_or_else(|e| panic!("lab {prefix:?} up: {e}"));
+    if let Err(e) = body(&mut lab) {
+        let diag = lab.diagnostics();
+        drop(lab);
+        panic!("{e}\n{diag}");
+    }
+    let dir = lab.state_dir().to_path_buf();
+    lab.teardown().unwrap_or_else(|e| panic!("teardown: {e}"));
+    drop(lab);
+    assert_no_leftovers(prefix, &dir);
+}
+
+fn assert_no_leftovers(prefix: &str, dir: &std::path::Path) {
+    let ours = state::namespace_names(prefix);
+    let left: Vec<String> = netns::list()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .filter(|n| ours.contains(n))
+        .collect();
+    assert!(left.is_empty(), "namespaces left after teardown: {left:?}");
+    assert!(
+        !dir.exists(),
+        "state dir {} left after teardown",
+        dir.display()
+    );
+}
+
+fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<()> {
+    if cond {
+        Ok(())
+    } else {
+        Err(Error::Setup(msg()))
+    }
+}
+
+/// node-1 pod-a → node-3 pod-a: ping and TCP, IPv4 and IPv6.
+fn pods_talk_across_nodes(lab: &Lab) -> Result<()> {
+    let from = lab.pod("node-1", "pod-a")?.clone();
+    let to = lab.pod("node-3", "pod-a")?.clone();
+    for addr in [to.v4(), to.v6()] {
+        probe::ping(&from.ns, addr, Duration::from_secs(10))?;
+        let r = probe::tcp_exchange_until(&from.ns, &to.ns, addr, Duration::from_secs(10))?;
+        println!("{r}");
+        let want = if addr.is_ipv4() { from.v4() } else { from.v6() };
+        ensure(r.client_seen.ip() == want, || {
+            format!("server saw client {} instead of {want}", r.client_seen)
+        })?;
+    }
+    Ok(())
+}
+
+#[test]
+fn topology_and_pods() {
+    let prefix = "t1-";
+    run_lab(prefix, LabOptions::without_agents(), |lab| {
+        // Every namespace exists.
+        for ns in state::namespace_names(prefix) {
+            ensure(netns::exists(&ns), || format!("namespace {ns} missing"))?;
+        }
+        // The fabric: each node reaches the ToR over IPv4 and IPv6.
+        for n in lab.nodes().to_vec() {
+            for tor in [IpAddr::V4(topology::TOR_V4), IpAddr::V6(topology::TOR_V6)] {
+                probe::ping(&lab.ns(&n.name), tor, Duration::from_secs(10))?;
+            }
+        }
+        // Pods on the same node talk, both families, ping and TCP.
+        for n in lab.nodes().to_vec() {
+            let a = lab.pod(&n.name, "pod-a")?.clone();
+            let b = lab.pod(&n.name, "pod-b")?.clone();
+            for addr in [b.v4(), b.v6()] {
+                probe::ping(&a.ns, addr, Duration::from_secs(10))?;
+                let r = probe::tcp_exchange_until(&a.ns, &b.ns, addr, Duration::from_secs(10))?;
+                println!("{}: {r}", n.name);
+            }
+            // The node reaches its pods.
+            probe::ping(&lab.ns(&n.name), a.v6(), Duration::from_secs(10))?;
+        }
+        // Without agents there is no route between nodes' pods (the ToR does
+        // not forward), so later tests' pings prove the agents' routes.
+        let from = lab.pod("node-1", "pod-a")?.ns.clone();
+        let to = lab.pod("node-3", "pod-a")?.v4();
+        ensure(probe::ping_once(&from, to).is_err(), || {
+            "node-1 pod-a reached node-3 pod-a without any agent".into()
+        })?;
+
+        // FRR runs, its summary parses and lists its six neighbors, none up.
+        let frr = lab.frr_mut()?;
+        frr.check_running()?;
+        let s = frr.summary()?;
+        println!("FRR summary: {}", s.brief());
+        let v4 = s.ipv4_unicast.as_ref().map_or(0, |a| a.peers.len());
+        let v6 = s.ipv6_unicast.as_ref().map_or(0, |a| a.peers.len());
+        ensure(v4 == 3 && v6 == 3, || {
+            format!("FRR neighbors: {}", s.brief())
+        })?;
+        for n in lab.frr_neighbors() {
+            let nb = s.neighbor(n);
+            ensure(
+                nb.is_some_and(|x| x.remote_as == topology::CLUSTER_ASN),
+                || format!("FRR neighbor {n}: {nb:?}"),
+            )?;
+            ensure(!s.is_established(n), || {
+                format!("{n} Established without agent")
+            })?;
+        }
+        ensure(
+            s.ipv4_unicast
+                .as_ref()
+                .is_some_and(|a| a.asn == topology::TOR_ASN),
+            || "FRR's AS is not 65000".into(),
+        )?;
+        let t = lab.frr()?.table(Afi::Ipv4)?;
+        ensure(t.prefixes().is_empty(), || {
+            format!("unexpected routes {t:?}")
+        })?;
+        Ok(())
+    });
+}
+
+#[test]
+fn kept_lab_is_cleaned_by_next_up() {
+    let prefix = "t6-";
+    let _lock = state::tests_lock(LOCK_WAIT).unwrap_or_else(|e| panic!("{e}"));
+    let options = LabOptions {
+        agents: false,
+        ..LabOptions::default()
+    };
+    let mut lab = Lab::up(prefix, options.clone()).unwrap_or_else(|e| panic!("up: {e}"));
+    let old_pids = lab.frr().map(|f| f.pids()).unwrap_or_default();
+    assert_eq!(old_pids.len(), 2, "zebra and bgpd pids");
+    lab.set_keep(true);
+    drop(lab);
+    // Still there, as a crashed or `--keep` run leaves it.
+    assert!(netns::exists(&format!("{prefix}tor")));
+    assert!(old_pids.iter().all(|p| starling_lab::cmd::pid_alive(*p)));
+    // The next lab of the same prefix cleans it up first.
+    let lab = Lab::up(prefix, options).unwrap_or_else(|e| panic!("second up: {e}"));
+    assert!(
+        old_pids.iter().all(|p| !starling_lab::cmd::pid_alive(*p)),
+        "old FRR still running"
+    );
+    let dir = lab.state_dir().to_path_buf();
+    drop(lab);
+    assert_no_leftovers(prefix, &dir);
+}
+
+#[test]
+fn sessions_established_v4_v6() {
+    run_lab("t2-", LabOptions::default(), |lab| {
+        let s = lab.wait_frr_established(SESSIONS_UP)?;
+        println!("FRR: {}", s.brief());
+        lab.wait_agents_established(SESSIONS_UP)?;
+        for n in lab.node_names() {
+            let peers = lab.agent(&n)?.ctl().peers()?;
+            println!("{n}: {}", starling_lab::agent::brief_peers(&peers));
+            let mesh = peers.iter().filter(|p| p.kind == "mesh").count();
+            let ext = peers.iter().filter(|p| p.kind == "peer").count();
+            ensure(peers.len() == 6 && mesh == 4 && ext == 2, || {
+                format!("{n}: expected 4 mesh + 2 peer sessions, got {peers:?}")
+            })?;
+            for p in &peers {
+                let want_asn = if p.kind == "mesh" {
+                    topology::CLUSTER_ASN
+                } else {
+                    topology::TOR_ASN
+                };
+                ensure(p.asn == want_asn, || {
+                    format!("{n}: peer {p:?} has the wrong AS")
+                })?;
+            }
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn routes_everywhere_and_pods_talk() {
+    run_lab("t3-", LabOptions::default(), |lab| {
+        lab.wait_frr_established(SESSIONS_UP)?;
+        lab.wait_agents_established(SESSIONS_UP)?;
+        lab.wait_routes_everywhere(ROUTES_IN)?;
+        lab.wait_frr_routes(ROUTES_IN)?;
+        // FRR learned each CIDR from its own node.
+        let frr = lab.frr()?;
+        for n in lab.nodes() {
+            for (afi, cidr, via) in [
+                (Afi::Ipv4, n.pod_cidr_v4, IpAddr::V4(n.v4)),
+                (Afi::Ipv6, n.pod_cidr_v6, IpAddr::V6(n.v6)),
+            ] {
+                let t = frr.table(afi)?;
+                let paths = t.paths(&cidr);
+                let ok = paths.iter().any(|p| {
+                    p.nexthops
+                        .iter()
+                        .any(|h| h.ip.parse::<IpAddr>().ok() == Some(via))
+                });
+                ensure(ok, || format!("FRR: {cidr} not via {via}: {paths:?}"))?;
+            }
+        }
+        for n in lab.node_names() {
+            println!(
+                "{n}: {}",
+                starling_lab::kernel::brief(&lab.kernel_routes(&n)?)
+            );
+        }
+        pods_talk_across_nodes(lab)
+    });
+}
+
+#[test]
+fn agent_stop_and_restart() {
+    run_lab("t4-", LabOptions::default(), |lab| {
+        lab.wait_agents_established(SESSIONS_UP)?;
+        lab.wait_routes_everywhere(ROUTES_IN)?;
+
+        let stopped_at = Instant::now();
+        let status = lab.stop_agent("node-2")?;
+        ensure(status.is_some_and(|s| s.success()), || {
+            format!("node-2's agent did not shut down cleanly on SIGTERM: {status:?}")
+        })?;
+        for n in ["node-1", "node-3"] {
+            let left = ROUTES_OUT.saturating_sub(stopped_at.elapsed());
+            lab.wait_routes_gone(n, "node-2", left)?;
+        }
+        println!("node-2's routes gone after {:?}", stopped_at.elapsed());
+
+        lab.start_agent("node-2")?;
+        lab.wait_agents_established(SESSIONS_UP)?;
+        lab.wait_routes_everywhere(ROUTES_IN)?;
+        Ok(())
+    });
+}
+
+#[test]
+fn bgppeer_removed_and_added() {
+    run_lab("t5-", LabOptions::default(), |lab| {
+        lab.wait_frr_established(SESSIONS_UP)?;
+        lab.wait_agents_established(SESSIONS_UP)?;
+        let tor_v4 = IpAddr::V4(topology::TOR_V4);
+        let tor_v6 = IpAddr::V6(topology::TOR_V6);
+
+        let original = lab.read_datastore()?;
+        let without = starling_lab::datastore::remove_object(&original, "BGPPeer", "tor")?;
+        lab.write_datastore(&without)?;
+
+        for n in lab.node_names() {
+            let what = format!("{n}'s agent to drop its session to {tor_v4}");
+            let agent = lab.agent_mut(&n)?;
+            starling_lab::wait_until(Duration::from_secs(30), &what, || {
+                agent.check_running()?;
+                let peers = agent.ctl().peers()?;
+                let gone = !peers.iter().any(|p| p.ip() == Some(tor_v4));
+                let brief = starling_lab::agent::brief_peers(&peers);
+                Ok(starling_lab::Check::when(gone, (), || brief))
+            })?;
+        }
+        let v4_nodes: Vec<IpAddr> = lab.nodes().iter().map(|n| IpAddr::V4(n.v4)).collect();
+        let frr = lab.frr_mut()?;
+        starling_lab::wait_until(Duration::from_secs(30), "FRR's IPv4 sessions down", || {
+            frr.check_running()?;
+            let s = frr.summary()?;
+            let down = v4_nodes.iter().all(|a| !s.is_established(*a));
+            let brief = s.brief();
+            Ok(starling_lab::Check::when(down, (), || brief))
+        })?;
+        // The IPv6 ToR sessions are untouched.
+        for n in lab.node_names() {
+            lab.wait_agent_established(&n, &[tor_v6], Duration::from_secs(5))?;
+        }
+
+        lab.write_datastore(&original)?;
+        lab.wait_frr_established(SESSIONS_UP)?;
+        lab.wait_agents_established(SESSIONS_UP)?;
+        Ok(())
+    });
+}
