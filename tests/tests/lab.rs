@@ -298,3 +298,57 @@ fn bgppeer_removed_and_added() {
         Ok(())
     });
 }
+
+/// The raw peer helper against FRR, no agent: FRR (configured with neighbor
+/// 10.0.0.11) connects to a RawListener on node-1's 179 and sends its OPEN;
+/// a RawPeer connecting from node-2 gets FRR's OPEN too.
+#[test]
+fn raw_peer_sees_frr_open() {
+    use starling_lab::rawpeer::{RawListener, RawPeer, BGP_PORT};
+    use std::net::SocketAddr;
+
+    fn check_open(msg: &[u8]) -> Result<()> {
+        // Header (19) + version, AS, hold time, BGP identifier.
+        ensure(msg.len() >= 29 && msg[18] == 1, || {
+            format!("not an OPEN: {msg:02x?}")
+        })?;
+        let asn = u16::from_be_bytes([msg[20], msg[21]]);
+        let hold = u16::from_be_bytes([msg[22], msg[23]]);
+        let id = std::net::Ipv4Addr::new(msg[24], msg[25], msg[26], msg[27]);
+        ensure(
+            msg[19] == 4
+                && u32::from(asn) == topology::TOR_ASN
+                && hold == 9
+                && id == topology::TOR_V4,
+            || {
+                format!(
+                    "unexpected OPEN: version {} AS {asn} hold {hold} id {id}",
+                    msg[19]
+                )
+            },
+        )
+    }
+
+    run_lab("t7-", LabOptions::without_agents(), |lab| {
+        let node1 = lab.node("node-1")?.clone();
+        let listener = RawListener::bind(
+            &lab.ns("node-1"),
+            SocketAddr::new(IpAddr::V4(node1.v4), BGP_PORT),
+        )?;
+        let mut inbound = listener.accept(Duration::from_secs(20))?;
+        ensure(
+            inbound.peer_addr()?.ip() == IpAddr::V4(topology::TOR_V4),
+            || "connection not from the ToR".into(),
+        )?;
+        check_open(&inbound.recv_bgp_message(Duration::from_secs(10))?)?;
+        inbound.close();
+
+        let tor = SocketAddr::new(IpAddr::V4(topology::TOR_V4), BGP_PORT);
+        let mut outbound = RawPeer::connect(&lab.ns("node-2"), tor, Duration::from_secs(5))?;
+        check_open(&outbound.recv_bgp_message(Duration::from_secs(10))?)?;
+        // Say nothing back: FRR gives up on us (hold timer) and closes.
+        let closed = outbound.wait_closed(Duration::from_secs(20))?;
+        println!("FRR closed the silent connection: {closed}");
+        Ok(())
+    });
+}
