@@ -1,1 +1,37 @@
 //! Cluster configuration objects, validation and the file datastore.
+//!
+//! YAML text becomes [`Object`]s ([`parse_documents`]: syntax, types, unknown
+//! fields), then a [`ClusterConfig`] ([`build`]: rules across fields and
+//! objects). Rejected objects are left out, each with a [`ConfigError`]
+//! naming its kind, name and field. [`local_node`] and [`desired_peers`] turn
+//! the configuration into what one node's BGP speaker runs; [`FileDatastore`]
+//! reads and watches files.
+
+mod datastore;
+mod duration;
+mod error;
+mod fields;
+mod file_store;
+mod kinds;
+mod local;
+mod model;
+mod objects;
+mod peers;
+mod selector;
+mod validate;
+
+pub use datastore::{DatastoreSpec, DatastoreSpecError};
+pub use duration::parse_go_duration;
+pub use error::{ConfigError, LoadError};
+pub use file_store::FileDatastore;
+pub use local::{local_node, router_id, LocalNode};
+pub use model::{
+    BgpConfig, BgpPeerSpec, ClusterConfig, NodeInfo, ASN_ANNOTATION, DEFAULT_AS_NUMBER,
+    DEFAULT_HOLD_TIME, DEFAULT_LISTEN_PORT, ROUTE_REFLECTOR_ANNOTATION,
+};
+pub use objects::{
+    parse_documents, Object, KIND_BGP_CONFIGURATION, KIND_BGP_PEER, KIND_NODE, STARLING_API_VERSION,
+};
+pub use peers::{desired_peers, DesiredPeer, PeerSource};
+pub use selector::{LabelSelector, LabelSelectorRequirement, SelectorOperator};
+pub use validate::{build, DEFAULT_BGP_CONFIGURATION};

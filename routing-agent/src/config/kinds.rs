@@ -1,0 +1,373 @@
+//! Decoding of the kinds the routing agent reads (Node, BGPConfiguration,
+//! BGPPeer) from YAML values into typed, not yet validated, structs.
+//! Syntax is checked here (types, unknown spec fields, addresses, CIDRs,
+//! durations, selector operators); rules across fields are in `validate`.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnetwork::IpNetwork;
+use serde_yaml::Value;
+
+use super::duration::parse_go_duration;
+use super::fields::{describe, string_value, FieldError, FieldResult, Fields};
+use super::model::{BgpConfig, BgpPeerSpec, NodeInfo, ASN_ANNOTATION, ROUTE_REFLECTOR_ANNOTATION};
+use super::selector::{parse_selector, LabelSelector};
+
+/// An object's `metadata`, of which only these are read; Kubernetes puts much
+/// more there (uid, resourceVersion, ...), all of it tolerated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Meta {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+pub(crate) fn metadata(object: &Fields) -> FieldResult<Meta> {
+    let value = object.get("metadata").unwrap_or(&Value::Null);
+    let m = Fields::new(value, "metadata")?;
+    Ok(Meta {
+        name: m.required_string("name")?,
+        labels: m.string_map("labels")?,
+        annotations: m.string_map("annotations")?,
+    })
+}
+
+/// The `spec` (or `status`) of an object; absent reads as empty.
+fn section<'a>(object: &Fields<'a>, key: &str) -> FieldResult<Fields<'a>> {
+    Fields::new(object.get(key).unwrap_or(&Value::Null), key)
+}
+
+/// Node fields Kubernetes defines in `spec` besides the pod CIDRs; accepted
+/// and ignored so that `kubectl get node -o yaml` output can be read.
+const NODE_SPEC_FIELDS: &[&str] = &[
+    "podCIDRs",
+    "podCIDR",
+    "providerID",
+    "taints",
+    "unschedulable",
+    "externalID",
+    "configSource",
+];
+
+pub(crate) fn node(object: &Fields, meta: Meta) -> FieldResult<NodeInfo> {
+    let asn = meta
+        .annotations
+        .get(ASN_ANNOTATION)
+        .map(|v| {
+            u32::from_str(v).map_err(|_| {
+                FieldError::new(
+                    annotation_path(ASN_ANNOTATION),
+                    format!("expected an AS number from 1 to 4294967295, got {v:?}"),
+                )
+            })
+        })
+        .transpose()?;
+    let route_reflector_cluster_id = meta
+        .annotations
+        .get(ROUTE_REFLECTOR_ANNOTATION)
+        .map(|v| {
+            Ipv4Addr::from_str(v).map_err(|_| {
+                FieldError::new(
+                    annotation_path(ROUTE_REFLECTOR_ANNOTATION),
+                    format!("expected an IPv4 address, got {v:?}"),
+                )
+            })
+        })
+        .transpose()?;
+
+    let spec = section(object, "spec")?;
+    spec.deny_unknown(NODE_SPEC_FIELDS)?;
+    let mut pod_cidrs = Vec::new();
+    let list = spec.list("podCIDRs")?;
+    if list.is_empty() {
+        if let Some(v) = spec.get("podCIDR") {
+            pod_cidrs.push(cidr(v, &spec.path_of("podCIDR"))?);
+        }
+    }
+    for (i, v) in list.iter().enumerate() {
+        pod_cidrs.push(cidr(v, &format!("{}[{i}]", spec.path_of("podCIDRs")))?);
+    }
+
+    let status = section(object, "status")?;
+    let mut addresses = Vec::new();
+    for (i, v) in status.list("addresses")?.iter().enumerate() {
+        let entry = Fields::new(v, &format!("{}[{i}]", status.path_of("addresses")))?;
+        if entry.required_string("type")? == "InternalIP" {
+            addresses.push(
+                ip(&entry, "address")?
+                    .ok_or_else(|| FieldError::new(entry.path_of("address"), "required"))?,
+            );
+        }
+    }
+
+    Ok(NodeInfo {
+        name: meta.name,
+        labels: meta.labels,
+        asn,
+        route_reflector_cluster_id,
+        pod_cidrs,
+        addresses,
+    })
+}
+
+/// `metadata.annotations[key]`.
+pub(crate) fn annotation_path(key: &str) -> String {
+    format!("metadata.annotations[{key}]")
+}
+
+pub(crate) fn bgp_configuration(object: &Fields) -> FieldResult<BgpConfig> {
+    let spec = section(object, "spec")?;
+    spec.deny_unknown(&["asNumber", "nodeToNodeMeshEnabled", "listenPort"])?;
+    let defaults = BgpConfig::default();
+    Ok(BgpConfig {
+        as_number: spec.u32("asNumber")?.unwrap_or(defaults.as_number),
+        node_to_node_mesh: spec
+            .bool("nodeToNodeMeshEnabled")?
+            .unwrap_or(defaults.node_to_node_mesh),
+        listen_port: spec.u16("listenPort")?.unwrap_or(defaults.listen_port),
+    })
+}
+
+pub(crate) fn bgp_peer(object: &Fields, meta: Meta) -> FieldResult<BgpPeerSpec> {
+    let spec = section(object, "spec")?;
+    spec.deny_unknown(&[
+        "peerIP",
+        "peerSelector",
+        "asNumber",
+        "node",
+        "nodeSelector",
+        "holdTime",
+        "keepaliveTime",
+    ])?;
+    let node = spec.string("node")?;
+    if node.as_deref() == Some("") {
+        return Err(FieldError::new(spec.path_of("node"), "must not be empty"));
+    }
+    Ok(BgpPeerSpec {
+        name: meta.name,
+        peer_ip: ip(&spec, "peerIP")?,
+        peer_selector: selector(&spec, "peerSelector")?,
+        as_number: spec.u32("asNumber")?,
+        node,
+        node_selector: selector(&spec, "nodeSelector")?,
+        hold_time: duration(&spec, "holdTime")?,
+        keepalive_time: duration(&spec, "keepaliveTime")?,
+    })
+}
+
+fn selector(f: &Fields, key: &str) -> FieldResult<Option<LabelSelector>> {
+    f.get(key)
+        .map(|v| parse_selector(v, &f.path_of(key)))
+        .transpose()
+}
+
+fn ip(f: &Fields, key: &str) -> FieldResult<Option<IpAddr>> {
+    let path = f.path_of(key);
+    f.string(key)?
+        .map(|s| {
+            IpAddr::from_str(&s)
+                .map_err(|_| FieldError::new(&path, format!("expected an IP address, got {s:?}")))
+        })
+        .transpose()
+}
+
+fn duration(f: &Fields, key: &str) -> FieldResult<Option<Duration>> {
+    let path = f.path_of(key);
+    f.get(key)
+        .map(|v| match v {
+            Value::String(s) => parse_go_duration(s).map_err(|e| FieldError::new(&path, e)),
+            other => Err(FieldError::new(
+                &path,
+                format!(
+                    "expected a duration string such as \"90s\", got {}",
+                    describe(other)
+                ),
+            )),
+        })
+        .transpose()
+}
+
+/// A CIDR in network form (`10.244.1.0/24`; a host route `10.244.1.5/32` is
+/// fine, `10.244.1.5/24` is not).
+fn cidr(v: &Value, path: &str) -> FieldResult<IpNetwork> {
+    let s = string_value(v, path)?;
+    let net = match s.split_once('/') {
+        Some(_) => IpNetwork::from_str(&s).ok(),
+        None => None,
+    }
+    .ok_or_else(|| {
+        FieldError::new(
+            path,
+            format!("expected a CIDR such as 10.244.1.0/24, got {s:?}"),
+        )
+    })?;
+    if net.network() != net.ip() {
+        return Err(FieldError::new(
+            path,
+            format!(
+                "{s:?} has host bits set (the network is {}/{})",
+                net.network(),
+                net.prefix()
+            ),
+        ));
+    }
+    Ok(net)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(yaml: &str) -> Value {
+        serde_yaml::from_str(yaml).expect("test YAML")
+    }
+
+    fn decode_node(yaml: &str) -> FieldResult<NodeInfo> {
+        let v = object(yaml);
+        let f = Fields::new(&v, "").unwrap();
+        node(&f, metadata(&f)?)
+    }
+
+    fn decode_peer(spec: &str) -> FieldResult<BgpPeerSpec> {
+        let v = object(&format!("{{metadata: {{name: p}}, spec: {spec}}}"));
+        let f = Fields::new(&v, "").unwrap();
+        bgp_peer(&f, metadata(&f)?)
+    }
+
+    fn decode_bgp(spec: &str) -> FieldResult<BgpConfig> {
+        let v = object(&format!("{{metadata: {{name: default}}, spec: {spec}}}"));
+        bgp_configuration(&Fields::new(&v, "").unwrap())
+    }
+
+    #[test]
+    fn node_fields() {
+        let n = decode_node(
+            "
+             metadata:
+               name: n1
+               uid: 1234
+               resourceVersion: '5'
+               labels: {rack: a}
+               annotations: {starling.dev/asn: '65001', starling.dev/route-reflector-cluster-id: 1.1.1.1}
+             spec: {podCIDR: 10.9.9.0/24, podCIDRs: [10.244.1.0/24, 'fd00:244:1::/64', 10.244.9.9/32], providerID: x}
+             status:
+               capacity: {cpu: '2'}
+               addresses: [{type: Hostname, address: n1}, {type: InternalIP, address: 10.0.0.11}, {type: ExternalIP, address: 1.2.3.4}, {type: InternalIP, address: 'fd00::11'}]",
+        )
+        .unwrap();
+        assert_eq!(n.name, "n1");
+        assert_eq!(n.labels["rack"], "a");
+        assert_eq!(n.asn, Some(65001));
+        assert_eq!(
+            n.route_reflector_cluster_id,
+            Some(Ipv4Addr::new(1, 1, 1, 1))
+        );
+        let cidrs: Vec<String> = n.pod_cidrs.iter().map(|c| c.to_string()).collect();
+        assert_eq!(cidrs, ["10.244.1.0/24", "fd00:244:1::/64", "10.244.9.9/32"]);
+        let addrs: Vec<String> = n.addresses.iter().map(|a| a.to_string()).collect();
+        assert_eq!(addrs, ["10.0.0.11", "fd00::11"]);
+    }
+
+    #[test]
+    fn node_single_pod_cidr_and_no_spec() {
+        let n = decode_node("{metadata: {name: n}, spec: {podCIDR: 10.1.0.0/16}}").unwrap();
+        assert_eq!(
+            n.pod_cidrs,
+            vec![IpNetwork::from_str("10.1.0.0/16").unwrap()]
+        );
+        let n = decode_node("{metadata: {name: n}}").unwrap();
+        assert!(n.pod_cidrs.is_empty() && n.addresses.is_empty() && n.asn.is_none());
+    }
+
+    #[test]
+    fn node_errors_name_the_field() {
+        let cases = [
+            ("{metadata: {}}", "metadata.name"),
+            ("{metadata: {name: n, labels: [a]}}", "metadata.labels"),
+            ("{metadata: {name: n}, spec: {podCIDRs: [10.0.0.0/8, nope]}}", "spec.podCIDRs[1]"),
+            ("{metadata: {name: n}, spec: {podCIDRs: [10.0.0.1]}}", "spec.podCIDRs[0]"),
+            ("{metadata: {name: n}, spec: {podCIDRs: [10.0.0.1/8]}}", "spec.podCIDRs[0]"),
+            ("{metadata: {name: n}, spec: {podCIDRs: [10.0.0.0/33]}}", "spec.podCIDRs[0]"),
+            ("{metadata: {name: n}, spec: {podCIDRz: []}}", "spec.podCIDRz"),
+            ("{metadata: {name: n}, status: {addresses: [{type: InternalIP, address: 10.0.0.300}]}}", "status.addresses[0].address"),
+            ("{metadata: {name: n}, status: {addresses: [{type: InternalIP}]}}", "status.addresses[0].address"),
+            ("{metadata: {name: n}, status: {addresses: [{address: 1.2.3.4}]}}", "status.addresses[0].type"),
+            ("{metadata: {name: n, annotations: {starling.dev/asn: x}}}", "metadata.annotations[starling.dev/asn]"),
+            ("{metadata: {name: n, annotations: {starling.dev/route-reflector-cluster-id: 'fd00::1'}}}", "metadata.annotations[starling.dev/route-reflector-cluster-id]"),
+        ];
+        for (yaml, field) in cases {
+            let e = decode_node(yaml).expect_err(yaml);
+            assert_eq!(e.field, field, "{yaml}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn bgp_configuration_defaults_and_errors() {
+        assert_eq!(decode_bgp("{}").unwrap(), BgpConfig::default());
+        assert_eq!(decode_bgp("null").unwrap(), BgpConfig::default());
+        let c = decode_bgp("{asNumber: 65001, nodeToNodeMeshEnabled: false, listenPort: 1179}")
+            .unwrap();
+        assert_eq!(
+            (c.as_number, c.node_to_node_mesh, c.listen_port),
+            (65001, false, 1179)
+        );
+        assert_eq!(
+            decode_bgp("{asNumber: '1'}").unwrap_err().field,
+            "spec.asNumber"
+        );
+        assert_eq!(
+            decode_bgp("{listenPort: 70000}").unwrap_err().field,
+            "spec.listenPort"
+        );
+        assert_eq!(
+            decode_bgp("{routerID: 1.1.1.1}").unwrap_err().field,
+            "spec.routerID"
+        );
+    }
+
+    #[test]
+    fn bgp_peer_fields() {
+        let p = decode_peer(
+            "{peerIP: 10.0.0.1, asNumber: 65000, node: node-1, holdTime: 1m30s, keepaliveTime: 30s}",
+        )
+        .unwrap();
+        assert_eq!(p.name, "p");
+        assert_eq!(p.peer_ip, Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(p.as_number, Some(65000));
+        assert_eq!(p.node.as_deref(), Some("node-1"));
+        assert_eq!(p.hold_time, Some(Duration::from_secs(90)));
+        assert_eq!(p.keepalive_time, Some(Duration::from_secs(30)));
+        let p = decode_peer("{peerSelector: {}, nodeSelector: {matchLabels: {rack: a}}}").unwrap();
+        assert_eq!(p.peer_selector, Some(LabelSelector::default()));
+        assert_eq!(p.node_selector.unwrap().match_labels["rack"], "a");
+    }
+
+    #[test]
+    fn bgp_peer_errors_name_the_field() {
+        let cases = [
+            ("{peerIP: 10.0.0.256}", "spec.peerIP"),
+            ("{peerIP: 10.0.0.1, asNumber: -5}", "spec.asNumber"),
+            ("{peerIP: 10.0.0.1, holdTime: 90}", "spec.holdTime"),
+            ("{peerIP: 10.0.0.1, holdTime: 90x}", "spec.holdTime"),
+            (
+                "{peerIP: 10.0.0.1, keepaliveTime: -1s}",
+                "spec.keepaliveTime",
+            ),
+            ("{peerIP: 10.0.0.1, node: ''}", "spec.node"),
+            ("{peerIP: 10.0.0.1, password: x}", "spec.password"),
+            (
+                "{peerSelector: {matchExpressions: [{key: a, operator: Has}]}}",
+                "spec.peerSelector.matchExpressions[0].operator",
+            ),
+            ("{peerIP: 10.0.0.1, nodeSelector: x}", "spec.nodeSelector"),
+            ("[1]", "spec"),
+        ];
+        for (spec, field) in cases {
+            let e = decode_peer(spec).expect_err(spec);
+            assert_eq!(e.field, field, "{spec}: {}", e.message);
+        }
+    }
+}

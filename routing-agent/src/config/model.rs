@@ -1,0 +1,160 @@
+//! The validated cluster configuration the agent runs on.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use ipnetwork::IpNetwork;
+
+use super::selector::LabelSelector;
+
+/// AS number used when neither the BGPConfiguration nor the node sets one.
+pub const DEFAULT_AS_NUMBER: u32 = 64512;
+/// BGP's port.
+pub const DEFAULT_LISTEN_PORT: u16 = 179;
+/// Hold time of sessions whose BGPPeer sets none (and of mesh sessions).
+pub const DEFAULT_HOLD_TIME: Duration = Duration::from_secs(90);
+/// Node annotation overriding the cluster AS number for that node.
+pub const ASN_ANNOTATION: &str = "starling.dev/asn";
+/// Node annotation making the node a route reflector with this cluster ID.
+pub const ROUTE_REFLECTOR_ANNOTATION: &str = "starling.dev/route-reflector-cluster-id";
+
+/// Everything the routing agent reads from the datastore, validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// From the BGPConfiguration named `default`, or the defaults.
+    pub bgp: BgpConfig,
+    pub nodes: BTreeMap<String, NodeInfo>,
+    /// Validated BGPPeers, sorted by name.
+    pub peers: Vec<BgpPeerSpec>,
+}
+
+/// Cluster-wide BGP settings (BGPConfiguration `default`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BgpConfig {
+    pub as_number: u32,
+    pub node_to_node_mesh: bool,
+    pub listen_port: u16,
+}
+
+impl Default for BgpConfig {
+    fn default() -> Self {
+        BgpConfig {
+            as_number: DEFAULT_AS_NUMBER,
+            node_to_node_mesh: true,
+            listen_port: DEFAULT_LISTEN_PORT,
+        }
+    }
+}
+
+/// A Kubernetes Node, as far as routing cares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Annotation `starling.dev/asn`.
+    pub asn: Option<u32>,
+    /// Annotation `starling.dev/route-reflector-cluster-id`.
+    pub route_reflector_cluster_id: Option<Ipv4Addr>,
+    pub pod_cidrs: Vec<IpNetwork>,
+    /// The InternalIP addresses, in order.
+    pub addresses: Vec<IpAddr>,
+}
+
+impl NodeInfo {
+    /// The node's first InternalIP of the same family as `like`.
+    pub fn first_address_like(&self, like: IpAddr) -> Option<IpAddr> {
+        first_of_family(&self.addresses, like)
+    }
+}
+
+/// The first address in `addresses` of the same family as `like`.
+pub(crate) fn first_of_family(addresses: &[IpAddr], like: IpAddr) -> Option<IpAddr> {
+    addresses
+        .iter()
+        .copied()
+        .find(|a| a.is_ipv4() == like.is_ipv4())
+}
+
+/// A BGPPeer: extra sessions for the nodes it selects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BgpPeerSpec {
+    pub name: String,
+    /// Peer with this address (exclusive with `peer_selector`).
+    pub peer_ip: Option<IpAddr>,
+    /// Peer with the nodes this selects (exclusive with `peer_ip`).
+    pub peer_selector: Option<LabelSelector>,
+    /// The remote AS; required with `peer_ip`.
+    pub as_number: Option<u32>,
+    /// Only this node runs the sessions (exclusive with `node_selector`).
+    pub node: Option<String>,
+    /// Only the nodes this selects run the sessions.
+    pub node_selector: Option<LabelSelector>,
+    pub hold_time: Option<Duration>,
+    pub keepalive_time: Option<Duration>,
+}
+
+impl BgpPeerSpec {
+    /// Whether this BGPPeer applies to `node` (by `node`, `nodeSelector`, or
+    /// to every node when neither is set).
+    pub fn selects_node(&self, node: &str, labels: &BTreeMap<String, String>) -> bool {
+        match (&self.node, &self.node_selector) {
+            (Some(n), _) => n == node,
+            (None, Some(s)) => s.matches(labels),
+            (None, None) => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = ClusterConfig::default();
+        assert_eq!(c.bgp.as_number, 64512);
+        assert!(c.bgp.node_to_node_mesh);
+        assert_eq!(c.bgp.listen_port, 179);
+        assert!(c.nodes.is_empty() && c.peers.is_empty());
+    }
+
+    #[test]
+    fn first_address_of_family() {
+        let n = NodeInfo {
+            addresses: vec![
+                "fd00::11".parse().unwrap(),
+                "10.0.0.11".parse().unwrap(),
+                "10.0.0.99".parse().unwrap(),
+            ],
+            ..NodeInfo::default()
+        };
+        let v4: IpAddr = "1.2.3.4".parse().unwrap();
+        let v6: IpAddr = "::1".parse().unwrap();
+        assert_eq!(n.first_address_like(v4), Some("10.0.0.11".parse().unwrap()));
+        assert_eq!(n.first_address_like(v6), Some("fd00::11".parse().unwrap()));
+        assert_eq!(NodeInfo::default().first_address_like(v4), None);
+    }
+
+    #[test]
+    fn peer_node_scope() {
+        let rack_a: BTreeMap<String, String> = [("rack".to_string(), "a".to_string())].into();
+        let all = BgpPeerSpec::default();
+        assert!(all.selects_node("node-1", &BTreeMap::new()));
+        let one = BgpPeerSpec {
+            node: Some("node-1".into()),
+            ..BgpPeerSpec::default()
+        };
+        assert!(one.selects_node("node-1", &BTreeMap::new()));
+        assert!(!one.selects_node("node-2", &rack_a));
+        let by_label = BgpPeerSpec {
+            node_selector: Some(LabelSelector {
+                match_labels: rack_a.clone(),
+                ..LabelSelector::default()
+            }),
+            ..BgpPeerSpec::default()
+        };
+        assert!(by_label.selects_node("node-2", &rack_a));
+        assert!(!by_label.selects_node("node-2", &BTreeMap::new()));
+    }
+}

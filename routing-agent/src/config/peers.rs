@@ -1,0 +1,435 @@
+//! The BGP sessions a node should run: the node-to-node mesh and the
+//! BGPPeers that select it.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use super::local::LocalNode;
+use super::model::{first_of_family, BgpPeerSpec, ClusterConfig, NodeInfo, DEFAULT_HOLD_TIME};
+
+/// Where a session comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PeerSource {
+    /// The node-to-node mesh, to node `node`.
+    Mesh { node: String },
+    /// BGPPeer `name`; `node` is the remote node when the BGPPeer used a
+    /// peerSelector.
+    BgpPeer { name: String, node: Option<String> },
+}
+
+/// One session the speaker should run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredPeer {
+    /// The remote address; the session key.
+    pub address: IpAddr,
+    /// This node's first InternalIP of the remote address's family.
+    pub local_address: IpAddr,
+    pub remote_as: u32,
+    pub local_as: u32,
+    /// Only listen, never connect.
+    pub passive: bool,
+    pub hold_time: Duration,
+    /// `None`: a third of the hold time.
+    pub keepalive_time: Option<Duration>,
+    pub source: PeerSource,
+    /// For humans: the remote node's name for mesh and selector sessions,
+    /// the BGPPeer's name otherwise.
+    pub name: String,
+}
+
+/// The sessions `local` should run, sorted by address, one per remote
+/// address.
+///
+/// - Mesh (when enabled): one session per other node and address family both
+///   have, to that node's first address of the family.
+/// - A BGPPeer with peerIP, when it selects this node (`node`,
+///   `nodeSelector`, or neither: all nodes) and this node has an address of
+///   that family.
+/// - A BGPPeer with peerSelector: sessions to every other node it matches
+///   when it selects this node, and, so that both ends agree, to every other
+///   node it selects when its peerSelector matches this node.
+///
+/// Between two Starling nodes (mesh, peerSelector) the end with the higher
+/// address is passive, so reconnects never race. A BGPPeer wins over the mesh
+/// for the same remote address, and the first BGPPeer by name over later
+/// ones. Never a session to one of this node's own addresses.
+pub fn desired_peers(cfg: &ClusterConfig, local: &LocalNode) -> Vec<DesiredPeer> {
+    let no_labels = BTreeMap::new();
+    let local_labels = cfg.nodes.get(&local.name).map_or(&no_labels, |n| &n.labels);
+    let mut chosen: BTreeMap<IpAddr, DesiredPeer> = BTreeMap::new();
+    let mut offer = |p: DesiredPeer| {
+        if !local.addresses.contains(&p.address) {
+            chosen.entry(p.address).or_insert(p);
+        }
+    };
+
+    // cfg.peers is sorted by name: the first BGPPeer is offered first.
+    for peer in &cfg.peers {
+        let selects_local = peer.selects_node(&local.name, local_labels);
+        if let (Some(address), Some(remote_as)) = (peer.peer_ip, peer.as_number) {
+            let local_address = first_of_family(&local.addresses, address);
+            if let (true, Some(local_address)) = (selects_local, local_address) {
+                offer(DesiredPeer {
+                    address,
+                    local_address,
+                    remote_as,
+                    local_as: local.asn,
+                    passive: false,
+                    hold_time: peer.hold_time.unwrap_or(DEFAULT_HOLD_TIME),
+                    keepalive_time: peer.keepalive_time,
+                    source: PeerSource::BgpPeer {
+                        name: peer.name.clone(),
+                        node: None,
+                    },
+                    name: peer.name.clone(),
+                });
+            }
+            continue;
+        }
+        let Some(selector) = &peer.peer_selector else {
+            continue;
+        };
+        let local_is_peer_side = selector.matches(local_labels);
+        for remote in cfg.nodes.values().filter(|n| n.name != local.name) {
+            let forward = selects_local && selector.matches(&remote.labels);
+            let reverse = local_is_peer_side && peer.selects_node(&remote.name, &remote.labels);
+            let remote_as = match (forward, reverse) {
+                (true, _) => peer.as_number.unwrap_or_else(|| node_as(cfg, remote)),
+                (false, true) => node_as(cfg, remote),
+                (false, false) => continue,
+            };
+            for session in node_sessions(local, remote, remote_as, Some(peer)) {
+                offer(session);
+            }
+        }
+    }
+
+    if cfg.bgp.node_to_node_mesh {
+        for remote in cfg.nodes.values().filter(|n| n.name != local.name) {
+            for session in node_sessions(local, remote, node_as(cfg, remote), None) {
+                offer(session);
+            }
+        }
+    }
+    chosen.into_values().collect()
+}
+
+fn node_as(cfg: &ClusterConfig, node: &NodeInfo) -> u32 {
+    node.asn.unwrap_or(cfg.bgp.as_number)
+}
+
+/// Sessions from `local` to Starling node `remote`, one per address family
+/// both have; from BGPPeer `peer`, or the mesh when `None`.
+fn node_sessions(
+    local: &LocalNode,
+    remote: &NodeInfo,
+    remote_as: u32,
+    peer: Option<&BgpPeerSpec>,
+) -> Vec<DesiredPeer> {
+    let families = [
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    ];
+    families
+        .iter()
+        .filter_map(|&family| {
+            let local_address = first_of_family(&local.addresses, family)?;
+            let address = remote.first_address_like(family)?;
+            let source = match peer {
+                Some(p) => PeerSource::BgpPeer {
+                    name: p.name.clone(),
+                    node: Some(remote.name.clone()),
+                },
+                None => PeerSource::Mesh {
+                    node: remote.name.clone(),
+                },
+            };
+            Some(DesiredPeer {
+                address,
+                local_address,
+                remote_as,
+                local_as: local.asn,
+                passive: local_address > address,
+                hold_time: peer.and_then(|p| p.hold_time).unwrap_or(DEFAULT_HOLD_TIME),
+                keepalive_time: peer.and_then(|p| p.keepalive_time),
+                source,
+                name: remote.name.clone(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::local::local_node;
+    use crate::config::objects::parse_documents;
+    use crate::config::validate::build;
+
+    const CLUSTER: &str = "
+apiVersion: v1
+kind: Node
+metadata: {name: node-1, labels: {rack: a}}
+status: {addresses: [{type: InternalIP, address: 10.0.0.11}, {type: InternalIP, address: 'fd00::11'}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-2, labels: {rack: a}}
+status: {addresses: [{type: InternalIP, address: 10.0.0.12}, {type: InternalIP, address: 'fd00::12'}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-3, labels: {rack: b, rr: 'true'}, annotations: {starling.dev/asn: '65003'}}
+status: {addresses: [{type: InternalIP, address: 10.0.0.13}, {type: InternalIP, address: 'fd00::13'}]}
+---
+apiVersion: starling.dev/v1alpha1
+kind: BGPPeer
+metadata: {name: tor}
+spec: {peerIP: 10.0.0.1, asNumber: 65000}
+---
+apiVersion: starling.dev/v1alpha1
+kind: BGPPeer
+metadata: {name: tor-v6}
+spec: {peerIP: 'fd00::1', asNumber: 65000, holdTime: 9s, keepaliveTime: 3s}
+";
+
+    fn config(extra: &str) -> ClusterConfig {
+        let (objects, errors) = parse_documents(&format!("{CLUSTER}{extra}"), "test.yaml");
+        assert!(errors.is_empty(), "{errors:?}");
+        let (cfg, errors) = build(objects);
+        assert!(errors.is_empty(), "{errors:?}");
+        cfg
+    }
+
+    fn peers_of(cfg: &ClusterConfig, node: &str) -> Vec<DesiredPeer> {
+        desired_peers(cfg, &local_node(cfg, node).expect("local node"))
+    }
+
+    /// (address, passive, source name, remote AS) of each session.
+    fn summary(peers: &[DesiredPeer]) -> Vec<(String, bool, String, u32)> {
+        peers
+            .iter()
+            .map(|p| {
+                (
+                    p.address.to_string(),
+                    p.passive,
+                    p.name.clone(),
+                    p.remote_as,
+                )
+            })
+            .collect()
+    }
+
+    fn row(addr: &str, passive: bool, name: &str, asn: u32) -> (String, bool, String, u32) {
+        (addr.to_string(), passive, name.to_string(), asn)
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("test address")
+    }
+
+    #[test]
+    fn mesh_plus_tor_on_the_lowest_node() {
+        let cfg = config("");
+        let peers = peers_of(&cfg, "node-1");
+        assert_eq!(
+            summary(&peers),
+            [
+                row("10.0.0.1", false, "tor", 65000),
+                row("10.0.0.12", false, "node-2", 64512),
+                row("10.0.0.13", false, "node-3", 65003),
+                row("fd00::1", false, "tor-v6", 65000),
+                row("fd00::12", false, "node-2", 64512),
+                row("fd00::13", false, "node-3", 65003),
+            ]
+        );
+        for p in &peers {
+            assert_eq!(p.local_as, 64512);
+            let expected_local = if p.address.is_ipv4() {
+                "10.0.0.11"
+            } else {
+                "fd00::11"
+            };
+            assert_eq!(p.local_address, ip(expected_local));
+        }
+        assert_eq!(
+            peers[0].source,
+            PeerSource::BgpPeer {
+                name: "tor".into(),
+                node: None
+            }
+        );
+        assert_eq!(peers[0].hold_time, Duration::from_secs(90));
+        assert_eq!(peers[0].keepalive_time, None);
+        assert_eq!(
+            peers[1].source,
+            PeerSource::Mesh {
+                node: "node-2".into()
+            }
+        );
+        assert_eq!(peers[1].hold_time, Duration::from_secs(90));
+        assert_eq!(peers[3].hold_time, Duration::from_secs(9));
+        assert_eq!(peers[3].keepalive_time, Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn the_highest_node_listens_to_the_mesh() {
+        let cfg = config("");
+        let peers = peers_of(&cfg, "node-3");
+        assert_eq!(
+            summary(&peers),
+            [
+                row("10.0.0.1", false, "tor", 65000),
+                row("10.0.0.11", true, "node-1", 64512),
+                row("10.0.0.12", true, "node-2", 64512),
+                row("fd00::1", false, "tor-v6", 65000),
+                row("fd00::11", true, "node-1", 64512),
+                row("fd00::12", true, "node-2", 64512),
+            ]
+        );
+        assert!(peers.iter().all(|p| p.local_as == 65003));
+        let middle = peers_of(&cfg, "node-2");
+        let passive: Vec<(String, bool)> =
+            middle.iter().map(|p| (p.name.clone(), p.passive)).collect();
+        assert_eq!(
+            passive,
+            [
+                ("tor".to_string(), false),
+                ("node-1".to_string(), true),
+                ("node-3".to_string(), false),
+                ("tor-v6".to_string(), false),
+                ("node-1".to_string(), true),
+                ("node-3".to_string(), false),
+            ]
+        );
+    }
+
+    #[test]
+    fn mesh_disabled_leaves_the_peers() {
+        let cfg = config(
+            "---\napiVersion: starling.dev/v1alpha1\nkind: BGPConfiguration\nmetadata: {name: default}\nspec: {nodeToNodeMeshEnabled: false}\n",
+        );
+        let names: Vec<String> = peers_of(&cfg, "node-2")
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(names, ["tor", "tor-v6"]);
+    }
+
+    #[test]
+    fn node_scoped_peers() {
+        let cfg = config(
+            "---\napiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {name: only-2}\n\
+             spec: {peerIP: 10.0.0.2, asNumber: 65002, node: node-2}\n---\n\
+             apiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {name: rack-b}\n\
+             spec: {peerIP: 10.0.0.3, asNumber: 65002, nodeSelector: {matchLabels: {rack: b}}}\n",
+        );
+        let has =
+            |node: &str, addr: &str| peers_of(&cfg, node).iter().any(|p| p.address == ip(addr));
+        assert!(has("node-2", "10.0.0.2"));
+        assert!(!has("node-1", "10.0.0.2"));
+        assert!(!has("node-3", "10.0.0.2"));
+        assert!(has("node-3", "10.0.0.3"));
+        assert!(!has("node-1", "10.0.0.3"));
+    }
+
+    #[test]
+    fn peer_selector_peers_both_ways_and_wins_over_the_mesh() {
+        // Rack a peers with the route reflector (rr=true), holding 30s.
+        let cfg = config(
+            "---\napiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {name: to-rr}\n\
+             spec: {nodeSelector: {matchLabels: {rack: a}}, peerSelector: {matchExpressions: [{key: rr, operator: Exists}]}, holdTime: 30s}\n\
+             ---\napiVersion: starling.dev/v1alpha1\nkind: BGPConfiguration\nmetadata: {name: default}\nspec: {nodeToNodeMeshEnabled: false}\n",
+        );
+        let on_1 = peers_of(&cfg, "node-1");
+        assert_eq!(
+            summary(&on_1)
+                .into_iter()
+                .filter(|r| r.2 == "node-3")
+                .collect::<Vec<_>>(),
+            [
+                row("10.0.0.13", false, "node-3", 65003),
+                row("fd00::13", false, "node-3", 65003)
+            ]
+        );
+        let to_rr = on_1.iter().find(|p| p.address == ip("10.0.0.13")).unwrap();
+        assert_eq!(
+            to_rr.source,
+            PeerSource::BgpPeer {
+                name: "to-rr".into(),
+                node: Some("node-3".into())
+            }
+        );
+        assert_eq!(to_rr.hold_time, Duration::from_secs(30));
+        // The route reflector is not in rack a, but runs the other ends,
+        // passively as it has the higher addresses.
+        let on_3 = peers_of(&cfg, "node-3");
+        assert_eq!(
+            summary(&on_3),
+            [
+                row("10.0.0.1", false, "tor", 65000),
+                row("10.0.0.11", true, "node-1", 64512),
+                row("10.0.0.12", true, "node-2", 64512),
+                row("fd00::1", false, "tor-v6", 65000),
+                row("fd00::11", true, "node-1", 64512),
+                row("fd00::12", true, "node-2", 64512),
+            ]
+        );
+        assert!(on_3
+            .iter()
+            .all(|p| p.name.starts_with("tor") || p.hold_time == Duration::from_secs(30)));
+        // node-1 and node-2 are not peers of each other without the mesh.
+        assert!(!peers_of(&cfg, "node-2").iter().any(|p| p.name == "node-1"));
+
+        // With the mesh on, the BGPPeer still wins for node-3's addresses.
+        let meshed = config(
+            "---\napiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {name: to-rr}\n\
+             spec: {peerSelector: {matchLabels: {rr: 'true'}}, asNumber: 65333}\n",
+        );
+        let on_1 = peers_of(&meshed, "node-1");
+        let to_3 = on_1.iter().find(|p| p.address == ip("10.0.0.13")).unwrap();
+        assert_eq!(to_3.remote_as, 65333);
+        assert!(matches!(to_3.source, PeerSource::BgpPeer { .. }));
+        let to_2 = on_1.iter().find(|p| p.address == ip("10.0.0.12")).unwrap();
+        assert_eq!(
+            to_2.source,
+            PeerSource::Mesh {
+                node: "node-2".into()
+            }
+        );
+    }
+
+    #[test]
+    fn first_bgp_peer_by_name_wins_and_own_addresses_are_skipped() {
+        let cfg = config(
+            "---\napiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {name: a-tor}\n\
+             spec: {peerIP: 10.0.0.1, asNumber: 65111}\n---\n\
+             apiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {name: self}\n\
+             spec: {peerIP: 10.0.0.11, asNumber: 65111}\n",
+        );
+        let on_1 = peers_of(&cfg, "node-1");
+        let tor = on_1.iter().find(|p| p.address == ip("10.0.0.1")).unwrap();
+        assert_eq!(tor.name, "a-tor");
+        assert_eq!(tor.remote_as, 65111);
+        assert!(!on_1.iter().any(|p| p.address == ip("10.0.0.11")));
+        let unique: std::collections::BTreeSet<IpAddr> = on_1.iter().map(|p| p.address).collect();
+        assert_eq!(unique.len(), on_1.len());
+    }
+
+    #[test]
+    fn single_stack_nodes_only_get_their_family() {
+        let cfg = config(
+            "---\napiVersion: v1\nkind: Node\nmetadata: {name: v4-only}\n\
+             status: {addresses: [{type: InternalIP, address: 10.0.0.5}]}\n",
+        );
+        let peers = peers_of(&cfg, "v4-only");
+        assert!(peers.iter().all(|p| p.address.is_ipv4()), "{peers:?}");
+        assert_eq!(peers.len(), 4, "tor and three nodes over IPv4");
+        // The others reach it over IPv4 only; 10.0.0.5 is the lowest.
+        let on_1 = peers_of(&cfg, "node-1");
+        let to_it: Vec<&DesiredPeer> = on_1.iter().filter(|p| p.name == "v4-only").collect();
+        assert_eq!(to_it.len(), 1);
+        assert!(to_it[0].passive);
+    }
+}

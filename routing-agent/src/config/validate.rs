@@ -1,0 +1,430 @@
+//! Rules across fields and objects, and the assembly of a [`ClusterConfig`].
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::error::ConfigError;
+use super::fields::FieldError;
+use super::kinds::annotation_path;
+use super::model::{
+    BgpConfig, BgpPeerSpec, ClusterConfig, NodeInfo, ASN_ANNOTATION, DEFAULT_HOLD_TIME,
+};
+use super::objects::Object;
+
+/// The name of the only BGPConfiguration that is used.
+pub const DEFAULT_BGP_CONFIGURATION: &str = "default";
+
+/// AS_TRANS (RFC 6793), only for 2-byte AS compatibility.
+const AS_TRANS: u32 = 23456;
+/// Largest hold time BGP can carry (two octets of seconds).
+const MAX_HOLD_TIME: Duration = Duration::from_secs(65535);
+/// Smallest non-zero hold time (RFC 4271 section 4.2).
+const MIN_HOLD_TIME: Duration = Duration::from_secs(3);
+
+/// Validates `objects` and assembles them. An invalid object is left out and
+/// yields an error; so does the later of two objects of the same kind and
+/// name. Deterministic: the same objects give the same result and errors in
+/// the same order (the objects' order).
+pub fn build(objects: Vec<Object>) -> (ClusterConfig, Vec<ConfigError>) {
+    let mut cfg = ClusterConfig::default();
+    let mut errors = Vec::new();
+    let mut seen: BTreeMap<(&'static str, String), String> = BTreeMap::new();
+    for object in objects {
+        let kind = object.kind();
+        let key = (kind, object.name().to_string());
+        if let Some(first_source) = seen.get(&key) {
+            let from = if first_source.is_empty() {
+                String::new()
+            } else {
+                format!(" in {first_source}")
+            };
+            errors.push(ConfigError::new(
+                object.source(),
+                kind,
+                object.name(),
+                "metadata.name",
+                format!(
+                    "duplicate {kind} {:?} (the first one, defined{from}, is used)",
+                    key.1
+                ),
+            ));
+            continue;
+        }
+        seen.insert(key, object.source().to_string());
+        let checked = match &object {
+            Object::Node { node, .. } => check_node(node),
+            Object::BgpConfiguration { name, bgp, .. } => check_bgp_configuration(name, bgp),
+            Object::BgpPeer { peer, .. } => check_bgp_peer(peer),
+        };
+        if let Err(e) = checked {
+            errors.push(ConfigError::new(
+                object.source(),
+                kind,
+                object.name(),
+                e.field,
+                e.message,
+            ));
+            continue;
+        }
+        match object {
+            Object::Node { node, .. } => {
+                cfg.nodes.insert(node.name.clone(), node);
+            }
+            Object::BgpConfiguration { bgp, .. } => cfg.bgp = bgp,
+            Object::BgpPeer { peer, .. } => cfg.peers.push(peer),
+        }
+    }
+    cfg.peers.sort_by(|a, b| a.name.cmp(&b.name));
+    (cfg, errors)
+}
+
+fn check_as_number(asn: u32, field: String) -> Result<(), FieldError> {
+    match asn {
+        0 => Err(FieldError::new(field, "AS number 0 is reserved")),
+        AS_TRANS => Err(FieldError::new(
+            field,
+            "AS number 23456 is AS_TRANS, reserved for 2-octet AS compatibility",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_node(node: &NodeInfo) -> Result<(), FieldError> {
+    if let Some(asn) = node.asn {
+        check_as_number(asn, annotation_path(ASN_ANNOTATION))?;
+    }
+    Ok(())
+}
+
+fn check_bgp_configuration(name: &str, bgp: &BgpConfig) -> Result<(), FieldError> {
+    if name != DEFAULT_BGP_CONFIGURATION {
+        return Err(FieldError::new(
+            "metadata.name",
+            format!("only the BGPConfiguration named {DEFAULT_BGP_CONFIGURATION:?} is used"),
+        ));
+    }
+    check_as_number(bgp.as_number, "spec.asNumber".to_string())?;
+    if bgp.listen_port == 0 {
+        return Err(FieldError::new(
+            "spec.listenPort",
+            "must be from 1 to 65535",
+        ));
+    }
+    Ok(())
+}
+
+fn check_bgp_peer(peer: &BgpPeerSpec) -> Result<(), FieldError> {
+    match (&peer.peer_ip, &peer.peer_selector) {
+        (Some(_), Some(_)) => {
+            return Err(FieldError::new(
+                "spec.peerIP",
+                "peerIP and peerSelector are mutually exclusive; set one",
+            ))
+        }
+        (None, None) => {
+            return Err(FieldError::new(
+                "spec.peerIP",
+                "one of peerIP or peerSelector is required",
+            ))
+        }
+        (Some(ip), None) => {
+            check_peer_ip(*ip)?;
+            if peer.as_number.is_none() {
+                return Err(FieldError::new("spec.asNumber", "required with peerIP"));
+            }
+        }
+        (None, Some(_)) => {}
+    }
+    if peer.node.is_some() && peer.node_selector.is_some() {
+        return Err(FieldError::new(
+            "spec.nodeSelector",
+            "node and nodeSelector are mutually exclusive; set one",
+        ));
+    }
+    if let Some(asn) = peer.as_number {
+        check_as_number(asn, "spec.asNumber".to_string())?;
+    }
+    let hold = peer.hold_time.unwrap_or(DEFAULT_HOLD_TIME);
+    if let Some(h) = peer.hold_time {
+        if h.subsec_nanos() != 0 || (!h.is_zero() && h < MIN_HOLD_TIME) || h > MAX_HOLD_TIME {
+            return Err(FieldError::new(
+                "spec.holdTime",
+                format!("{h:?}: must be 0 (no keepalives) or whole seconds from 3s to 65535s"),
+            ));
+        }
+    }
+    if let Some(k) = peer.keepalive_time {
+        if k.subsec_nanos() != 0 {
+            return Err(FieldError::new(
+                "spec.keepaliveTime",
+                format!("{k:?}: must be whole seconds"),
+            ));
+        }
+        if k > hold {
+            return Err(FieldError::new(
+                "spec.keepaliveTime",
+                format!("{k:?} is longer than the hold time ({hold:?})"),
+            ));
+        }
+        if k.is_zero() && !hold.is_zero() {
+            return Err(FieldError::new(
+                "spec.keepaliveTime",
+                "0 only goes with a holdTime of 0",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_peer_ip(ip: IpAddr) -> Result<(), FieldError> {
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    if ip.is_unspecified() || ip.is_multicast() || broadcast {
+        return Err(FieldError::new(
+            "spec.peerIP",
+            format!("{ip} is not a unicast address"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::objects::parse_documents;
+
+    fn parse_and_build(text: &str) -> (ClusterConfig, Vec<ConfigError>) {
+        let (objects, mut errors) = parse_documents(text, "test.yaml");
+        let (cfg, build_errors) = build(objects);
+        errors.extend(build_errors);
+        (cfg, errors)
+    }
+
+    fn peer(name: &str, spec: &str) -> String {
+        format!("---\napiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {{name: {name}}}\nspec: {spec}\n")
+    }
+
+    /// The text must be rejected with one error naming `object` and `field`.
+    fn rejected(text: &str, object: &str, field: &str) -> ConfigError {
+        let (_, errors) = parse_and_build(text);
+        assert_eq!(errors.len(), 1, "{text}: {errors:?}");
+        let e = errors.into_iter().next().unwrap_or_else(|| unreachable!());
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with(&format!("test.yaml: {object}: {field}: ")),
+            "{text}: {shown}"
+        );
+        e
+    }
+
+    #[test]
+    fn valid_objects_are_assembled() {
+        let text = format!(
+            "apiVersion: v1\nkind: Node\nmetadata: {{name: n2}}\n---\n\
+             apiVersion: v1\nkind: Node\nmetadata: {{name: n1}}\n---\n\
+             apiVersion: starling.dev/v1alpha1\nkind: BGPConfiguration\nmetadata: {{name: default}}\n\
+             spec: {{asNumber: 65010, nodeToNodeMeshEnabled: false}}\n{}{}",
+            peer("zz", "{peerIP: 10.0.0.1, asNumber: 65000}"),
+            peer("aa", "{peerSelector: {}, holdTime: 0s}"),
+        );
+        let (cfg, errors) = parse_and_build(&text);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(cfg.nodes.keys().collect::<Vec<_>>(), ["n1", "n2"]);
+        assert_eq!(cfg.bgp.as_number, 65010);
+        assert!(!cfg.bgp.node_to_node_mesh);
+        assert_eq!(cfg.bgp.listen_port, 179);
+        let names: Vec<&str> = cfg.peers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["aa", "zz"]);
+    }
+
+    #[test]
+    fn no_bgp_configuration_means_defaults() {
+        let (cfg, errors) = parse_and_build("");
+        assert!(errors.is_empty());
+        assert_eq!(cfg, ClusterConfig::default());
+    }
+
+    #[test]
+    fn reserved_as_numbers_are_rejected() {
+        rejected(
+            &peer("p", "{peerIP: 10.0.0.1, asNumber: 0}"),
+            "BGPPeer/p",
+            "spec.asNumber",
+        );
+        let e = rejected(
+            &peer("p", "{peerIP: 10.0.0.1, asNumber: 23456}"),
+            "BGPPeer/p",
+            "spec.asNumber",
+        );
+        assert!(e.message.contains("AS_TRANS"));
+        rejected(
+            "apiVersion: starling.dev/v1alpha1\nkind: BGPConfiguration\nmetadata: {name: default}\nspec: {asNumber: 0}\n",
+            "BGPConfiguration/default",
+            "spec.asNumber",
+        );
+        rejected(
+            "apiVersion: v1\nkind: Node\nmetadata: {name: n1, annotations: {starling.dev/asn: '23456'}}\n",
+            "Node/n1",
+            "metadata.annotations[starling.dev/asn]",
+        );
+        rejected(
+            "apiVersion: v1\nkind: Node\nmetadata: {name: n1, annotations: {starling.dev/asn: '0'}}\n",
+            "Node/n1",
+            "metadata.annotations[starling.dev/asn]",
+        );
+    }
+
+    #[test]
+    fn bad_addresses_and_cidrs_are_rejected() {
+        rejected(
+            "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nspec: {podCIDRs: [10.244.1.0/24, 'fd00::/129']}\n",
+            "Node/n1",
+            "spec.podCIDRs[1]",
+        );
+        rejected(
+            "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nstatus: {addresses: [{type: InternalIP, address: node-1}]}\n",
+            "Node/n1",
+            "status.addresses[0].address",
+        );
+        rejected(
+            &peer("p", "{peerIP: 10.0.0, asNumber: 1}"),
+            "BGPPeer/p",
+            "spec.peerIP",
+        );
+        rejected(
+            &peer("p", "{peerIP: 224.0.0.5, asNumber: 1}"),
+            "BGPPeer/p",
+            "spec.peerIP",
+        );
+        rejected(
+            &peer("p", "{peerIP: '::', asNumber: 1}"),
+            "BGPPeer/p",
+            "spec.peerIP",
+        );
+    }
+
+    #[test]
+    fn host_route_pod_cidrs_are_fine() {
+        let (cfg, errors) = parse_and_build(
+            "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nspec: {podCIDRs: [10.244.1.7/32, 'fd00::7/128']}\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(cfg.nodes["n1"].pod_cidrs.len(), 2);
+    }
+
+    #[test]
+    fn peer_shape_is_checked() {
+        rejected(
+            &peer("p", "{peerIP: 10.0.0.1, peerSelector: {}, asNumber: 1}"),
+            "BGPPeer/p",
+            "spec.peerIP",
+        );
+        rejected(&peer("p", "{asNumber: 1}"), "BGPPeer/p", "spec.peerIP");
+        rejected(&peer("p", "null"), "BGPPeer/p", "spec.peerIP");
+        rejected(
+            &peer("p", "{peerIP: 10.0.0.1}"),
+            "BGPPeer/p",
+            "spec.asNumber",
+        );
+        rejected(
+            &peer("p", "{peerSelector: {}, node: n1, nodeSelector: {}}"),
+            "BGPPeer/p",
+            "spec.nodeSelector",
+        );
+        rejected(
+            &peer("p", "{peerSelector: {}, routerID: 1.2.3.4}"),
+            "BGPPeer/p",
+            "spec.routerID",
+        );
+    }
+
+    #[test]
+    fn timers_are_checked() {
+        for (timers, field) in [
+            ("holdTime: 1s", "spec.holdTime"),
+            ("holdTime: 2s", "spec.holdTime"),
+            ("holdTime: 500ms", "spec.holdTime"),
+            ("holdTime: 65536s", "spec.holdTime"),
+            ("holdTime: 3.5s", "spec.holdTime"),
+            ("holdTime: 90z", "spec.holdTime"),
+            ("holdTime: 9s, keepaliveTime: 10s", "spec.keepaliveTime"),
+            ("keepaliveTime: 91s", "spec.keepaliveTime"),
+            ("holdTime: 0s, keepaliveTime: 1s", "spec.keepaliveTime"),
+            ("keepaliveTime: 0s", "spec.keepaliveTime"),
+            ("keepaliveTime: 1500ms", "spec.keepaliveTime"),
+        ] {
+            rejected(
+                &peer("p", &format!("{{peerSelector: {{}}, {timers}}}")),
+                "BGPPeer/p",
+                field,
+            );
+        }
+        for timers in [
+            "holdTime: 0s",
+            "holdTime: 0s, keepaliveTime: 0s",
+            "holdTime: 3s, keepaliveTime: 1s",
+            "holdTime: 65535s",
+            "holdTime: 18h12m15s",
+            "keepaliveTime: 90s",
+        ] {
+            let (cfg, errors) =
+                parse_and_build(&peer("p", &format!("{{peerSelector: {{}}, {timers}}}")));
+            assert!(errors.is_empty(), "{timers}: {errors:?}");
+            assert_eq!(cfg.peers.len(), 1);
+        }
+    }
+
+    #[test]
+    fn duplicates_lose_to_the_first() {
+        let text = format!(
+            "{}{}{}",
+            peer("p", "{peerIP: 10.0.0.1, asNumber: 1}"),
+            peer("p", "{peerIP: 10.0.0.2, asNumber: 2}"),
+            "---\napiVersion: v1\nkind: Node\nmetadata: {name: p}\n",
+        );
+        let (cfg, errors) = parse_and_build(&text);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0]
+            .to_string()
+            .starts_with("test.yaml: BGPPeer/p: metadata.name: duplicate"));
+        assert_eq!(cfg.peers.len(), 1);
+        assert_eq!(cfg.peers[0].as_number, Some(1));
+        assert!(
+            cfg.nodes.contains_key("p"),
+            "another kind may reuse the name"
+        );
+    }
+
+    #[test]
+    fn only_the_default_bgp_configuration_is_used() {
+        let text = "apiVersion: starling.dev/v1alpha1\nkind: BGPConfiguration\nmetadata: {name: other}\nspec: {asNumber: 65001}\n";
+        let (cfg, errors) = parse_and_build(text);
+        assert_eq!(cfg.bgp, BgpConfig::default());
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0]
+                .to_string()
+                .contains("BGPConfiguration/other: metadata.name"),
+            "{}",
+            errors[0]
+        );
+        rejected(
+            "apiVersion: starling.dev/v1alpha1\nkind: BGPConfiguration\nmetadata: {name: default}\nspec: {listenPort: 0}\n",
+            "BGPConfiguration/default",
+            "spec.listenPort",
+        );
+    }
+
+    #[test]
+    fn build_is_deterministic() {
+        let text = format!(
+            "{}{}{}",
+            peer("b", "{peerIP: 10.0.0.1, asNumber: 1}"),
+            peer("a", "{peerIP: 10.0.0.2}"),
+            peer("c", "{peerSelector: {}}"),
+        );
+        let first = parse_and_build(&text);
+        assert_eq!(first, parse_and_build(&text));
+        assert_eq!(first.1.len(), 1);
+    }
+}
