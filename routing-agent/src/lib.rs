@@ -6,3 +6,4 @@
 pub mod config;
 pub mod control;
 pub mod kernel;
+pub mod speaker;

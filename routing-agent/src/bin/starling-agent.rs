@@ -1,1 +1,97 @@
-fn main() {}
+//! `starling-agent`: runs the node's BGP speaker from the cluster's
+//! configuration objects.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
+
+use starling_agent::config::{DatastoreSpec, FileDatastore};
+use starling_agent::control::{self, DEFAULT_SOCKET_PATH};
+use starling_agent::kernel::Kernel;
+use starling_agent::speaker::Speaker;
+
+#[derive(Parser)]
+#[command(version, about = "Starling's per-node BGP routing agent")]
+struct Args {
+    /// This node's name, as in its Node object.
+    #[arg(long, env = "STARLING_NODE_NAME")]
+    node_name: String,
+    /// Where the configuration objects come from: `file:PATH` (a YAML file
+    /// or a directory of YAML files, watched) or `kubernetes`.
+    #[arg(long, env = "STARLING_DATASTORE")]
+    datastore: DatastoreSpec,
+    /// The unix socket `starlingctl` talks to.
+    #[arg(long, env = "STARLING_CONTROL_SOCKET", default_value = DEFAULT_SOCKET_PATH)]
+    control_socket: PathBuf,
+    /// Log lines as JSON objects.
+    #[arg(long, env = "STARLING_LOG_JSON")]
+    log_json: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if args.log_json {
+        fmt.json().init();
+    } else {
+        fmt.init();
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let path = match args.datastore {
+        DatastoreSpec::File(path) => path,
+        DatastoreSpec::Kubernetes => {
+            return Err("--datastore kubernetes is not supported yet (issue #4); use file:PATH".into())
+        }
+    };
+    let config = FileDatastore::new(path.clone())
+        .watch(Duration::from_millis(500))
+        .map_err(|e| format!("cannot read the datastore {}: {e}", path.display()))?;
+    let kernel = Kernel::new().map_err(|e| format!("cannot open netlink: {e}"))?;
+    match kernel.flush_stale().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(routes = n, "removed stale routes left by an earlier run"),
+        Err(e) => tracing::warn!(error = %e, "cannot remove stale routes"),
+    }
+    let (control_tx, control_rx) = tokio::sync::mpsc::channel(16);
+    let _server = control::serve(&args.control_socket, control_tx)
+        .await
+        .map_err(|e| format!("cannot serve the control socket: {e}"))?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+    };
+    tracing::info!(node = %args.node_name, datastore = %path.display(), "starting");
+    Speaker::new(args.node_name, kernel)
+        .run(config, control_rx, shutdown)
+        .await;
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! Hands route changes to a task that programs the kernel, so that netlink
+//! never holds up the sessions. Changes are applied in order.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use ipnetwork::IpNetwork;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::kernel::{Kernel, KernelRoute};
+
+enum Op {
+    Replace(KernelRoute),
+    Delete(IpNetwork),
+    /// Remove every route of ours, then report.
+    Flush(oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+pub struct KernelSync {
+    tx: mpsc::UnboundedSender<Op>,
+    installed: Arc<Mutex<BTreeSet<IpNetwork>>>,
+}
+
+impl KernelSync {
+    pub fn spawn(kernel: Kernel) -> KernelSync {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Op>();
+        let installed: Arc<Mutex<BTreeSet<IpNetwork>>> = Arc::default();
+        let set = installed.clone();
+        tokio::spawn(async move {
+            while let Some(op) = rx.recv().await {
+                match op {
+                    Op::Replace(route) => {
+                        let prefix = route.prefix();
+                        match kernel.replace(&route).await {
+                            Ok(()) => {
+                                lock(&set).insert(prefix);
+                            }
+                            Err(e) => {
+                                lock(&set).remove(&prefix);
+                                tracing::error!(%prefix, error = %e, "kernel route not installed");
+                            }
+                        }
+                    }
+                    Op::Delete(prefix) => {
+                        if let Err(e) = kernel.delete(prefix).await {
+                            tracing::error!(%prefix, error = %e, "kernel route not removed");
+                        }
+                        lock(&set).remove(&prefix);
+                    }
+                    Op::Flush(done) => {
+                        match kernel.flush_stale().await {
+                            Ok(n) => tracing::info!(routes = n, "removed our kernel routes"),
+                            Err(e) => tracing::error!(error = %e, "kernel routes not removed"),
+                        }
+                        lock(&set).clear();
+                        let _ = done.send(());
+                    }
+                }
+            }
+        });
+        KernelSync { tx, installed }
+    }
+
+    pub fn replace(&self, route: KernelRoute) {
+        let _ = self.tx.send(Op::Replace(route));
+    }
+
+    pub fn delete(&self, prefix: IpNetwork) {
+        let _ = self.tx.send(Op::Delete(prefix));
+    }
+
+    /// Removes all our routes, after every change queued before.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Op::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    pub fn is_installed(&self, prefix: &IpNetwork) -> bool {
+        lock(&self.installed).contains(prefix)
+    }
+}
+
+fn lock(m: &Mutex<BTreeSet<IpNetwork>>) -> std::sync::MutexGuard<'_, BTreeSet<IpNetwork>> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

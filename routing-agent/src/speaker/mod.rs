@@ -1,0 +1,288 @@
+//! The BGP speaker: one task that owns every session state machine, the
+//! routing table and the node's own routes, fed by the configuration, the
+//! network and the control socket. Like BIRD's core, protocols only feed
+//! it; unlike BIRD, the protocol logic is the sans-IO `starling-bgp`.
+
+mod connection;
+mod kernel_sync;
+mod peers;
+mod routes;
+mod status;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use starling_bgp::fsm::{Action, ConnId, Event, Session};
+use starling_bgp::rib::{PeerInfo, Rib};
+use starling_bgp::Prefix;
+
+use crate::config::{ClusterConfig, DesiredPeer, LocalNode};
+use crate::control::ControlRequest;
+use crate::kernel::Kernel;
+use connection::{ConnHandle, NetEvent};
+use kernel_sync::KernelSync;
+
+/// How long an outgoing TCP connect may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Equal-cost paths installed per prefix.
+const MAX_PATHS: usize = 8;
+
+struct Peer {
+    desired: DesiredPeer,
+    session: Session,
+    info: Arc<PeerInfo>,
+    /// TCP port the peer listens on.
+    port: u16,
+    /// The connect attempt whose result we wait for.
+    attempt: u64,
+    /// Prefixes advertised to the peer (its Adj-RIB-Out).
+    sent: BTreeSet<Prefix>,
+}
+
+pub struct Speaker {
+    node_name: String,
+    local: Option<LocalNode>,
+    listen_port: Option<u16>,
+    peers: BTreeMap<IpAddr, Peer>,
+    conns: HashMap<ConnId, ConnHandle>,
+    next_conn: ConnId,
+    next_attempt: u64,
+    rib: Rib,
+    /// The node's own prefixes (its pod CIDRs), advertised and blackholed.
+    local_routes: BTreeSet<Prefix>,
+    kernel: KernelSync,
+    events_tx: mpsc::UnboundedSender<NetEvent>,
+    events_rx: Option<mpsc::UnboundedReceiver<NetEvent>>,
+    /// Writers still flushing at shutdown.
+    closing: Vec<JoinHandle<()>>,
+    shutting_down: bool,
+}
+
+impl Speaker {
+    pub fn new(node_name: String, kernel: Kernel) -> Speaker {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        Speaker {
+            node_name,
+            local: None,
+            listen_port: None,
+            peers: BTreeMap::new(),
+            conns: HashMap::new(),
+            next_conn: 1,
+            next_attempt: 1,
+            rib: Rib::new(MAX_PATHS),
+            local_routes: BTreeSet::new(),
+            kernel: KernelSync::spawn(kernel),
+            events_tx,
+            events_rx: Some(events_rx),
+            closing: Vec::new(),
+            shutting_down: false,
+        }
+    }
+
+    /// Runs until `shutdown` completes, then stops every session (Cease),
+    /// and removes the routes it installed.
+    pub async fn run(
+        mut self,
+        mut config: watch::Receiver<Arc<ClusterConfig>>,
+        mut control: mpsc::Receiver<ControlRequest>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let Some(mut events) = self.events_rx.take() else {
+            return;
+        };
+        let initial = config.borrow_and_update().clone();
+        self.apply_config(&initial).await;
+        tokio::pin!(shutdown);
+        loop {
+            let deadline = self
+                .next_deadline()
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                _ = &mut shutdown => break,
+                changed = config.changed() => {
+                    if changed.is_err() {
+                        tracing::warn!("configuration source ended; keeping the last configuration");
+                        std::future::pending::<()>().await;
+                    }
+                    let cfg = config.borrow_and_update().clone();
+                    self.apply_config(&cfg).await;
+                }
+                Some(ev) = events.recv() => self.net_event(ev),
+                Some((req, reply)) = control.recv() => {
+                    let _ = reply.send(self.answer(req));
+                }
+                _ = tokio::time::sleep_until(deadline) => self.timeouts(),
+            }
+        }
+        self.stop().await;
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.peers.values().filter_map(|p| p.session.poll_timeout()).min()
+    }
+
+    fn timeouts(&mut self) {
+        let now = Instant::now();
+        let due: Vec<IpAddr> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.session.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in due {
+            if let Some(p) = self.peers.get_mut(&addr) {
+                p.session.handle_timeout(now);
+            }
+            self.drive(addr);
+        }
+    }
+
+    fn net_event(&mut self, ev: NetEvent) {
+        let now = Instant::now();
+        match ev {
+            NetEvent::Accepted(stream, from) => {
+                let addr = from.ip();
+                if !self.peers.contains_key(&addr) {
+                    // Only configured peers may connect.
+                    tracing::info!(peer = %addr, "refused a BGP connection from an address that is not a configured peer");
+                    return;
+                }
+                let id = self.register(addr, stream);
+                self.handle(addr, now, Event::Connected { conn: id, outgoing: false });
+            }
+            NetEvent::Connected {
+                peer,
+                attempt,
+                result,
+            } => {
+                let current = self.peers.get(&peer).is_some_and(|p| p.attempt == attempt);
+                match (current, result) {
+                    (false, _) => {}
+                    (true, Ok(stream)) => {
+                        let id = self.register(peer, stream);
+                        self.handle(peer, now, Event::Connected { conn: id, outgoing: true });
+                    }
+                    (true, Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "connect failed");
+                        self.handle(peer, now, Event::ConnectFailed);
+                    }
+                }
+            }
+            NetEvent::Bytes(id, bytes) => {
+                if let Some(peer) = self.conns.get(&id).map(|c| c.peer) {
+                    self.handle(peer, now, Event::Bytes(id, &bytes));
+                }
+            }
+            NetEvent::Closed(id) => {
+                if let Some(c) = self.conns.remove(&id) {
+                    let peer = c.peer;
+                    drop(c.close());
+                    self.handle(peer, now, Event::Closed(id));
+                }
+            }
+        }
+    }
+
+    fn register(&mut self, peer: IpAddr, stream: tokio::net::TcpStream) -> ConnId {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        let handle = ConnHandle::spawn(id, peer, stream, self.events_tx.clone());
+        self.conns.insert(id, handle);
+        id
+    }
+
+    fn handle(&mut self, peer: IpAddr, now: Instant, event: Event<'_>) {
+        match self.peers.get_mut(&peer) {
+            Some(p) => p.session.handle(now, event),
+            None => return,
+        }
+        self.drive(peer);
+    }
+
+    /// Carries out what the peer's session asks for.
+    fn drive(&mut self, addr: IpAddr) {
+        loop {
+            let Some(p) = self.peers.get_mut(&addr) else {
+                return;
+            };
+            let Some(action) = p.session.poll_action() else {
+                return;
+            };
+            match action {
+                Action::Connect => {
+                    p.attempt = self.next_attempt;
+                    self.next_attempt += 1;
+                    connection::spawn_connect(
+                        addr,
+                        p.port,
+                        p.desired.local_address,
+                        p.attempt,
+                        CONNECT_TIMEOUT,
+                        self.events_tx.clone(),
+                    );
+                }
+                Action::Send(id, bytes) => {
+                    if let Some(c) = self.conns.get(&id) {
+                        c.send(bytes);
+                    }
+                }
+                Action::Close(id) => {
+                    if let Some(c) = self.conns.remove(&id) {
+                        let writer = c.close();
+                        if self.shutting_down {
+                            self.closing.push(writer);
+                        }
+                    }
+                }
+                Action::StateChanged { from, to } => {
+                    tracing::info!(peer = %addr, name = %p.desired.name, %from, %to, "session state");
+                }
+                Action::Established(open) => {
+                    tracing::info!(peer = %addr, name = %p.desired.name, router_id = %open.router_id, hold = p.session.hold_time(), "session established");
+                    p.info = Arc::new(PeerInfo {
+                        router_id: open.router_id,
+                        ..(*p.info).clone()
+                    });
+                    self.advertise(addr, true);
+                }
+                Action::Update(update) => self.ingest(addr, update),
+                Action::RouteRefresh(family) => {
+                    tracing::info!(peer = %addr, %family, "route refresh requested");
+                    if let Some(p) = self.peers.get_mut(&addr) {
+                        p.sent.retain(|pr| pr.family() != family);
+                    }
+                    self.advertise(addr, false);
+                }
+                Action::Down(reason) => {
+                    tracing::warn!(peer = %addr, name = %p.desired.name, %reason, "session down");
+                    p.sent.clear();
+                    let changes = self.rib.remove_peer(addr);
+                    self.apply_changes(changes);
+                }
+            }
+        }
+    }
+
+    async fn stop(&mut self) {
+        self.shutting_down = true;
+        let now = Instant::now();
+        let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
+        for addr in addrs {
+            self.handle(addr, now, Event::Stop);
+        }
+        for c in std::mem::take(&mut self.conns).into_values() {
+            self.closing.push(c.close());
+        }
+        let writers = std::mem::take(&mut self.closing);
+        let _ = tokio::time::timeout(Duration::from_secs(2), futures::future::join_all(writers)).await;
+        self.kernel.flush().await;
+        tracing::info!("stopped");
+    }
+}

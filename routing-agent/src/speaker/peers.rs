@@ -1,0 +1,157 @@
+//! Turning the configuration into sessions: which peers to run, and which
+//! prefixes are this node's own. A session whose configuration did not
+//! change is never touched.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use starling_bgp::fsm::{Event, Session, SessionConfig};
+use starling_bgp::rib::PeerInfo;
+use starling_bgp::{Family, Prefix};
+
+use super::{connection, Peer, Speaker};
+use crate::config::{desired_peers, local_node, ClusterConfig, DesiredPeer, PeerSource};
+use crate::kernel::KernelRoute;
+
+/// Connect retry: short, because peers in a cluster come and go with pods
+/// of the DaemonSet rather than with links.
+const CONNECT_RETRY: Duration = Duration::from_secs(5);
+const IDLE_HOLD: Duration = Duration::from_secs(1);
+
+impl Speaker {
+    pub(super) async fn apply_config(&mut self, cfg: &Arc<ClusterConfig>) {
+        let local = match local_node(cfg, &self.node_name) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(node = %self.node_name, error = %e, "this node is not usable in the configuration; keeping what runs");
+                return;
+            }
+        };
+        if self.listen_port.is_none() {
+            match connection::listen(local.listen_port, self.events_tx.clone()).await {
+                Ok(()) => {
+                    tracing::info!(port = local.listen_port, "listening for BGP");
+                    self.listen_port = Some(local.listen_port);
+                }
+                Err(e) => tracing::error!(port = local.listen_port, error = %e, "cannot listen for BGP; only outgoing sessions will work"),
+            }
+        } else if self.listen_port != Some(local.listen_port) {
+            tracing::warn!(port = local.listen_port, "a new listen port takes effect after a restart");
+        }
+        let mesh_port = cfg.bgp.listen_port;
+        let want: BTreeMap<IpAddr, DesiredPeer> = desired_peers(cfg, &local)
+            .into_iter()
+            .map(|d| (d.address, d))
+            .collect();
+        let router_id_changed = self.local.as_ref().is_some_and(|l| l.router_id != local.router_id);
+        let now = Instant::now();
+
+        // Stop sessions that are gone or whose configuration changed.
+        let stale: Vec<IpAddr> = self
+            .peers
+            .iter()
+            .filter(|(a, p)| router_id_changed || want.get(a) != Some(&p.desired))
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in stale {
+            if let Some(p) = self.peers.get(&addr) {
+                tracing::info!(peer = %addr, name = %p.desired.name, "peer removed or reconfigured");
+            }
+            self.handle(addr, now, Event::Stop);
+            self.peers.remove(&addr);
+        }
+        for (addr, d) in want {
+            if self.peers.contains_key(&addr) {
+                continue;
+            }
+            let port = match d.source {
+                PeerSource::Mesh { .. } | PeerSource::BgpPeer { node: Some(_), .. } => mesh_port,
+                PeerSource::BgpPeer { node: None, .. } => 179,
+            };
+            let session = Session::new(session_config(&d, &local));
+            tracing::info!(peer = %addr, name = %d.name, asn = d.remote_as, passive = d.passive, "peer added");
+            let info = Arc::new(PeerInfo {
+                address: addr,
+                router_id: std::net::Ipv4Addr::UNSPECIFIED,
+                ebgp: d.remote_as != d.local_as,
+            });
+            self.peers.insert(
+                addr,
+                Peer {
+                    desired: d,
+                    session,
+                    info,
+                    port,
+                    attempt: 0,
+                    sent: BTreeSet::new(),
+                },
+            );
+            self.handle(addr, now, Event::Start);
+        }
+        self.set_local_routes(&local.pod_cidrs);
+        self.local = Some(local);
+    }
+
+    /// Advertises the node's pod CIDRs and blackholes them, so that
+    /// addresses no pod holds are never forwarded elsewhere.
+    fn set_local_routes(&mut self, cidrs: &[ipnetwork::IpNetwork]) {
+        let new: BTreeSet<Prefix> = cidrs
+            .iter()
+            .filter_map(|n| Prefix::new(n.network(), n.prefix()).ok())
+            .collect();
+        if new == self.local_routes {
+            return;
+        }
+        for gone in self.local_routes.difference(&new) {
+            self.kernel.delete(to_network(gone));
+        }
+        for added in new.difference(&self.local_routes) {
+            self.kernel.replace(KernelRoute::Blackhole {
+                prefix: to_network(added),
+            });
+        }
+        let removed: Vec<Prefix> = self.local_routes.difference(&new).copied().collect();
+        self.local_routes = new;
+        // A prefix that stopped being ours may have a learned route to install.
+        let learned: Vec<_> = self
+            .rib
+            .best_routes()
+            .filter(|(p, _, _)| removed.contains(p))
+            .map(|(p, _, nh)| (*p, nh.to_vec()))
+            .collect();
+        for (p, hops) in learned {
+            self.kernel.replace(KernelRoute::Via {
+                prefix: to_network(&p),
+                next_hops: hops,
+            });
+        }
+        let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
+        for addr in addrs {
+            self.advertise(addr, false);
+        }
+    }
+}
+
+pub(super) fn to_network(p: &Prefix) -> ipnetwork::IpNetwork {
+    ipnetwork::IpNetwork::new(p.addr(), p.length()).expect("a Prefix always has a valid length")
+}
+
+fn session_config(d: &DesiredPeer, local: &crate::config::LocalNode) -> SessionConfig {
+    SessionConfig {
+        local_as: d.local_as,
+        remote_as: d.remote_as,
+        router_id: local.router_id,
+        hold_time: u16::try_from(d.hold_time.as_secs()).unwrap_or(u16::MAX),
+        keepalive_time: d
+            .keepalive_time
+            .map(|k| u16::try_from(k.as_secs().max(1)).unwrap_or(u16::MAX)),
+        connect_retry: CONNECT_RETRY,
+        idle_hold: IDLE_HOLD,
+        passive: d.passive,
+        // One family per session, the family of the session's addresses, as
+        // Calico runs separate IPv4 and IPv6 sessions.
+        families: vec![Family::unicast_for(d.address)],
+    }
+}

@@ -1,0 +1,72 @@
+//! Answers to `starlingctl`: the sessions and the routes, as the speaker
+//! sees them now.
+
+use std::time::Instant;
+
+use super::peers::to_network;
+use super::Speaker;
+use crate::config::PeerSource;
+use crate::control::{PeerStatus, Request, Response, RouteStatus};
+
+impl Speaker {
+    pub(super) fn answer(&self, req: Request) -> Response {
+        match req {
+            Request::Peers => Response::Peers(self.peer_status()),
+            Request::Routes => Response::Routes(self.route_status()),
+        }
+    }
+
+    fn peer_status(&self) -> Vec<PeerStatus> {
+        let now = Instant::now();
+        self.peers
+            .iter()
+            .map(|(addr, p)| PeerStatus {
+                name: p.desired.name.clone(),
+                address: *addr,
+                asn: p.desired.remote_as,
+                kind: match p.desired.source {
+                    PeerSource::Mesh { .. } => "mesh".to_string(),
+                    PeerSource::BgpPeer { .. } => "peer".to_string(),
+                },
+                state: p.session.state().name().to_string(),
+                uptime_seconds: p.session.uptime(now).map_or(0, |d| d.as_secs()),
+                prefixes_received: self.rib.peer_prefix_count(*addr) as u64,
+                prefixes_sent: p.sent.len() as u64,
+                last_error: p.session.last_error().map(ToString::to_string),
+            })
+            .collect()
+    }
+
+    fn route_status(&self) -> Vec<RouteStatus> {
+        let mut out: Vec<RouteStatus> = self
+            .local_routes
+            .iter()
+            .map(|p| RouteStatus {
+                prefix: p.to_string(),
+                next_hops: vec![],
+                source: "local".to_string(),
+                peer: None,
+                as_path: String::new(),
+                installed: self.kernel.is_installed(&to_network(p)),
+            })
+            .collect();
+        for (prefix, route, hops) in self.rib.best_routes() {
+            if self.local_routes.contains(prefix) {
+                continue;
+            }
+            let peer = route.peer.address;
+            out.push(RouteStatus {
+                prefix: prefix.to_string(),
+                next_hops: hops.to_vec(),
+                source: self
+                    .peers
+                    .get(&peer)
+                    .map_or_else(|| peer.to_string(), |p| p.desired.name.clone()),
+                peer: Some(peer),
+                as_path: route.attrs.as_path.to_string(),
+                installed: self.kernel.is_installed(&to_network(prefix)),
+            });
+        }
+        out
+    }
+}
