@@ -352,3 +352,101 @@ fn raw_peer_sees_frr_open() {
         Ok(())
     });
 }
+
+/// Deletes a namespace the test made beside the lab's own.
+struct ExtraNamespace(String);
+
+impl Drop for ExtraNamespace {
+    fn drop(&mut self) {
+        let _ = netns::delete(&self.0);
+    }
+}
+
+/// A peer that sends a malformed UPDATE gets the NOTIFICATION that RFC 4271
+/// section 6.3 names, and the agent's other sessions stay up. The peer is a
+/// test writing raw bytes from its own namespace on the lab's switch.
+#[test]
+fn malformed_update_gets_its_notification() {
+    use starling_bgp::packet::{Codec, Message, Open};
+    use starling_bgp::Family;
+    use starling_lab::rawpeer::RawListener;
+
+    const RAW_V4: &str = "10.0.0.99";
+    run_lab("t8-", LabOptions::default(), |lab| {
+        lab.wait_agents_established(SESSIONS_UP)?;
+        let raw_ns = lab.ns("raw");
+        netns::create(&raw_ns)?;
+        let _raw = ExtraNamespace(raw_ns.clone());
+        netns::ip(&raw_ns, &["link", "set", "lo", "up"])?;
+        let port = topology::port_name("t8-raw");
+        topology::attach(
+            &lab.ns(topology::SWITCH),
+            &port,
+            &raw_ns,
+            &[format!("{RAW_V4}/24")],
+        )?;
+        let listener = RawListener::bind(&raw_ns, format!("{RAW_V4}:179").parse().unwrap())?;
+
+        // node-1 peers with the raw peer.
+        let mut yaml = lab.read_datastore()?;
+        yaml.push_str(&format!(
+            "\n---\napiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {{name: raw}}\n\
+             spec: {{peerIP: {RAW_V4}, asNumber: 65099, node: node-1}}\n"
+        ));
+        lab.write_datastore(&yaml)?;
+
+        let wait = Duration::from_secs(30);
+        let mut peer = listener.accept(wait)?;
+        let open = peer.recv_bgp_message(wait)?;
+        ensure(open[18] == 1, || format!("expected OPEN, got {open:02x?}"))?;
+        let codec = Codec::default();
+        let ours = Open::new(65099, 90, RAW_V4.parse().unwrap(), &[Family::IPV4_UNICAST]);
+        peer.send(&Message::Open(ours).encode(&codec))?;
+        peer.send(&Message::Keepalive.encode(&codec))?;
+        let ka = peer.recv_bgp_message(wait)?;
+        ensure(ka[18] == 4, || format!("expected KEEPALIVE, got {ka:02x?}"))?;
+        let raw_ip: IpAddr = RAW_V4.parse().unwrap();
+        lab.wait_agent_established("node-1", &[raw_ip], wait)?;
+
+        // An UPDATE whose ORIGIN attribute claims 9 octets of a 4-octet
+        // attribute list: Malformed Attribute List (3, 1).
+        let attrs = [0x40u8, 1, 9, 0];
+        let mut bad = vec![0xff; 16];
+        bad.extend(((19 + 4 + attrs.len()) as u16).to_be_bytes());
+        bad.push(2);
+        bad.extend([0, 0, 0, attrs.len() as u8]);
+        bad.extend(attrs);
+        peer.send(&bad)?;
+
+        let deadline = Instant::now() + wait;
+        let notification = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let msg = peer.recv_bgp_message(left.max(Duration::from_millis(1)))?;
+            if msg[18] == 3 {
+                break msg;
+            }
+        };
+        println!("NOTIFICATION from the agent: {notification:02x?}");
+        ensure(
+            notification.len() >= 21 && notification[19] == 3 && notification[20] == 1,
+            || {
+                format!("expected UPDATE Message Error / Malformed Attribute List (3/1), got {notification:02x?}")
+            },
+        )?;
+        ensure(peer.wait_closed(wait)?, || {
+            "the agent did not close the connection".into()
+        })?;
+
+        // Every other session of node-1 is still Established, and the
+        // agent says why the raw one went down.
+        let others = lab.expected_agent_peers("node-1");
+        lab.wait_agent_established("node-1", &others, Duration::from_secs(5))?;
+        let peers = lab.agent_mut("node-1")?.ctl().peers()?;
+        let raw = peers.iter().find(|p| p.ip() == Some(raw_ip));
+        let said = raw.and_then(|p| p.last_error.clone()).unwrap_or_default();
+        ensure(said.contains("Malformed Attribute List"), || {
+            format!("node-1's last error for the raw peer: {said:?}")
+        })?;
+        Ok(())
+    });
+}
