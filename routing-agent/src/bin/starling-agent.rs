@@ -35,7 +35,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if args.log_json {
         fmt.json().init();
     } else {
@@ -65,7 +67,9 @@ async fn run(args: Args) -> Result<(), String> {
     let path = match args.datastore {
         DatastoreSpec::File(path) => path,
         DatastoreSpec::Kubernetes => {
-            return Err("--datastore kubernetes is not supported yet (issue #4); use file:PATH".into())
+            return Err(
+                "--datastore kubernetes is not supported yet (issue #4); use file:PATH".into(),
+            )
         }
     };
     let config = FileDatastore::new(path.clone())

@@ -58,7 +58,10 @@ impl ConnHandle {
                 match rd.read_buf(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
-                        if events.send(NetEvent::Bytes(id, buf.split().freeze())).is_err() {
+                        if events
+                            .send(NetEvent::Bytes(id, buf.split().freeze()))
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -135,7 +138,10 @@ pub fn spawn_connect(
 pub async fn listen(port: u16, events: mpsc::UnboundedSender<NetEvent>) -> io::Result<()> {
     let listener = match bind(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)) {
         Ok(l) => l,
-        Err(_) => bind(SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), port))?,
+        Err(_) => bind(SocketAddr::new(
+            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            port,
+        ))?,
     };
     tokio::spawn(async move {
         loop {

@@ -125,7 +125,10 @@ impl Speaker {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.peers.values().filter_map(|p| p.session.poll_timeout()).min()
+        self.peers
+            .values()
+            .filter_map(|p| p.session.poll_timeout())
+            .min()
     }
 
     fn timeouts(&mut self) {
@@ -155,7 +158,14 @@ impl Speaker {
                     return;
                 }
                 let id = self.register(addr, stream);
-                self.handle(addr, now, Event::Connected { conn: id, outgoing: false });
+                self.handle(
+                    addr,
+                    now,
+                    Event::Connected {
+                        conn: id,
+                        outgoing: false,
+                    },
+                );
             }
             NetEvent::Connected {
                 peer,
@@ -167,7 +177,14 @@ impl Speaker {
                     (false, _) => {}
                     (true, Ok(stream)) => {
                         let id = self.register(peer, stream);
-                        self.handle(peer, now, Event::Connected { conn: id, outgoing: true });
+                        self.handle(
+                            peer,
+                            now,
+                            Event::Connected {
+                                conn: id,
+                                outgoing: true,
+                            },
+                        );
                     }
                     (true, Err(e)) => {
                         tracing::debug!(%peer, error = %e, "connect failed");
@@ -281,7 +298,8 @@ impl Speaker {
             self.closing.push(c.close());
         }
         let writers = std::mem::take(&mut self.closing);
-        let _ = tokio::time::timeout(Duration::from_secs(2), futures::future::join_all(writers)).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), futures::future::join_all(writers)).await;
         self.kernel.flush().await;
         tracing::info!("stopped");
     }

@@ -35,17 +35,25 @@ impl Speaker {
                     tracing::info!(port = local.listen_port, "listening for BGP");
                     self.listen_port = Some(local.listen_port);
                 }
-                Err(e) => tracing::error!(port = local.listen_port, error = %e, "cannot listen for BGP; only outgoing sessions will work"),
+                Err(e) => {
+                    tracing::error!(port = local.listen_port, error = %e, "cannot listen for BGP; only outgoing sessions will work")
+                }
             }
         } else if self.listen_port != Some(local.listen_port) {
-            tracing::warn!(port = local.listen_port, "a new listen port takes effect after a restart");
+            tracing::warn!(
+                port = local.listen_port,
+                "a new listen port takes effect after a restart"
+            );
         }
         let mesh_port = cfg.bgp.listen_port;
         let want: BTreeMap<IpAddr, DesiredPeer> = desired_peers(cfg, &local)
             .into_iter()
             .map(|d| (d.address, d))
             .collect();
-        let router_id_changed = self.local.as_ref().is_some_and(|l| l.router_id != local.router_id);
+        let router_id_changed = self
+            .local
+            .as_ref()
+            .is_some_and(|l| l.router_id != local.router_id);
         let now = Instant::now();
 
         // Stop sessions that are gone or whose configuration changed.

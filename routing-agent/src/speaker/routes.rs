@@ -119,7 +119,12 @@ impl Speaker {
                 local_pref: (!ebgp).then_some(100),
                 ..PathAttributes::default()
             };
-            updates.extend(Update::announce(&attrs, p.desired.local_address, &new, &codec));
+            updates.extend(Update::announce(
+                &attrs,
+                p.desired.local_address,
+                &new,
+                &codec,
+            ));
         }
         if end_of_rib {
             updates.extend(families.iter().map(|f| Update::end_of_rib(*f)));
