@@ -35,6 +35,20 @@ const MAX_RESPONSE_BYTES: u64 = 256 * 1024 * 1024;
 pub enum Request {
     Peers,
     Routes,
+    Summary,
+}
+
+/// Counts, cheap to ask for even with a million routes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Summary {
+    pub peers: u64,
+    pub peers_established: u64,
+    /// Prefixes with at least one route learned from a peer.
+    pub prefixes: u64,
+    /// Routes learned, summed over peers.
+    pub routes_received: u64,
+    /// Our routes in the kernel: learned ones and the blackholes.
+    pub routes_installed: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -72,7 +86,16 @@ pub struct RouteStatus {
 pub enum Response {
     Peers(Vec<PeerStatus>),
     Routes(Vec<RouteStatus>),
+    Summary(Summary),
     Error(String),
+}
+
+/// The summary as a few lines for people.
+pub fn summary_text(s: &Summary) -> String {
+    format!(
+        "peers        {} ({} established)\nprefixes     {}\nroutes       {} received\nkernel       {} installed\n",
+        s.peers, s.peers_established, s.prefixes, s.routes_received, s.routes_installed
+    )
 }
 
 /// A request for the agent's main loop and where to send its answer.

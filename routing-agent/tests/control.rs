@@ -64,6 +64,7 @@ fn canned_agent() -> mpsc::Sender<ControlRequest> {
             let _ = reply.send(match request {
                 Request::Peers => Response::Peers(peers()),
                 Request::Routes => Response::Routes(routes()),
+                Request::Summary => Response::Error("no summary here".to_string()),
             });
         }
     });

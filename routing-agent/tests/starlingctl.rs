@@ -46,6 +46,7 @@ fn canned_agent() -> mpsc::Sender<ControlRequest> {
             let _ = reply.send(match request {
                 Request::Peers => Response::Peers(peers()),
                 Request::Routes => Response::Error("route table not ready".to_string()),
+                Request::Summary => Response::Error("no summary here".to_string()),
             });
         }
     });

@@ -26,6 +26,10 @@ struct Args {
     /// The unix socket `starlingctl` talks to.
     #[arg(long, env = "STARLING_CONTROL_SOCKET", default_value = DEFAULT_SOCKET_PATH)]
     control_socket: PathBuf,
+    /// Keep learned routes in the agent only; install nothing into the
+    /// kernel (benchmarks, or running beside another routing daemon).
+    #[arg(long)]
+    no_kernel_routes: bool,
     /// Log lines as JSON objects.
     #[arg(long, env = "STARLING_LOG_JSON")]
     log_json: bool,
@@ -94,6 +98,7 @@ async fn run(args: Args) -> Result<(), String> {
         }
     };
     tracing::info!(node = %args.node_name, datastore = %path.display(), "starting");
+    let kernel = (!args.no_kernel_routes).then_some(kernel);
     Speaker::new(args.node_name, kernel)
         .run(config, control_rx, shutdown)
         .await;

@@ -36,6 +36,8 @@ enum Command {
     Peers,
     /// Routes known to the agent and whether they are in the kernel.
     Routes,
+    /// Counts of sessions and routes.
+    Summary,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -69,6 +71,7 @@ fn render(cli: &Cli) -> Result<String, String> {
     let request = match cli.command {
         Command::Peers => Request::Peers,
         Command::Routes => Request::Routes,
+        Command::Summary => Request::Summary,
     };
     let response = control::query(&cli.socket, &request).map_err(|err| err.to_string())?;
     let json = |value: Result<String, serde_json::Error>| {
@@ -81,6 +84,8 @@ fn render(cli: &Cli) -> Result<String, String> {
         (Response::Peers(peers), Output::Json) => json(serde_json::to_string_pretty(&peers)),
         (Response::Routes(routes), Output::Table) => Ok(routes_table(&routes)),
         (Response::Routes(routes), Output::Json) => json(serde_json::to_string_pretty(&routes)),
+        (Response::Summary(s), Output::Table) => Ok(control::summary_text(&s)),
+        (Response::Summary(s), Output::Json) => json(serde_json::to_string_pretty(&s)),
         (Response::Error(message), _) => Err(format!("the agent answered: {message}")),
     }
 }

@@ -23,10 +23,23 @@ pub struct KernelSync {
 }
 
 impl KernelSync {
-    pub fn spawn(kernel: Kernel) -> KernelSync {
+    /// Programs the kernel through `kernel`; with None, routes are only
+    /// held in the RIB (for benchmarks and for running beside another
+    /// routing daemon).
+    pub fn spawn(kernel: Option<Kernel>) -> KernelSync {
         let (tx, mut rx) = mpsc::unbounded_channel::<Op>();
         let installed: Arc<Mutex<BTreeSet<IpNetwork>>> = Arc::default();
         let set = installed.clone();
+        let Some(kernel) = kernel else {
+            tokio::spawn(async move {
+                while let Some(op) = rx.recv().await {
+                    if let Op::Flush(done) = op {
+                        let _ = done.send(());
+                    }
+                }
+            });
+            return KernelSync { tx, installed };
+        };
         tokio::spawn(async move {
             while let Some(op) = rx.recv().await {
                 match op {
@@ -76,6 +89,10 @@ impl KernelSync {
         if self.tx.send(Op::Flush(done)).is_ok() {
             let _ = wait.await;
         }
+    }
+
+    pub fn installed_count(&self) -> usize {
+        lock(&self.installed).len()
     }
 
     pub fn is_installed(&self, prefix: &IpNetwork) -> bool {

@@ -65,7 +65,7 @@ pub struct Speaker {
 }
 
 impl Speaker {
-    pub fn new(node_name: String, kernel: Kernel) -> Speaker {
+    pub fn new(node_name: String, kernel: Option<Kernel>) -> Speaker {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         Speaker {
             node_name,

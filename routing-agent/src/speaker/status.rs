@@ -6,13 +6,34 @@ use std::time::Instant;
 use super::peers::to_network;
 use super::Speaker;
 use crate::config::PeerSource;
-use crate::control::{PeerStatus, Request, Response, RouteStatus};
+use crate::control::{PeerStatus, Request, Response, RouteStatus, Summary};
 
 impl Speaker {
     pub(super) fn answer(&self, req: Request) -> Response {
         match req {
             Request::Peers => Response::Peers(self.peer_status()),
             Request::Routes => Response::Routes(self.route_status()),
+            Request::Summary => Response::Summary(self.summary()),
+        }
+    }
+
+    fn summary(&self) -> Summary {
+        let established = self
+            .peers
+            .values()
+            .filter(|p| p.session.state() == starling_bgp::fsm::State::Established)
+            .count();
+        let received: usize = self
+            .peers
+            .keys()
+            .map(|a| self.rib.peer_prefix_count(*a))
+            .sum();
+        Summary {
+            peers: self.peers.len() as u64,
+            peers_established: established as u64,
+            prefixes: self.rib.len() as u64,
+            routes_received: received as u64,
+            routes_installed: self.kernel.installed_count() as u64,
         }
     }
 
