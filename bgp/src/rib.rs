@@ -3,9 +3,13 @@
 //! Attribute sets are shared (`Arc`) between the routes of one UPDATE.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::hash_map::Entry as MapEntry;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+
+use rustc_hash::FxBuildHasher;
+use smallvec::SmallVec;
 
 use crate::packet::{Origin, PathAttributes};
 use crate::prefix::Prefix;
@@ -87,13 +91,46 @@ pub struct BestChange {
     pub next_hops: Vec<IpAddr>,
 }
 
-#[derive(Debug, Default)]
+/// One prefix: every peer's route for it, and which is best.
+struct Entry {
+    /// Never empty. One route per peer; most prefixes have one.
+    routes: SmallVec<[Route; 1]>,
+    best: usize,
+    /// Set when more than one next hop is in use (ECMP).
+    multipath: Option<Box<[IpAddr]>>,
+}
+
+impl Entry {
+    fn best(&self) -> &Route {
+        &self.routes[self.best]
+    }
+
+    fn next_hops(&self) -> &[IpAddr] {
+        match &self.multipath {
+            Some(h) => h,
+            None => std::slice::from_ref(&self.routes[self.best].next_hop),
+        }
+    }
+}
+
+/// Memory is one hash entry per prefix with its routes inline, and one
+/// shared attribute set per distinct set of attributes (`intern`).
+#[derive(Default)]
 pub struct Rib {
-    routes: BTreeMap<Prefix, Vec<Route>>,
-    by_peer: HashMap<IpAddr, HashSet<Prefix>>,
-    /// What the last `BestChange` said per prefix, to report only changes.
-    selected: HashMap<Prefix, (Route, Vec<IpAddr>)>,
+    table: HashMap<Prefix, Entry, FxBuildHasher>,
+    counts: HashMap<IpAddr, usize>,
+    interned: HashSet<Arc<PathAttributes>>,
+    interned_after_sweep: usize,
     max_paths: usize,
+}
+
+impl std::fmt::Debug for Rib {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rib")
+            .field("prefixes", &self.table.len())
+            .field("attribute_sets", &self.interned.len())
+            .finish()
+    }
 }
 
 impl Rib {
@@ -104,123 +141,190 @@ impl Rib {
         }
     }
 
+    /// The shared copy of `attrs`: routes with equal attributes share one
+    /// allocation, so memory grows with distinct attribute sets, not with
+    /// prefixes.
+    pub fn intern(&mut self, attrs: PathAttributes) -> Arc<PathAttributes> {
+        if let Some(a) = self.interned.get(&attrs) {
+            return a.clone();
+        }
+        if self.interned.len() >= 2 * self.interned_after_sweep.max(512) {
+            self.sweep();
+        }
+        let a = Arc::new(attrs);
+        self.interned.insert(a.clone());
+        a
+    }
+
+    /// Forgets attribute sets no route uses any more.
+    fn sweep(&mut self) {
+        self.interned.retain(|a| Arc::strong_count(a) > 1);
+        self.interned_after_sweep = self.interned.len();
+    }
+
+    /// Distinct attribute sets held.
+    pub fn attribute_sets(&self) -> usize {
+        self.interned.len()
+    }
+
     /// Adds or replaces `peer`'s route for `prefix`.
     pub fn announce(&mut self, prefix: Prefix, route: Route) -> Option<BestChange> {
         let addr = route.peer.address;
-        let list = self.routes.entry(prefix).or_default();
-        list.retain(|r| r.peer.address != addr);
-        list.push(route);
-        self.by_peer.entry(addr).or_default().insert(prefix);
-        self.reselect(prefix)
+        match self.table.entry(prefix) {
+            MapEntry::Vacant(v) => {
+                *self.counts.entry(addr).or_default() += 1;
+                let next_hop = route.next_hop;
+                let best = route.clone();
+                v.insert(Entry {
+                    routes: smallvec::smallvec![route],
+                    best: 0,
+                    multipath: None,
+                });
+                Some(BestChange {
+                    prefix,
+                    best: Some(best),
+                    next_hops: vec![next_hop],
+                })
+            }
+            MapEntry::Occupied(mut o) => {
+                let e = o.get_mut();
+                let old = (e.best().clone(), e.next_hops().to_vec());
+                match e.routes.iter_mut().find(|r| r.peer.address == addr) {
+                    Some(r) => *r = route,
+                    None => {
+                        e.routes.push(route);
+                        *self.counts.entry(addr).or_default() += 1;
+                    }
+                }
+                reselect(e, self.max_paths);
+                changed(prefix, e, old)
+            }
+        }
     }
 
     /// Removes `peer`'s route for `prefix`, if it had one.
     pub fn withdraw(&mut self, peer: IpAddr, prefix: Prefix) -> Option<BestChange> {
-        let list = self.routes.get_mut(&prefix)?;
-        let before = list.len();
-        list.retain(|r| r.peer.address != peer);
-        if list.len() == before {
-            return None;
+        let e = self.table.get_mut(&prefix)?;
+        let pos = e.routes.iter().position(|r| r.peer.address == peer)?;
+        if let Some(c) = self.counts.get_mut(&peer) {
+            *c = c.saturating_sub(1);
         }
-        if list.is_empty() {
-            self.routes.remove(&prefix);
+        if e.routes.len() == 1 {
+            self.table.remove(&prefix);
+            return Some(BestChange {
+                prefix,
+                best: None,
+                next_hops: vec![],
+            });
         }
-        if let Some(set) = self.by_peer.get_mut(&peer) {
-            set.remove(&prefix);
-        }
-        self.reselect(prefix)
+        let old = (e.best().clone(), e.next_hops().to_vec());
+        e.routes.remove(pos);
+        reselect(e, self.max_paths);
+        changed(prefix, e, old)
     }
 
-    /// Removes every route of `peer` (its session went down).
+    /// Removes every route of `peer` (its session went down). Walks the
+    /// table once, as BIRD does when a protocol goes down.
     pub fn remove_peer(&mut self, peer: IpAddr) -> Vec<BestChange> {
-        let prefixes: Vec<Prefix> = self
-            .by_peer
-            .remove(&peer)
-            .map(|s| s.into_iter().collect())
-            .unwrap_or_default();
-        let mut prefixes = prefixes;
-        prefixes.sort();
-        prefixes
-            .into_iter()
-            .filter_map(|p| self.withdraw_quiet(peer, p))
-            .collect()
-    }
-
-    fn withdraw_quiet(&mut self, peer: IpAddr, prefix: Prefix) -> Option<BestChange> {
-        let list = self.routes.get_mut(&prefix)?;
-        list.retain(|r| r.peer.address != peer);
-        if list.is_empty() {
-            self.routes.remove(&prefix);
+        if self.counts.remove(&peer).unwrap_or(0) == 0 {
+            return vec![];
         }
-        self.reselect(prefix)
+        let mut changes = Vec::new();
+        let max_paths = self.max_paths;
+        self.table.retain(|prefix, e| {
+            let Some(pos) = e.routes.iter().position(|r| r.peer.address == peer) else {
+                return true;
+            };
+            if e.routes.len() == 1 {
+                changes.push(BestChange {
+                    prefix: *prefix,
+                    best: None,
+                    next_hops: vec![],
+                });
+                return false;
+            }
+            let old = (e.best().clone(), e.next_hops().to_vec());
+            e.routes.remove(pos);
+            reselect(e, max_paths);
+            changes.extend(changed(*prefix, e, old));
+            true
+        });
+        self.sweep();
+        changes.sort_by_key(|c| c.prefix);
+        changes
     }
 
     /// How many prefixes `peer` has routes for.
     pub fn peer_prefix_count(&self, peer: IpAddr) -> usize {
-        self.by_peer.get(&peer).map_or(0, HashSet::len)
+        self.counts.get(&peer).copied().unwrap_or(0)
     }
 
-    /// The selected route and next hops of every prefix.
+    /// The selected route and next hops of every prefix, sorted by prefix.
     pub fn best_routes(&self) -> impl Iterator<Item = (&Prefix, &Route, &[IpAddr])> {
         let mut v: Vec<_> = self
-            .selected
+            .table
             .iter()
-            .map(|(p, (r, nh))| (p, r, nh.as_slice()))
+            .map(|(p, e)| (p, e.best(), e.next_hops()))
             .collect();
         v.sort_by_key(|(p, _, _)| **p);
         v.into_iter()
     }
 
+    /// Prefixes with at least one route.
     pub fn len(&self) -> usize {
-        self.routes.len()
+        self.table.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
+        self.table.is_empty()
     }
+}
 
-    fn reselect(&mut self, prefix: Prefix) -> Option<BestChange> {
-        let new = self.routes.get(&prefix).and_then(|list| {
-            let best = list.iter().min_by(|a, b| a.cmp_best(b))?.clone();
-            let mut hops: Vec<IpAddr> = list
-                .iter()
-                .filter(|r| r.cmp_multipath(&best) == Ordering::Equal)
-                .map(|r| r.next_hop)
-                .collect();
-            hops.sort();
-            hops.dedup();
-            // Keep the best route's own next hop when trimming.
-            if hops.len() > self.max_paths {
-                hops.retain(|h| *h != best.next_hop);
-                hops.truncate(self.max_paths - 1);
-                hops.push(best.next_hop);
-                hops.sort();
-            }
-            Some((best, hops))
-        });
-        let old = self.selected.get(&prefix);
-        if old == new.as_ref() {
-            return None;
-        }
-        match new {
-            Some((best, hops)) => {
-                self.selected.insert(prefix, (best.clone(), hops.clone()));
-                Some(BestChange {
-                    prefix,
-                    best: Some(best),
-                    next_hops: hops,
-                })
-            }
-            None => {
-                self.selected.remove(&prefix);
-                Some(BestChange {
-                    prefix,
-                    best: None,
-                    next_hops: vec![],
-                })
-            }
-        }
+/// Section 9.1.2: picks the best route, and the next hops of the routes as
+/// good as it for multipath.
+fn reselect(e: &mut Entry, max_paths: usize) {
+    let Some((best, _)) = e
+        .routes
+        .iter()
+        .enumerate()
+        .min_by(|(_, a), (_, b)| a.cmp_best(b))
+    else {
+        return;
+    };
+    e.best = best;
+    let best = &e.routes[best];
+    let mut hops: Vec<IpAddr> = e
+        .routes
+        .iter()
+        .filter(|r| r.cmp_multipath(best) == Ordering::Equal)
+        .map(|r| r.next_hop)
+        .collect();
+    hops.sort();
+    hops.dedup();
+    // Keep the best route's own next hop when trimming.
+    if hops.len() > max_paths {
+        hops.retain(|h| *h != best.next_hop);
+        hops.truncate(max_paths - 1);
+        hops.push(best.next_hop);
+        hops.sort();
     }
+    e.multipath = (hops.len() > 1).then(|| hops.into_boxed_slice());
+}
+
+fn changed(prefix: Prefix, e: &Entry, old: (Route, Vec<IpAddr>)) -> Option<BestChange> {
+    let best = e.best();
+    let hops = e.next_hops();
+    let same_route = best.peer.address == old.0.peer.address
+        && best.next_hop == old.0.next_hop
+        && (Arc::ptr_eq(&best.attrs, &old.0.attrs) || best.attrs == old.0.attrs);
+    if same_route && hops == old.1.as_slice() {
+        return None;
+    }
+    Some(BestChange {
+        prefix,
+        best: Some(best.clone()),
+        next_hops: hops.to_vec(),
+    })
 }
 
 #[cfg(test)]
@@ -309,6 +413,36 @@ mod tests {
         assert_eq!(hops.len(), 2);
         assert!(hops.contains(&a.address));
         assert!(ch.is_none() || ch.unwrap().next_hops.len() == 2);
+    }
+
+    #[test]
+    fn equal_attributes_are_shared() {
+        let mut rib = Rib::new(1);
+        let a = peer("10.0.0.12", [10, 0, 0, 12], false);
+        let attrs = || PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: AsPath::sequence(vec![65000]),
+            ..Default::default()
+        };
+        for i in 0..100u32 {
+            let attrs = rib.intern(attrs());
+            let prefix =
+                Prefix::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 8))), 24).unwrap();
+            rib.announce(
+                prefix,
+                Route {
+                    peer: a.clone(),
+                    attrs,
+                    next_hop: a.address,
+                },
+            );
+        }
+        assert_eq!(rib.len(), 100);
+        assert_eq!(rib.attribute_sets(), 1);
+        rib.remove_peer(a.address);
+        assert!(rib.is_empty());
+        assert_eq!(rib.attribute_sets(), 0);
+        assert_eq!(rib.peer_prefix_count(a.address), 0);
     }
 
     #[test]

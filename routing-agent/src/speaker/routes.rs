@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use starling_bgp::packet::{AsPath, Origin, PathAttributes, Update};
@@ -27,7 +26,7 @@ impl Speaker {
         if let Some(un) = u.mp_unreach {
             withdrawn.extend(un.withdrawn);
         }
-        let attrs = Arc::new(u.attributes);
+        let attrs = self.rib.intern(u.attributes);
         // Section 9.1.2: a route whose AS_PATH holds our own AS is a loop.
         let looped = info.ebgp && attrs.as_path.contains(local_as);
         let mut announced: Vec<(Prefix, IpAddr)> = Vec::new();
