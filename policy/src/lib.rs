@@ -1,1 +1,26 @@
-//! NetworkPolicy controller (issue #7): not built yet.
+//! `starling-policy`: Kubernetes `networking.k8s.io/v1` NetworkPolicy
+//! compiled to nftables on each node (issue #7).
+//!
+//! Pods, Namespaces and NetworkPolicies ([`objects`], decoded with
+//! k8s-openapi's types) are validated ([`validate`] into [`policy::Policy`]),
+//! compiled for one node's pods ([`compile`]: who is isolated, what each
+//! rule allows), rendered as set and map elements of table `inet starling`
+//! ([`nft`]), and applied as one `nft -f -` transaction per change computed
+//! as a diff in memory ([`controller`], [`apply`]). [`explain`] answers
+//! from the same model.
+
+pub mod addr;
+pub mod apply;
+pub mod compile;
+pub mod controller;
+pub mod error;
+pub mod explain;
+pub mod nft;
+pub mod objects;
+pub mod policy;
+pub mod validate;
+
+pub use compile::{compile, Compiled, Direction};
+pub use controller::Controller;
+pub use error::PolicyError;
+pub use objects::Snapshot;

@@ -41,11 +41,7 @@ impl FileDatastore {
     pub fn load(&self) -> Result<(ClusterConfig, Vec<ConfigError>), LoadError> {
         let mut objects = Vec::new();
         let mut errors = Vec::new();
-        for file in self.files()? {
-            let text = fs::read_to_string(&file).map_err(|error| LoadError::Io {
-                path: file.clone(),
-                error,
-            })?;
+        for (file, text) in self.texts()? {
             let (o, e) = parse_documents(&text, &file.display().to_string());
             objects.extend(o);
             errors.extend(e);
@@ -53,6 +49,18 @@ impl FileDatastore {
         let (cfg, build_errors) = build(objects);
         errors.extend(build_errors);
         Ok((cfg, errors))
+    }
+
+    /// Each file of the datastore (as [`FileDatastore::load`] picks them)
+    /// with its text, in order.
+    pub fn texts(&self) -> Result<Vec<(PathBuf, String)>, LoadError> {
+        self.files()?
+            .into_iter()
+            .map(|file| match fs::read_to_string(&file) {
+                Ok(text) => Ok((file, text)),
+                Err(error) => Err(LoadError::Io { path: file, error }),
+            })
+            .collect()
     }
 
     /// The files to read, in order.
@@ -93,13 +101,29 @@ impl FileDatastore {
         self,
         interval: Duration,
     ) -> Result<watch::Receiver<Arc<ClusterConfig>>, LoadError> {
+        self.watch_with(interval, FileDatastore::load)
+    }
+
+    /// [`FileDatastore::watch`] for any kind of contents: `load` reads the
+    /// datastore (typically through [`FileDatastore::texts`]) into a value
+    /// and the errors of the objects it left out.
+    pub fn watch_with<T, F>(
+        self,
+        interval: Duration,
+        load: F,
+    ) -> Result<watch::Receiver<Arc<T>>, LoadError>
+    where
+        T: PartialEq + Send + Sync + 'static,
+        F: Fn(&FileDatastore) -> Result<(T, Vec<ConfigError>), LoadError> + Send + Sync + 'static,
+    {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| LoadError::NoRuntime)?;
         let stamp = fingerprint(&self.path);
-        let (cfg, errors) = self.load()?;
+        let (cfg, errors) = load(&self)?;
         log_errors(&errors);
         let (tx, rx) = watch::channel(Arc::new(cfg));
         runtime.spawn(poll(
             Arc::new(self),
+            Arc::new(load),
             interval.max(MIN_POLL_INTERVAL),
             stamp,
             tx,
@@ -175,12 +199,16 @@ fn stamp(m: &fs::Metadata) -> FileStamp {
 }
 
 /// The watch task.
-async fn poll(
+async fn poll<T, F>(
     store: Arc<FileDatastore>,
+    load: Arc<F>,
     interval: Duration,
     mut loaded: Fingerprint,
-    tx: watch::Sender<Arc<ClusterConfig>>,
-) {
+    tx: watch::Sender<Arc<T>>,
+) where
+    T: PartialEq + Send + Sync + 'static,
+    F: Fn(&FileDatastore) -> Result<(T, Vec<ConfigError>), LoadError> + Send + Sync + 'static,
+{
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ticker.tick().await; // The first tick is immediate.
@@ -191,6 +219,7 @@ async fn poll(
             _ = tx.closed() => return,
         }
         let s = Arc::clone(&store);
+        let load = Arc::clone(&load);
         let (seen, pending_before) = (loaded.clone(), pending.take());
         let step = tokio::task::spawn_blocking(move || {
             let now = fingerprint(&s.path);
@@ -199,7 +228,7 @@ async fn poll(
                 // settle.
                 return (now, None);
             }
-            let result = s.load();
+            let result = load(&s);
             let after = fingerprint(&s.path);
             // Changed while being read: read it again once it settles.
             let result = if after == now { Some(result) } else { None };
@@ -224,12 +253,7 @@ async fn poll(
             Ok((cfg, errors)) => {
                 log_errors(&errors);
                 if **tx.borrow() != cfg {
-                    tracing::info!(
-                        nodes = cfg.nodes.len(),
-                        peers = cfg.peers.len(),
-                        rejected = errors.len(),
-                        "configuration changed"
-                    );
+                    tracing::info!(rejected = errors.len(), "configuration changed");
                     tx.send_replace(Arc::new(cfg));
                 }
             }

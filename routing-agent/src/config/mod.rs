@@ -30,7 +30,8 @@ pub use model::{
     DEFAULT_HOLD_TIME, DEFAULT_LISTEN_PORT, ROUTE_REFLECTOR_ANNOTATION,
 };
 pub use objects::{
-    parse_documents, Object, KIND_BGP_CONFIGURATION, KIND_BGP_PEER, KIND_NODE, STARLING_API_VERSION,
+    parse_documents, yaml_documents, Object, YamlDocument, KIND_BGP_CONFIGURATION, KIND_BGP_PEER,
+    KIND_NODE, STARLING_API_VERSION,
 };
 pub use peers::{desired_peers, DesiredPeer, PeerSource};
 pub use selector::{LabelSelector, LabelSelectorRequirement, SelectorOperator};

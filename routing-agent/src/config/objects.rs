@@ -68,12 +68,34 @@ impl Object {
 /// itself. Empty documents and kinds other than ours are skipped; a
 /// `kind: List` (as `kubectl get -o yaml` writes) is read item by item.
 pub fn parse_documents(text: &str, source: &str) -> (Vec<Object>, Vec<ConfigError>) {
+    let (documents, mut errors) = yaml_documents(text, source);
     let mut objects = Vec::new();
+    for d in &documents {
+        parse_value(&d.value, source, &d.location, &mut objects, &mut errors);
+    }
+    (objects, errors)
+}
+
+/// One YAML document of a text, parsed but not interpreted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct YamlDocument {
+    /// Where it is in the text, for messages: `document 2 (line 5)`.
+    pub location: String,
+    pub value: Value,
+}
+
+/// Splits a multi-document YAML (or JSON) text and parses each document on
+/// its own, so a broken document only loses itself (its error names
+/// `source`, the document and the line). Empty documents are skipped. For
+/// readers of other kinds than the agent's (`starling-policy`).
+pub fn yaml_documents(text: &str, source: &str) -> (Vec<YamlDocument>, Vec<ConfigError>) {
+    let mut documents = Vec::new();
     let mut errors = Vec::new();
     for (index, (first_line, document)) in split_documents(text).into_iter().enumerate() {
-        let where_ = format!("document {} (line {first_line})", index + 1);
+        let location = format!("document {} (line {first_line})", index + 1);
         match parse_yaml(document) {
-            Ok(value) => parse_value(&value, source, &where_, &mut objects, &mut errors),
+            Ok(value) if value.is_null() => {}
+            Ok(value) => documents.push(YamlDocument { location, value }),
             Err(_) => {
                 // Parse again with the lines before the document blanked, for
                 // line numbers that count from the start of the text.
@@ -84,7 +106,7 @@ pub fn parse_documents(text: &str, source: &str) -> (Vec<Object>, Vec<ConfigErro
             }
         }
     }
-    (objects, errors)
+    (documents, errors)
 }
 
 /// One YAML document. serde_yaml is not known to panic on a single

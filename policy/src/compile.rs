@@ -1,0 +1,225 @@
+//! Policies and pods into the compiled model of one node: for each local
+//! pod address and direction, whether it is isolated, by which policies,
+//! and what each rule allows as (peer range, protocol, port range) grants.
+//! The nftables ruleset and `explain` are both read from this model.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::addr::{Family, IpRange, PortRange};
+use crate::objects::{PodInfo, Snapshot};
+use crate::policy::{NamespaceScope, ObjectKey, Peer, Policy, PortMatch, Protocol, Rule};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+}
+
+/// The rule a grant comes from: `policy`'s ingress or egress rule `rule`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Origin {
+    pub policy: ObjectKey,
+    pub direction: Direction,
+    pub rule: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} rule {}",
+            self.policy,
+            self.direction.name(),
+            self.rule
+        )
+    }
+}
+
+/// Traffic a rule allows between a local pod address and `peer`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub peer: IpRange,
+    /// `None`: every protocol and port.
+    pub ports: Option<(Protocol, PortRange)>,
+    pub origin: Origin,
+}
+
+/// One isolated local pod address in one direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Isolated {
+    pub pod: ObjectKey,
+    /// The policies selecting the pod for this direction.
+    pub policies: Vec<ObjectKey>,
+    pub grants: Vec<Grant>,
+}
+
+/// The compiled model: every isolated (direction, local pod address).
+/// Addresses of pods no policy selects are absent: their traffic is
+/// untouched.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Compiled {
+    pub isolated: BTreeMap<(Direction, IpAddr), Isolated>,
+}
+
+/// Compiles `policies` for the pods of `node` (every pod when `None`).
+pub fn compile(
+    snapshot: &Snapshot,
+    policies: &BTreeMap<ObjectKey, Policy>,
+    node: Option<&str>,
+) -> Compiled {
+    let mut out = Compiled::default();
+    let local = snapshot
+        .pods
+        .values()
+        .filter(|p| node.is_none() || p.node.as_deref() == node)
+        .filter(|p| !p.ips.is_empty());
+    for pod in local {
+        let selecting: Vec<&Policy> = policies
+            .values()
+            .filter(|p| p.key.namespace == pod.key.namespace && p.pod_selector.matches(&pod.labels))
+            .collect();
+        for direction in [Direction::Ingress, Direction::Egress] {
+            let with_rules: Vec<(&Policy, &Vec<Rule>)> = selecting
+                .iter()
+                .filter_map(|p| rules_of(p, direction).map(|r| (*p, r)))
+                .collect();
+            if with_rules.is_empty() {
+                continue;
+            }
+            for ip in &pod.ips {
+                let mut iso = Isolated {
+                    pod: pod.key.clone(),
+                    policies: with_rules.iter().map(|(p, _)| p.key.clone()).collect(),
+                    grants: Vec::new(),
+                };
+                for (policy, rules) in &with_rules {
+                    for (i, rule) in rules.iter().enumerate() {
+                        let origin = Origin {
+                            policy: policy.key.clone(),
+                            direction,
+                            rule: i,
+                        };
+                        grants(
+                            snapshot,
+                            pod,
+                            *ip,
+                            direction,
+                            rule,
+                            &origin,
+                            &mut iso.grants,
+                        );
+                    }
+                }
+                out.isolated.insert((direction, *ip), iso);
+            }
+        }
+    }
+    out
+}
+
+fn rules_of(p: &Policy, d: Direction) -> Option<&Vec<Rule>> {
+    match d {
+        Direction::Ingress => p.ingress.as_ref(),
+        Direction::Egress => p.egress.as_ref(),
+    }
+}
+
+/// The grants of one rule for one local pod address.
+fn grants(
+    snapshot: &Snapshot,
+    pod: &PodInfo,
+    ip: IpAddr,
+    direction: Direction,
+    rule: &Rule,
+    origin: &Origin,
+    out: &mut Vec<Grant>,
+) {
+    let family = Family::of(&ip);
+    let peers: Vec<IpRange> = match &rule.peers {
+        None => vec![IpRange::all(family)],
+        Some(list) => list
+            .iter()
+            .flat_map(|p| peer_ranges(snapshot, p, family))
+            .collect(),
+    };
+    let grant = |peer: IpRange, ports: Option<(Protocol, PortRange)>| Grant {
+        peer,
+        ports,
+        origin: origin.clone(),
+    };
+    let Some(ports) = &rule.ports else {
+        out.extend(peers.into_iter().map(|p| grant(p, None)));
+        return;
+    };
+    for spec in ports {
+        let proto = spec.protocol;
+        match &spec.port {
+            PortMatch::All => {
+                out.extend(peers.iter().map(|p| grant(*p, Some((proto, (0, 65535))))))
+            }
+            PortMatch::Range(a, b) => {
+                out.extend(peers.iter().map(|p| grant(*p, Some((proto, (*a, *b))))))
+            }
+            // Named ports are those of the destination pod: the local pod
+            // for ingress, each peer pod for egress. None: no match.
+            PortMatch::Named(name) => match direction {
+                Direction::Ingress => {
+                    if let Some(n) = pod.named_port(name, proto) {
+                        out.extend(peers.iter().map(|p| grant(*p, Some((proto, (n, n))))));
+                    }
+                }
+                Direction::Egress => {
+                    for other in snapshot.pods.values() {
+                        let Some(n) = other.named_port(name, proto) else {
+                            continue;
+                        };
+                        for addr in &other.ips {
+                            if peers.iter().any(|r| r.contains(*addr)) {
+                                out.push(grant(IpRange::host(*addr), Some((proto, (n, n)))));
+                            }
+                        }
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// The addresses of one peer, of one family.
+fn peer_ranges(snapshot: &Snapshot, peer: &Peer, family: Family) -> Vec<IpRange> {
+    match peer {
+        Peer::Block { ranges, .. } => ranges
+            .iter()
+            .filter(|r| r.family == family)
+            .copied()
+            .collect(),
+        Peer::Pods { namespaces, pods } => snapshot
+            .pods
+            .values()
+            .filter(|p| match namespaces {
+                NamespaceScope::Own(ns) => &p.key.namespace == ns,
+                NamespaceScope::Selected(s) => {
+                    s.matches(&snapshot.namespace_labels(&p.key.namespace))
+                }
+            })
+            .filter(|p| pods.matches(&p.labels))
+            .flat_map(|p| p.ips.iter().filter(|a| Family::of(a) == family))
+            .map(|a| IpRange::host(*a))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+#[path = "compile_tests.rs"]
+pub(crate) mod tests;

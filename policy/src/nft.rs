@@ -1,0 +1,253 @@
+//! The compiled model as an nftables ruleset in table `inet starling`:
+//! fixed chains, and sets and verdict maps whose elements carry everything
+//! that depends on pods and policies, so per-packet work is a constant
+//! number of lookups.
+//!
+//! ```text
+//! forward: ct established,related accept
+//!          ip saddr vmap @egress_pods_v4   (isolated local pod -> jump egress)
+//!          ip daddr vmap @ingress_pods_v4  (isolated local pod -> jump ingress)
+//! ingress: ip daddr . ip saddr @ingress_any_v4 return                     (rules without ports)
+//!          ip daddr . ip saddr . meta l4proto . th dport @ingress_ports_v4 return
+//!          reject (tcp reset, else icmpx admin-prohibited) or drop
+//! ```
+//! and the same for IPv6 and for egress (`saddr . daddr`). Interval sets
+//! hold disjoint elements (nftables rejects overlaps), so grants are merged
+//! first.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use crate::addr::{disjoint, merge, Family, IpRange, PortRange};
+use crate::compile::{Compiled, Direction};
+use crate::policy::Protocol;
+
+/// The table every rule lives in.
+pub const TABLE: &str = "inet starling";
+
+/// What happens to traffic from the node itself to its pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum HostToPod {
+    /// Always allowed (kubelet probes).
+    #[default]
+    Allow,
+    /// Subject to the pods' ingress policies, like any other source.
+    Policy,
+}
+
+/// What happens to denied traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Deny {
+    /// TCP reset, else ICMP administratively prohibited: the client knows at once.
+    #[default]
+    Reject,
+    /// Silently dropped.
+    Drop,
+}
+
+/// Options that shape the fixed chains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Options {
+    pub host_to_pod: HostToPod,
+    pub deny: Deny,
+}
+
+/// A whole ruleset: the options (chains) and every set's elements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ruleset {
+    pub options: Options,
+    pub sets: BTreeMap<String, BTreeSet<String>>,
+}
+
+const FAMILIES: [(Family, &str); 2] = [(Family::V4, "v4"), (Family::V6, "v6")];
+
+/// `(set name, nft type, is interval)` of every set and map.
+fn set_decls() -> Vec<(String, String, bool)> {
+    let mut v = Vec::new();
+    for d in [Direction::Ingress, Direction::Egress] {
+        for (_, f) in FAMILIES {
+            let addr = if f == "v4" { "ipv4_addr" } else { "ipv6_addr" };
+            let dir = d.name();
+            v.push((
+                format!("{dir}_pods_{f}"),
+                format!("{addr} : verdict"),
+                false,
+            ));
+            v.push((format!("{dir}_any_{f}"), format!("{addr} . {addr}"), true));
+            v.push((
+                format!("{dir}_ports_{f}"),
+                format!("{addr} . {addr} . inet_proto . inet_service"),
+                true,
+            ));
+        }
+    }
+    v
+}
+
+fn fam(ip: &IpAddr) -> &'static str {
+    if ip.is_ipv4() {
+        "v4"
+    } else {
+        "v6"
+    }
+}
+
+fn ports(p: PortRange) -> String {
+    if p.0 == p.1 {
+        p.0.to_string()
+    } else {
+        format!("{}-{}", p.0, p.1)
+    }
+}
+
+/// Renders the model's elements.
+pub fn ruleset(model: &Compiled, options: Options) -> Ruleset {
+    let mut sets: BTreeMap<String, BTreeSet<String>> = set_decls()
+        .into_iter()
+        .map(|(n, _, _)| (n, BTreeSet::new()))
+        .collect();
+    for ((d, ip), iso) in &model.isolated {
+        let (dir, f) = (d.name(), fam(ip));
+        let mut add = |set: String, e: String| {
+            sets.entry(set).or_default().insert(e);
+        };
+        add(format!("{dir}_pods_{f}"), format!("{ip} : jump {dir}"));
+        let any: Vec<IpRange> = iso
+            .grants
+            .iter()
+            .filter(|g| g.ports.is_none())
+            .map(|g| g.peer)
+            .collect();
+        for r in merge(any) {
+            add(format!("{dir}_any_{f}"), format!("{ip} . {r}"));
+        }
+        for proto in Protocol::ALL {
+            let rects: Vec<(IpRange, PortRange)> = iso
+                .grants
+                .iter()
+                .filter_map(|g| {
+                    g.ports
+                        .filter(|(p, _)| *p == proto)
+                        .map(|(_, r)| (g.peer, r))
+                })
+                .collect();
+            for (r, p) in disjoint(&rects) {
+                add(
+                    format!("{dir}_ports_{f}"),
+                    format!("{ip} . {r} . {} . {}", proto.nft(), ports(p)),
+                );
+            }
+        }
+    }
+    Ruleset { options, sets }
+}
+
+impl Ruleset {
+    /// The whole table as `nft -f` reads it (what `starling-policy show` prints).
+    pub fn text(&self) -> String {
+        let mut s = format!("table {TABLE} {{\n");
+        for (name, ty, interval) in set_decls() {
+            let kind = if ty.contains(": verdict") {
+                "map"
+            } else {
+                "set"
+            };
+            s += &format!("\t{kind} {name} {{\n\t\ttype {ty}\n");
+            if interval {
+                s += "\t\tflags interval\n";
+            }
+            if let Some(elements) = self.sets.get(&name).filter(|e| !e.is_empty()) {
+                let list: Vec<&str> = elements.iter().map(String::as_str).collect();
+                s += &format!("\t\telements = {{ {} }}\n", list.join(",\n\t\t\t     "));
+            }
+            s += "\t}\n";
+        }
+        s += &self.chains();
+        s += "}\n";
+        s
+    }
+
+    fn chains(&self) -> String {
+        let base = |name: &str, body: &[&str]| {
+            let mut c = format!(
+                "\tchain {name} {{\n\t\ttype filter hook {name} priority filter; policy accept;\n"
+            );
+            for line in body {
+                c += &format!("\t\t{line}\n");
+            }
+            c + "\t}\n"
+        };
+        let established = "ct state established,related accept";
+        let egress = [
+            "ip saddr vmap @egress_pods_v4",
+            "ip6 saddr vmap @egress_pods_v6",
+        ];
+        let ingress = [
+            "ip daddr vmap @ingress_pods_v4",
+            "ip6 daddr vmap @ingress_pods_v6",
+        ];
+        let mut forward = vec![established];
+        forward.extend(egress);
+        forward.extend(ingress);
+        let mut s = base("forward", &forward);
+        // Pod to its own node: the pod's egress policies.
+        let mut input = vec![established];
+        input.extend(egress);
+        s += &base("input", &input);
+        if self.options.host_to_pod == HostToPod::Policy {
+            let mut output = vec![established];
+            output.extend(ingress);
+            s += &base("output", &output);
+        }
+        let deny = match self.options.deny {
+            Deny::Reject => {
+                "meta l4proto tcp reject with tcp reset\n\t\treject with icmpx admin-prohibited"
+            }
+            Deny::Drop => "drop",
+        };
+        for (d, local, peer) in [("ingress", "daddr", "saddr"), ("egress", "saddr", "daddr")] {
+            s += &format!("\tchain {d} {{\n");
+            for (ip, f) in [("ip", "v4"), ("ip6", "v6")] {
+                s += &format!("\t\t{ip} {local} . {ip} {peer} @{d}_any_{f} return\n");
+                s += &format!("\t\t{ip} {local} . {ip} {peer} . meta l4proto . th dport @{d}_ports_{f} return\n");
+            }
+            s += &format!("\t\t{deny}\n\t}}\n");
+        }
+        s
+    }
+
+    /// One `nft -f` transaction turning `before` (what was last applied,
+    /// `None` when unknown) into this ruleset. A first apply, or a change of
+    /// options, replaces the table (declared first so the delete cannot
+    /// fail; `flush table` would not empty the sets); otherwise only set
+    /// elements change, deletions first. `None` when nothing changes.
+    pub fn transaction(&self, before: Option<&Ruleset>) -> Option<String> {
+        let Some(before) = before.filter(|b| b.options == self.options) else {
+            return Some(format!(
+                "table {TABLE}\ndelete table {TABLE}\n{}",
+                self.text()
+            ));
+        };
+        let mut s = String::new();
+        let empty = BTreeSet::new();
+        for (name, now) in &self.sets {
+            let was = before.sets.get(name).unwrap_or(&empty);
+            let gone: Vec<&str> = was.difference(now).map(String::as_str).collect();
+            if !gone.is_empty() {
+                s += &format!("delete element {TABLE} {name} {{ {} }}\n", gone.join(", "));
+            }
+        }
+        for (name, now) in &self.sets {
+            let was = before.sets.get(name).unwrap_or(&empty);
+            let new: Vec<&str> = now.difference(was).map(String::as_str).collect();
+            if !new.is_empty() {
+                s += &format!("add element {TABLE} {name} {{ {} }}\n", new.join(", "));
+            }
+        }
+        (!s.is_empty()).then_some(s)
+    }
+}
+
+#[cfg(test)]
+#[path = "nft_tests.rs"]
+mod tests;

@@ -1,0 +1,257 @@
+//! The objects the controller reads: Pods, Namespaces and NetworkPolicies,
+//! decoded with k8s-openapi's types from the datastore's YAML documents.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::networking::v1 as net;
+use serde::de::DeserializeOwned;
+use serde_yaml::Value;
+use starling_agent::config::{yaml_documents, ConfigError, FileDatastore, LoadError};
+
+use crate::error::PolicyError;
+use crate::policy::{ObjectKey, Policy, Protocol};
+use crate::validate::{validate, KIND_NETWORK_POLICY};
+
+/// The label the API server puts on every namespace.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+pub type Labels = BTreeMap<String, String>;
+
+/// What the compiler needs of a Pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInfo {
+    pub key: ObjectKey,
+    pub node: Option<String>,
+    pub labels: Labels,
+    /// `status.podIPs` (else `status.podIP`); empty until it has one.
+    pub ips: Vec<IpAddr>,
+    /// Named container ports: (name, protocol, number).
+    pub named_ports: Vec<(String, Protocol, u16)>,
+}
+
+impl PodInfo {
+    /// The container port called `name` for `protocol`.
+    pub fn named_port(&self, name: &str, protocol: Protocol) -> Option<u16> {
+        self.named_ports
+            .iter()
+            .find(|(n, p, _)| n == name && *p == protocol)
+            .map(|(_, _, port)| *port)
+    }
+}
+
+/// Every object read from the datastore. Policies keep their validation
+/// result: the controller holds on to the last good version of a policy
+/// whose new version is invalid.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub pods: BTreeMap<ObjectKey, PodInfo>,
+    /// Namespace labels (with [`NAMESPACE_NAME_LABEL`]).
+    pub namespaces: BTreeMap<String, Labels>,
+    pub policies: BTreeMap<ObjectKey, Result<Policy, PolicyError>>,
+}
+
+impl Snapshot {
+    /// The labels of a namespace; one without a Namespace object has only
+    /// its name label.
+    pub fn namespace_labels(&self, ns: &str) -> Labels {
+        self.namespaces
+            .get(ns)
+            .cloned()
+            .unwrap_or_else(|| Labels::from([(NAMESPACE_NAME_LABEL.to_string(), ns.to_string())]))
+    }
+
+    /// Reads every file of a datastore. Errors: objects left out, and
+    /// invalid policies (also kept in `policies`).
+    pub fn load(store: &FileDatastore) -> Result<(Snapshot, Vec<ConfigError>), LoadError> {
+        let mut snap = Snapshot::default();
+        let mut errors = Vec::new();
+        for (file, text) in store.texts()? {
+            snap.add_text(&text, &file.display().to_string(), &mut errors);
+        }
+        Ok((snap, errors))
+    }
+
+    /// Adds the objects of one multi-document YAML text.
+    pub fn add_text(&mut self, text: &str, source: &str, errors: &mut Vec<ConfigError>) {
+        let (docs, e) = yaml_documents(text, source);
+        errors.extend(e);
+        for d in docs {
+            self.add_value(d.value, source, &d.location, errors);
+        }
+    }
+
+    fn add_value(
+        &mut self,
+        value: Value,
+        source: &str,
+        location: &str,
+        errors: &mut Vec<ConfigError>,
+    ) {
+        let text = |k: &str| {
+            value
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let (api, kind) = (text("apiVersion"), text("kind"));
+        let meta = |k: &str| {
+            value
+                .get("metadata")
+                .and_then(|m| m.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let name = meta("name");
+        let namespace = match meta("namespace") {
+            ns if ns.is_empty() && kind != "Namespace" => "default".to_string(),
+            ns => ns,
+        };
+        let fail = |field: &str, message: String| {
+            PolicyError::new(
+                &kind,
+                &namespace,
+                &name,
+                field,
+                format!("{message} ({location})"),
+            )
+            .to_config_error(source)
+        };
+        match (api.as_str(), kind.as_str()) {
+            ("v1", "List") => {
+                let items = match value.get("items") {
+                    Some(Value::Sequence(items)) => items.clone(),
+                    _ => return errors.push(fail("items", "expected a list".into())),
+                };
+                for (i, item) in items.into_iter().enumerate() {
+                    self.add_value(item, source, &format!("{location}, items[{i}]"), errors);
+                }
+            }
+            ("v1", "Pod") => match decode::<core::Pod>(value.clone()) {
+                Ok(pod) => match pod_info(&pod, &namespace, &name) {
+                    Ok(info) => {
+                        self.pods.insert(info.key.clone(), info);
+                    }
+                    Err((field, message)) => errors.push(fail(&field, message)),
+                },
+                Err((field, message)) => errors.push(fail(&field, message)),
+            },
+            ("v1", "Namespace") => match decode::<core::Namespace>(value.clone()) {
+                Ok(ns) if !name.is_empty() => {
+                    let mut labels = ns.metadata.labels.unwrap_or_default();
+                    labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.clone());
+                    self.namespaces.insert(name.clone(), labels);
+                }
+                Ok(_) => errors.push(fail("metadata.name", "required".into())),
+                Err((field, message)) => errors.push(fail(&field, message)),
+            },
+            ("networking.k8s.io/v1", KIND_NETWORK_POLICY) => {
+                let key = ObjectKey::new(&namespace, &name);
+                let result = decode::<net::NetworkPolicy>(value.clone())
+                    .map_err(|(field, message)| {
+                        PolicyError::new(KIND_NETWORK_POLICY, &namespace, &name, field, message)
+                    })
+                    .and_then(|mut np| {
+                        np.metadata.namespace = Some(namespace.clone());
+                        validate(&np)
+                    });
+                if let Err(e) = &result {
+                    errors.push(e.to_config_error(source));
+                }
+                if self.policies.contains_key(&key) {
+                    errors.push(fail(
+                        "metadata.name",
+                        "duplicate NetworkPolicy; the first one is used".into(),
+                    ));
+                } else {
+                    self.policies.insert(key, result);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Decodes a document into a k8s-openapi type; the error names the field.
+fn decode<T: DeserializeOwned>(value: Value) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { String::new() } else { path };
+        (field, e.into_inner().to_string())
+    })
+}
+
+fn pod_info(pod: &core::Pod, namespace: &str, name: &str) -> Result<PodInfo, (String, String)> {
+    if name.is_empty() {
+        return Err(("metadata.name".into(), "required".into()));
+    }
+    let spec = pod.spec.clone().unwrap_or_default();
+    let status = pod.status.clone().unwrap_or_default();
+    let mut ips = Vec::new();
+    let listed: Vec<(String, String)> = match &status.pod_ips {
+        Some(list) if !list.is_empty() => list
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("status.podIPs[{i}].ip"), p.ip.clone()))
+            .collect(),
+        _ => status
+            .pod_ip
+            .iter()
+            .map(|ip| ("status.podIP".to_string(), ip.clone()))
+            .collect(),
+    };
+    for (field, ip) in listed {
+        ips.push(
+            ip.parse()
+                .map_err(|_| (field, format!("invalid IP address {ip:?}")))?,
+        );
+    }
+    // Host-network pods have the node's address: policies do not apply.
+    if spec.host_network == Some(true)
+        || matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"))
+    {
+        ips.clear();
+    }
+    let mut named_ports = Vec::new();
+    for (c, container) in spec.containers.iter().enumerate() {
+        for (p, port) in container.ports.iter().flatten().enumerate() {
+            let Some(port_name) = &port.name else {
+                continue;
+            };
+            let at = format!("spec.containers[{c}].ports[{p}]");
+            let protocol = match port.protocol.as_deref() {
+                None => Protocol::Tcp,
+                Some(s) => Protocol::parse(s).ok_or_else(|| {
+                    (
+                        format!("{at}.protocol"),
+                        format!("unsupported protocol {s:?}"),
+                    )
+                })?,
+            };
+            let number = u16::try_from(port.container_port)
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| {
+                    (
+                        format!("{at}.containerPort"),
+                        format!("{} is not a port number", port.container_port),
+                    )
+                })?;
+            named_ports.push((port_name.clone(), protocol, number));
+        }
+    }
+    Ok(PodInfo {
+        key: ObjectKey::new(namespace, name),
+        node: spec.node_name.clone(),
+        labels: pod.metadata.labels.clone().unwrap_or_default(),
+        ips,
+        named_ports,
+    })
+}
+
+#[cfg(test)]
+#[path = "objects_tests.rs"]
+pub(crate) mod tests;
