@@ -363,7 +363,8 @@ impl Drop for ExtraNamespace {
 }
 
 /// A peer that sends a malformed UPDATE gets the NOTIFICATION that RFC 4271
-/// section 6.3 names, and the agent's other sessions stay up. The peer is a
+/// section 6.3 names (when RFC 7606 does not make it a withdrawal), and the
+/// agent's other sessions stay up. The peer is a
 /// test writing raw bytes from its own namespace on the lab's switch.
 #[test]
 fn malformed_update_gets_its_notification() {
@@ -408,15 +409,29 @@ fn malformed_update_gets_its_notification() {
         let raw_ip: IpAddr = RAW_V4.parse().unwrap();
         lab.wait_agent_established("node-1", &[raw_ip], wait)?;
 
-        // An UPDATE whose ORIGIN attribute claims 9 octets of a 4-octet
-        // attribute list: Malformed Attribute List (3, 1).
-        let attrs = [0x40u8, 1, 9, 0];
-        let mut bad = vec![0xff; 16];
-        bad.extend(((19 + 4 + attrs.len()) as u16).to_be_bytes());
-        bad.push(2);
-        bad.extend([0, 0, 0, attrs.len() as u8]);
-        bad.extend(attrs);
-        peer.send(&bad)?;
+        // RFC 7606: an UPDATE whose ORIGIN is 7 is treated as a withdrawal
+        // of its routes, and the session stays up.
+        let update = |attrs: &[u8], total_len: u8| {
+            let mut m = vec![0xff; 16];
+            m.extend(((19 + 4 + attrs.len() + 4) as u16).to_be_bytes());
+            m.push(2);
+            m.extend([0, 0, 0, total_len]);
+            m.extend(attrs);
+            m.extend([24, 192, 0, 2]);
+            m
+        };
+        let origin_7 = [
+            0x40u8, 1, 1, 7, 0x40, 2, 6, 2, 1, 0, 0, 0xfe, 0x4b, 0x40, 3, 4, 10, 0, 0, 99,
+        ];
+        peer.send(&update(&origin_7, origin_7.len() as u8))?;
+        peer.send(&Message::Keepalive.encode(&codec))?;
+        lab.wait_agent_established("node-1", &[raw_ip], Duration::from_secs(5))?;
+
+        // A Total Attribute Length beyond the end of the message: where the
+        // routes are cannot be known, so the session is reset with UPDATE
+        // Message Error / Malformed Attribute List (3, 1).
+        let attrs = [0x40u8, 1, 1, 0];
+        peer.send(&update(&attrs, 200))?;
 
         let deadline = Instant::now() + wait;
         let notification = loop {

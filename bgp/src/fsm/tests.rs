@@ -232,25 +232,48 @@ fn unexpected_message_in_opensent_is_fsm_error() {
     assert_eq!(s.state(), State::Idle);
 }
 
-#[test]
-fn malformed_update_gets_its_notification() {
-    let t0 = Instant::now();
-    let mut s = established(64512, t0);
-    // ORIGIN with value 7, and the message otherwise fine.
+/// An UPDATE with the given attribute octets and a /24 of NLRI.
+fn update_bytes(attrs: &[u8]) -> Vec<u8> {
     let mut m = vec![0xff; 16];
-    let attrs = [0x40, 1, 1, 7, 0x40, 2, 0, 0x40, 3, 4, 10, 0, 0, 12];
     let len = (19 + 4 + attrs.len() + 4) as u16;
     m.extend(len.to_be_bytes());
     m.push(2);
     m.extend([0, 0, 0, attrs.len() as u8]);
     m.extend(attrs);
     m.extend([24, 10, 244, 2]);
+    m
+}
+
+#[test]
+fn malformed_update_that_cannot_be_trusted_resets_the_session() {
+    let t0 = Instant::now();
+    let mut s = established(64512, t0);
+    // The Total Attribute Length claims more than the message holds.
+    let mut m = update_bytes(&[0x40, 1, 1, 0]);
+    m[22] = 200;
     s.handle(t0, Event::Bytes(1, &m));
     let a = drain(&mut s);
-    assert_eq!(notification_sent(&a, 1), Some((3, 6)));
+    assert_eq!(notification_sent(&a, 1), Some((3, 1)));
     assert!(a
         .iter()
         .any(|a| matches!(a, Action::Down(DownReason::Sent(_)))));
+}
+
+#[test]
+fn malformed_attribute_is_treat_as_withdraw_and_the_session_stays() {
+    let t0 = Instant::now();
+    let mut s = established(64512, t0);
+    // ORIGIN with value 7 (RFC 7606 section 7.1).
+    let attrs = [0x40, 1, 1, 7, 0x40, 2, 0, 0x40, 3, 4, 10, 0, 0, 12];
+    s.handle(t0, Event::Bytes(1, &update_bytes(&attrs)));
+    let a = drain(&mut s);
+    assert_eq!(notification_sent(&a, 1), None);
+    let [Action::Update(u)] = a.as_slice() else {
+        panic!("expected one Update, got {a:?}")
+    };
+    assert!(u.nlri.is_empty());
+    assert_eq!(u.withdrawn, vec!["10.244.2.0/24".parse().unwrap()]);
+    assert_eq!(s.state(), State::Established);
 }
 
 #[test]
@@ -306,7 +329,7 @@ fn updates_are_passed_up_and_restart_nothing_else() {
 }
 
 #[test]
-fn ebgp_update_must_start_with_the_peer_as() {
+fn ebgp_update_not_starting_with_the_peer_as_is_withdrawn() {
     let t0 = Instant::now();
     let mut s = established(65000, t0);
     let u = Update {
@@ -320,7 +343,14 @@ fn ebgp_update_must_start_with_the_peer_as() {
         ..Default::default()
     };
     s.handle(t0, Event::Bytes(1, &Message::Update(u).encode(&codec())));
-    assert_eq!(notification_sent(&drain(&mut s), 1), Some((3, 11)));
+    let a = drain(&mut s);
+    assert_eq!(notification_sent(&a, 1), None);
+    let [Action::Update(u)] = a.as_slice() else {
+        panic!("expected one Update, got {a:?}")
+    };
+    assert!(u.nlri.is_empty());
+    assert_eq!(u.withdrawn.len(), 1);
+    assert_eq!(s.state(), State::Established);
 }
 
 #[test]

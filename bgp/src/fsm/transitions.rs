@@ -186,7 +186,7 @@ impl Session {
             (State::Established, Message::Update(u)) => {
                 self.restart_hold(now);
                 self.stats.updates_received += 1;
-                self.received_update(now, u);
+                self.received_update(u);
             }
             (State::Established, Message::RouteRefresh(r)) => {
                 self.restart_hold(now);
@@ -240,19 +240,19 @@ impl Session {
         self.set_state(State::OpenConfirm);
     }
 
-    fn received_update(&mut self, now: Instant, u: Update) {
-        // Section 6.3: the leftmost AS from an external peer must be its AS.
-        let announces = !u.nlri.is_empty() || u.mp_reach.is_some();
-        if announces
-            && self.cfg.is_ebgp()
-            && u.attributes.as_path.first_as() != Some(self.cfg.remote_as)
-        {
-            let n = Notification::new(
-                code::UPDATE_MESSAGE,
-                crate::packet::error::update::MALFORMED_AS_PATH,
-                vec![],
-            );
-            return self.fail(now, DownReason::Sent(n));
+    fn received_update(&mut self, mut u: Update) {
+        if self.cfg.is_ebgp() {
+            // RFC 7606 section 7.5: LOCAL_PREF from an external peer is
+            // discarded.
+            u.attributes.local_pref = None;
+            // RFC 4271 section 6.3: the leftmost AS from an external peer
+            // must be its AS; RFC 7606 section 7.2 makes that
+            // treat-as-withdraw rather than a reset.
+            let announces = !u.nlri.is_empty() || u.mp_reach.is_some();
+            if announces && u.attributes.as_path.first_as() != Some(self.cfg.remote_as) {
+                u.withdraw_reasons.push(DecodeError::MalformedAsPath);
+                u.treat_as_withdraw();
+            }
         }
         self.actions.push_back(Action::Update(u));
     }

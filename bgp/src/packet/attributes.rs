@@ -175,12 +175,35 @@ pub struct MpUnreach {
     pub withdrawn: Vec<Prefix>,
 }
 
-/// What attribute decoding yields: the route attributes, and the MP ones.
+/// What attribute decoding yields: the route attributes, the MP ones, and
+/// the errors RFC 7606 lets the session survive.
 pub(super) struct Decoded {
     pub attrs: PathAttributes,
     pub mp_reach: Option<MpReach>,
     pub mp_unreach: Option<MpUnreach>,
     pub seen: Vec<u8>,
+    /// Errors whose handling is "treat-as-withdraw" (RFC 7606 section 2).
+    pub withdraw_reasons: Vec<DecodeError>,
+    /// Errors whose handling is "attribute discard".
+    pub discarded: Vec<DecodeError>,
+}
+
+/// How RFC 7606 section 7 says to handle a malformed attribute.
+enum Handling {
+    TreatAsWithdraw,
+    AttributeDiscard,
+    SessionReset,
+}
+
+fn handling(type_code: u8) -> Handling {
+    use type_code::*;
+    match type_code {
+        // Sections 7.6 and 7.7.
+        ATOMIC_AGGREGATE | AGGREGATOR => Handling::AttributeDiscard,
+        // Section 7.11 and 3 (e): they carry NLRI, which cannot be trusted.
+        MP_REACH_NLRI | MP_UNREACH_NLRI => Handling::SessionReset,
+        _ => Handling::TreatAsWithdraw,
+    }
 }
 
 /// Flags a recognised attribute must carry (optional, transitive), per the
@@ -201,40 +224,47 @@ pub(super) fn decode(mut input: Input, codec: &Codec) -> Result<Decoded, DecodeE
         mp_reach: None,
         mp_unreach: None,
         seen: Vec::new(),
+        withdraw_reasons: Vec::new(),
+        discarded: Vec::new(),
     };
-    let list = || DecodeError::MalformedAttributeList("attribute overruns the list");
     while !input.is_empty() {
-        let start = input;
-        let (rest, flags) = be_u8(input).map_err(nom_err(list))?;
-        let (rest, tcode) = be_u8(rest).map_err(nom_err(list))?;
-        let (rest, len) = if flags & flag::EXTENDED_LENGTH != 0 {
-            be_u16(rest).map_err(nom_err(list))?
-        } else {
-            let (r, l) = be_u8(rest).map_err(nom_err(list))?;
-            (r, u16::from(l))
+        let Some((flags, tcode, value, whole, rest)) = split_attribute(input) else {
+            // RFC 7606 section 4: an attribute that overruns the Total
+            // Attribute Length, or too few octets left for one. The NLRI is
+            // still found through the Total Attribute Length.
+            let e = DecodeError::MalformedAttributeList("attribute overruns the list");
+            out.withdraw_reasons.push(e);
+            break;
         };
-        let (rest, value) = take(len)(rest).map_err(nom_err(list))?;
-        let whole = start[..start.len() - rest.len()].to_vec();
         input = rest;
 
-        // Section 6.3: an attribute that appears more than once.
         if out.seen.contains(&tcode) {
-            return Err(DecodeError::MalformedAttributeList("attribute repeated"));
+            // RFC 7606 section 3 (g): repeated MP_REACH_NLRI or
+            // MP_UNREACH_NLRI reset the session; other repeats are dropped.
+            let e = DecodeError::MalformedAttributeList("attribute repeated");
+            match handling(tcode) {
+                Handling::SessionReset => return Err(e),
+                _ => out.discarded.push(e),
+            }
+            continue;
         }
         out.seen.push(tcode);
 
         let optional = flags & flag::OPTIONAL != 0;
         let transitive = flags & flag::TRANSITIVE != 0;
-        match expected_flags(tcode) {
+        let result = match expected_flags(tcode) {
             Some((opt, trans)) => {
-                // Section 6.3: flags that conflict with the type code. The
+                // Section 6.3 of RFC 4271: flags that conflict with the type
+                // code (RFC 7606 section 3 (c) says how to handle them). The
                 // Partial bit is only meaningful on optional transitive ones.
                 let partial_bad = !(opt && trans) && flags & flag::PARTIAL != 0;
                 if opt != optional || trans != transitive || partial_bad {
-                    return Err(DecodeError::AttributeFlags {
+                    Err(DecodeError::AttributeFlags {
                         type_code: tcode,
                         attribute: whole,
-                    });
+                    })
+                } else {
+                    decode_known(tcode, value, whole, codec, &mut out)
                 }
             }
             None if !optional => {
@@ -253,12 +283,34 @@ pub(super) fn decode(mut input: Input, codec: &Codec) -> Result<Decoded, DecodeE
                         value: value.to_vec(),
                     });
                 }
-                continue;
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            match handling(tcode) {
+                Handling::SessionReset => return Err(e),
+                Handling::AttributeDiscard => out.discarded.push(e),
+                Handling::TreatAsWithdraw => out.withdraw_reasons.push(e),
             }
         }
-        decode_known(tcode, value, whole, codec, &mut out)?;
     }
     Ok(out)
+}
+
+/// One attribute off the front of `input`: flags, type, value, the whole
+/// attribute (for NOTIFICATION data) and the rest; None when it overruns.
+fn split_attribute(input: Input) -> Option<(u8, u8, Input, Vec<u8>, Input)> {
+    let (rest, flags) = be_u8::<_, nom::error::Error<Input>>(input).ok()?;
+    let (rest, tcode) = be_u8::<_, nom::error::Error<Input>>(rest).ok()?;
+    let (rest, len) = if flags & flag::EXTENDED_LENGTH != 0 {
+        be_u16::<_, nom::error::Error<Input>>(rest).ok()?
+    } else {
+        let (r, l) = be_u8::<_, nom::error::Error<Input>>(rest).ok()?;
+        (r, u16::from(l))
+    };
+    let (rest, value) = take::<_, _, nom::error::Error<Input>>(len)(rest).ok()?;
+    let whole = input[..input.len() - rest.len()].to_vec();
+    Some((flags, tcode, value, whole, rest))
 }
 
 fn decode_known(

@@ -103,79 +103,172 @@ fn open_errors() {
     assert_eq!(decode_err(&param).1, 4);
 }
 
-#[test]
-fn update_attribute_errors() {
-    let mut attrs = ORIGIN_IGP.to_vec();
-    attrs.extend(EMPTY_AS_PATH);
-    attrs.extend(NEXT_HOP);
-    assert!(Message::decode(&raw_update(&attrs, &NLRI_24), &FOUR).is_ok());
+/// The UPDATE decoded from `attrs` and one /24 of NLRI.
+fn decode_update(attrs: &[u8]) -> Update {
+    match Message::decode(&raw_update(attrs, &NLRI_24), &FOUR) {
+        Ok(Message::Update(u)) => u,
+        other => panic!("expected an UPDATE, got {other:?}"),
+    }
+}
 
-    // Total path attribute length runs past the message.
+/// The first treat-as-withdraw reason's NOTIFICATION code and subcode, after
+/// checking that the announced /24 became a withdrawal.
+fn withdrawn_because(attrs: &[u8]) -> (u8, u8) {
+    let u = decode_update(attrs);
+    assert!(u.nlri.is_empty(), "routes still announced: {u:?}");
+    assert_eq!(
+        u.withdrawn,
+        vec!["10.244.1.0/24".parse::<Prefix>().unwrap()]
+    );
+    let n = u
+        .withdraw_reasons
+        .first()
+        .expect("a reason")
+        .to_notification();
+    (n.code, n.subcode)
+}
+
+fn with_mandatory(extra: &[u8]) -> Vec<u8> {
+    let mut v = ORIGIN_IGP.to_vec();
+    v.extend(EMPTY_AS_PATH);
+    v.extend(NEXT_HOP);
+    v.extend(extra);
+    v
+}
+
+/// Errors that still reset the session under RFC 7606: the message cannot be
+/// trusted to say where its routes are.
+#[test]
+fn update_errors_that_reset_the_session() {
+    let attrs = with_mandatory(&[]);
+    assert!(decode_update(&attrs).withdraw_reasons.is_empty());
+
+    // Total path attribute length runs past the message (RFC 7606 section 4).
     let mut over = raw_update(&attrs, &[]);
     over[21] = 0xff;
     assert_eq!(decode_err(&over).0, 3);
     assert_eq!(decode_err(&over).1, 1);
 
-    // An attribute whose length runs past the attribute list.
-    let broken = [0x40, 1, 9, 0];
-    assert_eq!(decode_err(&raw_update(&broken, &[])).1, 1);
-
-    // Missing NEXT_HOP, with NLRI: the data is the missing type code.
-    let mut no_nh = ORIGIN_IGP.to_vec();
-    no_nh.extend(EMPTY_AS_PATH);
-    assert_eq!(decode_err(&raw_update(&no_nh, &NLRI_24)), (3, 3, vec![3]));
-
-    // ORIGIN 5: invalid origin, the data is the whole attribute.
-    let mut bad_origin = vec![0x40, 1, 1, 5];
-    bad_origin.extend(EMPTY_AS_PATH);
-    bad_origin.extend(NEXT_HOP);
-    assert_eq!(
-        decode_err(&raw_update(&bad_origin, &NLRI_24)),
-        (3, 6, vec![0x40, 1, 1, 5])
-    );
-
-    // ORIGIN marked optional: flags error.
-    let mut bad_flags = vec![0xc0, 1, 1, 0];
-    bad_flags.extend(EMPTY_AS_PATH);
-    bad_flags.extend(NEXT_HOP);
-    assert_eq!(
-        decode_err(&raw_update(&bad_flags, &NLRI_24)),
-        (3, 4, vec![0xc0, 1, 1, 0])
-    );
-
-    // NEXT_HOP of 3 octets: length error.
-    let mut short_nh = ORIGIN_IGP.to_vec();
-    short_nh.extend(EMPTY_AS_PATH);
-    short_nh.extend([0x40, 3, 3, 10, 0, 0]);
-    assert_eq!(decode_err(&raw_update(&short_nh, &NLRI_24)).1, 5);
-
-    // NEXT_HOP 0.0.0.0: invalid next hop.
-    let mut zero_nh = ORIGIN_IGP.to_vec();
-    zero_nh.extend(EMPTY_AS_PATH);
-    zero_nh.extend([0x40, 3, 4, 0, 0, 0, 0]);
-    assert_eq!(decode_err(&raw_update(&zero_nh, &NLRI_24)).1, 8);
-
     // Unknown well-known attribute.
-    let mut unknown_wk = attrs.clone();
-    unknown_wk.extend([0x40, 99, 0]);
+    let unknown_wk = with_mandatory(&[0x40, 99, 0]);
     assert_eq!(
         decode_err(&raw_update(&unknown_wk, &NLRI_24)),
         (3, 2, vec![0x40, 99, 0])
     );
 
-    // AS_PATH segment of an unknown type.
+    // Prefix length 33 in the NLRI.
+    assert_eq!(decode_err(&raw_update(&attrs, &[33, 10, 0, 0, 0, 0])).1, 10);
+
+    // A malformed MP_REACH_NLRI (AFI 2, next hop of 3 octets), and a
+    // repeated one (RFC 7606 sections 7.11 and 3 (g)).
+    let mp = [0x80, 14, 8, 0, 2, 1, 3, 1, 2, 3, 0];
+    assert_eq!(decode_err(&raw_update(&with_mandatory(&mp), &[])).1, 9);
+    let mut reach = vec![0x80, 14, 21, 0, 2, 1, 16];
+    reach.extend([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11, 0]);
+    let mut twice = with_mandatory(&reach);
+    twice.extend(&reach);
+    assert_eq!(decode_err(&raw_update(&twice, &[])).1, 1);
+}
+
+/// RFC 7606 section 7: malformed attributes make the UPDATE's routes
+/// withdrawals, and the session stays up.
+#[test]
+fn update_errors_treated_as_withdraw() {
+    // An attribute that overruns the attribute list (section 4).
+    let mut overrun = with_mandatory(&[]);
+    overrun.extend([0x40, 5, 9, 0]);
+    assert_eq!(withdrawn_because(&overrun), (3, 1));
+
+    // Missing NEXT_HOP with NLRI (section 3 (d)); data is the type code.
+    let mut no_nh = ORIGIN_IGP.to_vec();
+    no_nh.extend(EMPTY_AS_PATH);
+    assert_eq!(withdrawn_because(&no_nh), (3, 3));
+
+    // ORIGIN 5 (section 7.1).
+    let mut bad_origin = vec![0x40, 1, 1, 5];
+    bad_origin.extend(EMPTY_AS_PATH);
+    bad_origin.extend(NEXT_HOP);
+    assert_eq!(withdrawn_because(&bad_origin), (3, 6));
+
+    // ORIGIN marked optional (section 3 (c)).
+    let mut bad_flags = vec![0xc0, 1, 1, 0];
+    bad_flags.extend(EMPTY_AS_PATH);
+    bad_flags.extend(NEXT_HOP);
+    assert_eq!(withdrawn_because(&bad_flags), (3, 4));
+
+    // NEXT_HOP of 3 octets, and NEXT_HOP 0.0.0.0 (section 7.3).
+    let mut short_nh = ORIGIN_IGP.to_vec();
+    short_nh.extend(EMPTY_AS_PATH);
+    short_nh.extend([0x40, 3, 3, 10, 0, 0]);
+    assert_eq!(withdrawn_because(&short_nh), (3, 5));
+    let mut zero_nh = ORIGIN_IGP.to_vec();
+    zero_nh.extend(EMPTY_AS_PATH);
+    zero_nh.extend([0x40, 3, 4, 0, 0, 0, 0]);
+    assert_eq!(withdrawn_because(&zero_nh), (3, 8));
+
+    // AS_PATH segment of an unknown type (section 7.2).
     let mut bad_path = ORIGIN_IGP.to_vec();
     bad_path.extend([0x40, 2, 6, 7, 1, 0, 0, 0xfd, 0xe8]);
     bad_path.extend(NEXT_HOP);
-    assert_eq!(decode_err(&raw_update(&bad_path, &NLRI_24)).1, 11);
+    assert_eq!(withdrawn_because(&bad_path), (3, 11));
 
-    // Repeated attribute.
-    let mut twice = attrs.clone();
-    twice.extend(ORIGIN_IGP);
-    assert_eq!(decode_err(&raw_update(&twice, &NLRI_24)).1, 1);
+    // COMMUNITIES of 3 octets (section 7.8).
+    assert_eq!(
+        withdrawn_because(&with_mandatory(&[0xc0, 8, 3, 1, 2, 3])),
+        (3, 9)
+    );
+}
 
-    // Prefix length 33.
-    assert_eq!(decode_err(&raw_update(&attrs, &[33, 10, 0, 0, 0, 0])).1, 10);
+/// RFC 7606 sections 3 (g), 7.6 and 7.7: some errors only drop the attribute.
+#[test]
+fn update_errors_that_discard_the_attribute() {
+    let mut twice = with_mandatory(&[]);
+    twice.extend([0x40, 1, 1, 2]); // a second ORIGIN
+    let u = decode_update(&twice);
+    assert!(u.withdraw_reasons.is_empty());
+    assert_eq!(u.attributes.origin, Some(Origin::Igp));
+    assert_eq!(u.nlri.len(), 1);
+    assert_eq!(u.discarded.len(), 1);
+
+    let atomic = with_mandatory(&[0x40, 6, 1, 0]);
+    let u = decode_update(&atomic);
+    assert!(!u.attributes.atomic_aggregate);
+    assert_eq!(u.nlri.len(), 1);
+    assert_eq!(u.discarded[0].to_notification().subcode, 5);
+
+    let aggregator = with_mandatory(&[0xc0, 7, 3, 1, 2, 3]);
+    let u = decode_update(&aggregator);
+    assert_eq!(u.attributes.aggregator, None);
+    assert_eq!(u.nlri.len(), 1);
+}
+
+#[test]
+fn treat_as_withdraw_covers_ipv6_routes() {
+    let u = Update {
+        attributes: PathAttributes {
+            origin: Some(Origin::Igp),
+            ..Default::default()
+        },
+        mp_reach: Some(MpReach {
+            family: Family::IPV6_UNICAST,
+            next_hops: vec!["fd00::12".parse().unwrap()],
+            nlri: vec!["fd00:244:2::/64".parse().unwrap()],
+        }),
+        ..Default::default()
+    };
+    let mut b = Message::Update(u).encode(&FOUR).to_vec();
+    // Turn ORIGIN's value into 9.
+    let at = b.windows(4).position(|w| w == [0x40, 1, 1, 0]).unwrap();
+    b[at + 3] = 9;
+    let Message::Update(u) = Message::decode(&b, &FOUR).unwrap() else {
+        panic!()
+    };
+    assert!(u.mp_reach.is_none());
+    let unreach = u.mp_unreach.unwrap();
+    assert_eq!(
+        unreach.withdrawn,
+        vec!["fd00:244:2::/64".parse::<Prefix>().unwrap()]
+    );
 }
 
 #[test]

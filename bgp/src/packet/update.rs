@@ -20,9 +20,40 @@ pub struct Update {
     pub nlri: Vec<Prefix>,
     pub mp_reach: Option<MpReach>,
     pub mp_unreach: Option<MpUnreach>,
+    /// Malformations whose handling is "treat-as-withdraw" (RFC 7606): when
+    /// any, every route this UPDATE announces must be taken as withdrawn
+    /// (`treat_as_withdraw` does that). Never encoded.
+    pub withdraw_reasons: Vec<DecodeError>,
+    /// Attributes dropped as malformed ("attribute discard", RFC 7606).
+    pub discarded: Vec<DecodeError>,
 }
 
 impl Update {
+    /// RFC 7606 section 2, "treat-as-withdraw": the routes this UPDATE
+    /// announces become withdrawals, in every family it carries.
+    pub fn treat_as_withdraw(&mut self) {
+        let nlri = std::mem::take(&mut self.nlri);
+        self.withdrawn.extend(nlri);
+        if let Some(reach) = self.mp_reach.take() {
+            match &mut self.mp_unreach {
+                Some(u) if u.family == reach.family => u.withdrawn.extend(reach.nlri),
+                _ => {
+                    // One MP_UNREACH per UPDATE: a second family's routes
+                    // go as IPv4 withdrawals only if they are IPv4.
+                    if self.mp_unreach.is_none() {
+                        self.mp_unreach = Some(MpUnreach {
+                            family: reach.family,
+                            withdrawn: reach.nlri,
+                        });
+                    } else if reach.family == Family::IPV4_UNICAST {
+                        self.withdrawn.extend(reach.nlri);
+                    }
+                }
+            }
+        }
+        self.attributes = PathAttributes::default();
+    }
+
     /// The End-of-RIB marker for `family` (RFC 4724 section 2).
     pub fn end_of_rib(family: Family) -> Update {
         if family == Family::IPV4_UNICAST {
@@ -164,26 +195,34 @@ impl Update {
 
         // Section 6.3: well-known mandatory attributes when routes are announced
         // (RFC 4760 section 3: NEXT_HOP is not needed for MP_REACH alone).
+        // RFC 7606 section 3 (d): a missing one means treat-as-withdraw.
         let seen = &decoded.seen;
+        let mut withdraw_reasons = decoded.withdraw_reasons;
+        let mut required = Vec::new();
         if !nlri.is_empty() || decoded.mp_reach.is_some() {
-            for t in [type_code::ORIGIN, type_code::AS_PATH] {
-                if !seen.contains(&t) {
-                    return Err(DecodeError::MissingWellKnown { type_code: t });
-                }
+            required.extend([type_code::ORIGIN, type_code::AS_PATH]);
+        }
+        if !nlri.is_empty() {
+            required.push(type_code::NEXT_HOP);
+        }
+        for t in required {
+            if !seen.contains(&t) {
+                withdraw_reasons.push(DecodeError::MissingWellKnown { type_code: t });
             }
         }
-        if !nlri.is_empty() && !seen.contains(&type_code::NEXT_HOP) {
-            return Err(DecodeError::MissingWellKnown {
-                type_code: type_code::NEXT_HOP,
-            });
-        }
-        Ok(Update {
+        let mut update = Update {
             withdrawn,
             attributes: decoded.attrs,
             nlri,
             mp_reach: decoded.mp_reach,
             mp_unreach: decoded.mp_unreach,
-        })
+            withdraw_reasons,
+            discarded: decoded.discarded,
+        };
+        if !update.withdraw_reasons.is_empty() {
+            update.treat_as_withdraw();
+        }
+        Ok(update)
     }
 }
 

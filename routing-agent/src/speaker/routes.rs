@@ -19,6 +19,12 @@ impl Speaker {
         let Some(p) = self.peers.get(&addr) else {
             return;
         };
+        for e in &u.withdraw_reasons {
+            tracing::warn!(peer = %addr, name = %p.desired.name, error = %e, "malformed UPDATE: its routes are treated as withdrawn (RFC 7606)");
+        }
+        for e in &u.discarded {
+            tracing::warn!(peer = %addr, name = %p.desired.name, error = %e, "malformed attribute discarded (RFC 7606)");
+        }
         let families = p.session.negotiated_families();
         let info = p.info.clone();
         let local_as = p.desired.local_as;
