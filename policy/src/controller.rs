@@ -94,6 +94,11 @@ impl Controller {
         })
     }
 
+    /// The ruleset in force, when the last apply succeeded.
+    pub fn applied(&self) -> Option<&Ruleset> {
+        self.applied.as_ref()
+    }
+
     /// Removes the table (on shutdown, when asked to).
     pub fn remove_table(&mut self) -> Result<(), ApplyError> {
         self.applied = None;

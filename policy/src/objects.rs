@@ -161,13 +161,14 @@ impl Snapshot {
                 if let Err(e) = &result {
                     errors.push(e.to_config_error(source));
                 }
-                if self.policies.contains_key(&key) {
-                    errors.push(fail(
+                match self.policies.entry(key) {
+                    std::collections::btree_map::Entry::Occupied(_) => errors.push(fail(
                         "metadata.name",
                         "duplicate NetworkPolicy; the first one is used".into(),
-                    ));
-                } else {
-                    self.policies.insert(key, result);
+                    )),
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        v.insert(result);
+                    }
                 }
             }
             _ => {}

@@ -252,19 +252,20 @@ pub(crate) fn selector(s: &meta::LabelSelector, at: &FieldPath) -> Result<LabelS
     };
     for (i, e) in s.match_expressions.iter().flatten().enumerate() {
         let at = at.field("matchExpressions").index(i);
-        let operator =
-            match e.operator.as_str() {
-                "In" => SelectorOperator::In,
-                "NotIn" => SelectorOperator::NotIn,
-                "Exists" => SelectorOperator::Exists,
-                "DoesNotExist" => SelectorOperator::DoesNotExist,
-                other => return Err((
+        let operator = match e.operator.as_str() {
+            "In" => SelectorOperator::In,
+            "NotIn" => SelectorOperator::NotIn,
+            "Exists" => SelectorOperator::Exists,
+            "DoesNotExist" => SelectorOperator::DoesNotExist,
+            other => {
+                return Err((
                     at.field("operator"),
                     format!(
                         "unknown operator {other:?} (expected In, NotIn, Exists or DoesNotExist)"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let values = e.values.clone().unwrap_or_default();
         let needs_values = matches!(operator, SelectorOperator::In | SelectorOperator::NotIn);
         if needs_values == values.is_empty() {

@@ -1,0 +1,244 @@
+//! `starling-policy`: the NetworkPolicy controller of one node, and its
+//! `show` and `explain` commands.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use starling_agent::config::{DatastoreSpec, FileDatastore};
+use starling_policy::apply::Nft;
+use starling_policy::compile::compile;
+use starling_policy::explain::{explain, Flow};
+use starling_policy::nft::{ruleset, Deny, HostToPod, Options};
+use starling_policy::policy::{ObjectKey, Protocol};
+use starling_policy::{Controller, Snapshot};
+
+/// How often the datastore is polled for changes.
+const POLL: Duration = Duration::from_millis(200);
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "starling-policy",
+    version,
+    about = "Kubernetes NetworkPolicy to nftables, for one node"
+)]
+struct Cli {
+    /// This node's name: policies are enforced for the pods whose spec.nodeName it is.
+    #[arg(long, env = "STARLING_NODE_NAME", global = true)]
+    node_name: Option<String>,
+    /// file:PATH (a YAML file or a directory of YAML/JSON files, watched) or kubernetes.
+    #[arg(long, env = "STARLING_DATASTORE", global = true)]
+    datastore: Option<DatastoreSpec>,
+    /// Traffic from the node itself to its pods (kubelet probes).
+    #[arg(long, value_enum, default_value_t = HostToPod::Allow, global = true)]
+    host_to_pod: HostToPod,
+    /// What denied traffic gets.
+    #[arg(long, value_enum, default_value_t = Deny::Reject, global = true)]
+    deny: Deny,
+    /// After each successful apply, write the ruleset in force (as `show` prints it) here.
+    #[arg(long)]
+    applied_file: Option<PathBuf>,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the ruleset the controller would apply on this node.
+    Show,
+    /// Tell whether a flow is allowed, and by which policy and rule.
+    Explain {
+        /// NAMESPACE/POD
+        #[arg(long)]
+        from: String,
+        /// NAMESPACE/POD
+        #[arg(long)]
+        to: String,
+        /// PORT/PROTOCOL, as 80/TCP
+        #[arg(long)]
+        port: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("starling-policy: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, String> {
+    let path = match &cli.datastore {
+        Some(DatastoreSpec::File(p)) => p.clone(),
+        Some(DatastoreSpec::Kubernetes) => {
+            return Err(
+                "--datastore kubernetes is not supported yet (issue #4): use file:PATH".into(),
+            )
+        }
+        None => return Err("--datastore file:PATH is required".into()),
+    };
+    let store = FileDatastore::new(path);
+    let options = Options {
+        host_to_pod: cli.host_to_pod,
+        deny: cli.deny,
+    };
+    match cli.command {
+        Some(Command::Explain { from, to, port }) => explain_flow(&store, &from, &to, &port),
+        Some(Command::Show) => {
+            let node = cli.node_name.ok_or("--node-name is required")?;
+            let snapshot = load(&store)?;
+            let mut c = Controller::new(&node, options, Nft::default());
+            let (model, _) = c.model(&snapshot);
+            print!("{}", ruleset(&model, options).text());
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            let node = cli.node_name.ok_or("--node-name is required")?;
+            init_logging(cli.log_json);
+            let runtime =
+                tokio::runtime::Runtime::new().map_err(|e| format!("tokio runtime: {e}"))?;
+            runtime.block_on(controller(store, node, options, cli.applied_file))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Reads the datastore once; rejected objects go to stderr.
+fn load(store: &FileDatastore) -> Result<Snapshot, String> {
+    let (snapshot, errors) = Snapshot::load(store).map_err(|e| e.to_string())?;
+    for e in errors {
+        eprintln!("starling-policy: ignored: {e}");
+    }
+    Ok(snapshot)
+}
+
+fn explain_flow(
+    store: &FileDatastore,
+    from: &str,
+    to: &str,
+    port: &str,
+) -> Result<ExitCode, String> {
+    let snapshot = load(store)?;
+    let (number, proto) = port
+        .split_once('/')
+        .ok_or_else(|| format!("--port {port:?}: expected PORT/PROTOCOL, as 80/TCP"))?;
+    let port: u16 = number
+        .parse()
+        .map_err(|_| format!("--port {number:?}: not a port number"))?;
+    let protocol = Protocol::parse(&proto.to_ascii_uppercase())
+        .ok_or_else(|| format!("--port {proto:?}: expected TCP, UDP or SCTP"))?;
+    let pod = |s: &str, flag: &str| {
+        let key =
+            ObjectKey::parse(s).ok_or_else(|| format!("--{flag} {s:?}: expected NAMESPACE/POD"))?;
+        snapshot
+            .pods
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| format!("--{flag}: no pod {key} in the datastore"))
+    };
+    let (a, b) = (pod(from, "from")?, pod(to, "to")?);
+    // Every policy that compiles, for every pod: the answer holds on any node.
+    let mut c = Controller::new("", Options::default(), Nft::default());
+    let (policies, _) = c.effective(&snapshot);
+    let model = compile(&snapshot, &policies, None);
+    let mut allowed = true;
+    let mut any = false;
+    for src in &a.ips {
+        let Some(dst) = b.ips.iter().find(|d| d.is_ipv4() == src.is_ipv4()) else {
+            continue;
+        };
+        let e = explain(
+            &model,
+            &Flow {
+                from: *src,
+                to: *dst,
+                protocol,
+                port,
+            },
+        );
+        println!("{from} -> {to}: {e}");
+        allowed &= e.allowed();
+        any = true;
+    }
+    if !any {
+        return Err(format!(
+            "{from} and {to} have no addresses of a common family"
+        ));
+    }
+    Ok(if allowed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn controller(
+    store: FileDatastore,
+    node: String,
+    options: Options,
+    applied: Option<PathBuf>,
+) -> Result<(), String> {
+    let mut rx = store
+        .watch_with(POLL, Snapshot::load)
+        .map_err(|e| e.to_string())?;
+    let mut c = Controller::new(&node, options, Nft::default());
+    tracing::info!(%node, "starling-policy started");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("SIGTERM handler: {e}"))?;
+    loop {
+        let snapshot = rx.borrow_and_update().clone();
+        match c.sync(&snapshot) {
+            Ok(report) => {
+                for e in &report.kept_last_good {
+                    tracing::error!("invalid policy, its last good version stays in force: {e}");
+                }
+                if let Some(t) = &report.transaction {
+                    tracing::info!(
+                        lines = t.lines().count(),
+                        "applied one nftables transaction"
+                    );
+                }
+                if let (Some(path), Some(r)) = (&applied, c.applied()) {
+                    write_atomic(path, &r.text());
+                }
+            }
+            Err(e) => tracing::error!("{e}; retrying on the next change"),
+        }
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return Ok(()) },
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+        }
+    }
+    // The rules stay in force while the controller is away.
+    tracing::info!("stopping; table inet starling left in place");
+    Ok(())
+}
+
+fn write_atomic(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    if let Err(e) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path)) {
+        tracing::warn!(path = %path.display(), "cannot write the applied ruleset: {e}");
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
