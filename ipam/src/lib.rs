@@ -1,1 +1,24 @@
-//! Block IPAM (issue #3): not built yet. Pods in the lab take addresses from their node's `spec.podCIDRs`.
+//! Block IPAM (issue #3), Calico-style: each pool is cut into blocks
+//! (`block`), a node claims blocks (affinity) and hands out addresses from
+//! them under a handle (container ID and interface), borrowing from other
+//! nodes' blocks when its pools are full (`allocator`). Blocks live behind
+//! one compare-and-swap trait (`store`), implemented by a shared directory
+//! (`file_store`). `advertise` says what a node should route.
+//!
+//! The `starling-cni` plugin (`src/bin/starling-cni/`) drives this for
+//! container runtimes.
+
+mod advertise;
+mod allocator;
+pub mod block;
+mod file_store;
+mod model;
+mod pool;
+mod store;
+
+pub use advertise::{node_blocks, NodeBlocks};
+pub use allocator::{Ipam, IpamError};
+pub use file_store::FileStore;
+pub use model::{Allocation, Block, Handle};
+pub use pool::{check_pools, IpPool, PoolError, DEFAULT_BLOCK_SIZE_V4, DEFAULT_BLOCK_SIZE_V6};
+pub use store::{BlockStore, StoreError, Stored};

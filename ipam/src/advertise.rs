@@ -1,0 +1,41 @@
+//! What a node routes for the addresses IPAM gave it: its blocks, and the
+//! addresses it borrowed from other nodes' blocks.
+
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+
+use crate::store::{BlockStore, StoreError};
+
+/// The routes one node originates for its pods.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeBlocks {
+    /// Blocks with affinity to the node, sorted: one route each (and a
+    /// blackhole, so unused addresses are not forwarded elsewhere).
+    pub blocks: Vec<IpNetwork>,
+    /// Addresses the node allocated in other nodes' blocks, sorted: one /32
+    /// (/128) route each, more specific than the owner's block route.
+    pub borrowed: Vec<IpAddr>,
+}
+
+/// Reads `node`'s blocks and borrowed addresses from `store`. Cheap enough
+/// to poll every second (one directory listing for the file store).
+pub fn node_blocks(store: &dyn BlockStore, node: &str) -> Result<NodeBlocks, StoreError> {
+    let mut out = NodeBlocks::default();
+    for s in store.list()? {
+        if s.block.affinity.as_deref() == Some(node) {
+            out.blocks.push(s.block.cidr);
+            continue;
+        }
+        out.borrowed.extend(
+            s.block
+                .allocations
+                .iter()
+                .filter(|(_, a)| a.node == node)
+                .map(|(ip, _)| *ip),
+        );
+    }
+    out.blocks.sort();
+    out.borrowed.sort();
+    Ok(out)
+}
