@@ -36,7 +36,7 @@ pub(crate) fn metadata(object: &Fields) -> FieldResult<Meta> {
 }
 
 /// The `spec` (or `status`) of an object; absent reads as empty.
-fn section<'a>(object: &Fields<'a>, key: &str) -> FieldResult<Fields<'a>> {
+pub(crate) fn section<'a>(object: &Fields<'a>, key: &str) -> FieldResult<Fields<'a>> {
     Fields::new(object.get(key).unwrap_or(&Value::Null), key)
 }
 
@@ -192,7 +192,7 @@ fn duration(f: &Fields, key: &str) -> FieldResult<Option<Duration>> {
 
 /// A CIDR in network form (`10.244.1.0/24`; a host route `10.244.1.5/32` is
 /// fine, `10.244.1.5/24` is not).
-fn cidr(v: &Value, path: &str) -> FieldResult<IpNetwork> {
+pub(crate) fn cidr(v: &Value, path: &str) -> FieldResult<IpNetwork> {
     let s = string_value(v, path)?;
     let net = match s.split_once('/') {
         Some(_) => IpNetwork::from_str(&s).ok(),

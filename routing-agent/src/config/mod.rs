@@ -12,6 +12,7 @@ mod duration;
 mod error;
 mod fields;
 mod file_store;
+mod ip_pool;
 mod kinds;
 mod local;
 mod model;
@@ -24,6 +25,7 @@ pub use datastore::{DatastoreSpec, DatastoreSpecError};
 pub use duration::parse_go_duration;
 pub use error::{ConfigError, LoadError};
 pub use file_store::FileDatastore;
+pub use ip_pool::{IpPoolSpec, DEFAULT_BLOCK_SIZE_V4, DEFAULT_BLOCK_SIZE_V6, KIND_IP_POOL};
 pub use local::{local_node, router_id, LocalNode};
 pub use model::{
     BgpConfig, BgpPeerSpec, ClusterConfig, NodeInfo, ASN_ANNOTATION, DEFAULT_AS_NUMBER,

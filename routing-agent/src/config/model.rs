@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use ipnetwork::IpNetwork;
 
+use super::ip_pool::IpPoolSpec;
 use super::selector::LabelSelector;
 
 /// AS number used when neither the BGPConfiguration nor the node sets one.
@@ -27,6 +28,8 @@ pub struct ClusterConfig {
     pub nodes: BTreeMap<String, NodeInfo>,
     /// Validated BGPPeers, sorted by name.
     pub peers: Vec<BgpPeerSpec>,
+    /// Validated IPPools (no two overlap), sorted by name.
+    pub ip_pools: Vec<IpPoolSpec>,
 }
 
 /// Cluster-wide BGP settings (BGPConfiguration `default`).

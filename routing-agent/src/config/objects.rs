@@ -7,6 +7,7 @@ use serde_yaml::Value;
 
 use super::error::ConfigError;
 use super::fields::{describe, FieldError, Fields};
+use super::ip_pool::{self, IpPoolSpec, KIND_IP_POOL};
 use super::kinds;
 use super::model::{BgpConfig, BgpPeerSpec, NodeInfo};
 
@@ -33,6 +34,10 @@ pub enum Object {
         source: String,
         peer: BgpPeerSpec,
     },
+    IpPool {
+        source: String,
+        pool: IpPoolSpec,
+    },
 }
 
 impl Object {
@@ -42,6 +47,7 @@ impl Object {
             Object::Node { .. } => KIND_NODE,
             Object::BgpConfiguration { .. } => KIND_BGP_CONFIGURATION,
             Object::BgpPeer { .. } => KIND_BGP_PEER,
+            Object::IpPool { .. } => KIND_IP_POOL,
         }
     }
 
@@ -50,6 +56,7 @@ impl Object {
             Object::Node { node, .. } => &node.name,
             Object::BgpConfiguration { name, .. } => name,
             Object::BgpPeer { peer, .. } => &peer.name,
+            Object::IpPool { pool, .. } => &pool.name,
         }
     }
 
@@ -57,7 +64,8 @@ impl Object {
         match self {
             Object::Node { source, .. }
             | Object::BgpConfiguration { source, .. }
-            | Object::BgpPeer { source, .. } => source,
+            | Object::BgpPeer { source, .. }
+            | Object::IpPool { source, .. } => source,
         }
     }
 }
@@ -201,6 +209,12 @@ fn parse_value(
             .map(|peer| Object::BgpPeer {
                 source: source.to_string(),
                 peer,
+            }),
+        (STARLING_API_VERSION, KIND_IP_POOL) => kinds::metadata(&top)
+            .and_then(|meta| ip_pool::ip_pool(&top, meta))
+            .map(|pool| Object::IpPool {
+                source: source.to_string(),
+                pool,
             }),
         ("v1", "List") => {
             match top.list("items") {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::error::ConfigError;
 use super::fields::FieldError;
+use super::ip_pool::check_ip_pool;
 use super::kinds::annotation_path;
 use super::model::{
     BgpConfig, BgpPeerSpec, ClusterConfig, NodeInfo, ASN_ANNOTATION, DEFAULT_HOLD_TIME,
@@ -56,6 +57,7 @@ pub fn build(objects: Vec<Object>) -> (ClusterConfig, Vec<ConfigError>) {
             Object::Node { node, .. } => check_node(node),
             Object::BgpConfiguration { name, bgp, .. } => check_bgp_configuration(name, bgp),
             Object::BgpPeer { peer, .. } => check_bgp_peer(peer),
+            Object::IpPool { pool, .. } => check_ip_pool(pool, &cfg.ip_pools),
         };
         if let Err(e) = checked {
             errors.push(ConfigError::new(
@@ -73,9 +75,11 @@ pub fn build(objects: Vec<Object>) -> (ClusterConfig, Vec<ConfigError>) {
             }
             Object::BgpConfiguration { bgp, .. } => cfg.bgp = bgp,
             Object::BgpPeer { peer, .. } => cfg.peers.push(peer),
+            Object::IpPool { pool, .. } => cfg.ip_pools.push(pool),
         }
     }
     cfg.peers.sort_by(|a, b| a.name.cmp(&b.name));
+    cfg.ip_pools.sort_by(|a, b| a.name.cmp(&b.name));
     (cfg, errors)
 }
 

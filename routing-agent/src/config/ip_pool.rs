@@ -1,0 +1,208 @@
+//! The `IPPool` kind (`starling.dev/v1alpha1`): the address ranges IPAM
+//! cuts into per-node blocks. Decoded and validated here, with the other
+//! configuration objects; allocation itself is `starling-ipam`'s.
+//!
+//! ```yaml
+//! apiVersion: starling.dev/v1alpha1
+//! kind: IPPool
+//! metadata: {name: default-v4}
+//! spec:
+//!   cidr: 10.244.0.0/16
+//!   blockSize: 26            # optional: 26 for IPv4, 122 for IPv6
+//!   nodeSelector: {matchLabels: {rack: a}}   # optional: all nodes
+//!   disabled: false          # optional: a disabled pool hands out nothing new
+//! ```
+
+use std::collections::BTreeMap;
+
+use ipnetwork::IpNetwork;
+
+use super::fields::{FieldError, FieldResult, Fields};
+use super::kinds::{cidr, section, Meta};
+use super::selector::{parse_selector, LabelSelector};
+
+pub const KIND_IP_POOL: &str = "IPPool";
+/// Block size of IPv4 pools that set none.
+pub const DEFAULT_BLOCK_SIZE_V4: u8 = 26;
+/// Block size of IPv6 pools that set none.
+pub const DEFAULT_BLOCK_SIZE_V6: u8 = 122;
+
+/// A validated IPPool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpPoolSpec {
+    pub name: String,
+    pub cidr: IpNetwork,
+    /// Prefix length of the pool's blocks, defaulted.
+    pub block_size: u8,
+    /// The nodes that take blocks from it; `None`: every node.
+    pub node_selector: Option<LabelSelector>,
+    pub disabled: bool,
+}
+
+impl IpPoolSpec {
+    /// Whether the pool gives blocks to a node with these labels.
+    pub fn selects_node(&self, labels: &BTreeMap<String, String>) -> bool {
+        match &self.node_selector {
+            Some(s) => s.matches(labels),
+            None => true,
+        }
+    }
+}
+
+pub(crate) fn ip_pool(object: &Fields, meta: Meta) -> FieldResult<IpPoolSpec> {
+    let spec = section(object, "spec")?;
+    spec.deny_unknown(&["cidr", "blockSize", "nodeSelector", "disabled"])?;
+    let value = spec
+        .get("cidr")
+        .ok_or_else(|| FieldError::new(spec.path_of("cidr"), "required"))?;
+    let cidr = cidr(value, &spec.path_of("cidr"))?;
+    let default = if cidr.is_ipv4() {
+        DEFAULT_BLOCK_SIZE_V4
+    } else {
+        DEFAULT_BLOCK_SIZE_V6
+    };
+    let block_size = match spec.u16("blockSize")? {
+        None => default,
+        Some(n) => u8::try_from(n).unwrap_or(u8::MAX),
+    };
+    let node_selector = spec
+        .get("nodeSelector")
+        .map(|v| parse_selector(v, &spec.path_of("nodeSelector")))
+        .transpose()?;
+    Ok(IpPoolSpec {
+        name: meta.name,
+        cidr,
+        block_size,
+        node_selector,
+        disabled: spec.bool("disabled")?.unwrap_or(false),
+    })
+}
+
+/// The rules across fields and pools: a block size from the pool's prefix
+/// length to 32 (128), and no CIDR overlapping a pool `accepted` before.
+pub(crate) fn check_ip_pool(pool: &IpPoolSpec, accepted: &[IpPoolSpec]) -> Result<(), FieldError> {
+    let max = if pool.cidr.is_ipv4() { 32 } else { 128 };
+    if pool.block_size < pool.cidr.prefix() || pool.block_size > max {
+        return Err(FieldError::new(
+            "spec.blockSize",
+            format!(
+                "{} is out of range for {} (from {} to {max})",
+                pool.block_size,
+                pool.cidr,
+                pool.cidr.prefix()
+            ),
+        ));
+    }
+    let overlaps = |other: &IpNetwork| {
+        other.is_ipv4() == pool.cidr.is_ipv4()
+            && (other.contains(pool.cidr.network()) || pool.cidr.contains(other.network()))
+    };
+    if let Some(other) = accepted.iter().find(|o| overlaps(&o.cidr)) {
+        return Err(FieldError::new(
+            "spec.cidr",
+            format!(
+                "{} overlaps IPPool {} ({})",
+                pool.cidr, other.name, other.cidr
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{parse_documents, ClusterConfig, ConfigError};
+
+    fn pools(specs: &[(&str, &str)]) -> (ClusterConfig, Vec<ConfigError>) {
+        let text: String = specs
+            .iter()
+            .map(|(name, spec)| {
+                format!("---\napiVersion: starling.dev/v1alpha1\nkind: IPPool\nmetadata: {{name: {name}}}\nspec: {spec}\n")
+            })
+            .collect();
+        let (objects, mut errors) = parse_documents(&text, "p.yaml");
+        let (cfg, more) = crate::config::build(objects);
+        errors.extend(more);
+        (cfg, errors)
+    }
+
+    #[test]
+    fn decodes_with_defaults() {
+        let (cfg, errors) = pools(&[
+            ("v4", "{cidr: 10.244.0.0/16}"),
+            (
+                "v6",
+                "{cidr: 'fd00:244::/48', blockSize: 120, disabled: true, nodeSelector: {matchLabels: {rack: a}}}",
+            ),
+        ]);
+        assert!(errors.is_empty(), "{errors:?}");
+        let [v4, v6] = &cfg.ip_pools[..] else {
+            panic!("{:?}", cfg.ip_pools);
+        };
+        assert_eq!(
+            (v4.name.as_str(), v4.block_size, v4.disabled),
+            ("v4", 26, false)
+        );
+        assert!(v4.selects_node(&Default::default()));
+        assert_eq!((v6.block_size, v6.disabled), (120, true));
+        assert!(!v6.selects_node(&Default::default()));
+        assert!(v6.selects_node(&[("rack".to_string(), "a".to_string())].into()));
+    }
+
+    #[test]
+    fn errors_name_the_pool_and_field() {
+        let cases = [
+            ("{}", "spec.cidr: required"),
+            (
+                "{cidr: 10.0.0.1/8}",
+                "spec.cidr: \"10.0.0.1/8\" has host bits",
+            ),
+            (
+                "{cidr: 10.0.0.0/28}",
+                "spec.blockSize: 26 is out of range for 10.0.0.0/28 (from 28 to 32)",
+            ),
+            (
+                "{cidr: 10.0.0.0/8, blockSize: 33}",
+                "spec.blockSize: 33 is out of range",
+            ),
+            (
+                "{cidr: 'fd00::/48', blockSize: 300}",
+                "spec.blockSize: 255 is out of range",
+            ),
+            (
+                "{cidr: 10.0.0.0/8, ipipMode: Always}",
+                "spec.ipipMode: unknown field",
+            ),
+            (
+                "{cidr: 10.0.0.0/8, disabled: 'no'}",
+                "spec.disabled: expected true or false",
+            ),
+        ];
+        for (spec, message) in cases {
+            let (cfg, errors) = pools(&[("p", spec)]);
+            assert!(cfg.ip_pools.is_empty(), "{spec}");
+            let shown = errors.first().map(ToString::to_string).unwrap_or_default();
+            assert!(
+                shown.starts_with(&format!("p.yaml: IPPool/p: {message}")),
+                "{spec}: {shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_overlapping_pool_is_rejected_and_the_first_kept() {
+        let (cfg, errors) = pools(&[
+            ("a", "{cidr: 10.244.0.0/16}"),
+            ("b", "{cidr: 10.244.128.0/24}"),
+            ("c", "{cidr: 10.245.0.0/16}"),
+            ("d", "{cidr: 'fd00::/64'}"),
+        ]);
+        let names: Vec<&str> = cfg.ip_pools.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["a", "c", "d"]);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            errors[0].to_string(),
+            "p.yaml: IPPool/b: spec.cidr: 10.244.128.0/24 overlaps IPPool a (10.244.0.0/16)"
+        );
+    }
+}
