@@ -4,8 +4,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use bytes::{BufMut, BytesMut};
 use nom::bytes::complete::take;
-use nom::number::complete::{be_u16, be_u32, be_u8};
+use nom::number::complete::{be_u16, be_u8};
 
+use super::as_path::{self, AsPath};
 use super::error::DecodeError;
 use super::update::{decode_prefixes, encode_prefixes};
 use super::{nom_err, Codec, Input};
@@ -27,8 +28,21 @@ pub(super) mod type_code {
     pub const ATOMIC_AGGREGATE: u8 = 6;
     pub const AGGREGATOR: u8 = 7;
     pub const COMMUNITIES: u8 = 8;
+    pub const ORIGINATOR_ID: u8 = 9;
+    pub const CLUSTER_LIST: u8 = 10;
     pub const MP_REACH_NLRI: u8 = 14;
     pub const MP_UNREACH_NLRI: u8 = 15;
+    pub const EXTENDED_COMMUNITIES: u8 = 16;
+    pub const AS4_PATH: u8 = 17;
+    pub const AS4_AGGREGATOR: u8 = 18;
+    pub const LARGE_COMMUNITIES: u8 = 32;
+}
+
+/// Well-known communities (RFC 1997).
+pub mod community {
+    pub const NO_EXPORT: u32 = 0xffff_ff01;
+    pub const NO_ADVERTISE: u32 = 0xffff_ff02;
+    pub const NO_EXPORT_SUBCONFED: u32 = 0xffff_ff03;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -36,103 +50,6 @@ pub enum Origin {
     Igp = 0,
     Egp = 1,
     Incomplete = 2,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SegmentKind {
-    Set = 1,
-    Sequence = 2,
-    ConfedSequence = 3,
-    ConfedSet = 4,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct AsSegment {
-    pub kind: SegmentKind,
-    pub asns: Vec<u32>,
-}
-
-/// AS_PATH (section 5.1.2).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct AsPath {
-    pub segments: Vec<AsSegment>,
-}
-
-impl AsPath {
-    pub fn sequence(asns: Vec<u32>) -> AsPath {
-        if asns.is_empty() {
-            return AsPath::default();
-        }
-        AsPath {
-            segments: vec![AsSegment {
-                kind: SegmentKind::Sequence,
-                asns,
-            }],
-        }
-    }
-
-    /// Path length for the decision process (section 9.1.2.2): an AS_SET
-    /// counts as one, confederation segments not at all (RFC 5065).
-    pub fn route_len(&self) -> usize {
-        self.segments
-            .iter()
-            .map(|s| match s.kind {
-                SegmentKind::Sequence => s.asns.len(),
-                SegmentKind::Set => 1,
-                _ => 0,
-            })
-            .sum()
-    }
-
-    /// The neighbouring AS: the first AS of a leading AS_SEQUENCE.
-    pub fn first_as(&self) -> Option<u32> {
-        match self.segments.first() {
-            Some(AsSegment {
-                kind: SegmentKind::Sequence,
-                asns,
-            }) => asns.first().copied(),
-            _ => None,
-        }
-    }
-
-    pub fn contains(&self, asn: u32) -> bool {
-        self.segments.iter().any(|s| s.asns.contains(&asn))
-    }
-
-    /// `asn` prepended as section 5.1.2 asks of a speaker sending to an
-    /// external peer.
-    pub fn prepend(&self, asn: u32) -> AsPath {
-        let mut segments = self.segments.clone();
-        match segments.first_mut() {
-            Some(s) if s.kind == SegmentKind::Sequence && s.asns.len() < 255 => {
-                s.asns.insert(0, asn)
-            }
-            _ => segments.insert(
-                0,
-                AsSegment {
-                    kind: SegmentKind::Sequence,
-                    asns: vec![asn],
-                },
-            ),
-        }
-        AsPath { segments }
-    }
-}
-
-impl std::fmt::Display for AsPath {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut parts = Vec::new();
-        for s in &self.segments {
-            let asns: Vec<String> = s.asns.iter().map(u32::to_string).collect();
-            parts.push(match s.kind {
-                SegmentKind::Sequence => asns.join(" "),
-                SegmentKind::Set => format!("{{{}}}", asns.join(",")),
-                SegmentKind::ConfedSequence => format!("({})", asns.join(" ")),
-                SegmentKind::ConfedSet => format!("[{}]", asns.join(",")),
-            });
-        }
-        f.write_str(&parts.join(" "))
-    }
 }
 
 /// An attribute we do not interpret, kept as received.
@@ -155,8 +72,29 @@ pub struct PathAttributes {
     pub atomic_aggregate: bool,
     pub aggregator: Option<(u32, Ipv4Addr)>,
     pub communities: Vec<u32>,
+    /// RFC 4456 section 8.
+    pub originator_id: Option<Ipv4Addr>,
+    pub cluster_list: Vec<Ipv4Addr>,
+    /// RFC 4360: each community as its 8 octets, big-endian.
+    pub ext_communities: Vec<u64>,
+    /// RFC 8092: global administrator, local data 1, local data 2.
+    pub large_communities: Vec<[u32; 3]>,
     /// Unrecognised optional transitive attributes, passed on (section 5).
     pub unknown: Vec<RawAttribute>,
+}
+
+impl PathAttributes {
+    /// RFC 1997: whether a route with these communities may be advertised
+    /// to a peer (`ebgp`: an external one). NO_ADVERTISE: to no peer;
+    /// NO_EXPORT and NO_EXPORT_SUBCONFED: to no external peer (we run no
+    /// confederations, so the two mean the same here).
+    pub fn may_advertise_to(&self, ebgp: bool) -> bool {
+        let has = |c| self.communities.contains(&c);
+        if has(community::NO_ADVERTISE) {
+            return false;
+        }
+        !(ebgp && (has(community::NO_EXPORT) || has(community::NO_EXPORT_SUBCONFED)))
+    }
 }
 
 /// MP_REACH_NLRI (RFC 4760 section 3).
@@ -186,6 +124,9 @@ pub(super) struct Decoded {
     pub withdraw_reasons: Vec<DecodeError>,
     /// Errors whose handling is "attribute discard".
     pub discarded: Vec<DecodeError>,
+    /// RFC 6793, from a 2-octet speaker; merged once all are read.
+    as4_path: Option<AsPath>,
+    as4_aggregator: Option<(u32, Ipv4Addr)>,
 }
 
 /// How RFC 7606 section 7 says to handle a malformed attribute.
@@ -198,8 +139,8 @@ enum Handling {
 fn handling(type_code: u8) -> Handling {
     use type_code::*;
     match type_code {
-        // Sections 7.6 and 7.7.
-        ATOMIC_AGGREGATE | AGGREGATOR => Handling::AttributeDiscard,
+        // Sections 7.6 and 7.7; RFC 6793 section 6 for the AS4 ones.
+        ATOMIC_AGGREGATE | AGGREGATOR | AS4_PATH | AS4_AGGREGATOR => Handling::AttributeDiscard,
         // Section 7.11 and 3 (e): they carry NLRI, which cannot be trusted.
         MP_REACH_NLRI | MP_UNREACH_NLRI => Handling::SessionReset,
         _ => Handling::TreatAsWithdraw,
@@ -212,8 +153,9 @@ fn expected_flags(type_code: u8) -> Option<(bool, bool)> {
     use type_code::*;
     Some(match type_code {
         ORIGIN | AS_PATH | NEXT_HOP | LOCAL_PREF | ATOMIC_AGGREGATE => (false, true),
-        MED | MP_REACH_NLRI | MP_UNREACH_NLRI => (true, false),
-        AGGREGATOR | COMMUNITIES => (true, true),
+        MED | MP_REACH_NLRI | MP_UNREACH_NLRI | ORIGINATOR_ID | CLUSTER_LIST => (true, false),
+        AGGREGATOR | COMMUNITIES | EXTENDED_COMMUNITIES | AS4_PATH | AS4_AGGREGATOR
+        | LARGE_COMMUNITIES => (true, true),
         _ => return None,
     })
 }
@@ -226,6 +168,8 @@ pub(super) fn decode(mut input: Input, codec: &Codec) -> Result<Decoded, DecodeE
         seen: Vec::new(),
         withdraw_reasons: Vec::new(),
         discarded: Vec::new(),
+        as4_path: None,
+        as4_aggregator: None,
     };
     while !input.is_empty() {
         let Some((flags, tcode, value, whole, rest)) = split_attribute(input) else {
@@ -294,7 +238,30 @@ pub(super) fn decode(mut input: Input, codec: &Codec) -> Result<Decoded, DecodeE
             }
         }
     }
+    // RFC 6793 section 4.1: a 4-octet speaker ignores AS4_PATH and
+    // AS4_AGGREGATOR from another; section 4.2.3: from a 2-octet speaker
+    // they rebuild the real path.
+    if !codec.four_octet_as {
+        let (aggregator, use_as4) =
+            as_path::merge_as4_aggregator(out.attrs.aggregator, out.as4_aggregator.take());
+        out.attrs.aggregator = aggregator;
+        if let Some(as4) = out.as4_path.take().filter(|_| use_as4) {
+            out.attrs.as_path = out.attrs.as_path.merge_as4(&as4);
+        }
+    }
     Ok(out)
+}
+
+/// Splits `value` into `N`-octet items; None when its length is not a
+/// multiple of N, or zero.
+fn items<const N: usize>(value: Input<'_>) -> Option<impl Iterator<Item = [u8; N]> + '_> {
+    (!value.is_empty() && value.len().is_multiple_of(N)).then(|| {
+        value.chunks_exact(N).map(|c| {
+            let mut a = [0u8; N];
+            a.copy_from_slice(c);
+            a
+        })
+    })
 }
 
 /// One attribute off the front of `input`: flags, type, value, the whole
@@ -338,7 +305,7 @@ fn decode_known(
                 _ => return Err(DecodeError::InvalidOrigin { attribute: whole }),
             });
         }
-        AS_PATH => a.as_path = decode_as_path(value, codec.four_octet_as)?,
+        AS_PATH => a.as_path = as_path::decode(value, codec.four_octet_as)?,
         NEXT_HOP => {
             let Ok(octets) = <[u8; 4]>::try_from(value) else {
                 return Err(length_err(whole));
@@ -389,46 +356,43 @@ fn decode_known(
                 .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
         }
+        ORIGINATOR_ID => {
+            let Ok(octets) = <[u8; 4]>::try_from(value) else {
+                return Err(length_err(whole));
+            };
+            a.originator_id = Some(Ipv4Addr::from(octets));
+        }
+        CLUSTER_LIST => {
+            let ids = items::<4>(value).ok_or_else(|| length_err(whole.clone()))?;
+            a.cluster_list = ids.map(Ipv4Addr::from).collect();
+        }
+        EXTENDED_COMMUNITIES => {
+            let c = items::<8>(value).ok_or_else(|| length_err(whole.clone()))?;
+            a.ext_communities = c.map(u64::from_be_bytes).collect();
+        }
+        LARGE_COMMUNITIES => {
+            let c = items::<12>(value).ok_or_else(|| length_err(whole.clone()))?;
+            a.large_communities = c
+                .map(|b| {
+                    let w = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+                    [w(0), w(4), w(8)]
+                })
+                .collect();
+        }
+        AS4_PATH => out.as4_path = Some(as_path::decode(value, true)?),
+        AS4_AGGREGATOR => {
+            let Ok(v) = <[u8; 8]>::try_from(value) else {
+                return Err(length_err(whole));
+            };
+            let asn = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
+            out.as4_aggregator = Some((asn, Ipv4Addr::new(v[4], v[5], v[6], v[7])));
+        }
         MP_REACH_NLRI => out.mp_reach = Some(decode_mp_reach(value, whole)?),
         MP_UNREACH_NLRI => out.mp_unreach = Some(decode_mp_unreach(value, whole)?),
         // expected_flags() lists only the codes handled above.
         _ => {}
     }
     Ok(())
-}
-
-fn decode_as_path(mut input: Input, four_octet: bool) -> Result<AsPath, DecodeError> {
-    let bad = || DecodeError::MalformedAsPath;
-    let mut segments = Vec::new();
-    while !input.is_empty() {
-        let (rest, kind) = be_u8(input).map_err(nom_err(bad))?;
-        let (rest, count) = be_u8(rest).map_err(nom_err(bad))?;
-        let kind = match kind {
-            1 => SegmentKind::Set,
-            2 => SegmentKind::Sequence,
-            3 => SegmentKind::ConfedSequence,
-            4 => SegmentKind::ConfedSet,
-            _ => return Err(bad()),
-        };
-        if count == 0 {
-            return Err(bad());
-        }
-        let mut asns = Vec::with_capacity(usize::from(count));
-        let mut r = rest;
-        for _ in 0..count {
-            let (next, asn) = if four_octet {
-                be_u32(r).map_err(nom_err(bad))?
-            } else {
-                let (n, a) = be_u16(r).map_err(nom_err(bad))?;
-                (n, u32::from(a))
-            };
-            asns.push(asn);
-            r = next;
-        }
-        input = r;
-        segments.push(AsSegment { kind, asns });
-    }
-    Ok(AsPath { segments })
 }
 
 fn mp_family<'a>(value: Input<'a>, whole: &[u8]) -> Result<(Input<'a>, Family, u8), DecodeError> {
@@ -505,21 +469,12 @@ pub(super) fn encode(
         put_attr(buf, TRANSITIVE, ORIGIN, &[o as u8]);
     }
     if a.origin.is_some() || !a.as_path.segments.is_empty() {
-        let mut v = BytesMut::new();
-        for s in &a.as_path.segments {
-            v.put_u8(s.kind as u8);
-            v.put_u8(s.asns.len() as u8);
-            for asn in &s.asns {
-                if codec.four_octet_as {
-                    v.put_u32(*asn);
-                } else {
-                    // Without AS4_PATH support yet, a 4-octet AS is sent as
-                    // AS_TRANS (RFC 6793 section 4.2.2).
-                    v.put_u16(u16::try_from(*asn).unwrap_or(super::open::AS_TRANS));
-                }
-            }
-        }
-        put_attr(buf, TRANSITIVE, AS_PATH, &v);
+        put_attr(
+            buf,
+            TRANSITIVE,
+            AS_PATH,
+            &as_path::encode(&a.as_path, codec.four_octet_as),
+        );
     }
     if let Some(nh) = a.next_hop {
         put_attr(buf, TRANSITIVE, NEXT_HOP, &nh.octets());
@@ -538,11 +493,7 @@ pub(super) fn encode(
         if codec.four_octet_as {
             v.extend(asn.to_be_bytes());
         } else {
-            v.extend(
-                u16::try_from(asn)
-                    .unwrap_or(super::open::AS_TRANS)
-                    .to_be_bytes(),
-            );
+            v.extend(as_path::two_octet(asn).to_be_bytes());
         }
         v.extend(id.octets());
         put_attr(buf, OPTIONAL | TRANSITIVE, AGGREGATOR, &v);
@@ -550,6 +501,13 @@ pub(super) fn encode(
     if !a.communities.is_empty() {
         let v: Vec<u8> = a.communities.iter().flat_map(|c| c.to_be_bytes()).collect();
         put_attr(buf, OPTIONAL | TRANSITIVE, COMMUNITIES, &v);
+    }
+    if let Some(id) = a.originator_id {
+        put_attr(buf, OPTIONAL, ORIGINATOR_ID, &id.octets());
+    }
+    if !a.cluster_list.is_empty() {
+        let v: Vec<u8> = a.cluster_list.iter().flat_map(|c| c.octets()).collect();
+        put_attr(buf, OPTIONAL, CLUSTER_LIST, &v);
     }
     if let Some(r) = mp_reach {
         let mut v = BytesMut::new();
@@ -575,6 +533,41 @@ pub(super) fn encode(
         v.put_u8(u.family.safi);
         encode_prefixes(&u.withdrawn, &mut v);
         put_attr(buf, OPTIONAL, MP_UNREACH_NLRI, &v);
+    }
+    if !a.ext_communities.is_empty() {
+        let v: Vec<u8> = a
+            .ext_communities
+            .iter()
+            .flat_map(|c| c.to_be_bytes())
+            .collect();
+        put_attr(buf, OPTIONAL | TRANSITIVE, EXTENDED_COMMUNITIES, &v);
+    }
+    // RFC 6793 section 4.2.2: towards a 2-octet speaker, the real path and
+    // aggregator travel in AS4_PATH and AS4_AGGREGATOR.
+    if !codec.four_octet_as && a.as_path.needs_as4() {
+        put_attr(
+            buf,
+            OPTIONAL | TRANSITIVE,
+            AS4_PATH,
+            &as_path::encode(&a.as_path.for_as4(), true),
+        );
+    }
+    if let Some((asn, id)) = a
+        .aggregator
+        .filter(|(asn, _)| !codec.four_octet_as && *asn > 0xffff)
+    {
+        let mut v = asn.to_be_bytes().to_vec();
+        v.extend(id.octets());
+        put_attr(buf, OPTIONAL | TRANSITIVE, AS4_AGGREGATOR, &v);
+    }
+    if !a.large_communities.is_empty() {
+        let v: Vec<u8> = a
+            .large_communities
+            .iter()
+            .flatten()
+            .flat_map(|w| w.to_be_bytes())
+            .collect();
+        put_attr(buf, OPTIONAL | TRANSITIVE, LARGE_COMMUNITIES, &v);
     }
     for raw in &a.unknown {
         put_attr(buf, raw.flags, raw.type_code, &raw.value);

@@ -1,6 +1,7 @@
 //! The BGP-4 message codec (RFC 4271 section 4): a nom decoder that checks
 //! what section 6 asks of each message, and an encoder.
 
+mod as_path;
 mod attributes;
 pub mod error;
 mod notification;
@@ -13,9 +14,8 @@ mod tests;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use nom::number::complete::{be_u16, be_u8};
 
-pub use attributes::{
-    AsPath, AsSegment, MpReach, MpUnreach, Origin, PathAttributes, RawAttribute, SegmentKind,
-};
+pub use as_path::{AsPath, AsSegment, SegmentKind};
+pub use attributes::{community, MpReach, MpUnreach, Origin, PathAttributes, RawAttribute};
 pub use error::DecodeError;
 pub use notification::Notification;
 pub use open::{Capability, Open, AS_TRANS};

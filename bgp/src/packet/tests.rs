@@ -369,20 +369,30 @@ fn prefix_v6() -> impl Strategy<Value = Prefix> {
 }
 
 fn attrs() -> impl Strategy<Value = PathAttributes> {
-    (
-        prop_oneof![
-            Just(Origin::Igp),
-            Just(Origin::Egp),
-            Just(Origin::Incomplete)
-        ],
-        proptest::collection::vec(proptest::collection::vec(1u32.., 1..5), 0..3),
+    let origin = prop_oneof![
+        Just(Origin::Igp),
+        Just(Origin::Egp),
+        Just(Origin::Incomplete)
+    ];
+    let segments = proptest::collection::vec(proptest::collection::vec(1u32.., 1..5), 0..3);
+    let rfc4271 = (
+        origin,
+        segments,
         proptest::option::of(any::<u32>()),
         proptest::option::of(any::<u32>()),
-        proptest::collection::vec(any::<u32>(), 0..4),
         any::<bool>(),
-    )
-        .prop_map(
-            |(origin, segs, med, lp, communities, atomic)| PathAttributes {
+        proptest::option::of((1u32.., any::<u32>())),
+    );
+    let communities = (
+        proptest::collection::vec(any::<u32>(), 0..4),
+        proptest::option::of(any::<u32>()),
+        proptest::collection::vec(any::<u32>(), 0..3),
+        proptest::collection::vec(any::<u64>(), 0..3),
+        proptest::collection::vec(any::<[u32; 3]>(), 0..3),
+    );
+    (rfc4271, communities).prop_map(
+        |((origin, segs, med, lp, atomic, aggr), (communities, orig, clusters, ext, large))| {
+            PathAttributes {
                 origin: Some(origin),
                 as_path: AsPath {
                     segments: segs
@@ -397,11 +407,16 @@ fn attrs() -> impl Strategy<Value = PathAttributes> {
                 med,
                 local_pref: lp,
                 atomic_aggregate: atomic,
-                aggregator: None,
+                aggregator: aggr.map(|(a, id)| (a, Ipv4Addr::from(id))),
                 communities,
+                originator_id: orig.map(Ipv4Addr::from),
+                cluster_list: clusters.into_iter().map(Ipv4Addr::from).collect(),
+                ext_communities: ext,
+                large_communities: large,
                 unknown: vec![],
-            },
-        )
+            }
+        },
+    )
 }
 
 fn message() -> impl Strategy<Value = Message> {
@@ -468,6 +483,69 @@ fn message() -> impl Strategy<Value = Message> {
             family: Family::IPV6_UNICAST
         })),
     ]
+}
+
+#[test]
+fn four_octet_path_reaches_a_two_octet_peer_in_as4_path() {
+    let two = Codec::default();
+    let u = Update {
+        attributes: PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: AsPath::sequence(vec![4_200_000_000, 65001]),
+            next_hop: Some(Ipv4Addr::new(10, 0, 0, 1)),
+            aggregator: Some((4_200_000_001, Ipv4Addr::new(1, 2, 3, 4))),
+            ..Default::default()
+        },
+        nlri: vec!["10.244.1.0/24".parse().unwrap()],
+        ..Default::default()
+    };
+    let b = Message::Update(u.clone()).encode(&two);
+    // On the wire: AS_TRANS in AS_PATH and AGGREGATOR, the truth in
+    // AS4_PATH (17) and AS4_AGGREGATOR (18).
+    assert!(b.windows(2).any(|w| w == [0xc0, 17]));
+    assert!(b.windows(2).any(|w| w == [0xc0, 18]));
+    assert_eq!(Message::decode(&b, &two).unwrap(), Message::Update(u));
+    // A 4-octet speaker ignores AS4_PATH from another 4-octet speaker.
+    let mut attrs = with_mandatory(&[]);
+    attrs.extend([0xc0, 17, 6, 2, 1, 0, 0, 0xfd, 0xe9]);
+    assert_eq!(decode_update(&attrs).attributes.as_path, AsPath::default());
+}
+
+#[test]
+fn rfc4456_and_community_attributes_are_checked() {
+    // CLUSTER_LIST of 5 octets: treat-as-withdraw (RFC 7606 section 7.10).
+    assert_eq!(
+        withdrawn_because(&with_mandatory(&[0x80, 10, 5, 1, 1, 1, 1, 2])),
+        (3, 5)
+    );
+    // LARGE_COMMUNITIES of 8 octets (RFC 8092 section 6).
+    assert_eq!(
+        withdrawn_because(&with_mandatory(&[0xc0, 32, 8, 0, 0, 0, 1, 0, 0, 0, 2])),
+        (3, 5)
+    );
+    // A malformed AS4_PATH from a 2-octet speaker is discarded (RFC 6793
+    // section 6); the route stands.
+    let mut attrs = with_mandatory(&[]);
+    attrs.extend([0xc0, 17, 3, 2, 1, 0]);
+    let Message::Update(u) =
+        Message::decode(&raw_update(&attrs, &NLRI_24), &Codec::default()).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(u.nlri.len(), 1);
+    assert_eq!(u.discarded.len(), 1);
+}
+
+#[test]
+fn communities_limit_advertisement() {
+    let with = |c: u32| PathAttributes {
+        communities: vec![c],
+        ..Default::default()
+    };
+    assert!(!with(community::NO_ADVERTISE).may_advertise_to(false));
+    assert!(!with(community::NO_EXPORT).may_advertise_to(true));
+    assert!(with(community::NO_EXPORT).may_advertise_to(false));
+    assert!(with(0xfde8_0001).may_advertise_to(true));
 }
 
 proptest! {
