@@ -45,7 +45,9 @@ fn eight_allocators_never_hand_out_an_address_twice() {
                     let mut mine: Vec<(Handle, Vec<IpAddr>)> = Vec::new();
                     let mut count = 0;
                     for round in 0..ROUNDS {
-                        if mine.len() >= LIVE || (!mine.is_empty() && next(&mut rng) % 3 == 0) {
+                        if mine.len() >= LIVE
+                            || (!mine.is_empty() && matches!(next(&mut rng) % 3, 0))
+                        {
                             let i = (next(&mut rng) as usize) % mine.len();
                             let (handle, ips) = mine.swap_remove(i);
                             // Forgotten before the release, as another thread
