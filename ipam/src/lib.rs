@@ -3,7 +3,8 @@
 //! them under a handle (container ID and interface), borrowing from other
 //! nodes' blocks when its pools are full (`allocator`). Blocks live behind
 //! one compare-and-swap trait (`store`), implemented by a shared directory
-//! (`file_store`). `advertise` says what a node should route.
+//! (`file_store`). `advertise` says what a node should route; `gc`
+//! releases what pods whose network namespace is gone held.
 //!
 //! The `starling-cni` plugin (`src/bin/starling-cni/`) drives this for
 //! container runtimes.
@@ -12,6 +13,7 @@ mod advertise;
 mod allocator;
 pub mod block;
 mod file_store;
+mod gc;
 mod model;
 mod pool;
 mod store;
@@ -19,6 +21,7 @@ mod store;
 pub use advertise::{node_blocks, NodeBlocks};
 pub use allocator::{Ipam, IpamError};
 pub use file_store::FileStore;
+pub use gc::{gone_handles, release_gone};
 pub use model::{Allocation, Block, Handle};
 pub use pool::{check_pools, IpPool, PoolError, DEFAULT_BLOCK_SIZE_V4, DEFAULT_BLOCK_SIZE_V6};
 pub use store::{BlockStore, StoreError, Stored};

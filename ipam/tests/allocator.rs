@@ -6,7 +6,8 @@ use std::fs;
 use std::net::IpAddr;
 
 use starling_ipam::{
-    node_blocks, BlockStore, FileStore, Handle, IpPool, Ipam, IpamError, NodeBlocks, StoreError,
+    node_blocks, release_gone, BlockStore, FileStore, Handle, IpPool, Ipam, IpamError, NodeBlocks,
+    StoreError,
 };
 
 fn ip(s: &str) -> IpAddr {
@@ -194,4 +195,26 @@ fn a_corrupt_block_stops_allocation_and_is_named() {
     let text = serde_json::json!({"version": 1, "block": b}).to_string();
     fs::write(&path, text).unwrap();
     assert!(matches!(store.list(), Err(StoreError::Corrupt { .. })));
+}
+
+#[test]
+fn the_standalone_gc_releases_handles_whose_namespace_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let ipam = Ipam::new(&store, "n1", vec![pool("p", "10.0.0.0/24", 26)], false).unwrap();
+    let other = Ipam::new(&store, "n2", vec![pool("p", "10.0.0.0/24", 26)], false).unwrap();
+    ipam.allocate(&h("live"), Some("/run/netns/live")).unwrap();
+    ipam.allocate(&h("dead"), Some("/run/netns/dead")).unwrap();
+    ipam.allocate(&h("unknown"), None).unwrap();
+    other
+        .allocate(&h("elsewhere"), Some("/run/netns/dead"))
+        .unwrap();
+    let exists = |ns: &str| ns == "/run/netns/live";
+    assert_eq!(release_gone(&ipam, exists).unwrap(), vec![h("dead")]);
+    assert_eq!(ipam.addresses(&h("dead")).unwrap(), ips(&[]));
+    assert_eq!(ipam.addresses(&h("live")).unwrap().len(), 1);
+    assert_eq!(ipam.addresses(&h("unknown")).unwrap().len(), 1);
+    // Another node's pods are that node's to collect.
+    assert_eq!(other.addresses(&h("elsewhere")).unwrap().len(), 1);
+    assert!(release_gone(&ipam, exists).unwrap().is_empty());
 }

@@ -218,3 +218,25 @@ fn gc_releases_what_the_runtime_no_longer_has() {
     setup.verb("DEL", "ctr-a", &a, &conf).ok();
     assert!(setup.block_files().is_empty());
 }
+
+#[test]
+fn gc_without_a_list_releases_pods_whose_namespace_is_gone() {
+    let mut setup = Setup::new("gcns", NODE);
+    let (a, b) = (setup.pod("a"), setup.pod("b"));
+    let conf = setup.config();
+    setup.verb("ADD", "ctr-a", &a, &conf).ok();
+    let rb = setup.verb("ADD", "ctr-b", &b, &conf).ok();
+    // The pod goes away without a DEL: its veth goes with its namespace, its
+    // addresses stay allocated.
+    ip(&["netns", "del", b.trim_start_matches("/run/netns/")]);
+    setup.cni(&[("CNI_COMMAND", "GC")], &conf.to_string()).ok();
+    setup.verb("CHECK", "ctr-a", &a, &conf).ok();
+    // ctr-b's addresses are free again: the next pod gets them.
+    let c = setup.pod("c");
+    let rc = setup.verb("ADD", "ctr-c", &c, &conf).ok();
+    assert_eq!(addresses(&rc), addresses(&rb));
+    for (id, ns) in [("ctr-a", &a), ("ctr-c", &c)] {
+        setup.verb("DEL", id, ns, &conf).ok();
+    }
+    assert!(setup.block_files().is_empty());
+}

@@ -2,8 +2,9 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
+use std::path::Path;
 
-use starling_ipam::{FileStore, Handle, Ipam, IpamError, StoreError};
+use starling_ipam::{gone_handles, FileStore, Handle, Ipam, IpamError, StoreError};
 
 use crate::plumbing::{self, gateway, host_ifname, host_prefix};
 use crate::pools;
@@ -166,25 +167,29 @@ pub fn status(conf: &NetConf) -> Result<(), CniError> {
 }
 
 /// Releases (and unplugs) every attachment of this node that is not in
-/// `cni.dev/valid-attachments`.
+/// `cni.dev/valid-attachments`; without that list (standalone mode: no
+/// runtime to ask), every attachment whose network namespace is gone.
 pub fn gc(conf: &NetConf) -> Result<(), CniError> {
-    let valid = conf
-        .valid_attachments
-        .as_ref()
-        .ok_or_else(|| CniError::new(code::INVALID_CONFIG, "GC needs cni.dev/valid-attachments"))?;
-    let keep: BTreeSet<Handle> = valid
-        .iter()
-        .map(|a| Handle::new(&a.container_id, &a.ifname))
-        .collect();
     let store = open_store(conf)?;
     let ipam = ipam_without_pools(&store, conf)?;
-    let stale: BTreeSet<Handle> = ipam
-        .allocations()
-        .map_err(ipam_error)?
-        .into_iter()
-        .map(|(_, a)| a.handle)
-        .filter(|h| !keep.contains(h))
-        .collect();
+    let stale: BTreeSet<Handle> = match &conf.valid_attachments {
+        Some(valid) => {
+            let keep: BTreeSet<Handle> = valid
+                .iter()
+                .map(|a| Handle::new(&a.container_id, &a.ifname))
+                .collect();
+            ipam.allocations()
+                .map_err(ipam_error)?
+                .into_iter()
+                .map(|(_, a)| a.handle)
+                .filter(|h| !keep.contains(h))
+                .collect()
+        }
+        None => gone_handles(&ipam, |ns| Path::new(ns).exists())
+            .map_err(ipam_error)?
+            .into_iter()
+            .collect(),
+    };
     for handle in &stale {
         remove(&ipam, handle)?;
     }
