@@ -12,7 +12,7 @@ use rustc_hash::FxBuildHasher;
 use smallvec::SmallVec;
 
 use crate::packet::{Origin, PathAttributes};
-use crate::prefix::Prefix;
+use crate::prefix::{Family, Prefix};
 
 /// Who a route came from, as the decision process needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +27,20 @@ pub struct Route {
     pub peer: Arc<PeerInfo>,
     pub attrs: Arc<PathAttributes>,
     pub next_hop: IpAddr,
+    /// Kept from a peer that is restarting (RFC 4724 section 4.2), until it
+    /// announces the route again or says End-of-RIB.
+    pub stale: bool,
+}
+
+impl Route {
+    pub fn new(peer: Arc<PeerInfo>, attrs: Arc<PathAttributes>, next_hop: IpAddr) -> Route {
+        Route {
+            peer,
+            attrs,
+            next_hop,
+            stale: false,
+        }
+    }
 }
 
 impl Route {
@@ -254,6 +268,58 @@ impl Rib {
         changes
     }
 
+    /// RFC 4724 section 4.2: the peer's session dropped and it will
+    /// restart; its routes stay, marked stale. Returns how many.
+    pub fn mark_stale(&mut self, peer: IpAddr) -> usize {
+        let mut n = 0;
+        for e in self.table.values_mut() {
+            for r in e.routes.iter_mut().filter(|r| r.peer.address == peer) {
+                r.stale = true;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Removes the peer's routes still stale (of `family`, or all): after
+    /// its End-of-RIB, or when its restart time ran out.
+    pub fn sweep_stale(&mut self, peer: IpAddr, family: Option<Family>) -> Vec<BestChange> {
+        let mut changes = Vec::new();
+        let max_paths = self.max_paths;
+        let mut removed = 0;
+        self.table.retain(|prefix, e| {
+            if family.is_some_and(|f| prefix.family() != f) {
+                return true;
+            }
+            let Some(pos) = e
+                .routes
+                .iter()
+                .position(|r| r.peer.address == peer && r.stale)
+            else {
+                return true;
+            };
+            removed += 1;
+            if e.routes.len() == 1 {
+                changes.push(BestChange {
+                    prefix: *prefix,
+                    best: None,
+                    next_hops: vec![],
+                });
+                return false;
+            }
+            let old = (e.best().clone(), e.next_hops().to_vec());
+            e.routes.remove(pos);
+            reselect(e, max_paths);
+            changes.extend(changed(*prefix, e, old));
+            true
+        });
+        if let Some(c) = self.counts.get_mut(&peer) {
+            *c = c.saturating_sub(removed);
+        }
+        changes.sort_by_key(|c| c.prefix);
+        changes
+    }
+
     /// How many prefixes `peer` has routes for.
     pub fn peer_prefix_count(&self, peer: IpAddr) -> usize {
         self.counts.get(&peer).copied().unwrap_or(0)
@@ -350,6 +416,7 @@ mod tests {
                 ..Default::default()
             }),
             next_hop: p.address,
+            stale: false,
         }
     }
 
@@ -428,14 +495,7 @@ mod tests {
             let attrs = rib.intern(attrs());
             let prefix =
                 Prefix::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 8))), 24).unwrap();
-            rib.announce(
-                prefix,
-                Route {
-                    peer: a.clone(),
-                    attrs,
-                    next_hop: a.address,
-                },
-            );
+            rib.announce(prefix, Route::new(a.clone(), attrs, a.address));
         }
         assert_eq!(rib.len(), 100);
         assert_eq!(rib.attribute_sets(), 1);
@@ -443,6 +503,24 @@ mod tests {
         assert!(rib.is_empty());
         assert_eq!(rib.attribute_sets(), 0);
         assert_eq!(rib.peer_prefix_count(a.address), 0);
+    }
+
+    #[test]
+    fn stale_routes_stay_until_swept_and_fresh_ones_survive() {
+        let mut rib = Rib::new(1);
+        let a = peer("10.0.0.12", [10, 0, 0, 12], false);
+        let other: Prefix = "10.244.9.0/24".parse().unwrap();
+        rib.announce(pfx(), route(&a, vec![], None));
+        rib.announce(other, route(&a, vec![], None));
+        assert_eq!(rib.mark_stale(a.address), 2);
+        // Re-announced after the restart: fresh again, no kernel change.
+        assert!(rib.announce(pfx(), route(&a, vec![], None)).is_none());
+        let swept = rib.sweep_stale(a.address, Some(Family::IPV4_UNICAST));
+        assert_eq!(swept.len(), 1);
+        assert_eq!(swept[0].prefix, other);
+        assert_eq!(swept[0].best, None);
+        assert_eq!(rib.peer_prefix_count(a.address), 1);
+        assert!(rib.sweep_stale(a.address, None).is_empty());
     }
 
     #[test]

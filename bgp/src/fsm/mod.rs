@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::packet::{Codec, Framer, Message, Notification, Open, Update};
+use crate::packet::{Codec, Framer, GracefulRestart, Message, Notification, Open, Update};
 use crate::prefix::Family;
 
 /// The states of section 8.2.2.
@@ -72,6 +72,8 @@ pub struct SessionConfig {
     /// Never open a connection; only accept one (PassiveTcpEstablishment).
     pub passive: bool,
     pub families: Vec<Family>,
+    /// The Graceful Restart capability to announce (RFC 4724), if any.
+    pub graceful_restart: Option<GracefulRestart>,
 }
 
 impl SessionConfig {
@@ -256,6 +258,22 @@ impl Session {
     pub fn uptime(&self, now: Instant) -> Option<Duration> {
         self.established_at
             .map(|t| now.saturating_duration_since(t))
+    }
+
+    /// Sets the Restart State bit of the OPENs sent from now on (RFC 4724
+    /// section 4.1: set while the speaker is restarting).
+    pub fn set_restarting(&mut self, restarting: bool) {
+        if let Some(gr) = &mut self.cfg.graceful_restart {
+            gr.restarting = restarting;
+        }
+    }
+
+    /// The peer's Graceful Restart capability, when both sides announced
+    /// one: the peer will keep our routes, and we keep its, across a
+    /// restart (RFC 4724 section 4).
+    pub fn negotiated_graceful_restart(&self) -> Option<&GracefulRestart> {
+        self.cfg.graceful_restart.as_ref()?;
+        self.peer_open.as_ref()?.graceful_restart()
     }
 
     /// Families both sides announced (RFC 4760 section 8).

@@ -19,6 +19,7 @@ fn cfg(remote_as: u32) -> SessionConfig {
         idle_hold: Duration::from_secs(1),
         passive: false,
         families: vec![Family::IPV4_UNICAST],
+        graceful_restart: None,
     }
 }
 
@@ -78,6 +79,42 @@ fn established(remote_as: u32, t0: Instant) -> Session {
     assert_eq!(s.state(), State::Established);
     drain(&mut s);
     s
+}
+
+#[test]
+fn graceful_restart_is_announced_and_negotiated() {
+    let t0 = Instant::now();
+    let gr = GracefulRestart {
+        restarting: false,
+        restart_time: 120,
+        families: vec![(Family::IPV4_UNICAST, true)],
+    };
+    let mut s = Session::new(SessionConfig {
+        graceful_restart: Some(gr.clone()),
+        ..cfg(64512)
+    });
+    s.set_restarting(true);
+    s.handle(t0, Event::Start);
+    s.handle(
+        t0,
+        Event::Connected {
+            conn: 1,
+            outgoing: true,
+        },
+    );
+    let Message::Open(ours) = &sent(&drain(&mut s), 1)[0] else {
+        panic!("no OPEN")
+    };
+    assert!(ours.graceful_restart().unwrap().restarting);
+    let theirs = Open::new(
+        64512,
+        9,
+        Ipv4Addr::new(10, 0, 0, 12),
+        &[Family::IPV4_UNICAST],
+    )
+    .with_graceful_restart(gr);
+    s.handle(t0, Event::Bytes(1, &Message::Open(theirs).encode(&codec())));
+    assert_eq!(s.negotiated_graceful_restart().unwrap().restart_time, 120);
 }
 
 #[test]

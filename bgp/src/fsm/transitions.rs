@@ -315,12 +315,15 @@ impl Session {
     }
 
     fn send_open(&mut self, id: ConnId) {
-        let open = Open::new(
+        let mut open = Open::new(
             self.cfg.local_as,
             self.cfg.hold_time,
             self.cfg.router_id,
             &self.cfg.families,
         );
+        if let Some(gr) = &self.cfg.graceful_restart {
+            open = open.with_graceful_restart(gr.clone());
+        }
         self.send_on(id, &Message::Open(open));
     }
 

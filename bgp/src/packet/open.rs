@@ -16,7 +16,62 @@ pub const AS_TRANS: u16 = 23456;
 const PARAM_CAPABILITIES: u8 = 2;
 const CAP_MULTIPROTOCOL: u8 = 1;
 const CAP_ROUTE_REFRESH: u8 = 2;
+const CAP_GRACEFUL_RESTART: u8 = 64;
 const CAP_FOUR_OCTET_AS: u8 = 65;
+
+/// The Graceful Restart capability (RFC 4724 section 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GracefulRestart {
+    /// Restart State (R): the sender has just restarted.
+    pub restarting: bool,
+    /// Seconds the peer should keep our routes after the session drops.
+    pub restart_time: u16,
+    /// Families, each with its Forwarding State (F) bit: forwarding was
+    /// preserved across the restart.
+    pub families: Vec<(Family, bool)>,
+}
+
+impl GracefulRestart {
+    /// Whether forwarding for `family` survived the sender's restart.
+    pub fn preserved(&self, family: Family) -> bool {
+        self.families.iter().any(|(f, fwd)| *f == family && *fwd)
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let flags: u16 = if self.restarting { 0x8000 } else { 0 };
+        let mut v = (flags | (self.restart_time & 0x0fff))
+            .to_be_bytes()
+            .to_vec();
+        for (f, fwd) in &self.families {
+            v.extend(f.afi.to_be_bytes());
+            v.push(f.safi);
+            v.push(if *fwd { 0x80 } else { 0 });
+        }
+        v
+    }
+
+    fn decode(value: &[u8]) -> Option<GracefulRestart> {
+        if value.len() < 2 || !(value.len() - 2).is_multiple_of(4) {
+            return None;
+        }
+        let head = u16::from_be_bytes([value[0], value[1]]);
+        let families = value[2..]
+            .chunks_exact(4)
+            .map(|c| {
+                let f = Family {
+                    afi: u16::from_be_bytes([c[0], c[1]]),
+                    safi: c[2],
+                };
+                (f, c[3] & 0x80 != 0)
+            })
+            .collect();
+        Some(GracefulRestart {
+            restarting: head & 0x8000 != 0,
+            restart_time: head & 0x0fff,
+            families,
+        })
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Capability {
@@ -26,6 +81,8 @@ pub enum Capability {
     RouteRefresh,
     /// RFC 6793.
     FourOctetAs(u32),
+    /// RFC 4724.
+    GracefulRestart(GracefulRestart),
     /// Kept as received, so a peer's capabilities can be shown.
     Unknown { code: u8, value: Vec<u8> },
 }
@@ -89,6 +146,20 @@ impl Open {
         }
     }
 
+    /// The peer's Graceful Restart capability, if it announced one.
+    pub fn graceful_restart(&self) -> Option<&GracefulRestart> {
+        self.capabilities.iter().find_map(|c| match c {
+            Capability::GracefulRestart(gr) => Some(gr),
+            _ => None,
+        })
+    }
+
+    /// Adds the Graceful Restart capability.
+    pub fn with_graceful_restart(mut self, gr: GracefulRestart) -> Open {
+        self.capabilities.push(Capability::GracefulRestart(gr));
+        self
+    }
+
     pub fn route_refresh(&self) -> bool {
         self.capabilities.contains(&Capability::RouteRefresh)
     }
@@ -108,6 +179,7 @@ impl Open {
                 }
                 Capability::RouteRefresh => (CAP_ROUTE_REFRESH, vec![]),
                 Capability::FourOctetAs(asn) => (CAP_FOUR_OCTET_AS, asn.to_be_bytes().to_vec()),
+                Capability::GracefulRestart(gr) => (CAP_GRACEFUL_RESTART, gr.encode()),
                 Capability::Unknown { code, value } => (*code, value.clone()),
             };
             // One capability per parameter, as most implementations send.
@@ -178,6 +250,9 @@ fn decode_capabilities(mut input: Input, out: &mut Vec<Capability>) -> Result<()
                 safi: value[3],
             }),
             (CAP_ROUTE_REFRESH, 0) => Capability::RouteRefresh,
+            (CAP_GRACEFUL_RESTART, _) => {
+                Capability::GracefulRestart(GracefulRestart::decode(value).ok_or_else(bad)?)
+            }
             (CAP_FOUR_OCTET_AS, 4) => Capability::FourOctetAs(u32::from_be_bytes([
                 value[0], value[1], value[2], value[3],
             ])),

@@ -70,6 +70,29 @@ fn open_carries_capabilities() {
 }
 
 #[test]
+fn graceful_restart_capability_round_trip() {
+    let gr = GracefulRestart {
+        restarting: true,
+        restart_time: 120,
+        families: vec![(Family::IPV4_UNICAST, true), (Family::IPV6_UNICAST, false)],
+    };
+    let open = Open::new(
+        64512,
+        90,
+        Ipv4Addr::new(10, 0, 0, 11),
+        &[Family::IPV4_UNICAST],
+    )
+    .with_graceful_restart(gr.clone());
+    let b = Message::Open(open).encode(&FOUR);
+    let Message::Open(back) = Message::decode(&b, &FOUR).unwrap() else {
+        panic!("not an OPEN")
+    };
+    assert_eq!(back.graceful_restart(), Some(&gr));
+    assert!(gr.preserved(Family::IPV4_UNICAST));
+    assert!(!gr.preserved(Family::IPV6_UNICAST));
+}
+
+#[test]
 fn header_errors() {
     let mut bad_marker = Message::Keepalive.encode(&FOUR).to_vec();
     bad_marker[3] = 0;

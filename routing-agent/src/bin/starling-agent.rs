@@ -80,11 +80,19 @@ async fn run(args: Args) -> Result<(), String> {
         .watch(Duration::from_millis(500))
         .map_err(|e| format!("cannot read the datastore {}: {e}", path.display()))?;
     let kernel = Kernel::new().map_err(|e| format!("cannot open netlink: {e}"))?;
-    match kernel.flush_stale().await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(routes = n, "removed stale routes left by an earlier run"),
-        Err(e) => tracing::warn!(error = %e, "cannot remove stale routes"),
-    }
+    // Routes left by an earlier run mean it was killed: they keep
+    // forwarding until the sessions are back (graceful restart).
+    let stale = if args.no_kernel_routes {
+        Vec::new()
+    } else {
+        match kernel.list().await {
+            Ok(routes) => routes.iter().map(|r| r.prefix()).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the routes of an earlier run");
+                Vec::new()
+            }
+        }
+    };
     let (control_tx, control_rx) = tokio::sync::mpsc::channel(16);
     let _server = control::serve(&args.control_socket, control_tx)
         .await
@@ -99,7 +107,7 @@ async fn run(args: Args) -> Result<(), String> {
     };
     tracing::info!(node = %args.node_name, datastore = %path.display(), "starting");
     let kernel = (!args.no_kernel_routes).then_some(kernel);
-    Speaker::new(args.node_name, kernel)
+    Speaker::new(args.node_name, kernel, stale)
         .run(config, control_rx, shutdown)
         .await;
     Ok(())

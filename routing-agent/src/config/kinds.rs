@@ -13,7 +13,10 @@ use serde_yaml::Value;
 
 use super::duration::parse_go_duration;
 use super::fields::{describe, string_value, FieldError, FieldResult, Fields};
-use super::model::{BgpConfig, BgpPeerSpec, NodeInfo, ASN_ANNOTATION, ROUTE_REFLECTOR_ANNOTATION};
+use super::model::{
+    BgpConfig, BgpPeerSpec, GracefulRestartSpec, NodeInfo, ASN_ANNOTATION,
+    ROUTE_REFLECTOR_ANNOTATION,
+};
 use super::selector::{parse_selector, LabelSelector};
 
 /// An object's `metadata`, of which only these are read; Kubernetes puts much
@@ -120,9 +123,15 @@ pub(crate) fn annotation_path(key: &str) -> String {
 
 pub(crate) fn bgp_configuration(object: &Fields) -> FieldResult<BgpConfig> {
     let spec = section(object, "spec")?;
-    spec.deny_unknown(&["asNumber", "nodeToNodeMeshEnabled", "listenPort"])?;
+    spec.deny_unknown(&[
+        "asNumber",
+        "nodeToNodeMeshEnabled",
+        "listenPort",
+        "gracefulRestart",
+    ])?;
     let defaults = BgpConfig::default();
     Ok(BgpConfig {
+        graceful_restart: graceful_restart(&spec)?.unwrap_or_default(),
         as_number: spec.u32("asNumber")?.unwrap_or(defaults.as_number),
         node_to_node_mesh: spec
             .bool("nodeToNodeMeshEnabled")?
@@ -141,6 +150,7 @@ pub(crate) fn bgp_peer(object: &Fields, meta: Meta) -> FieldResult<BgpPeerSpec> 
         "nodeSelector",
         "holdTime",
         "keepaliveTime",
+        "gracefulRestart",
     ])?;
     let node = spec.string("node")?;
     if node.as_deref() == Some("") {
@@ -155,7 +165,33 @@ pub(crate) fn bgp_peer(object: &Fields, meta: Meta) -> FieldResult<BgpPeerSpec> 
         node_selector: selector(&spec, "nodeSelector")?,
         hold_time: duration(&spec, "holdTime")?,
         keepalive_time: duration(&spec, "keepaliveTime")?,
+        graceful_restart: graceful_restart(&spec)?,
     })
+}
+
+/// `gracefulRestart: {enabled, restartTime}`; absent fields take the
+/// defaults (enabled, 120s).
+fn graceful_restart(spec: &Fields) -> FieldResult<Option<GracefulRestartSpec>> {
+    let Some(value) = spec.get("gracefulRestart") else {
+        return Ok(None);
+    };
+    let gr = Fields::new(value, &spec.path_of("gracefulRestart"))?;
+    gr.deny_unknown(&["enabled", "restartTime"])?;
+    let defaults = GracefulRestartSpec::default();
+    let restart_time = duration(&gr, "restartTime")?.unwrap_or(defaults.restart_time);
+    if restart_time.subsec_nanos() != 0
+        || restart_time < Duration::from_secs(1)
+        || restart_time > Duration::from_secs(4095)
+    {
+        return Err(FieldError::new(
+            gr.path_of("restartTime"),
+            format!("{restart_time:?}: must be whole seconds from 1s to 4095s"),
+        ));
+    }
+    Ok(Some(GracefulRestartSpec {
+        enabled: gr.bool("enabled")?.unwrap_or(defaults.enabled),
+        restart_time,
+    }))
 }
 
 fn selector(f: &Fields, key: &str) -> FieldResult<Option<LabelSelector>> {
@@ -339,6 +375,7 @@ mod tests {
         assert_eq!(p.as_number, Some(65000));
         assert_eq!(p.node.as_deref(), Some("node-1"));
         assert_eq!(p.hold_time, Some(Duration::from_secs(90)));
+        assert_eq!(p.graceful_restart, None);
         assert_eq!(p.keepalive_time, Some(Duration::from_secs(30)));
         let p = decode_peer("{peerSelector: {}, nodeSelector: {matchLabels: {rack: a}}}").unwrap();
         assert_eq!(p.peer_selector, Some(LabelSelector::default()));

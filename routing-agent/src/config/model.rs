@@ -15,6 +15,8 @@ pub const DEFAULT_AS_NUMBER: u32 = 64512;
 pub const DEFAULT_LISTEN_PORT: u16 = 179;
 /// Hold time of sessions whose BGPPeer sets none (and of mesh sessions).
 pub const DEFAULT_HOLD_TIME: Duration = Duration::from_secs(90);
+/// How long peers keep a restarting node's routes (BIRD's and FRR's default).
+pub const DEFAULT_RESTART_TIME: Duration = Duration::from_secs(120);
 /// Node annotation overriding the cluster AS number for that node.
 pub const ASN_ANNOTATION: &str = "starling.dev/asn";
 /// Node annotation making the node a route reflector with this cluster ID.
@@ -38,6 +40,8 @@ pub struct BgpConfig {
     pub as_number: u32,
     pub node_to_node_mesh: bool,
     pub listen_port: u16,
+    /// For mesh sessions, and for BGPPeers that set none.
+    pub graceful_restart: GracefulRestartSpec,
 }
 
 impl Default for BgpConfig {
@@ -46,6 +50,25 @@ impl Default for BgpConfig {
             as_number: DEFAULT_AS_NUMBER,
             node_to_node_mesh: true,
             listen_port: DEFAULT_LISTEN_PORT,
+            graceful_restart: GracefulRestartSpec::default(),
+        }
+    }
+}
+
+/// `gracefulRestart: {enabled, restartTime}` (RFC 4724), on
+/// BGPConfiguration and BGPPeer. On by default, as in Calico.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GracefulRestartSpec {
+    pub enabled: bool,
+    /// Whole seconds, 1 to 4095 (the capability's 12 bits).
+    pub restart_time: Duration,
+}
+
+impl Default for GracefulRestartSpec {
+    fn default() -> Self {
+        GracefulRestartSpec {
+            enabled: true,
+            restart_time: DEFAULT_RESTART_TIME,
         }
     }
 }
@@ -95,6 +118,7 @@ pub struct BgpPeerSpec {
     pub node_selector: Option<LabelSelector>,
     pub hold_time: Option<Duration>,
     pub keepalive_time: Option<Duration>,
+    pub graceful_restart: Option<GracefulRestartSpec>,
 }
 
 impl BgpPeerSpec {

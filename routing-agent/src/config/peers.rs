@@ -32,6 +32,8 @@ pub struct DesiredPeer {
     pub hold_time: Duration,
     /// `None`: a third of the hold time.
     pub keepalive_time: Option<Duration>,
+    /// Restart time to announce with Graceful Restart; None: disabled.
+    pub graceful_restart: Option<Duration>,
     pub source: PeerSource,
     /// For humans: the remote node's name for mesh and selector sessions,
     /// the BGPPeer's name otherwise.
@@ -78,6 +80,7 @@ pub fn desired_peers(cfg: &ClusterConfig, local: &LocalNode) -> Vec<DesiredPeer>
                     passive: false,
                     hold_time: peer.hold_time.unwrap_or(DEFAULT_HOLD_TIME),
                     keepalive_time: peer.keepalive_time,
+                    graceful_restart: restart_time(cfg, Some(peer)),
                     source: PeerSource::BgpPeer {
                         name: peer.name.clone(),
                         node: None,
@@ -99,7 +102,7 @@ pub fn desired_peers(cfg: &ClusterConfig, local: &LocalNode) -> Vec<DesiredPeer>
                 (false, true) => node_as(cfg, remote),
                 (false, false) => continue,
             };
-            for session in node_sessions(local, remote, remote_as, Some(peer)) {
+            for session in node_sessions(cfg, local, remote, remote_as, Some(peer)) {
                 offer(session);
             }
         }
@@ -107,7 +110,7 @@ pub fn desired_peers(cfg: &ClusterConfig, local: &LocalNode) -> Vec<DesiredPeer>
 
     if cfg.bgp.node_to_node_mesh {
         for remote in cfg.nodes.values().filter(|n| n.name != local.name) {
-            for session in node_sessions(local, remote, node_as(cfg, remote), None) {
+            for session in node_sessions(cfg, local, remote, node_as(cfg, remote), None) {
                 offer(session);
             }
         }
@@ -122,6 +125,7 @@ fn node_as(cfg: &ClusterConfig, node: &NodeInfo) -> u32 {
 /// Sessions from `local` to Starling node `remote`, one per address family
 /// both have; from BGPPeer `peer`, or the mesh when `None`.
 fn node_sessions(
+    cfg: &ClusterConfig,
     local: &LocalNode,
     remote: &NodeInfo,
     remote_as: u32,
@@ -153,11 +157,21 @@ fn node_sessions(
                 passive: local_address > address,
                 hold_time: peer.and_then(|p| p.hold_time).unwrap_or(DEFAULT_HOLD_TIME),
                 keepalive_time: peer.and_then(|p| p.keepalive_time),
+                graceful_restart: restart_time(cfg, peer),
                 source,
                 name: remote.name.clone(),
             })
         })
         .collect()
+}
+
+/// The restart time of a session's Graceful Restart: the BGPPeer's
+/// setting, else the cluster's; None when disabled.
+fn restart_time(cfg: &ClusterConfig, peer: Option<&BgpPeerSpec>) -> Option<Duration> {
+    let gr = peer
+        .and_then(|p| p.graceful_restart)
+        .unwrap_or(cfg.bgp.graceful_restart);
+    gr.enabled.then_some(gr.restart_time)
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ enum Op {
     Delete(IpNetwork),
     /// Remove every route of ours, then report.
     Flush(oneshot::Sender<()>),
+    /// Remove these routes of the last run unless installed since.
+    Reconcile(BTreeSet<IpNetwork>),
 }
 
 #[derive(Clone)]
@@ -61,6 +63,19 @@ impl KernelSync {
                         }
                         lock(&set).remove(&prefix);
                     }
+                    Op::Reconcile(stale) => {
+                        let keep = lock(&set).clone();
+                        let mut removed = 0;
+                        for prefix in stale.difference(&keep) {
+                            match kernel.delete(*prefix).await {
+                                Ok(()) => removed += 1,
+                                Err(e) => {
+                                    tracing::error!(%prefix, error = %e, "stale kernel route not removed")
+                                }
+                            }
+                        }
+                        tracing::info!(removed, "removed kernel routes of the last run");
+                    }
                     Op::Flush(done) => {
                         match kernel.flush_stale().await {
                             Ok(n) => tracing::info!(routes = n, "removed our kernel routes"),
@@ -81,6 +96,12 @@ impl KernelSync {
 
     pub fn delete(&self, prefix: IpNetwork) {
         let _ = self.tx.send(Op::Delete(prefix));
+    }
+
+    /// Removes the routes of the last run in `stale` that were not
+    /// installed again since start-up (graceful restart).
+    pub fn reconcile(&self, stale: BTreeSet<IpNetwork>) {
+        let _ = self.tx.send(Op::Reconcile(stale));
     }
 
     /// Removes all our routes, after every change queued before.

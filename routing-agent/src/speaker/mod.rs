@@ -4,6 +4,7 @@
 //! it; unlike BIRD, the protocol logic is the sans-IO `starling-bgp`.
 
 mod connection;
+mod graceful_restart;
 mod kernel_sync;
 mod peers;
 mod routes;
@@ -20,7 +21,7 @@ use tokio::task::JoinHandle;
 
 use starling_bgp::fsm::{Action, ConnId, Event, Session};
 use starling_bgp::rib::{PeerInfo, Rib};
-use starling_bgp::Prefix;
+use starling_bgp::{Family, Prefix};
 
 use crate::config::{ClusterConfig, DesiredPeer, LocalNode};
 use crate::control::ControlRequest;
@@ -43,6 +44,11 @@ struct Peer {
     attempt: u64,
     /// Prefixes advertised to the peer (its Adj-RIB-Out).
     sent: BTreeSet<Prefix>,
+    /// Families the peer sent End-of-RIB for since it came up.
+    eor: BTreeSet<Family>,
+    /// While set, the peer's routes are stale (it is restarting) and go at
+    /// this time unless it sends them again first.
+    stale_until: Option<Instant>,
 }
 
 pub struct Speaker {
@@ -59,13 +65,21 @@ pub struct Speaker {
     kernel: KernelSync,
     events_tx: mpsc::UnboundedSender<NetEvent>,
     events_rx: Option<mpsc::UnboundedReceiver<NetEvent>>,
+    /// Our own graceful restart, while it lasts.
+    restart: Option<graceful_restart::Restart>,
     /// Writers still flushing at shutdown.
     closing: Vec<JoinHandle<()>>,
     shutting_down: bool,
 }
 
 impl Speaker {
-    pub fn new(node_name: String, kernel: Option<Kernel>) -> Speaker {
+    /// `stale`: our routes the kernel held at start-up. When there are any,
+    /// the agent was killed rather than stopped, and it restarts gracefully.
+    pub fn new(
+        node_name: String,
+        kernel: Option<Kernel>,
+        stale: Vec<ipnetwork::IpNetwork>,
+    ) -> Speaker {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         Speaker {
             node_name,
@@ -80,6 +94,10 @@ impl Speaker {
             kernel: KernelSync::spawn(kernel),
             events_tx,
             events_rx: Some(events_rx),
+            restart: (!stale.is_empty()).then(|| graceful_restart::Restart {
+                stale: stale.into_iter().collect(),
+                deadline: None,
+            }),
             closing: Vec::new(),
             shutting_down: false,
         }
@@ -128,6 +146,7 @@ impl Speaker {
         self.peers
             .values()
             .filter_map(|p| p.session.poll_timeout())
+            .chain(self.restart_deadline())
             .min()
     }
 
@@ -145,6 +164,7 @@ impl Speaker {
             }
             self.drive(addr);
         }
+        self.restart_timeouts(now);
     }
 
     fn net_event(&mut self, ev: NetEvent) {
@@ -267,6 +287,7 @@ impl Speaker {
                         router_id: open.router_id,
                         ..(*p.info).clone()
                     });
+                    self.peer_up(addr, &open, Instant::now());
                     self.advertise(addr, true);
                 }
                 Action::Update(update) => self.ingest(addr, update),
@@ -279,9 +300,7 @@ impl Speaker {
                 }
                 Action::Down(reason) => {
                     tracing::warn!(peer = %addr, name = %p.desired.name, %reason, "session down");
-                    p.sent.clear();
-                    let changes = self.rib.remove_peer(addr);
-                    self.apply_changes(changes);
+                    self.peer_down(addr, &reason, Instant::now());
                 }
             }
         }

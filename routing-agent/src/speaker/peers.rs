@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use starling_bgp::fsm::{Event, Session, SessionConfig};
+use starling_bgp::packet::GracefulRestart;
 use starling_bgp::rib::PeerInfo;
 use starling_bgp::{Family, Prefix};
 
@@ -78,7 +79,7 @@ impl Speaker {
                 PeerSource::Mesh { .. } | PeerSource::BgpPeer { node: Some(_), .. } => mesh_port,
                 PeerSource::BgpPeer { node: None, .. } => 179,
             };
-            let session = Session::new(session_config(&d, &local));
+            let session = Session::new(session_config(&d, &local, self.restarting()));
             tracing::info!(peer = %addr, name = %d.name, asn = d.remote_as, passive = d.passive, "peer added");
             let info = Arc::new(PeerInfo {
                 address: addr,
@@ -94,12 +95,16 @@ impl Speaker {
                     port,
                     attempt: 0,
                     sent: BTreeSet::new(),
+                    eor: BTreeSet::new(),
+                    stale_until: None,
                 },
             );
             self.handle(addr, now, Event::Start);
         }
         self.set_local_routes(&local.pod_cidrs);
         self.local = Some(local);
+        self.start_restart_clock(now);
+        self.maybe_reconcile(now);
     }
 
     /// Advertises the node's pod CIDRs and blackholes them, so that
@@ -146,8 +151,20 @@ pub(super) fn to_network(p: &Prefix) -> ipnetwork::IpNetwork {
     ipnetwork::IpNetwork::new(p.addr(), p.length()).expect("a Prefix always has a valid length")
 }
 
-fn session_config(d: &DesiredPeer, local: &crate::config::LocalNode) -> SessionConfig {
+fn session_config(
+    d: &DesiredPeer,
+    local: &crate::config::LocalNode,
+    restarting: bool,
+) -> SessionConfig {
+    let family = Family::unicast_for(d.address);
     SessionConfig {
+        // Forwarding is always preserved across our restarts: the kernel
+        // routes stay when the agent dies.
+        graceful_restart: d.graceful_restart.map(|t| GracefulRestart {
+            restarting,
+            restart_time: u16::try_from(t.as_secs()).unwrap_or(4095).min(4095),
+            families: vec![(family, true)],
+        }),
         local_as: d.local_as,
         remote_as: d.remote_as,
         router_id: local.router_id,
@@ -160,6 +177,6 @@ fn session_config(d: &DesiredPeer, local: &crate::config::LocalNode) -> SessionC
         passive: d.passive,
         // One family per session, the family of the session's addresses, as
         // Calico runs separate IPv4 and IPv6 sessions.
-        families: vec![Family::unicast_for(d.address)],
+        families: vec![family],
     }
 }

@@ -16,6 +16,10 @@ use crate::kernel::KernelRoute;
 impl Speaker {
     /// Section 9: an UPDATE from `addr` into the Adj-RIB-In and Loc-RIB.
     pub(super) fn ingest(&mut self, addr: IpAddr, u: Update) {
+        if let Some(family) = u.end_of_rib_family() {
+            self.end_of_rib(addr, family, Instant::now());
+            return;
+        }
         let Some(p) = self.peers.get(&addr) else {
             return;
         };
@@ -56,11 +60,7 @@ impl Speaker {
                 changes.extend(self.rib.withdraw(addr, prefix));
                 continue;
             }
-            let route = Route {
-                peer: info.clone(),
-                attrs: attrs.clone(),
-                next_hop,
-            };
+            let route = Route::new(info.clone(), attrs.clone(), next_hop);
             changes.extend(self.rib.announce(prefix, route));
         }
         self.apply_changes(changes);
