@@ -34,6 +34,16 @@ pub enum IpamError {
         pools: String,
         node: String,
     },
+    #[error("{ip} is not in any enabled IP pool of node {node}")]
+    NotInPool { ip: IpAddr, node: String },
+    #[error("{ip} is already allocated to {holder}")]
+    InUse { ip: IpAddr, holder: Handle },
+    #[error("{handle} already holds {held}, not {ip}")]
+    HoldsAnother {
+        handle: Handle,
+        held: IpAddr,
+        ip: IpAddr,
+    },
     #[error("the IPAM store stayed contended for {attempts} attempts")]
     Contended { attempts: u32 },
     #[error(transparent)]
@@ -47,14 +57,14 @@ impl From<StoreError> for IpamError {
 }
 
 /// The result of one attempt: done, or start over after a conflict.
-type Attempt<T> = Result<Option<T>, IpamError>;
+pub(crate) type Attempt<T> = Result<Option<T>, IpamError>;
 
 /// IPAM as seen by one node.
 pub struct Ipam<'s> {
-    store: &'s dyn BlockStore,
-    node: String,
-    pools: Vec<IpPool>,
-    strict_affinity: bool,
+    pub(crate) store: &'s dyn BlockStore,
+    pub(crate) node: String,
+    pub(crate) pools: Vec<IpPool>,
+    pub(crate) strict_affinity: bool,
 }
 
 impl<'s> Ipam<'s> {
@@ -94,10 +104,23 @@ impl<'s> Ipam<'s> {
                 node: self.node.clone(),
             });
         }
+        self.all_or_nothing(handle, families, |v4| {
+            self.allocate_once(handle, netns, *v4)
+        })
+    }
+
+    /// Runs `once` (until it is not a conflict) for each of `items`; on an
+    /// error, releases what the earlier items newly allocated.
+    pub(crate) fn all_or_nothing<I>(
+        &self,
+        handle: &Handle,
+        items: Vec<I>,
+        once: impl Fn(&I) -> Attempt<(IpAddr, bool)>,
+    ) -> Result<Vec<IpAddr>, IpamError> {
         let mut out = Vec::new();
         let mut fresh = Vec::new();
-        for v4 in families {
-            match self.retry(|| self.allocate_once(handle, netns, v4)) {
+        for item in items {
+            match self.retry(|| once(&item)) {
                 Ok((ip, new)) => {
                     out.push(ip);
                     if new {
@@ -167,7 +190,7 @@ impl<'s> Ipam<'s> {
     }
 
     /// A write's outcome: `None` on conflict.
-    fn written<T>(result: Result<(), StoreError>, value: T) -> Attempt<T> {
+    pub(crate) fn written<T>(result: Result<(), StoreError>, value: T) -> Attempt<T> {
         match result {
             Ok(()) => Ok(Some(value)),
             Err(StoreError::Conflict { .. }) => Ok(None),

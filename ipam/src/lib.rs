@@ -16,6 +16,7 @@ mod file_store;
 mod gc;
 mod model;
 mod pool;
+mod requested;
 mod store;
 
 pub use advertise::{node_blocks, NodeBlocks};

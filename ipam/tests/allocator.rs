@@ -218,3 +218,53 @@ fn the_standalone_gc_releases_handles_whose_namespace_is_gone() {
     assert_eq!(other.addresses(&h("elsewhere")).unwrap().len(), 1);
     assert!(release_gone(&ipam, exists).unwrap().is_empty());
 }
+
+#[test]
+fn requested_addresses_claim_their_block_or_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let pools = vec![
+        IpPool::new("v4", "10.244.0.0/16".parse().unwrap(), Some(24), false).unwrap(),
+        IpPool::new("v6", "fd00:244::/32".parse().unwrap(), Some(64), false).unwrap(),
+    ];
+    let n1 = Ipam::new(&store, "node-1", pools.clone(), false).unwrap();
+    let want = ips(&["10.244.1.10", "fd00:244:1::10"]);
+    assert_eq!(n1.allocate_requested(&h("a"), None, &want).unwrap(), want);
+    assert_eq!(n1.allocate_requested(&h("a"), None, &want).unwrap(), want);
+    let blocks = node_blocks(&store, "node-1").unwrap();
+    let shown: Vec<String> = blocks.blocks.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["10.244.1.0/24", "fd00:244:1::/64"]);
+    // Taken, outside the pools, or another address for the same handle:
+    // refused, and nothing changes.
+    let before = snapshot(&store);
+    let e = n1.allocate_requested(&h("b"), None, &ips(&["10.244.1.11", "fd00:244:1::10"]));
+    assert_eq!(
+        e.unwrap_err().to_string(),
+        "fd00:244:1::10 is already allocated to a/eth0"
+    );
+    let e = n1.allocate_requested(&h("b"), None, &ips(&["10.245.0.1"]));
+    assert_eq!(
+        e.unwrap_err().to_string(),
+        "10.245.0.1 is not in any enabled IP pool of node node-1"
+    );
+    let e = n1.allocate_requested(&h("a"), None, &ips(&["10.244.1.12"]));
+    assert!(matches!(e, Err(IpamError::HoldsAnother { .. })), "{e:?}");
+    assert_eq!(snapshot(&store), before);
+    // Another node borrows from node-1's block, unless strict.
+    let n2 = Ipam::new(&store, "node-2", pools.clone(), false).unwrap();
+    n2.allocate_requested(&h("c"), None, &ips(&["10.244.1.20"]))
+        .unwrap();
+    assert_eq!(
+        node_blocks(&store, "node-2").unwrap().borrowed,
+        ips(&["10.244.1.20"])
+    );
+    let strict = Ipam::new(&store, "node-3", pools, true).unwrap();
+    assert!(strict
+        .allocate_requested(&h("d"), None, &ips(&["10.244.1.21"]))
+        .is_err());
+    // The next automatic address of node-1 comes from its block.
+    assert_eq!(
+        n1.allocate(&h("e"), None).unwrap(),
+        ips(&["10.244.1.0", "fd00:244:1::"])
+    );
+}

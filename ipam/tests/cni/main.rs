@@ -240,3 +240,24 @@ fn gc_without_a_list_releases_pods_whose_namespace_is_gone() {
     }
     assert!(setup.block_files().is_empty());
 }
+
+#[test]
+fn requested_addresses_through_the_ips_capability() {
+    let text = format!(
+        "{NODE}{}{}",
+        pool("v4", "10.244.0.0/16", 24),
+        pool("v6", "fd00:244::/32", 64)
+    );
+    let mut setup = Setup::new("ips", &text);
+    let (a, b) = (setup.pod("a"), setup.pod("b"));
+    let mut conf = setup.config();
+    conf["runtimeConfig"] = serde_json::json!({"ips": ["10.244.1.10/32", "fd00:244:1::10/128"]});
+    let ra = setup.verb("ADD", "ctr-a", &a, &conf).ok();
+    assert_eq!(addresses(&ra), ["10.244.1.10/32", "fd00:244:1::10/128"]);
+    // The same addresses for another pod: in use (102), nothing left of it.
+    let links = setup.node_links();
+    assert_eq!(setup.verb("ADD", "ctr-b", &b, &conf).code(), 102);
+    assert_eq!(setup.node_links(), links);
+    setup.verb("DEL", "ctr-a", &a, &conf).ok();
+    assert!(setup.block_files().is_empty());
+}

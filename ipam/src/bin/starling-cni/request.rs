@@ -1,6 +1,7 @@
 //! What a runtime gives the plugin: the `CNI_*` environment and the network
 //! configuration on stdin, checked before anything is changed.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use serde_json::Value;
@@ -116,6 +117,9 @@ pub struct NetConf {
     pub prev_result: Option<Value>,
     /// GC's `cni.dev/valid-attachments`.
     pub valid_attachments: Option<Vec<Attachment>>,
+    /// The addresses asked for by the `ips` capability
+    /// (`runtimeConfig.ips`, `["10.244.1.10/32"]`); empty: any.
+    pub requested_ips: Vec<IpAddr>,
 }
 
 /// The `cniVersion` of a configuration, if it has one we speak: parsed on
@@ -198,9 +202,33 @@ impl NetConf {
             strict_affinity,
             prev_result: v.get("prevResult").filter(|p| !p.is_null()).cloned(),
             valid_attachments: attachments(v.get("cni.dev/valid-attachments"))?,
+            requested_ips: requested_ips(v.get("runtimeConfig").and_then(|r| r.get("ips")))?,
             cni_version,
         })
     }
+}
+
+fn requested_ips(v: Option<&Value>) -> Result<Vec<IpAddr>, CniError> {
+    let invalid =
+        |m: String| CniError::new(code::INVALID_CONFIG, format!("runtimeConfig.ips: {m}"));
+    let Some(list) = v.filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let items = list
+        .as_array()
+        .ok_or_else(|| invalid("expected a list".into()))?;
+    items
+        .iter()
+        .map(|item| {
+            let text = item.as_str().unwrap_or_default();
+            let addr = text.split('/').next().unwrap_or_default();
+            addr.parse::<IpAddr>().map_err(|_| {
+                invalid(format!(
+                    "expected an address such as 10.244.1.10/32, got {item}"
+                ))
+            })
+        })
+        .collect()
 }
 
 fn attachments(v: Option<&Value>) -> Result<Option<Vec<Attachment>>, CniError> {
@@ -251,6 +279,19 @@ mod tests {
         assert_eq!(c.datastore, PathBuf::from("/etc/starling/cluster.yaml"));
         assert_eq!(c.state_dir, PathBuf::from("/var/lib/starling/ipam"));
         assert!(!c.strict_affinity && c.prev_result.is_none());
+        let c = parse_with(
+            "runtimeConfig",
+            r#"{"ips": ["10.244.1.10/32", "fd00::10"]}"#,
+        )
+        .unwrap();
+        let want: Vec<IpAddr> = vec!["10.244.1.10".parse().unwrap(), "fd00::10".parse().unwrap()];
+        assert_eq!(c.requested_ips, want);
+        assert_eq!(
+            parse_with("runtimeConfig", r#"{"ips": ["10.244.1.300/32"]}"#)
+                .unwrap_err()
+                .code,
+            7
+        );
         let c = parse_with(
             "cni.dev/valid-attachments",
             r#"[{"containerID": "a", "ifname": "eth0"}]"#,

@@ -22,6 +22,8 @@ pub mod code {
     pub const POOL_EXHAUSTED: u32 = 100;
     /// CHECK found the pod's network not as ADD left it.
     pub const CHECK_FAILED: u32 = 101;
+    /// An address asked for (runtimeConfig `ips`) is held by another.
+    pub const ADDRESS_IN_USE: u32 = 102;
 }
 
 /// A CNI error: printed as the spec's error object, exit status 1.

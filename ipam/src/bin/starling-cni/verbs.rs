@@ -21,8 +21,11 @@ fn store_error(e: StoreError) -> CniError {
 
 fn ipam_error(e: IpamError) -> CniError {
     let code = match &e {
-        IpamError::Pool(_) | IpamError::NoPool { .. } => code::INVALID_CONFIG,
+        IpamError::Pool(_) | IpamError::NoPool { .. } | IpamError::NotInPool { .. } => {
+            code::INVALID_CONFIG
+        }
         IpamError::Exhausted { .. } => code::POOL_EXHAUSTED,
+        IpamError::InUse { .. } | IpamError::HoldsAnother { .. } => code::ADDRESS_IN_USE,
         IpamError::Contended { .. } => code::TRY_AGAIN_LATER,
         IpamError::Store(_) => code::IO_FAILURE,
     };
@@ -53,7 +56,7 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<AddResult, CniError> {
     let ipam =
         Ipam::new(&store, &conf.node_name, pools, conf.strict_affinity).map_err(ipam_error)?;
     let addrs = ipam
-        .allocate(&handle, Some(&netns_path))
+        .allocate_requested(&handle, Some(&netns_path), &conf.requested_ips)
         .map_err(ipam_error)?;
     let host_if = host_ifname(&handle);
     let plugged = match plumbing::plug(&netns, &host_if, &handle.interface, &addrs) {
