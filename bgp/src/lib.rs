@@ -8,3 +8,4 @@ pub mod prefix;
 pub use prefix::{Family, Prefix};
 pub mod fsm;
 pub mod rib;
+pub mod reflection;

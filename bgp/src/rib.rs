@@ -89,8 +89,21 @@ impl Route {
     /// The full order, ties broken by router ID then peer address (f, g).
     fn cmp_best(&self, other: &Route) -> Ordering {
         self.cmp_multipath(other)
-            .then(self.peer.router_id.cmp(&other.peer.router_id))
+            .then(self.originator().cmp(&other.originator()))
+            // RFC 4456 section 9: the shorter CLUSTER_LIST first.
+            .then(
+                self.attrs
+                    .cluster_list
+                    .len()
+                    .cmp(&other.attrs.cluster_list.len()),
+            )
             .then(self.peer.address.cmp(&other.peer.address))
+    }
+
+    /// Section 9.1.2.2 (f), with RFC 4456 section 9: the ORIGINATOR_ID
+    /// stands in for the BGP Identifier of a reflected route.
+    fn originator(&self) -> Ipv4Addr {
+        self.attrs.originator_id.unwrap_or(self.peer.router_id)
     }
 }
 
@@ -318,6 +331,11 @@ impl Rib {
         }
         changes.sort_by_key(|c| c.prefix);
         changes
+    }
+
+    /// The selected route for `prefix`.
+    pub fn best(&self, prefix: &Prefix) -> Option<&Route> {
+        self.table.get(prefix).map(Entry::best)
     }
 
     /// How many prefixes `peer` has routes for.

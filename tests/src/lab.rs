@@ -34,6 +34,9 @@ pub struct LabOptions {
     pub rust_log: String,
     /// How long each agent may take to answer after starting.
     pub agent_ready_timeout: Duration,
+    /// Nodes node-1..node-N (default 3, at most `topology::MAX_NODES`); the
+    /// cluster YAML and FRR's neighbors must match.
+    pub node_count: u8,
 }
 
 impl Default for LabOptions {
@@ -46,6 +49,7 @@ impl Default for LabOptions {
             zebra_conf: frr::DEFAULT_ZEBRA_CONF.to_string(),
             rust_log: "info".to_string(),
             agent_ready_timeout: Duration::from_secs(20),
+            node_count: topology::NODE_COUNT,
         }
     }
 }
@@ -122,7 +126,7 @@ impl Lab {
                 ..Record::default()
             },
             dir,
-            nodes: topology::nodes(),
+            nodes: topology::nodes_up_to(options.node_count),
             pods: Vec::new(),
             frr: None,
             agents: BTreeMap::new(),

@@ -163,15 +163,23 @@ impl PodSpec {
     }
 }
 
+/// The most nodes a lab may have (`LabOptions::node_count`).
+pub const MAX_NODES: u8 = 8;
+
 /// The lab's nodes: node-1..node-3.
 pub fn nodes() -> Vec<NodeSpec> {
-    (1..=NODE_COUNT).map(NodeSpec::new).collect()
+    nodes_up_to(NODE_COUNT)
+}
+
+/// node-1..node-`count`.
+pub fn nodes_up_to(count: u8) -> Vec<NodeSpec> {
+    (1..=count.min(MAX_NODES)).map(NodeSpec::new).collect()
 }
 
 /// Base names of every namespace a lab may create, in creation order.
 pub fn all_base_names() -> Vec<String> {
     let mut v = vec![SWITCH.to_string(), TOR.to_string()];
-    for n in nodes() {
+    for n in nodes_up_to(MAX_NODES) {
         v.push(n.name.clone());
         v.extend(n.pods().iter().map(PodSpec::base_name));
     }

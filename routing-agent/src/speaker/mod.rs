@@ -4,6 +4,7 @@
 //! it; unlike BIRD, the protocol logic is the sans-IO `starling-bgp`.
 
 mod connection;
+mod export;
 mod graceful_restart;
 mod kernel_sync;
 mod peers;
@@ -20,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use starling_bgp::fsm::{Action, ConnId, Event, Session};
+use starling_bgp::reflection::PeerRole;
 use starling_bgp::rib::{PeerInfo, Rib};
 use starling_bgp::{Family, Prefix};
 
@@ -42,8 +44,10 @@ struct Peer {
     port: u16,
     /// The connect attempt whose result we wait for.
     attempt: u64,
-    /// Prefixes advertised to the peer (its Adj-RIB-Out).
-    sent: BTreeSet<Prefix>,
+    /// What the peer was sent (its Adj-RIB-Out).
+    sent: BTreeMap<Prefix, export::Export>,
+    /// Client, non-client or external (RFC 4456).
+    role: PeerRole,
     /// Families the peer sent End-of-RIB for since it came up.
     eor: BTreeSet<Family>,
     /// While set, the peer's routes are stale (it is restarting) and go at
@@ -60,6 +64,8 @@ pub struct Speaker {
     next_conn: ConnId,
     next_attempt: u64,
     rib: Rib,
+    /// Set when this node is a route reflector (RFC 4456).
+    cluster_id: Option<std::net::Ipv4Addr>,
     /// The node's own prefixes (its pod CIDRs), advertised and blackholed.
     local_routes: BTreeSet<Prefix>,
     kernel: KernelSync,
@@ -90,6 +96,7 @@ impl Speaker {
             next_conn: 1,
             next_attempt: 1,
             rib: Rib::new(MAX_PATHS),
+            cluster_id: None,
             local_routes: BTreeSet::new(),
             kernel: KernelSync::spawn(kernel),
             events_tx,
@@ -294,7 +301,7 @@ impl Speaker {
                 Action::RouteRefresh(family) => {
                     tracing::info!(peer = %addr, %family, "route refresh requested");
                     if let Some(p) = self.peers.get_mut(&addr) {
-                        p.sent.retain(|pr| pr.family() != family);
+                        p.sent.retain(|pr, _| pr.family() != family);
                     }
                     self.advertise(addr, false);
                 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use starling_bgp::fsm::{Event, Session, SessionConfig};
 use starling_bgp::packet::GracefulRestart;
+use starling_bgp::reflection::PeerRole;
 use starling_bgp::rib::PeerInfo;
 use starling_bgp::{Family, Prefix};
 
@@ -94,15 +95,29 @@ impl Speaker {
                     info,
                     port,
                     attempt: 0,
-                    sent: BTreeSet::new(),
+                    sent: BTreeMap::new(),
+                    role: PeerRole::NonClient,
                     eor: BTreeSet::new(),
                     stale_until: None,
                 },
             );
             self.handle(addr, now, Event::Start);
         }
+        // RFC 4456: a node annotated with a cluster ID reflects routes for
+        // the Starling nodes it peers with that are not of its cluster.
+        self.cluster_id = cfg
+            .nodes
+            .get(&self.node_name)
+            .and_then(|n| n.route_reflector_cluster_id);
+        for p in self.peers.values_mut() {
+            p.role = role_of(&p.desired, self.cluster_id, cfg);
+        }
         self.set_local_routes(&local.pod_cidrs);
         self.local = Some(local);
+        let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
+        for addr in addrs {
+            self.advertise(addr, false);
+        }
         self.start_restart_clock(now);
         self.maybe_reconcile(now);
     }
@@ -144,6 +159,35 @@ impl Speaker {
         for addr in addrs {
             self.advertise(addr, false);
         }
+    }
+}
+
+/// What a peer is to this node for route reflection.
+fn role_of(
+    d: &DesiredPeer,
+    cluster_id: Option<std::net::Ipv4Addr>,
+    cfg: &ClusterConfig,
+) -> PeerRole {
+    if d.remote_as != d.local_as {
+        return PeerRole::External;
+    }
+    let Some(ours) = cluster_id else {
+        return PeerRole::NonClient;
+    };
+    let node = match &d.source {
+        PeerSource::Mesh { node }
+        | PeerSource::BgpPeer {
+            node: Some(node), ..
+        } => node,
+        PeerSource::BgpPeer { node: None, .. } => return PeerRole::NonClient,
+    };
+    match cfg
+        .nodes
+        .get(node)
+        .and_then(|n| n.route_reflector_cluster_id)
+    {
+        Some(theirs) if theirs == ours => PeerRole::NonClient,
+        _ => PeerRole::Client,
     }
 }
 

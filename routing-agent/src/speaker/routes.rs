@@ -1,11 +1,11 @@
 //! Routes in and out: UPDATEs received go into the RIB and from there into
 //! the kernel; the node's own prefixes go out to every peer.
 
-use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use starling_bgp::packet::{AsPath, Origin, PathAttributes, Update};
+use starling_bgp::packet::Update;
+use starling_bgp::reflection;
 use starling_bgp::rib::{BestChange, Route};
 use starling_bgp::Prefix;
 
@@ -38,7 +38,14 @@ impl Speaker {
         }
         let attrs = self.rib.intern(u.attributes);
         // Section 9.1.2: a route whose AS_PATH holds our own AS is a loop.
-        let looped = info.ebgp && attrs.as_path.contains(local_as);
+        // Within the AS, RFC 4456 section 8 finds loops by ORIGINATOR_ID
+        // and CLUSTER_LIST.
+        let router_id = self.local.as_ref().map(|l| l.router_id);
+        let looped = if info.ebgp {
+            attrs.as_path.contains(local_as)
+        } else {
+            router_id.is_some_and(|id| reflection::is_loop(&attrs, id, self.cluster_id))
+        };
         let mut announced: Vec<(Prefix, IpAddr)> = Vec::new();
         if let Some(nh) = attrs.next_hop {
             announced.extend(u.nlri.iter().map(|p| (*p, IpAddr::V4(nh))));
@@ -69,6 +76,7 @@ impl Speaker {
     /// Best-route changes into the kernel. The node's own prefixes keep
     /// their blackhole.
     pub(super) fn apply_changes(&mut self, changes: Vec<BestChange>) {
+        let prefixes: Vec<Prefix> = changes.iter().map(|c| c.prefix).collect();
         for c in changes {
             if self.local_routes.contains(&c.prefix) {
                 continue;
@@ -83,62 +91,6 @@ impl Speaker {
                 self.kernel.delete(prefix);
             }
         }
-    }
-
-    /// Brings the peer's Adj-RIB-Out in line with the node's own prefixes:
-    /// announces what it lacks, withdraws what it should no longer have.
-    /// With `end_of_rib`, follows with End-of-RIB markers (RFC 4724).
-    pub(super) fn advertise(&mut self, addr: IpAddr, end_of_rib: bool) {
-        let Some(p) = self.peers.get_mut(&addr) else {
-            return;
-        };
-        if p.session.state() != starling_bgp::fsm::State::Established {
-            return;
-        }
-        let families = p.session.negotiated_families();
-        let want: BTreeSet<Prefix> = self
-            .local_routes
-            .iter()
-            .filter(|pr| families.contains(&pr.family()))
-            .filter(|pr| pr.is_ipv4() == p.desired.local_address.is_ipv4())
-            .copied()
-            .collect();
-        let gone: Vec<Prefix> = p.sent.difference(&want).copied().collect();
-        let new: Vec<Prefix> = want.difference(&p.sent).copied().collect();
-        let codec = p.session.codec();
-        let mut updates = Vec::new();
-        if !gone.is_empty() {
-            updates.extend(Update::withdraw(&gone));
-        }
-        if !new.is_empty() {
-            let ebgp = p.desired.remote_as != p.desired.local_as;
-            let attrs = PathAttributes {
-                origin: Some(Origin::Igp),
-                // Section 5.1.2: our AS goes first towards external peers.
-                as_path: if ebgp {
-                    AsPath::sequence(vec![p.desired.local_as])
-                } else {
-                    AsPath::default()
-                },
-                // Section 5.1.5: LOCAL_PREF goes to internal peers only.
-                local_pref: (!ebgp).then_some(100),
-                ..PathAttributes::default()
-            };
-            updates.extend(Update::announce(
-                &attrs,
-                p.desired.local_address,
-                &new,
-                &codec,
-            ));
-        }
-        if end_of_rib {
-            updates.extend(families.iter().map(|f| Update::end_of_rib(*f)));
-        }
-        let now = Instant::now();
-        for u in &updates {
-            p.session.send_update(now, u);
-        }
-        p.sent = want;
-        self.drive(addr);
+        self.export_changes(&prefixes);
     }
 }
