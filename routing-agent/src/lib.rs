@@ -5,5 +5,6 @@
 
 pub mod config;
 pub mod control;
+pub mod crd;
 pub mod kernel;
 pub mod speaker;

@@ -1,0 +1,129 @@
+//! `BGPConfiguration` and `BGPPeer` (`starling.dev/v1alpha1`), the same
+//! fields the file datastore reads (`config::kinds`).
+//!
+//! The schema checks what it can: AS numbers from 1 to 4294967295 other
+//! than 23456 (AS_TRANS), ports, IP addresses (CEL `isIP`), Go durations,
+//! selector operators, and the either/or rules of BGPPeer. The agent checks
+//! everything again, and reports what it rejects as an Event.
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::selector::LabelSelector;
+
+/// Go duration strings as `parse_go_duration` reads them: `90s`, `1m30s`,
+/// `0`.
+pub(crate) const DURATION_PATTERN: &str = r"^(0|\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))*)$";
+
+/// Cluster-wide BGP settings; only the one named `default` is used.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "starling.dev",
+    version = "v1alpha1",
+    kind = "BGPConfiguration",
+    plural = "bgpconfigurations",
+    shortname = "bgpconfig",
+    category = "starling",
+    doc = "Cluster-wide BGP settings of Starling; only the object named `default` is used.",
+    printcolumn(name = "AS", type_ = "integer", json_path = ".spec.asNumber"),
+    printcolumn(
+        name = "Mesh",
+        type_ = "boolean",
+        json_path = ".spec.nodeToNodeMeshEnabled"
+    ),
+    printcolumn(name = "Port", type_ = "integer", json_path = ".spec.listenPort"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BGPConfigurationSpec {
+    /// The cluster's AS number (default 64512); a node's `starling.dev/asn`
+    /// annotation overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4294967295_u32))]
+    #[x_kube(validation = Rule::new("self != 23456").message("AS 23456 is AS_TRANS, reserved"))]
+    pub as_number: Option<u32>,
+    /// Every node peers with every other node (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_to_node_mesh_enabled: Option<bool>,
+    /// The port of sessions between nodes (default 179).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub listen_port: Option<u16>,
+    /// Graceful restart (RFC 4724) of mesh sessions and of BGPPeers that set
+    /// none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graceful_restart: Option<GracefulRestart>,
+}
+
+/// `gracefulRestart: {enabled, restartTime}`; on, 120s, when absent.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GracefulRestart {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Whole seconds from 1s to 4095s, as a Go duration (`120s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub restart_time: Option<String>,
+}
+
+/// Extra BGP sessions: from each node it selects to `peerIP`, or to every
+/// node `peerSelector` selects.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "starling.dev",
+    version = "v1alpha1",
+    kind = "BGPPeer",
+    plural = "bgppeers",
+    category = "starling",
+    doc = "BGP sessions from the nodes it selects to an external router (peerIP) or to other nodes (peerSelector).",
+    printcolumn(name = "Peer IP", type_ = "string", json_path = ".spec.peerIP"),
+    printcolumn(name = "AS", type_ = "integer", json_path = ".spec.asNumber"),
+    printcolumn(name = "Node", type_ = "string", json_path = ".spec.node"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(
+    validation = Rule::new("has(self.peerIP) != has(self.peerSelector)").message("set exactly one of peerIP and peerSelector"),
+    validation = Rule::new("!has(self.peerIP) || has(self.asNumber)").message("asNumber is required with peerIP"),
+    validation = Rule::new("!(has(self.node) && has(self.nodeSelector))").message("node and nodeSelector are mutually exclusive")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BGPPeerSpec {
+    /// The router to peer with (IPv4 or IPv6).
+    #[serde(default, rename = "peerIP", skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("isIP(self)").message("must be an IPv4 or IPv6 address"))]
+    pub peer_ip: Option<String>,
+    /// Peer with the nodes this selects instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_selector: Option<LabelSelector>,
+    /// The peer's AS number; required with peerIP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4294967295_u32))]
+    #[x_kube(validation = Rule::new("self != 23456").message("AS 23456 is AS_TRANS, reserved"))]
+    pub as_number: Option<u32>,
+    /// Only this node runs the sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub node: Option<String>,
+    /// Only the nodes this selects run the sessions (neither: all nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<LabelSelector>,
+    /// Go duration, 0 or whole seconds from 3s to 65535s (default 90s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub hold_time: Option<String>,
+    /// Go duration, whole seconds, at most the hold time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub keepalive_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graceful_restart: Option<GracefulRestart>,
+}

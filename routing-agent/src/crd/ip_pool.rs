@@ -1,0 +1,46 @@
+//! `IPPool` (`starling.dev/v1alpha1`): the ranges IPAM cuts into per-node
+//! blocks, as `config::ip_pool` reads them.
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::selector::LabelSelector;
+
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "starling.dev",
+    version = "v1alpha1",
+    kind = "IPPool",
+    plural = "ippools",
+    category = "starling",
+    doc = "A range of pod addresses, handed to nodes in blocks of blockSize.",
+    printcolumn(name = "CIDR", type_ = "string", json_path = ".spec.cidr"),
+    printcolumn(name = "Block Size", type_ = "integer", json_path = ".spec.blockSize"),
+    printcolumn(name = "Disabled", type_ = "boolean", json_path = ".spec.disabled"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(
+    validation = Rule::new("!has(self.blockSize) || !isCIDR(self.cidr) || self.blockSize >= cidr(self.cidr).prefixLength()").message("blockSize must be at least the prefix length of cidr"),
+    validation = Rule::new("!has(self.blockSize) || !isCIDR(self.cidr) || cidr(self.cidr).ip().family() == 6 || self.blockSize <= 32").message("blockSize of an IPv4 pool is at most 32")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct IPPoolSpec {
+    /// The pool's range in network form, IPv4 or IPv6 (`10.244.0.0/16`).
+    #[schemars(extend("format" = "cidr"))]
+    #[x_kube(validation = Rule::new("isCIDR(self) && cidr(self).masked() == cidr(self)").message("must be a CIDR in network form, such as 10.244.0.0/16"))]
+    pub cidr: String,
+    /// Prefix length of the blocks (default 26 for IPv4, 122 for IPv6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 128))]
+    pub block_size: Option<u8>,
+    /// The nodes that take blocks from it (default: every node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<LabelSelector>,
+    /// A disabled pool hands out no new addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+}

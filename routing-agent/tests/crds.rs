@@ -1,0 +1,134 @@
+//! The CRD YAML in `examples/kubernetes/crds.yaml` is what the types in
+//! `routing-agent/src/crd/` generate, and their schemas carry the checks a
+//! user relies on when `kubectl apply` refuses a bad object.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use starling_agent::crd::{crds, crds_yaml};
+
+const REGENERATE: &str = "STARLING_UPDATE_CRDS=1 cargo test -p starling-agent --test crds";
+
+fn committed_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/kubernetes/crds.yaml")
+}
+
+#[test]
+fn committed_crds_match_the_types() {
+    let generated = crds_yaml().expect("the CRDs serialize");
+    let path = committed_path();
+    if std::env::var_os("STARLING_UPDATE_CRDS").is_some() {
+        std::fs::write(&path, &generated).expect("write crds.yaml");
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    if committed != generated {
+        let line = committed
+            .lines()
+            .zip(generated.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| committed.lines().count().min(generated.lines().count()));
+        panic!(
+            "{} is out of date (first difference at line {}): regenerate it with\n    {REGENERATE}",
+            path.display(),
+            line + 1
+        );
+    }
+}
+
+/// The `openAPIV3Schema` of the CRD of `kind`, as JSON.
+fn schema(kind: &str) -> Value {
+    let crd = crds()
+        .into_iter()
+        .find(|c| c.spec.names.kind == kind)
+        .unwrap_or_else(|| panic!("no CRD for {kind}"));
+    let v = serde_json::to_value(&crd.spec.versions[0]).expect("to JSON");
+    v["schema"]["openAPIV3Schema"].clone()
+}
+
+fn rules(v: &Value) -> Vec<String> {
+    v["x-kubernetes-validations"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| r["rule"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_crd_is_cluster_scoped_in_starling_dev() {
+    let kinds: Vec<String> = crds().iter().map(|c| c.spec.names.kind.clone()).collect();
+    assert_eq!(
+        kinds,
+        ["BGPConfiguration", "BGPPeer", "IPPool", "BGPNodeStatus"]
+    );
+    for crd in crds() {
+        assert_eq!(crd.spec.group, "starling.dev");
+        assert_eq!(crd.spec.scope, "Cluster");
+        assert_eq!(crd.spec.versions.len(), 1);
+        assert_eq!(crd.spec.versions[0].name, "v1alpha1");
+        assert!(crd.spec.versions[0].additional_printer_columns.is_some());
+    }
+}
+
+#[test]
+fn as_numbers_are_ranged_and_exclude_as_trans() {
+    for (kind, spec) in [
+        (
+            "BGPConfiguration",
+            schema("BGPConfiguration")["properties"]["spec"].clone(),
+        ),
+        ("BGPPeer", schema("BGPPeer")["properties"]["spec"].clone()),
+    ] {
+        let asn = &spec["properties"]["asNumber"];
+        assert_eq!(asn["minimum"].as_f64(), Some(1.0), "{kind}: {asn}");
+        assert_eq!(asn["maximum"].as_f64(), Some(4294967295.0), "{kind}: {asn}");
+        assert_eq!(rules(asn), ["self != 23456"], "{kind}");
+    }
+}
+
+#[test]
+fn bgp_peer_schema_checks_addresses_durations_and_exclusive_fields() {
+    let spec = schema("BGPPeer")["properties"]["spec"].clone();
+    assert_eq!(rules(&spec["properties"]["peerIP"]), ["isIP(self)"]);
+    let spec_rules = rules(&spec);
+    assert!(
+        spec_rules.contains(&"has(self.peerIP) != has(self.peerSelector)".to_string()),
+        "{spec_rules:?}"
+    );
+    assert!(spec["properties"]["holdTime"]["pattern"].is_string());
+    let ops = &spec["properties"]["nodeSelector"]["properties"]["matchExpressions"]["items"]
+        ["properties"]["operator"]["enum"];
+    assert_eq!(
+        ops,
+        &serde_json::json!(["In", "NotIn", "Exists", "DoesNotExist"])
+    );
+}
+
+#[test]
+fn ip_pool_cidr_is_a_cidr_and_required() {
+    let spec = schema("IPPool")["properties"]["spec"].clone();
+    assert_eq!(spec["properties"]["cidr"]["format"], "cidr");
+    assert_eq!(spec["required"], serde_json::json!(["cidr"]));
+    assert_eq!(
+        spec["properties"]["blockSize"]["maximum"].as_f64(),
+        Some(128.0)
+    );
+}
+
+#[test]
+fn node_status_has_a_status_subresource() {
+    let crd = crds()
+        .into_iter()
+        .find(|c| c.spec.names.kind == "BGPNodeStatus")
+        .expect("BGPNodeStatus");
+    let sub = crd.spec.versions[0]
+        .subresources
+        .as_ref()
+        .expect("subresources");
+    assert!(sub.status.is_some());
+    let sessions = &schema("BGPNodeStatus")["properties"]["status"]["properties"]["sessions"];
+    assert_eq!(sessions["x-kubernetes-list-type"], "map");
+}
