@@ -7,6 +7,7 @@
 //! dropped. Lower-level pieces are public for tests that need them.
 
 pub mod agent;
+pub mod bench;
 pub mod cmd;
 pub mod datastore;
 pub mod error;

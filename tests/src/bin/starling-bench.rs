@@ -1,0 +1,135 @@
+//! `starling-bench`: the BGP receive benchmark of issue #5. One injector
+//! peer feeds the same pre-encoded stream of IPv4 prefixes to Starling,
+//! BIRD 2 and FRR in turn (each in its own namespaces, none installing into
+//! the kernel) and prints, per receiver, the time from Established until it
+//! holds every prefix, routes/s, peak RSS, CPU time and the ratios to BIRD.
+//!
+//! Run it from release builds: `tests/bench.sh [ARGS]`. The workspace
+//! binaries are taken from `STARLING_BIN_DIR`, else from the directory this
+//! binary is in.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use starling_lab::bench::{self, receiver, Kind, Options};
+use starling_lab::{agent, state, wait, Error, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "starling-bench",
+    about = "BGP receive benchmark: Starling vs BIRD 2 vs FRR"
+)]
+struct Cli {
+    /// Prefixes in the stream (IPv4 /24s, about 400 per UPDATE).
+    #[arg(long, default_value_t = 1_000_000)]
+    prefixes: u64,
+    /// Receivers to run, in order.
+    #[arg(long, default_value = "starling,bird,frr")]
+    receivers: String,
+    /// Longest a receiver may take to hold every prefix, in seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// How often each receiver is asked, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    poll_ms: u64,
+    /// Namespace prefix (at most 12 of [a-z0-9-], ending in '-').
+    #[arg(long, default_value = "sbench-")]
+    prefix: String,
+    /// A progress line (prefixes held, RSS, CPU) this often, in
+    /// milliseconds; 0: none.
+    #[arg(long, default_value_t = 1000)]
+    progress_ms: u64,
+}
+
+/// How long to wait for the lab tests (which share the lock) to finish.
+const LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    default_bin_dir();
+    wait::install_interrupt_handlers();
+    match run(&cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("starling-bench: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Without `STARLING_BIN_DIR`, the agent is the one built beside this binary.
+fn default_bin_dir() {
+    let set = std::env::var_os("STARLING_BIN_DIR").is_some_and(|d| !d.is_empty());
+    if !set {
+        if let Some(dir) = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+        {
+            // Still single-threaded: nothing else reads the environment.
+            std::env::set_var("STARLING_BIN_DIR", dir);
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<bool> {
+    let kinds = receiver::parse_list(&cli.receivers)?;
+    if cli.poll_ms == 0 || cli.timeout == 0 {
+        return Err(Error::Setup(
+            "--poll-ms and --timeout must be positive".into(),
+        ));
+    }
+    let opts = Options {
+        prefix: cli.prefix.clone(),
+        timeout: Duration::from_secs(cli.timeout),
+        poll: Duration::from_millis(cli.poll_ms),
+        progress: (cli.progress_ms > 0).then(|| Duration::from_millis(cli.progress_ms)),
+    };
+    let bin_dir = agent::bin_dir();
+    if kinds.contains(&Kind::Starling) && !bin_dir.ends_with("release") {
+        eprintln!(
+            "starling-bench: warning: starling-agent from {} is not a release build",
+            bin_dir.display()
+        );
+    }
+    let stream = bench::encode_stream(cli.prefixes)?;
+    println!(
+        "stream: {} prefixes in {} UPDATEs ({:.1} MB), {} distinct AS paths; poll every {} ms",
+        stream.prefixes(),
+        stream.updates(),
+        stream.len() as f64 / 1e6,
+        stream.attribute_sets(),
+        cli.poll_ms
+    );
+    println!("agent: {}", bin_dir.join(agent::AGENT_BIN).display());
+    let _lock = match state::tests_lock(Duration::ZERO) {
+        Ok(l) => l,
+        Err(_) => {
+            eprintln!("starling-bench: waiting for the lab tests to finish (their lock)");
+            state::tests_lock(LOCK_WAIT)?
+        }
+    };
+    println!("load average before: {}", load_average());
+    let results = bench::run(&kinds, &stream, &opts);
+    println!("load average after:  {}", load_average());
+    for (kind, r) in &results {
+        if let Err(e) = r {
+            eprintln!("--- {kind} failed:\n{e}");
+        }
+    }
+    for (_, r) in &results {
+        if let Ok(o) = r {
+            println!("{}", bench::report::notes(o));
+        }
+    }
+    println!();
+    print!("{}", bench::report::table(&results));
+    Ok(results.len() == kinds.len() && results.iter().all(|(_, r)| r.is_ok()))
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
