@@ -273,7 +273,8 @@ mod tests {
         let ns = namespace_names("t3-");
         assert!(ns.contains(&"t3-lab-sw".to_string()));
         assert!(ns.contains(&"t3-node-2-pod-b".to_string()));
-        assert_eq!(ns.len(), 2 + 3 * 3);
+        // Switch, ToR, and every node a lab may have with its two pods.
+        assert_eq!(ns.len(), 2 + 3 * usize::from(topology::MAX_NODES));
     }
 
     #[test]

@@ -77,8 +77,11 @@ fn pods_talk_across_nodes(lab: &Lab) -> Result<()> {
 fn topology_and_pods() {
     let prefix = "t1-";
     run_lab(prefix, LabOptions::without_agents(), |lab| {
-        // Every namespace exists.
-        for ns in state::namespace_names(prefix) {
+        // Every namespace exists: switch, ToR, three nodes, six pods.
+        ensure(lab.namespaces().len() == 11, || {
+            format!("expected 11 namespaces, the lab made {:?}", lab.namespaces())
+        })?;
+        for ns in lab.namespaces().to_vec() {
             ensure(netns::exists(&ns), || format!("namespace {ns} missing"))?;
         }
         // The fabric: each node reaches the ToR over IPv4 and IPv6.
@@ -392,7 +395,7 @@ fn malformed_update_gets_its_notification() {
         let mut yaml = lab.read_datastore()?;
         yaml.push_str(&format!(
             "\n---\napiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {{name: raw}}\n\
-             spec: {{peerIP: {RAW_V4}, asNumber: 65099, node: node-1}}\n"
+             spec: {{peerIP: {RAW_V4}, asNumber: 65099, node: node-1, maxPrefixes: 2}}\n"
         ));
         lab.write_datastore(&yaml)?;
 
@@ -462,6 +465,46 @@ fn malformed_update_gets_its_notification() {
         ensure(said.contains("Malformed Attribute List"), || {
             format!("node-1's last error for the raw peer: {said:?}")
         })?;
+
+        // The agent comes back; this time the peer sends three prefixes
+        // where maxPrefixes allows two: Cease / Maximum Number of Prefixes
+        // Reached (6, 1), RFC 4486.
+        let mut peer = listener.accept(wait)?;
+        let open = peer.recv_bgp_message(wait)?;
+        ensure(open[18] == 1, || format!("expected OPEN, got {open:02x?}"))?;
+        let ours = Open::new(65099, 90, RAW_V4.parse().unwrap(), &[Family::IPV4_UNICAST]);
+        peer.send(&Message::Open(ours).encode(&codec))?;
+        peer.send(&Message::Keepalive.encode(&codec))?;
+        lab.wait_agent_established("node-1", &[raw_ip], wait)?;
+        let three = starling_bgp::packet::Update {
+            attributes: starling_bgp::packet::PathAttributes {
+                origin: Some(starling_bgp::packet::Origin::Igp),
+                as_path: starling_bgp::packet::AsPath::sequence(vec![65099]),
+                next_hop: Some(RAW_V4.parse().unwrap()),
+                ..Default::default()
+            },
+            nlri: ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"]
+                .iter()
+                .map(|p| p.parse().unwrap())
+                .collect(),
+            ..Default::default()
+        };
+        let four = Codec {
+            four_octet_as: true,
+        };
+        peer.send(&Message::Update(three).encode(&four))?;
+        let deadline = Instant::now() + wait;
+        let cease = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let msg = peer.recv_bgp_message(left.max(Duration::from_millis(1)))?;
+            if msg[18] == 3 {
+                break msg;
+            }
+        };
+        ensure(cease[19] == 6 && cease[20] == 1, || {
+            format!("expected Cease / Maximum Number of Prefixes Reached (6/1), got {cease:02x?}")
+        })?;
+        lab.wait_agent_established("node-1", &others, Duration::from_secs(5))?;
         Ok(())
     });
 }

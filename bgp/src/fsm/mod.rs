@@ -320,6 +320,19 @@ impl Session {
         true
     }
 
+    /// Ends the session with a Cease (RFC 4486), e.g. subcode 1 when the
+    /// peer sent more prefixes than allowed. It restarts after the idle
+    /// hold time, as after any error.
+    pub fn cease(&mut self, now: Instant, subcode: u8, data: Vec<u8>) {
+        if matches!(
+            self.state,
+            State::OpenSent | State::OpenConfirm | State::Established
+        ) {
+            let n = Notification::new(crate::packet::error::code::CEASE, subcode, data);
+            self.fail(now, DownReason::Sent(n));
+        }
+    }
+
     /// Asks the peer to send its routes of `family` again (RFC 2918).
     pub fn request_refresh(&mut self, now: Instant, family: Family) -> bool {
         let supported = self.peer_open.as_ref().is_some_and(Open::route_refresh);

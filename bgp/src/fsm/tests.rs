@@ -118,6 +118,18 @@ fn graceful_restart_is_announced_and_negotiated() {
 }
 
 #[test]
+fn cease_sends_its_notification_and_goes_down() {
+    let t0 = Instant::now();
+    let mut s = established(64512, t0);
+    s.cease(t0, 1, vec![0, 1, 1, 0, 0, 0, 10]);
+    let a = drain(&mut s);
+    assert_eq!(notification_sent(&a, 1), Some((6, 1)));
+    assert!(a
+        .iter()
+        .any(|a| matches!(a, Action::Down(DownReason::Sent(_)))));
+}
+
+#[test]
 fn start_connects() {
     let t0 = Instant::now();
     let mut s = Session::new(cfg(64512));

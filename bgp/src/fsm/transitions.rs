@@ -333,7 +333,7 @@ impl Session {
 
     /// Ends the session after an error: send the NOTIFICATION if we have one,
     /// close, go Idle and schedule an automatic restart.
-    fn fail(&mut self, now: Instant, reason: DownReason) {
+    pub(super) fn fail(&mut self, now: Instant, reason: DownReason) {
         if let DownReason::Sent(n) = &reason {
             if let Some(id) = self.main.as_ref().map(|c| c.id) {
                 self.send_on(id, &Message::Notification(n.clone()));

@@ -151,7 +151,19 @@ pub(crate) fn bgp_peer(object: &Fields, meta: Meta) -> FieldResult<BgpPeerSpec> 
         "holdTime",
         "keepaliveTime",
         "gracefulRestart",
+        "maxPrefixes",
+        "ttlSecurity",
     ])?;
+    let ttl_security = match spec.u16("ttlSecurity")? {
+        Some(n @ 1..=254) => Some(n as u8),
+        Some(n) => {
+            return Err(FieldError::new(
+                spec.path_of("ttlSecurity"),
+                format!("{n}: must be a hop count from 1 to 254"),
+            ))
+        }
+        None => None,
+    };
     let node = spec.string("node")?;
     if node.as_deref() == Some("") {
         return Err(FieldError::new(spec.path_of("node"), "must not be empty"));
@@ -166,6 +178,8 @@ pub(crate) fn bgp_peer(object: &Fields, meta: Meta) -> FieldResult<BgpPeerSpec> 
         hold_time: duration(&spec, "holdTime")?,
         keepalive_time: duration(&spec, "keepaliveTime")?,
         graceful_restart: graceful_restart(&spec)?,
+        max_prefixes: spec.u32("maxPrefixes")?,
+        ttl_security,
     })
 }
 

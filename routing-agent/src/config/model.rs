@@ -119,6 +119,10 @@ pub struct BgpPeerSpec {
     pub hold_time: Option<Duration>,
     pub keepalive_time: Option<Duration>,
     pub graceful_restart: Option<GracefulRestartSpec>,
+    /// Cease the session when the peer sends more prefixes (RFC 4486).
+    pub max_prefixes: Option<u32>,
+    /// GTSM (RFC 5082): accept packets only from this many hops away.
+    pub ttl_security: Option<u8>,
 }
 
 impl BgpPeerSpec {

@@ -34,6 +34,12 @@ pub struct DesiredPeer {
     pub keepalive_time: Option<Duration>,
     /// Restart time to announce with Graceful Restart; None: disabled.
     pub graceful_restart: Option<Duration>,
+    /// Cease when the peer sends more prefixes than this.
+    pub max_prefixes: Option<u32>,
+    /// GTSM: the most hops away the peer may be.
+    pub ttl_security: Option<u8>,
+    /// TCP MD5 password (RFC 2385), from the Secret the BGPPeer names.
+    pub password: Option<String>,
     pub source: PeerSource,
     /// For humans: the remote node's name for mesh and selector sessions,
     /// the BGPPeer's name otherwise.
@@ -81,6 +87,9 @@ pub fn desired_peers(cfg: &ClusterConfig, local: &LocalNode) -> Vec<DesiredPeer>
                     hold_time: peer.hold_time.unwrap_or(DEFAULT_HOLD_TIME),
                     keepalive_time: peer.keepalive_time,
                     graceful_restart: restart_time(cfg, Some(peer)),
+                    max_prefixes: peer.max_prefixes,
+                    ttl_security: peer.ttl_security,
+                    password: None,
                     source: PeerSource::BgpPeer {
                         name: peer.name.clone(),
                         node: None,
@@ -158,6 +167,9 @@ fn node_sessions(
                 hold_time: peer.and_then(|p| p.hold_time).unwrap_or(DEFAULT_HOLD_TIME),
                 keepalive_time: peer.and_then(|p| p.keepalive_time),
                 graceful_restart: restart_time(cfg, peer),
+                max_prefixes: peer.and_then(|p| p.max_prefixes),
+                ttl_security: peer.and_then(|p| p.ttl_security),
+                password: None,
                 source,
                 name: remote.name.clone(),
             })

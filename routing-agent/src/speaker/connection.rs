@@ -4,6 +4,8 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -13,6 +15,8 @@ use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle};
 
 use starling_bgp::fsm::ConnId;
+
+use super::sockopt;
 
 /// What the connection tasks tell the speaker.
 #[derive(Debug)]
@@ -103,6 +107,15 @@ impl ConnHandle {
     }
 }
 
+/// Socket options of a session's outgoing connections.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// GTSM hop count (RFC 5082).
+    pub ttl_security: Option<u8>,
+    /// TCP MD5 key (RFC 2385).
+    pub md5_key: Option<Vec<u8>>,
+}
+
 /// Opens a connection to `peer:port` from `local` (port chosen by the kernel).
 pub fn spawn_connect(
     peer: IpAddr,
@@ -110,6 +123,7 @@ pub fn spawn_connect(
     local: IpAddr,
     attempt: u64,
     timeout: Duration,
+    options: ConnectOptions,
     events: mpsc::UnboundedSender<NetEvent>,
 ) {
     tokio::spawn(async move {
@@ -118,6 +132,13 @@ pub fn spawn_connect(
                 IpAddr::V4(_) => TcpSocket::new_v4()?,
                 IpAddr::V6(_) => TcpSocket::new_v6()?,
             };
+            let fd = sock.as_raw_fd();
+            if let Some(hops) = options.ttl_security {
+                sockopt::set_gtsm(fd, peer, hops)?;
+            }
+            if let Some(key) = &options.md5_key {
+                sockopt::set_md5(fd, peer.is_ipv6(), peer, Some(key))?;
+            }
             sock.bind(SocketAddr::new(local, 0))?;
             match tokio::time::timeout(timeout, sock.connect(SocketAddr::new(peer, port))).await {
                 Ok(r) => r,
@@ -133,15 +154,31 @@ pub fn spawn_connect(
     });
 }
 
+/// The listening socket, kept to set per-peer TCP MD5 keys on it.
+pub struct Listener {
+    socket: Arc<TcpListener>,
+    v6: bool,
+}
+
+impl Listener {
+    /// Sets (or with None removes) the MD5 key for connections from `peer`.
+    pub fn set_md5(&self, peer: IpAddr, key: Option<&[u8]>) -> io::Result<()> {
+        sockopt::set_md5(self.socket.as_raw_fd(), self.v6, peer, key)
+    }
+}
+
 /// Listens on every address (IPv6 socket accepting IPv4 too, or IPv4 alone
 /// where the node has no IPv6) and reports each connection.
-pub async fn listen(port: u16, events: mpsc::UnboundedSender<NetEvent>) -> io::Result<()> {
-    let listener = match bind(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)) {
-        Ok(l) => l,
-        Err(_) => bind(SocketAddr::new(
-            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-            port,
-        ))?,
+pub async fn listen(port: u16, events: mpsc::UnboundedSender<NetEvent>) -> io::Result<Listener> {
+    let any4 = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), port);
+    let (listener, v6) = match bind(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)) {
+        Ok(l) => (l, true),
+        Err(_) => (bind(any4)?, false),
+    };
+    let listener = Arc::new(listener);
+    let handle = Listener {
+        socket: listener.clone(),
+        v6,
     };
     tokio::spawn(async move {
         loop {
@@ -159,7 +196,7 @@ pub async fn listen(port: u16, events: mpsc::UnboundedSender<NetEvent>) -> io::R
             }
         }
     });
-    Ok(())
+    Ok(handle)
 }
 
 fn bind(addr: SocketAddr) -> io::Result<TcpListener> {

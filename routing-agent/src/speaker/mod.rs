@@ -9,6 +9,7 @@ mod graceful_restart;
 mod kernel_sync;
 mod peers;
 mod routes;
+mod sockopt;
 mod status;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -59,6 +60,7 @@ pub struct Speaker {
     node_name: String,
     local: Option<LocalNode>,
     listen_port: Option<u16>,
+    listener: Option<connection::Listener>,
     peers: BTreeMap<IpAddr, Peer>,
     conns: HashMap<ConnId, ConnHandle>,
     next_conn: ConnId,
@@ -91,6 +93,7 @@ impl Speaker {
             node_name,
             local: None,
             listen_port: None,
+            listener: None,
             peers: BTreeMap::new(),
             conns: HashMap::new(),
             next_conn: 1,
@@ -235,6 +238,20 @@ impl Speaker {
     }
 
     fn register(&mut self, peer: IpAddr, stream: tokio::net::TcpStream) -> ConnId {
+        use std::os::fd::AsRawFd;
+        if let Some(p) = self.peers.get(&peer) {
+            let fd = stream.as_raw_fd();
+            let hold = p.desired.hold_time;
+            let options = [
+                (!hold.is_zero()).then(|| sockopt::set_user_timeout(fd, hold)),
+                p.desired
+                    .ttl_security
+                    .map(|hops| sockopt::set_gtsm(fd, peer, hops)),
+            ];
+            for e in options.into_iter().flatten().filter_map(Result::err) {
+                tracing::warn!(%peer, error = %e, "cannot set a socket option");
+            }
+        }
         let id = self.next_conn;
         self.next_conn += 1;
         let handle = ConnHandle::spawn(id, peer, stream, self.events_tx.clone());
@@ -263,12 +280,17 @@ impl Speaker {
                 Action::Connect => {
                     p.attempt = self.next_attempt;
                     self.next_attempt += 1;
+                    let options = connection::ConnectOptions {
+                        ttl_security: p.desired.ttl_security,
+                        md5_key: p.desired.password.clone().map(String::into_bytes),
+                    };
                     connection::spawn_connect(
                         addr,
                         p.port,
                         p.desired.local_address,
                         p.attempt,
                         CONNECT_TIMEOUT,
+                        options,
                         self.events_tx.clone(),
                     );
                 }

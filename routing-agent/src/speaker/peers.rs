@@ -33,9 +33,10 @@ impl Speaker {
         };
         if self.listen_port.is_none() {
             match connection::listen(local.listen_port, self.events_tx.clone()).await {
-                Ok(()) => {
+                Ok(listener) => {
                     tracing::info!(port = local.listen_port, "listening for BGP");
                     self.listen_port = Some(local.listen_port);
+                    self.listener = Some(listener);
                 }
                 Err(e) => {
                     tracing::error!(port = local.listen_port, error = %e, "cannot listen for BGP; only outgoing sessions will work")
@@ -70,7 +71,11 @@ impl Speaker {
                 tracing::info!(peer = %addr, name = %p.desired.name, "peer removed or reconfigured");
             }
             self.handle(addr, now, Event::Stop);
-            self.peers.remove(&addr);
+            if let Some(p) = self.peers.remove(&addr) {
+                if p.desired.password.is_some() {
+                    self.set_listener_md5(addr, None);
+                }
+            }
         }
         for (addr, d) in want {
             if self.peers.contains_key(&addr) {
@@ -80,6 +85,9 @@ impl Speaker {
                 PeerSource::Mesh { .. } | PeerSource::BgpPeer { node: Some(_), .. } => mesh_port,
                 PeerSource::BgpPeer { node: None, .. } => 179,
             };
+            if let Some(key) = &d.password {
+                self.set_listener_md5(addr, Some(key.as_bytes()));
+            }
             let session = Session::new(session_config(&d, &local, self.restarting()));
             tracing::info!(peer = %addr, name = %d.name, asn = d.remote_as, passive = d.passive, "peer added");
             let info = Arc::new(PeerInfo {
@@ -120,6 +128,16 @@ impl Speaker {
         }
         self.start_restart_clock(now);
         self.maybe_reconcile(now);
+    }
+
+    /// TCP MD5 (RFC 2385) on the listening socket for connections from
+    /// `peer`.
+    fn set_listener_md5(&self, peer: IpAddr, key: Option<&[u8]>) {
+        if let Some(l) = &self.listener {
+            if let Err(e) = l.set_md5(peer, key) {
+                tracing::error!(%peer, error = %e, "cannot set the TCP MD5 key on the listener");
+            }
+        }
     }
 
     /// Advertises the node's pod CIDRs and blackholes them, so that

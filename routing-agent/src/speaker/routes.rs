@@ -71,6 +71,26 @@ impl Speaker {
             changes.extend(self.rib.announce(prefix, route));
         }
         self.apply_changes(changes);
+        self.check_max_prefixes(addr);
+    }
+
+    /// RFC 4486: a peer over its `maxPrefixes` gets Cease / Maximum Number
+    /// of Prefixes Reached, with the family and the limit as data.
+    fn check_max_prefixes(&mut self, addr: IpAddr) {
+        let count = self.rib.peer_prefix_count(addr);
+        let Some(p) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        let Some(max) = p.desired.max_prefixes.filter(|m| count > *m as usize) else {
+            return;
+        };
+        tracing::error!(peer = %addr, name = %p.desired.name, prefixes = count, max_prefixes = max, "peer sent more prefixes than its maxPrefixes: closing the session (Cease, subcode 1)");
+        let family = starling_bgp::Family::unicast_for(addr);
+        let mut data = family.afi.to_be_bytes().to_vec();
+        data.push(family.safi);
+        data.extend(max.to_be_bytes());
+        p.session.cease(Instant::now(), 1, data);
+        self.drive(addr);
     }
 
     /// Best-route changes into the kernel. The node's own prefixes keep
