@@ -3,6 +3,7 @@
 //! (`reflection`). Nothing here does I/O: bytes and time go in, messages
 //! and actions come out.
 
+pub mod bfd;
 pub mod fsm;
 pub mod packet;
 pub mod prefix;
