@@ -3,6 +3,7 @@
 //! the sans-IO `starling-bgp` core, programs the kernel over netlink
 //! (`kernel`) and answers `starlingctl` on a unix socket (`control`).
 
+pub mod bfd;
 pub mod config;
 pub mod control;
 pub mod crd;
