@@ -104,8 +104,8 @@ impl BfdHandle {
     /// the task on the current tokio runtime. A family whose socket cannot
     /// be bound (IPv6 disabled) is left out, with a warning.
     pub fn spawn() -> Result<BfdHandle, BfdError> {
-        let v4 = receive_socket(false);
-        let v6 = receive_socket(true);
+        let v4 = receive_socket(false, CONTROL_PORT);
+        let v6 = receive_socket(true, CONTROL_PORT);
         let (v4, v6) = match (v4, v6) {
             (Err(v4), Err(v6)) => return Err(BfdError::Bind { v4, v6 }),
             (v4, v6) => (ok_or_warn(v4, "IPv4"), ok_or_warn(v6, "IPv6")),
@@ -397,10 +397,10 @@ fn set_int_option(
     .map(drop)
 }
 
-/// The wildcard socket on UDP 3784 of one family, reporting each packet's
-/// TTL (IP_RECVTTL) or hop limit (IPV6_RECVHOPLIMIT); IPv6 only on the
-/// IPv6 one, so both can be bound.
-fn receive_socket(v6: bool) -> io::Result<UdpSocket> {
+/// The wildcard socket on `port` (3784) of one family, reporting each
+/// packet's TTL (IP_RECVTTL) or hop limit (IPV6_RECVHOPLIMIT); IPv6 only on
+/// the IPv6 one, so both can be bound.
+fn receive_socket(v6: bool, port: u16) -> io::Result<UdpSocket> {
     let domain = if v6 { libc::AF_INET6 } else { libc::AF_INET };
     // SAFETY: plain socket(2); the fd is owned at once.
     let fd = check(unsafe {
@@ -419,7 +419,7 @@ fn receive_socket(v6: bool) -> io::Result<UdpSocket> {
         // SAFETY: an all-zero sockaddr_in6 is valid; fields set below.
         let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
         sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-        sa.sin6_port = CONTROL_PORT.to_be();
+        sa.sin6_port = port.to_be();
         // SAFETY: binding a valid fd to a sockaddr_in6 of the given size.
         unsafe {
             libc::bind(
@@ -433,7 +433,7 @@ fn receive_socket(v6: bool) -> io::Result<UdpSocket> {
         // SAFETY: an all-zero sockaddr_in is valid; fields set below.
         let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
         sa.sin_family = libc::AF_INET as libc::sa_family_t;
-        sa.sin_port = CONTROL_PORT.to_be();
+        sa.sin_port = port.to_be();
         // SAFETY: binding a valid fd to a sockaddr_in of the given size.
         unsafe {
             libc::bind(
@@ -552,4 +552,53 @@ fn random_seed() -> u64 {
         seed = t ^ u64::from(std::process::id()).rotate_left(32);
     }
     seed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a receive socket reports for datagrams sent over loopback from
+    /// a session's sending socket: the payload, the source, and TTL 255,
+    /// or whatever TTL the sender set.
+    #[tokio::test]
+    async fn each_datagram_comes_with_its_ttl_or_hop_limit() {
+        let families = [
+            (false, IpAddr::from(Ipv4Addr::LOCALHOST)),
+            (true, IpAddr::from(Ipv6Addr::LOCALHOST)),
+        ];
+        for (v6, lo) in families {
+            let rx = match receive_socket(v6, 0) {
+                Ok(s) => s,
+                Err(e) if v6 => {
+                    eprintln!("skipping IPv6: {e}");
+                    continue;
+                }
+                Err(e) => panic!("{e}"),
+            };
+            let to = SocketAddr::new(lo, rx.local_addr().unwrap().port());
+            let mut port = *SOURCE_PORTS.start();
+            let tx = source_socket(lo, &mut port).unwrap();
+            let source_port = tx.local_addr().unwrap().port();
+            assert!(SOURCE_PORTS.contains(&source_port), "{source_port}");
+            tx.send_to(b"first", to).unwrap();
+            let r = receive(Some(&rx)).await.unwrap();
+            assert_eq!(r.payload, b"first");
+            assert_eq!(r.source, lo);
+            assert_eq!(r.ttl, Some(255));
+            if v6 {
+                set_int_option(
+                    tx.as_raw_fd(),
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_UNICAST_HOPS,
+                    7,
+                )
+                .unwrap();
+            } else {
+                tx.set_ttl(7).unwrap();
+            }
+            tx.send_to(b"second", to).unwrap();
+            assert_eq!(receive(Some(&rx)).await.unwrap().ttl, Some(7));
+        }
+    }
 }
