@@ -8,4 +8,5 @@ pub mod config;
 pub mod control;
 pub mod crd;
 pub mod kernel;
+pub mod kubernetes;
 pub mod speaker;

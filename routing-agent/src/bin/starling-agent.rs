@@ -11,6 +11,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use starling_agent::config::{DatastoreSpec, FileDatastore};
 use starling_agent::control::{self, DEFAULT_SOCKET_PATH};
 use starling_agent::kernel::Kernel;
+use starling_agent::kubernetes::{EventRecorder, KubeDatastore};
 use starling_agent::speaker::Speaker;
 
 #[derive(Parser)]
@@ -68,17 +69,23 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let path = match args.datastore {
-        DatastoreSpec::File(path) => path,
+    let config = match &args.datastore {
+        DatastoreSpec::File(path) => FileDatastore::new(path.clone())
+            .watch(Duration::from_millis(500))
+            .map_err(|e| format!("cannot read the datastore {}: {e}", path.display()))?,
         DatastoreSpec::Kubernetes => {
-            return Err(
-                "--datastore kubernetes is not supported yet (issue #4); use file:PATH".into(),
-            )
+            let store = KubeDatastore::from_environment()
+                .await
+                .map_err(|e| e.to_string())?;
+            let events = EventRecorder::new(store.client().clone(), &args.node_name);
+            tracing::info!("waiting for the first lists of the Kubernetes datastore");
+            store
+                .with_rejections(std::sync::Arc::new(events))
+                .watch()
+                .await
+                .map_err(|e| e.to_string())?
         }
     };
-    let config = FileDatastore::new(path.clone())
-        .watch(Duration::from_millis(500))
-        .map_err(|e| format!("cannot read the datastore {}: {e}", path.display()))?;
     let kernel = Kernel::new().map_err(|e| format!("cannot open netlink: {e}"))?;
     // Routes left by an earlier run mean it was killed: they keep
     // forwarding until the sessions are back (graceful restart).
@@ -105,7 +112,7 @@ async fn run(args: Args) -> Result<(), String> {
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         }
     };
-    tracing::info!(node = %args.node_name, datastore = %path.display(), "starting");
+    tracing::info!(node = %args.node_name, datastore = ?args.datastore, "starting");
     let kernel = (!args.no_kernel_routes).then_some(kernel);
     Speaker::new(args.node_name, kernel, stale)
         .run(config, control_rx, shutdown)

@@ -6,6 +6,10 @@
 //! selector operators, and the either/or rules of BGPPeer. The agent checks
 //! everything again, and reports what it rejects as an Event.
 
+// Printer columns of the same type repeat `type_ = ...`, which clippy
+// takes for a duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
+
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 

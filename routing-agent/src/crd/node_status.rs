@@ -5,6 +5,10 @@
 //! One object per node rather than a status on each `BGPPeer`: mesh
 //! sessions have no BGPPeer, and no two agents ever write the same object.
 
+// Printer columns of the same type repeat `type_ = ...`, which clippy
+// takes for a duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
+
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

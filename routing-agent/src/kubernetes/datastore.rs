@@ -1,0 +1,272 @@
+//! `--datastore kubernetes`: Nodes, BGPConfigurations, BGPPeers and IPPools
+//! watched with kube-runtime watchers, each object parsed and validated by
+//! the same code as a file's (`config::parse_documents`, `config::build`),
+//! and the result published as the file datastore does, on a
+//! `watch::Receiver<Arc<ClusterConfig>>`.
+//!
+//! Objects are watched as untyped JSON (`DynamicObject`), not as the CRD
+//! types: an object the agent rejects must not break the watch, it must be
+//! reported naming its field, as in file mode.
+//!
+//! A watch that breaks (API server restart, 410 Gone, dropped connection)
+//! is resumed by the watcher with exponential backoff (0.8s to 30s); a 410
+//! makes it list again. Meanwhile, and until that list is complete, the
+//! agent keeps the configuration it last built, and says so in its log.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject};
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Client;
+use serde_json::Value;
+use tokio::sync::{oneshot, watch};
+
+use super::events::RejectionSink;
+use super::objects::{key, parser_input, ObjectKey, WatchedKind};
+use crate::config::{build, parse_documents, ClusterConfig, ConfigError, Object};
+
+/// The Kubernetes API cannot be reached at all (no in-cluster config, no
+/// usable kubeconfig).
+#[derive(Debug, thiserror::Error)]
+pub enum KubeDatastoreError {
+    #[error("cannot configure the Kubernetes client (in-cluster or KUBECONFIG): {0}")]
+    Client(#[source] kube::Error),
+    #[error("the Kubernetes datastore stopped before its first complete list")]
+    Stopped,
+}
+
+/// The configuration read from the Kubernetes API.
+pub struct KubeDatastore {
+    client: Client,
+    rejections: Option<Arc<dyn RejectionSink>>,
+}
+
+impl KubeDatastore {
+    /// A client from the in-cluster service account, or `KUBECONFIG` (or
+    /// `~/.kube/config`).
+    pub async fn from_environment() -> Result<Self, KubeDatastoreError> {
+        let client = Client::try_default()
+            .await
+            .map_err(KubeDatastoreError::Client)?;
+        Ok(KubeDatastore::new(client))
+    }
+
+    pub fn new(client: Client) -> Self {
+        KubeDatastore {
+            client,
+            rejections: None,
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Each object rejected, once per distinct error, also goes to `sink`
+    /// (the agent emits a Kubernetes Event).
+    pub fn with_rejections(mut self, sink: Arc<dyn RejectionSink>) -> Self {
+        self.rejections = Some(sink);
+        self
+    }
+
+    /// Starts the watchers and waits for the first complete list of every
+    /// kind (retrying, with backoff, as long as it takes); then returns the
+    /// configuration, updated on every change that changes it. The watch
+    /// task ends when every receiver is dropped. Needs a tokio runtime.
+    pub async fn watch(self) -> Result<watch::Receiver<Arc<ClusterConfig>>, KubeDatastoreError> {
+        let (first_tx, first_rx) = oneshot::channel();
+        tokio::spawn(run(self, first_tx));
+        first_rx.await.map_err(|_| KubeDatastoreError::Stopped)
+    }
+}
+
+/// One watched object: its reference and what the parser made of it.
+struct Entry {
+    input: Value,
+    key: ObjectKey,
+    objects: Vec<Object>,
+    errors: Vec<ConfigError>,
+}
+
+impl Entry {
+    fn new(kind: WatchedKind, object: &DynamicObject) -> Entry {
+        let input = parser_input(kind, object);
+        // JSON is YAML: the very path a file's text takes.
+        let (objects, errors) = parse_documents(&input.to_string(), "");
+        Entry {
+            input,
+            key: key(kind, object),
+            objects,
+            errors,
+        }
+    }
+}
+
+/// What is known of one kind.
+#[derive(Default)]
+struct KindState {
+    /// Complete once the first list is done.
+    synced: bool,
+    /// The watch is broken (since the last error, until the next event).
+    broken: bool,
+    entries: BTreeMap<String, Entry>,
+    /// A list in progress (after `Init`), replacing `entries` when done.
+    listing: Option<BTreeMap<String, Entry>>,
+}
+
+impl KindState {
+    /// Applies one watcher event; true if the objects changed.
+    fn apply(&mut self, kind: WatchedKind, event: Event<DynamicObject>) -> bool {
+        let name = |o: &DynamicObject| o.metadata.name.clone().unwrap_or_default();
+        match event {
+            Event::Init => {
+                self.listing = Some(BTreeMap::new());
+                false
+            }
+            Event::InitApply(o) => {
+                let entry = Entry::new(kind, &o);
+                self.listing
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(name(&o), entry);
+                false
+            }
+            Event::InitDone => {
+                self.entries = self.listing.take().unwrap_or_default();
+                self.synced = true;
+                true
+            }
+            Event::Apply(o) => {
+                let entry = Entry::new(kind, &o);
+                let same = self
+                    .entries
+                    .get(&name(&o))
+                    .is_some_and(|e| e.input == entry.input && e.key == entry.key);
+                self.entries.insert(name(&o), entry);
+                !same
+            }
+            Event::Delete(o) => self.entries.remove(&name(&o)).is_some(),
+        }
+    }
+}
+
+/// The watch task.
+async fn run(store: KubeDatastore, first: oneshot::Sender<watch::Receiver<Arc<ClusterConfig>>>) {
+    let streams = WatchedKind::ALL.map(|kind| {
+        let api: Api<DynamicObject> = Api::all_with(store.client.clone(), &kind.resource());
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .map(move |event| (kind, event))
+            .boxed()
+    });
+    let mut events = futures::stream::select_all(streams);
+    let mut state: BTreeMap<WatchedKind, KindState> = WatchedKind::ALL
+        .iter()
+        .map(|k| (*k, KindState::default()))
+        .collect();
+    let mut first = Some(first);
+    let mut tx: Option<watch::Sender<Arc<ClusterConfig>>> = None;
+    let mut reported: BTreeSet<String> = BTreeSet::new();
+    loop {
+        let next = match &tx {
+            Some(tx) => tokio::select! {
+                next = events.next() => next,
+                _ = tx.closed() => return,
+            },
+            None => events.next().await,
+        };
+        let Some((kind, event)) = next else { return };
+        let Some(s) = state.get_mut(&kind) else {
+            continue;
+        };
+        let changed = match event {
+            Ok(event) => {
+                if s.broken {
+                    s.broken = false;
+                    tracing::info!(resource = kind.plural(), "watch resumed");
+                }
+                s.apply(kind, event)
+            }
+            Err(e) => {
+                s.broken = true;
+                tracing::warn!(
+                    resource = kind.plural(),
+                    error = %e,
+                    "watch broken; keeping the last configuration and retrying with backoff"
+                );
+                false
+            }
+        };
+        if !changed || !state.values().all(|s| s.synced) {
+            continue;
+        }
+        let (cfg, errors) = assemble(&state);
+        report(&state, &errors, &mut reported, store.rejections.as_deref());
+        match &tx {
+            Some(tx) => {
+                tx.send_if_modified(|current| {
+                    if **current == cfg {
+                        return false;
+                    }
+                    tracing::info!(rejected = errors.len(), "configuration changed");
+                    *current = Arc::new(cfg);
+                    true
+                });
+            }
+            None => {
+                tracing::info!(
+                    rejected = errors.len(),
+                    "configuration listed from the Kubernetes API"
+                );
+                let (new_tx, rx) = watch::channel(Arc::new(cfg));
+                tx = Some(new_tx);
+                if let Some(first) = first.take() {
+                    if first.send(rx).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Every object in kind and name order, through `config::build`.
+fn assemble(state: &BTreeMap<WatchedKind, KindState>) -> (ClusterConfig, Vec<ConfigError>) {
+    let mut objects = Vec::new();
+    let mut errors = Vec::new();
+    for entry in state.values().flat_map(|s| s.entries.values()) {
+        objects.extend(entry.objects.iter().cloned());
+        errors.extend(entry.errors.iter().cloned());
+    }
+    let (cfg, build_errors) = build(objects);
+    errors.extend(build_errors);
+    (cfg, errors)
+}
+
+/// Logs and hands on each error not reported since it last appeared.
+fn report(
+    state: &BTreeMap<WatchedKind, KindState>,
+    errors: &[ConfigError],
+    reported: &mut BTreeSet<String>,
+    sink: Option<&dyn RejectionSink>,
+) {
+    let now: BTreeSet<String> = errors.iter().map(ToString::to_string).collect();
+    for e in errors {
+        if reported.contains(&e.to_string()) {
+            continue;
+        }
+        tracing::error!(kind = %e.kind, name = %e.name, field = %e.field,
+            "invalid configuration, object ignored: {e}");
+        let object = WatchedKind::ALL
+            .iter()
+            .filter(|k| k.kind() == e.kind)
+            .find_map(|k| state.get(k)?.entries.get(&e.name))
+            .map(|entry| entry.key.clone());
+        if let (Some(sink), Some(object)) = (sink, object) {
+            sink.rejected(&object, e);
+        }
+    }
+    *reported = now;
+}

@@ -1,0 +1,393 @@
+//! `--datastore kubernetes` against the real API's JSON: a real kube client
+//! talks to a fake API server on 127.0.0.1 serving recorded list and watch
+//! responses (a bookmark, a 410 Gone, a dropped connection), and the
+//! resulting configuration, Events and status writes are what a user sees.
+
+mod fake_api;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use starling_agent::config::ClusterConfig;
+use starling_agent::control::PeerStatus;
+use starling_agent::kubernetes::{
+    EventRecorder, KubeDatastore, NodeStatusWriter, SessionStatusSink,
+};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use fake_api::{status, End, FakeApi};
+
+const NODES: &str = "/api/v1/nodes";
+const CONFIGS: &str = "/apis/starling.dev/v1alpha1/bgpconfigurations";
+const PEERS: &str = "/apis/starling.dev/v1alpha1/bgppeers";
+const POOLS: &str = "/apis/starling.dev/v1alpha1/ippools";
+
+/// A Node as a list item (no apiVersion/kind, as the API server lists it).
+fn node(name: &str, address: &str, cidr: &str) -> Value {
+    json!({
+        "metadata": {"name": name, "uid": format!("uid-{name}"), "resourceVersion": "90",
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+            "labels": {"kubernetes.io/hostname": name},
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
+            "managedFields": [{"manager": "kubelet", "operation": "Update"}]},
+        "spec": {"podCIDR": cidr, "podCIDRs": [cidr], "providerID": "kind://docker/kind/n"},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": address}, {"type": "Hostname", "address": name}],
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+            "nodeInfo": {"kubeletVersion": "v1.33.1"}
+        }
+    })
+}
+
+fn peer(name: &str, ip: &str, asn: u32, rv: &str) -> Value {
+    json!({
+        "apiVersion": "starling.dev/v1alpha1", "kind": "BGPPeer",
+        "metadata": {"name": name, "uid": format!("uid-{name}"), "resourceVersion": rv, "generation": 1,
+            "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"peerIP": ip, "asNumber": asn}
+    })
+}
+
+fn list(api_version: &str, kind: &str, rv: &str, items: Vec<Value>) -> Value {
+    json!({"apiVersion": api_version, "kind": kind, "metadata": {"resourceVersion": rv}, "items": items})
+}
+
+fn event(type_: &str, object: Value) -> Value {
+    json!({"type": type_, "object": object})
+}
+
+fn bookmark(rv: &str) -> Value {
+    event(
+        "BOOKMARK",
+        json!({"apiVersion": "starling.dev/v1alpha1", "kind": "BGPPeer",
+            "metadata": {"resourceVersion": rv, "creationTimestamp": null}, "spec": null}),
+    )
+}
+
+/// Serves the first lists: two nodes, the default BGPConfiguration, the
+/// peer `tor`, a pool; nothing more on the watches of nodes, configs, pools.
+fn cluster(api: &FakeApi) {
+    api.list(
+        NODES,
+        list(
+            "v1",
+            "NodeList",
+            "100",
+            vec![
+                node("node-1", "10.0.0.11", "10.244.1.0/24"),
+                node("node-2", "10.0.0.12", "10.244.2.0/24"),
+            ],
+        ),
+    );
+    api.list(
+        CONFIGS,
+        list(
+            "starling.dev/v1alpha1",
+            "BGPConfigurationList",
+            "100",
+            vec![json!({
+                "apiVersion": "starling.dev/v1alpha1", "kind": "BGPConfiguration",
+                "metadata": {"name": "default", "resourceVersion": "50"},
+                "spec": {"asNumber": 64513, "nodeToNodeMeshEnabled": true}
+            })],
+        ),
+    );
+    api.list(
+        POOLS,
+        list(
+            "starling.dev/v1alpha1",
+            "IPPoolList",
+            "100",
+            vec![json!({
+                "apiVersion": "starling.dev/v1alpha1", "kind": "IPPool",
+                "metadata": {"name": "default-v4", "resourceVersion": "60"},
+                "spec": {"cidr": "10.244.0.0/16", "blockSize": 24}
+            })],
+        ),
+    );
+}
+
+/// The peers of the configuration: (name, address, AS).
+fn peers(cfg: &ClusterConfig) -> Vec<(String, String, u32)> {
+    cfg.peers
+        .iter()
+        .map(|p| {
+            let ip = p.peer_ip.map(|a| a.to_string()).unwrap_or_default();
+            (p.name.clone(), ip, p.as_number.unwrap_or(0))
+        })
+        .collect()
+}
+
+fn named(list: &[(&str, &str, u32)]) -> Vec<(String, String, u32)> {
+    list.iter()
+        .map(|(n, a, s)| (n.to_string(), a.to_string(), *s))
+        .collect()
+}
+
+/// Waits (10s at most) until the configuration satisfies `done`; returns
+/// every configuration seen on the way.
+async fn wait_for(
+    rx: &mut watch::Receiver<Arc<ClusterConfig>>,
+    what: &str,
+    done: impl Fn(&ClusterConfig) -> bool,
+) -> Vec<Arc<ClusterConfig>> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    loop {
+        let cfg = rx.borrow_and_update().clone();
+        seen.push(cfg.clone());
+        if done(&cfg) {
+            return seen;
+        }
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => panic!("the datastore stopped while waiting for {what}"),
+            Err(_) => panic!("timed out waiting for {what}; last: {:?}", peers(&cfg)),
+        }
+    }
+}
+
+async fn start(api: &FakeApi) -> watch::Receiver<Arc<ClusterConfig>> {
+    let store = KubeDatastore::new(api.client())
+        .with_rejections(Arc::new(EventRecorder::new(api.client(), "node-1")));
+    tokio::time::timeout(Duration::from_secs(10), store.watch())
+        .await
+        .expect("the first lists within 10s")
+        .expect("a configuration")
+}
+
+#[tokio::test]
+async fn lists_build_the_same_configuration_as_files() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    api.list(
+        PEERS,
+        list(
+            "starling.dev/v1alpha1",
+            "BGPPeerList",
+            "200",
+            vec![
+                peer("tor", "10.0.0.1", 65000, "150"),
+                peer("bad", "10.0.0.300", 65001, "151"),
+            ],
+        ),
+    );
+    let rx = start(&api).await;
+    let cfg = rx.borrow().clone();
+    assert_eq!(peers(&cfg), named(&[("tor", "10.0.0.1", 65000)]));
+    assert_eq!(cfg.bgp.as_number, 64513);
+    let cidrs: Vec<(String, String)> = cfg
+        .nodes
+        .values()
+        .map(|n| (n.name.clone(), n.pod_cidrs[0].to_string()))
+        .collect();
+    assert_eq!(
+        cidrs,
+        [
+            ("node-1".to_string(), "10.244.1.0/24".to_string()),
+            ("node-2".to_string(), "10.244.2.0/24".to_string())
+        ]
+    );
+    assert_eq!(
+        cfg.nodes["node-1"].addresses,
+        ["10.0.0.11".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(cfg.ip_pools[0].block_size, 24);
+
+    // The rejected peer is reported as an Event on it, naming the field.
+    let posted = api
+        .wait_for_request("the Event for BGPPeer bad", |r| {
+            r.method == "POST" && r.path == "/apis/events.k8s.io/v1/namespaces/default/events"
+        })
+        .await;
+    let e = posted.json();
+    assert_eq!(e["type"], "Warning");
+    assert_eq!(e["reason"], "InvalidConfiguration");
+    assert_eq!(e["regarding"]["kind"], "BGPPeer");
+    assert_eq!(e["regarding"]["name"], "bad");
+    assert_eq!(e["regarding"]["uid"], "uid-bad");
+    assert_eq!(e["reportingController"], "starling-agent");
+    assert_eq!(e["reportingInstance"], "node-1");
+    let note = e["note"].as_str().unwrap_or("");
+    assert!(note.starts_with("spec.peerIP: "), "{note}");
+    assert!(note.contains("10.0.0.300"), "{note}");
+}
+
+#[tokio::test]
+async fn watches_resume_after_bookmark_410_and_dropped_connection() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    api.list(
+        PEERS,
+        list(
+            "starling.dev/v1alpha1",
+            "BGPPeerList",
+            "200",
+            vec![peer("tor", "10.0.0.1", 65000, "150")],
+        ),
+    );
+    // First watch: a peer added, a bookmark, then the history is gone.
+    api.watch(
+        PEERS,
+        vec![
+            event("ADDED", peer("rack-b", "10.0.0.2", 65002, "201")),
+            bookmark("210"),
+            event(
+                "ERROR",
+                status(410, "Expired", "too old resource version: 210 (300)"),
+            ),
+        ],
+        End::Close,
+    );
+    // After the 410: a fresh list, where rr appeared.
+    api.list(
+        PEERS,
+        list(
+            "starling.dev/v1alpha1",
+            "BGPPeerList",
+            "300",
+            vec![
+                peer("tor", "10.0.0.1", 65000, "150"),
+                peer("rack-b", "10.0.0.2", 65002, "201"),
+                peer("rr", "10.0.0.3", 65003, "250"),
+            ],
+        ),
+    );
+    // Second watch: tor deleted, then the connection drops.
+    api.watch(
+        PEERS,
+        vec![event("DELETED", peer("tor", "10.0.0.1", 65000, "301"))],
+        End::Drop,
+    );
+    // Third watch, resumed from where the second stopped.
+    api.watch(
+        PEERS,
+        vec![event("MODIFIED", peer("rack-b", "10.0.0.2", 65004, "302"))],
+        End::Hang,
+    );
+
+    let mut rx = start(&api).await;
+    let seen = wait_for(&mut rx, "rack-b at AS 65004 and rr, tor gone", |c| {
+        peers(c) == named(&[("rack-b", "10.0.0.2", 65004), ("rr", "10.0.0.3", 65003)])
+    })
+    .await;
+    // Through the 410 and the drop, the agent never ran on an empty or
+    // partial peer set: every configuration it saw is one the API had.
+    let states = [
+        named(&[("tor", "10.0.0.1", 65000)]),
+        named(&[("rack-b", "10.0.0.2", 65002), ("tor", "10.0.0.1", 65000)]),
+        named(&[
+            ("rack-b", "10.0.0.2", 65002),
+            ("rr", "10.0.0.3", 65003),
+            ("tor", "10.0.0.1", 65000),
+        ]),
+        named(&[("rack-b", "10.0.0.2", 65002), ("rr", "10.0.0.3", 65003)]),
+        named(&[("rack-b", "10.0.0.2", 65004), ("rr", "10.0.0.3", 65003)]),
+    ];
+    for cfg in &seen {
+        assert!(states.contains(&peers(cfg)), "{:?}", peers(cfg));
+        assert_eq!(cfg.nodes.len(), 2);
+    }
+
+    let watches: Vec<String> = api
+        .requests()
+        .iter()
+        .filter(|r| r.path == PEERS && r.is_watch())
+        .map(|r| r.param("resourceVersion").unwrap_or("").to_string())
+        .collect();
+    // The list's version, the relist's after the 410, then the last event's.
+    assert_eq!(watches[..3], ["200", "300", "301"], "{watches:?}");
+    let lists = api
+        .requests()
+        .iter()
+        .filter(|r| r.path == PEERS && !r.is_watch())
+        .count();
+    assert_eq!(lists, 2, "one list, and one relist after the 410");
+}
+
+fn session(name: &str, address: &str, state: &str, received: u64) -> PeerStatus {
+    PeerStatus {
+        name: name.to_string(),
+        address: address.parse().unwrap(),
+        asn: 65000,
+        kind: if name == "tor" { "peer" } else { "mesh" }.to_string(),
+        state: state.to_string(),
+        uptime_seconds: if state == "Established" { 30 } else { 0 },
+        prefixes_received: received,
+        prefixes_sent: 1,
+        last_error: None,
+    }
+}
+
+#[tokio::test]
+async fn session_states_are_applied_to_the_nodes_bgpnodestatus() {
+    let api = FakeApi::start().await;
+    let writer = NodeStatusWriter::new(api.client(), "node-1");
+    writer.sessions_changed(&[
+        session("tor", "10.0.0.1", "Established", 0),
+        session("node-2", "10.0.0.12", "OpenSent", 0),
+    ]);
+    let object_path = "/apis/starling.dev/v1alpha1/bgpnodestatuses/node-1";
+    let created = api
+        .wait_for_request("the BGPNodeStatus applied", |r| {
+            r.method == "PATCH" && r.path == object_path
+        })
+        .await;
+    assert_eq!(created.content_type, "application/apply-patch+yaml");
+    assert_eq!(created.param("fieldManager"), Some("starling-agent"));
+    assert_eq!(created.param("force"), Some("true"));
+    assert_eq!(
+        created.json(),
+        json!({"apiVersion": "starling.dev/v1alpha1", "kind": "BGPNodeStatus",
+            "metadata": {"name": "node-1"}, "spec": {"node": "node-1"}})
+    );
+    let status_path = format!("{object_path}/status");
+    let first = api
+        .wait_for_request("the status applied", |r| {
+            r.method == "PATCH" && r.path == status_path
+        })
+        .await;
+    let s = &first.json()["status"];
+    assert_eq!(s["established"], 1);
+    let sessions: Vec<(String, String, String)> = s["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .map(|x| {
+            let f = |k: &str| x[k].as_str().unwrap_or("").to_string();
+            (f("address"), f("state"), f("kind"))
+        })
+        .collect();
+    assert_eq!(
+        sessions,
+        [
+            ("10.0.0.1".into(), "Established".into(), "Peer".into()),
+            ("10.0.0.12".into(), "OpenSent".into(), "Mesh".into())
+        ]
+    );
+    assert!(s["sessions"][0]["since"].is_string());
+    assert!(s["sessions"][1].get("since").is_none());
+
+    // node-2 comes up: the status follows; the object is not applied again.
+    writer.sessions_changed(&[
+        session("tor", "10.0.0.1", "Established", 0),
+        session("node-2", "10.0.0.12", "Established", 1),
+    ]);
+    let second = api
+        .wait_for_request("the second status", |r| {
+            r.path == status_path && r.json()["status"]["established"] == 2
+        })
+        .await;
+    assert_eq!(
+        second.json()["status"]["sessions"][1]["prefixesReceived"],
+        1
+    );
+    let applies = api
+        .requests()
+        .iter()
+        .filter(|r| r.path == object_path)
+        .count();
+    assert_eq!(applies, 1);
+}
