@@ -6,7 +6,7 @@
 //! (`file_store`). `advertise` says what a node should route; `gc`
 //! releases what pods whose network namespace is gone held.
 //!
-//! The `starling-cni` plugin (`src/bin/starling-cni/`) drives this for
+//! The `starling-cni` plugin (`ipam/cni/`) drives this for
 //! container runtimes.
 
 mod advertise;

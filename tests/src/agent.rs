@@ -193,6 +193,13 @@ impl Agent {
         self.dir.join("ctl.sock")
     }
 
+    /// The lab's IPAM store, shared by every node's agent and starling-cni.
+    pub fn ipam_dir(&self) -> PathBuf {
+        self.dir
+            .parent()
+            .map_or_else(|| self.dir.join("ipam"), |p| p.join("ipam"))
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("agent.log")
     }
@@ -238,7 +245,15 @@ impl Agent {
             socket.as_str(),
         ];
         let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| self.rust_log.clone());
-        let child = netns::spawn(&self.ns, &bin, &args, &[("RUST_LOG", &rust_log)], &log)?;
+        // The IPAM store the lab's starling-cni writes (used when the
+        // cluster has IPPools).
+        let ipam_dir = self.ipam_dir();
+        let ipam_dir = ipam_dir.display().to_string();
+        let env = [
+            ("RUST_LOG", rust_log.as_str()),
+            ("STARLING_STATE_DIR", ipam_dir.as_str()),
+        ];
+        let child = netns::spawn(&self.ns, &bin, &args, &env, &log)?;
         let m = Managed::new(format!("agent of {}", self.node), child, &log);
         let pid = m.pid();
         self.proc = Some(m);

@@ -79,7 +79,10 @@ fn topology_and_pods() {
     run_lab(prefix, LabOptions::without_agents(), |lab| {
         // Every namespace exists: switch, ToR, three nodes, six pods.
         ensure(lab.namespaces().len() == 11, || {
-            format!("expected 11 namespaces, the lab made {:?}", lab.namespaces())
+            format!(
+                "expected 11 namespaces, the lab made {:?}",
+                lab.namespaces()
+            )
         })?;
         for ns in lab.namespaces().to_vec() {
             ensure(netns::exists(&ns), || format!("namespace {ns} missing"))?;
@@ -694,4 +697,135 @@ fn pods_between(lab: &Lab, from: &str, to: &str) -> Result<()> {
         probe::tcp_exchange_until(&a.ns, &b.ns, addr, Duration::from_secs(10))?;
     }
     Ok(())
+}
+
+/// Runs the lab's `starling-cni` as a container runtime does, inside the
+/// node's namespace; returns the result JSON.
+fn cni(lab: &Lab, node: &str, verb: &str, id: &str, pod_ns: &str) -> Result<serde_json::Value> {
+    use std::io::Write;
+    let conf = serde_json::json!({
+        "cniVersion": "1.1.0",
+        "name": "starling",
+        "type": "starling-cni",
+        "nodeName": node,
+        "datastore": format!("file:{}", lab.datastore_path().display()),
+        "stateDir": lab.state_dir().join("ipam").display().to_string(),
+    });
+    let bin = starling_lab::agent::bin_dir().join("starling-cni");
+    let netns = format!("/run/netns/{pod_ns}");
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.ns(node)])
+        .arg(&bin)
+        .env("CNI_COMMAND", verb)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_NETNS", &netns)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/opt/cni/bin")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Setup(format!("running {}: {e}", bin.display())))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(conf.to_string().as_bytes())
+            .map_err(|e| Error::Setup(format!("writing to starling-cni: {e}")))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::Setup(format!("waiting for starling-cni: {e}")))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure(out.status.success(), || {
+        format!("starling-cni {verb} failed: {text}")
+    })?;
+    Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
+/// The IPv4 address starling-cni gave, from its result JSON.
+fn cni_ipv4(result: &serde_json::Value) -> Result<std::net::Ipv4Addr> {
+    result["ips"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|ip| ip["address"].as_str())
+        .filter_map(|a| a.split('/').next()?.parse().ok())
+        .next()
+        .ok_or_else(|| Error::Setup(format!("no IPv4 address in {result}")))
+}
+
+/// Waits until `node`'s kernel routes `block` via `via`, or (None) holds no
+/// route for it.
+fn wait_block_route(lab: &Lab, node: &str, block: &str, via: Option<&str>) -> Result<()> {
+    let ns = lab.ns(node);
+    let what = match via {
+        Some(v) => format!("{node} to route {block} via {v}"),
+        None => format!("{node} to drop {block}"),
+    };
+    starling_lab::wait_until(Duration::from_secs(10), &what, || {
+        let routes = netns::ip(&ns, &["route", "show", "proto", "87"])?;
+        let ok = match via {
+            Some(v) => routes
+                .lines()
+                .any(|l| l.starts_with(block) && l.contains(v)),
+            None => !routes.contains(block),
+        };
+        Ok(starling_lab::Check::when(ok, (), || routes))
+    })
+}
+
+/// IPAM and routing together (issue #3): with an IPPool, pods plugged in by
+/// starling-cni on node-1 and node-3 take addresses from blocks their nodes
+/// claim; the agents route each block to its node (which blackholes it),
+/// the two pods talk, and when they go the blocks' routes go.
+#[test]
+fn ipam_blocks_are_routed_and_withdrawn() {
+    let mut yaml = starling_lab::datastore::DEFAULT_CLUSTER_YAML.to_string();
+    yaml.push_str(
+        "\n---\napiVersion: starling.dev/v1alpha1\nkind: IPPool\nmetadata: {name: pods-v4}\n\
+         spec: {cidr: 10.250.0.0/16, blockSize: 26}\n",
+    );
+    let options = LabOptions {
+        cluster_yaml: yaml,
+        ..LabOptions::default()
+    };
+    run_lab("t11-", options, |lab| {
+        lab.wait_agents_established(SESSIONS_UP)?;
+        let mut pods = Vec::new();
+        let mut guards = Vec::new();
+        for node in ["node-1", "node-3"] {
+            let ns = lab.ns(&format!("{node}-pod-ipam"));
+            netns::create(&ns)?;
+            guards.push(ExtraNamespace(ns.clone()));
+            let ip = cni_ipv4(&cni(lab, node, "ADD", &format!("ipam-{node}"), &ns)?)?;
+            ensure(ip.octets()[..2] == [10, 250], || {
+                format!("{ip} is not from the pool")
+            })?;
+            let o = ip.octets();
+            let block = format!("10.250.{}.{}/26", o[2], o[3] & 0xc0);
+            println!("{node}: pod {ip} in block {block}");
+            pods.push((node, ns, ip, block));
+        }
+        for (node, _, _, block) in &pods {
+            let via = lab.node(node)?.v4.to_string();
+            for other in ["node-1", "node-2", "node-3"].iter().filter(|n| *n != node) {
+                wait_block_route(lab, other, block, Some(&via))?;
+            }
+            let routes = netns::ip(&lab.ns(node), &["route", "show", "proto", "87"])?;
+            ensure(routes.contains(&format!("blackhole {block}")), || {
+                format!("{node} has no blackhole for {block}: {routes}")
+            })?;
+        }
+        probe::ping(&pods[0].1, IpAddr::V4(pods[1].2), Duration::from_secs(10))?;
+        probe::ping(&pods[1].1, IpAddr::V4(pods[0].2), Duration::from_secs(10))?;
+
+        // The pods go, their blocks are freed, the routes are withdrawn.
+        for (node, ns, _, _) in &pods {
+            cni(lab, node, "DEL", &format!("ipam-{node}"), ns)?;
+        }
+        for (node, _, _, block) in &pods {
+            for other in ["node-1", "node-2", "node-3"].iter().filter(|n| *n != node) {
+                wait_block_route(lab, other, block, None)?;
+            }
+        }
+        Ok(())
+    });
 }

@@ -27,6 +27,10 @@ struct Args {
     /// The unix socket `starlingctl` talks to.
     #[arg(long, env = "STARLING_CONTROL_SOCKET", default_value = DEFAULT_SOCKET_PATH)]
     control_socket: PathBuf,
+    /// The IPAM store shared with starling-cni (file mode): with IPPools in
+    /// the cluster, the node advertises the blocks it holds there.
+    #[arg(long, env = "STARLING_STATE_DIR")]
+    state_dir: Option<PathBuf>,
     /// Keep learned routes in the agent only; install nothing into the
     /// kernel (benchmarks, or running beside another routing daemon).
     #[arg(long)]
@@ -114,8 +118,12 @@ async fn run(args: Args) -> Result<(), String> {
     };
     tracing::info!(node = %args.node_name, datastore = ?args.datastore, "starting");
     let kernel = (!args.no_kernel_routes).then_some(kernel);
-    Speaker::new(args.node_name, kernel, stale)
-        .run(config, control_rx, shutdown)
-        .await;
+    let mut speaker = Speaker::new(args.node_name, kernel, stale);
+    if let Some(dir) = &args.state_dir {
+        let store = starling_ipam::FileStore::open(dir)
+            .map_err(|e| format!("cannot open the IPAM store {}: {e}", dir.display()))?;
+        speaker = speaker.with_ipam(store);
+    }
+    speaker.run(config, control_rx, shutdown).await;
     Ok(())
 }

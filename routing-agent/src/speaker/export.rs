@@ -27,7 +27,7 @@ impl Speaker {
             return None;
         }
         let ebgp = p.desired.remote_as != p.desired.local_as;
-        if self.local_routes.contains(prefix) {
+        if self.local_routes.contains_key(prefix) {
             let attrs = PathAttributes {
                 origin: Some(Origin::Igp),
                 // RFC 4271 section 5.1.2: our AS first towards external peers.
@@ -62,7 +62,7 @@ impl Speaker {
 
     /// Everything `addr` should hold now.
     fn full_export(&mut self, addr: IpAddr) -> BTreeMap<Prefix, Export> {
-        let mut candidates: Vec<Prefix> = self.local_routes.iter().copied().collect();
+        let mut candidates: Vec<Prefix> = self.local_routes.keys().copied().collect();
         if self.cluster_id.is_some() {
             candidates.extend(self.rib.best_routes().map(|(p, _, _)| *p));
         }

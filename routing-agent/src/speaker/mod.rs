@@ -7,6 +7,7 @@ mod connection;
 mod export;
 mod graceful_restart;
 mod kernel_sync;
+mod local_routes;
 mod peers;
 mod routes;
 mod sockopt;
@@ -69,7 +70,13 @@ pub struct Speaker {
     /// Set when this node is a route reflector (RFC 4456).
     cluster_id: Option<std::net::Ipv4Addr>,
     /// The node's own prefixes (its pod CIDRs), advertised and blackholed.
-    local_routes: BTreeSet<Prefix>,
+    /// The node's own prefixes, each with whether it is blackholed.
+    local_routes: BTreeMap<Prefix, bool>,
+    /// The IPAM store (`--state-dir`), read for the node's blocks when the
+    /// cluster has IPPools.
+    ipam: Option<starling_ipam::FileStore>,
+    /// The configuration last applied.
+    config: Option<Arc<ClusterConfig>>,
     kernel: KernelSync,
     events_tx: mpsc::UnboundedSender<NetEvent>,
     events_rx: Option<mpsc::UnboundedReceiver<NetEvent>>,
@@ -81,6 +88,13 @@ pub struct Speaker {
 }
 
 impl Speaker {
+    /// Reads the node's routes from this IPAM store (the directory
+    /// `starling-cni` writes) when the cluster has IPPools.
+    pub fn with_ipam(mut self, store: starling_ipam::FileStore) -> Speaker {
+        self.ipam = Some(store);
+        self
+    }
+
     /// `stale`: our routes the kernel held at start-up. When there are any,
     /// the agent was killed rather than stopped, and it restarts gracefully.
     pub fn new(
@@ -100,7 +114,9 @@ impl Speaker {
             next_attempt: 1,
             rib: Rib::new(MAX_PATHS),
             cluster_id: None,
-            local_routes: BTreeSet::new(),
+            local_routes: BTreeMap::new(),
+            ipam: None,
+            config: None,
             kernel: KernelSync::spawn(kernel),
             events_tx,
             events_rx: Some(events_rx),
@@ -127,6 +143,9 @@ impl Speaker {
         let initial = config.borrow_and_update().clone();
         self.apply_config(&initial).await;
         tokio::pin!(shutdown);
+        // Blocks claimed or freed by the CNI plugin are picked up within a
+        // second.
+        let mut ipam_tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             let deadline = self
                 .next_deadline()
@@ -147,6 +166,11 @@ impl Speaker {
                     let _ = reply.send(self.answer(req));
                 }
                 _ = tokio::time::sleep_until(deadline) => self.timeouts(),
+                _ = ipam_tick.tick(), if self.ipam.is_some() => {
+                    if let Some(cfg) = self.config.clone() {
+                        self.refresh_local_routes(&cfg);
+                    }
+                }
             }
         }
         self.stop().await;

@@ -15,7 +15,6 @@ use starling_bgp::{Family, Prefix};
 
 use super::{connection, Peer, Speaker};
 use crate::config::{desired_peers, local_node, ClusterConfig, DesiredPeer, PeerSource};
-use crate::kernel::KernelRoute;
 
 /// Connect retry: short, because peers in a cluster come and go with pods
 /// of the DaemonSet rather than with links.
@@ -120,8 +119,9 @@ impl Speaker {
         for p in self.peers.values_mut() {
             p.role = role_of(&p.desired, self.cluster_id, cfg);
         }
-        self.set_local_routes(&local.pod_cidrs);
         self.local = Some(local);
+        self.config = Some(cfg.clone());
+        self.refresh_local_routes(cfg);
         let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
         for addr in addrs {
             self.advertise(addr, false);
@@ -137,45 +137,6 @@ impl Speaker {
             if let Err(e) = l.set_md5(peer, key) {
                 tracing::error!(%peer, error = %e, "cannot set the TCP MD5 key on the listener");
             }
-        }
-    }
-
-    /// Advertises the node's pod CIDRs and blackholes them, so that
-    /// addresses no pod holds are never forwarded elsewhere.
-    fn set_local_routes(&mut self, cidrs: &[ipnetwork::IpNetwork]) {
-        let new: BTreeSet<Prefix> = cidrs
-            .iter()
-            .filter_map(|n| Prefix::new(n.network(), n.prefix()).ok())
-            .collect();
-        if new == self.local_routes {
-            return;
-        }
-        for gone in self.local_routes.difference(&new) {
-            self.kernel.delete(to_network(gone));
-        }
-        for added in new.difference(&self.local_routes) {
-            self.kernel.replace(KernelRoute::Blackhole {
-                prefix: to_network(added),
-            });
-        }
-        let removed: Vec<Prefix> = self.local_routes.difference(&new).copied().collect();
-        self.local_routes = new;
-        // A prefix that stopped being ours may have a learned route to install.
-        let learned: Vec<_> = self
-            .rib
-            .best_routes()
-            .filter(|(p, _, _)| removed.contains(p))
-            .map(|(p, _, nh)| (*p, nh.to_vec()))
-            .collect();
-        for (p, hops) in learned {
-            self.kernel.replace(KernelRoute::Via {
-                prefix: to_network(&p),
-                next_hops: hops,
-            });
-        }
-        let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
-        for addr in addrs {
-            self.advertise(addr, false);
         }
     }
 }

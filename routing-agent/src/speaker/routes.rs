@@ -62,7 +62,7 @@ impl Speaker {
         for (prefix, next_hop) in announced {
             let usable = families.contains(&prefix.family())
                 && next_hop.is_ipv4() == prefix.is_ipv4()
-                && !self.local_routes.contains(&prefix);
+                && !self.local_routes.contains_key(&prefix);
             if looped || !usable {
                 changes.extend(self.rib.withdraw(addr, prefix));
                 continue;
@@ -98,7 +98,7 @@ impl Speaker {
     pub(super) fn apply_changes(&mut self, changes: Vec<BestChange>) {
         let prefixes: Vec<Prefix> = changes.iter().map(|c| c.prefix).collect();
         for c in changes {
-            if self.local_routes.contains(&c.prefix) {
+            if self.local_routes.contains_key(&c.prefix) {
                 continue;
             }
             let prefix = to_network(&c.prefix);

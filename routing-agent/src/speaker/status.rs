@@ -61,7 +61,7 @@ impl Speaker {
     fn route_status(&self) -> Vec<RouteStatus> {
         let mut out: Vec<RouteStatus> = self
             .local_routes
-            .iter()
+            .keys()
             .map(|p| RouteStatus {
                 prefix: p.to_string(),
                 next_hops: vec![],
@@ -72,7 +72,7 @@ impl Speaker {
             })
             .collect();
         for (prefix, route, hops) in self.rib.best_routes() {
-            if self.local_routes.contains(prefix) {
+            if self.local_routes.contains_key(prefix) {
                 continue;
             }
             let peer = route.peer.address;

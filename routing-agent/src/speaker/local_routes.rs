@@ -1,0 +1,103 @@
+//! The node's own routes: what IPAM gave it (its blocks, and the addresses
+//! it borrowed from other nodes' blocks) or, when the cluster has no IPPool,
+//! its `spec.podCIDRs`. Each is advertised to the peers; blocks and pod
+//! CIDRs also get a blackhole, so that addresses no pod holds are never
+//! forwarded elsewhere (a pod's own /32 host route is more specific).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use starling_bgp::Prefix;
+
+use super::peers::to_network;
+use super::Speaker;
+use crate::config::ClusterConfig;
+use crate::kernel::KernelRoute;
+
+impl Speaker {
+    /// Recomputes the node's own routes from IPAM or the Node object, and
+    /// tells the kernel and the peers what changed.
+    pub(super) fn refresh_local_routes(&mut self, cfg: &ClusterConfig) {
+        let Some(local) = &self.local else {
+            return;
+        };
+        let mut want: BTreeMap<Prefix, bool> = BTreeMap::new();
+        match (&self.ipam, cfg.ip_pools.is_empty()) {
+            (Some(store), false) => match starling_ipam::node_blocks(store, &local.name) {
+                Ok(nb) => {
+                    want.extend(
+                        nb.blocks
+                            .iter()
+                            .filter_map(|n| prefix(n.network(), n.prefix()))
+                            .map(|p| (p, true)),
+                    );
+                    want.extend(
+                        nb.borrowed
+                            .iter()
+                            .filter_map(|a| prefix(*a, if a.is_ipv4() { 32 } else { 128 }))
+                            .map(|p| (p, false)),
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the IPAM store; keeping the node's routes as they are");
+                    return;
+                }
+            },
+            _ => want.extend(
+                local
+                    .pod_cidrs
+                    .iter()
+                    .filter_map(|n| prefix(n.network(), n.prefix()))
+                    .map(|p| (p, true)),
+            ),
+        }
+        self.set_local_routes(want);
+    }
+
+    fn set_local_routes(&mut self, new: BTreeMap<Prefix, bool>) {
+        if new == self.local_routes {
+            return;
+        }
+        for (gone, blackholed) in &self.local_routes {
+            if *blackholed && new.get(gone) != Some(&true) {
+                self.kernel.delete(to_network(gone));
+            }
+        }
+        for (added, blackhole) in &new {
+            if *blackhole && self.local_routes.get(added) != Some(&true) {
+                self.kernel.replace(KernelRoute::Blackhole {
+                    prefix: to_network(added),
+                });
+            }
+        }
+        let removed: Vec<Prefix> = self
+            .local_routes
+            .keys()
+            .filter(|p| !new.contains_key(p))
+            .copied()
+            .collect();
+        tracing::info!(routes = ?new.keys().map(ToString::to_string).collect::<Vec<_>>(), "the node's own routes");
+        self.local_routes = new;
+        // A prefix that stopped being ours may have a learned route to install.
+        let learned: Vec<_> = self
+            .rib
+            .best_routes()
+            .filter(|(p, _, _)| removed.contains(p))
+            .map(|(p, _, nh)| (*p, nh.to_vec()))
+            .collect();
+        for (p, hops) in learned {
+            self.kernel.replace(KernelRoute::Via {
+                prefix: to_network(&p),
+                next_hops: hops,
+            });
+        }
+        let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
+        for addr in addrs {
+            self.advertise(addr, false);
+        }
+    }
+}
+
+fn prefix(addr: IpAddr, len: u8) -> Option<Prefix> {
+    Prefix::new(addr, len).ok()
+}
