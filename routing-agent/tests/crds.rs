@@ -132,3 +132,80 @@ fn node_status_has_a_status_subresource() {
     let sessions = &schema("BGPNodeStatus")["properties"]["status"]["properties"]["sessions"];
     assert_eq!(sessions["x-kubernetes-list-type"], "map");
 }
+
+/// Every field the CRDs let a user set is one the agent reads: an object
+/// with all of them set passes `parse_documents` and `build`.
+#[test]
+fn every_crd_field_is_read_by_the_agent() {
+    use starling_agent::crd::{
+        BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec, GracefulRestart, IPPool,
+        IPPoolSpec, LabelSelector, LabelSelectorRequirement, SelectorOperator,
+    };
+    let selector = LabelSelector {
+        match_labels: [("rack".to_string(), "a".to_string())].into(),
+        match_expressions: vec![LabelSelectorRequirement {
+            key: "zone".into(),
+            operator: SelectorOperator::In,
+            values: vec!["z1".into()],
+        }],
+    };
+    let restart = GracefulRestart {
+        enabled: Some(true),
+        restart_time: Some("120s".into()),
+    };
+    let config = BGPConfiguration::new(
+        "default",
+        BGPConfigurationSpec {
+            as_number: Some(64512),
+            node_to_node_mesh_enabled: Some(false),
+            listen_port: Some(1179),
+            graceful_restart: Some(restart.clone()),
+        },
+    );
+    let peer = BGPPeer::new(
+        "tor",
+        BGPPeerSpec {
+            peer_ip: Some("10.0.0.1".into()),
+            peer_selector: None,
+            as_number: Some(65000),
+            node: None,
+            node_selector: Some(selector.clone()),
+            hold_time: Some("90s".into()),
+            keepalive_time: Some("30s".into()),
+            graceful_restart: Some(restart),
+            max_prefixes: Some(1000),
+            ttl_security: Some(1),
+        },
+    );
+    let by_selector = BGPPeer::new(
+        "rr",
+        BGPPeerSpec {
+            peer_selector: Some(selector.clone()),
+            node: Some("node-1".into()),
+            ..BGPPeerSpec::default()
+        },
+    );
+    let pool = IPPool::new(
+        "pool",
+        IPPoolSpec {
+            cidr: "10.244.0.0/16".into(),
+            block_size: Some(24),
+            node_selector: Some(selector),
+            disabled: Some(false),
+        },
+    );
+    let text = [
+        serde_json::to_string(&config),
+        serde_json::to_string(&peer),
+        serde_json::to_string(&by_selector),
+        serde_json::to_string(&pool),
+    ]
+    .map(|r| r.expect("serialize"))
+    .join("\n---\n");
+    let (objects, errors) = starling_agent::config::parse_documents(&text, "crd");
+    assert!(errors.is_empty(), "{errors:?}");
+    let (cfg, errors) = starling_agent::config::build(objects);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(cfg.peers.len(), 2);
+    assert_eq!(cfg.bgp.listen_port, 1179);
+}

@@ -130,4 +130,13 @@ pub struct BGPPeerSpec {
     pub keepalive_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graceful_restart: Option<GracefulRestart>,
+    /// Close the session (Cease 6/1) when the peer sends more prefixes
+    /// than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_prefixes: Option<u32>,
+    /// GTSM (RFC 5082): accept the peer's packets only within this many
+    /// hops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 254))]
+    pub ttl_security: Option<u8>,
 }

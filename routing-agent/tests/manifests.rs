@@ -1,0 +1,290 @@
+//! The manifests of `examples/kubernetes/` parse with k8s-openapi's types
+//! (and write back to exactly what they say, so a misspelled field fails),
+//! reference only the service accounts, config maps and image that exist,
+//! grant the agent only what it uses, and the samples pass the agent's own
+//! validation.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use starling_agent::config::parse_documents;
+use starling_agent::crd::{BGPConfiguration, BGPPeer, IPPool};
+use starling_agent::kubernetes::WatchedKind;
+
+/// What `docker build -f examples/kubernetes/Dockerfile -t starling:dev .`
+/// makes; the only image the manifests may use.
+const IMAGE: &str = "starling:dev";
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/kubernetes")
+}
+
+/// Every document of every YAML file, with its file's name.
+fn documents() -> Vec<(String, Value)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir())
+        .expect("examples/kubernetes")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        let text = std::fs::read_to_string(&file).expect("read");
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v: Value =
+                serde::Deserialize::deserialize(doc).unwrap_or_else(|e| panic!("{name}: {e}"));
+            if !v.is_null() {
+                out.push((name.clone(), v));
+            }
+        }
+    }
+    out
+}
+
+/// `v` as a `T`, which must write back to `v` itself.
+fn typed<T: DeserializeOwned + Serialize>(file: &str, v: &Value) -> T {
+    let t: T = serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let back = serde_json::to_value(&t).expect("serialize");
+    assert_eq!(
+        &back, v,
+        "{file}: fields the type does not know, or wrong types"
+    );
+    t
+}
+
+#[derive(Default)]
+struct Manifests {
+    service_accounts: Vec<ServiceAccount>,
+    config_maps: Vec<ConfigMap>,
+    roles: Vec<ClusterRole>,
+    bindings: Vec<ClusterRoleBinding>,
+    daemon_sets: Vec<DaemonSet>,
+    crds: Vec<CustomResourceDefinition>,
+    samples: usize,
+}
+
+fn manifests() -> Manifests {
+    let mut m = Manifests::default();
+    for (file, v) in documents() {
+        let kind = v["kind"].as_str().unwrap_or("").to_string();
+        match kind.as_str() {
+            "ServiceAccount" => m.service_accounts.push(typed(&file, &v)),
+            "ConfigMap" => m.config_maps.push(typed(&file, &v)),
+            "ClusterRole" => m.roles.push(typed(&file, &v)),
+            "ClusterRoleBinding" => m.bindings.push(typed(&file, &v)),
+            "DaemonSet" => m.daemon_sets.push(typed(&file, &v)),
+            "CustomResourceDefinition" => m.crds.push(typed(&file, &v)),
+            "BGPConfiguration" => {
+                typed::<BGPConfiguration>(&file, &v);
+                m.samples += 1;
+            }
+            "BGPPeer" => {
+                typed::<BGPPeer>(&file, &v);
+                m.samples += 1;
+            }
+            "IPPool" => {
+                typed::<IPPool>(&file, &v);
+                m.samples += 1;
+            }
+            other => panic!("{file}: unexpected kind {other:?}"),
+        }
+    }
+    m
+}
+
+#[test]
+fn every_manifest_parses_with_its_type() {
+    let m = manifests();
+    assert_eq!(m.daemon_sets.len(), 1);
+    assert_eq!(m.crds.len(), 4);
+    assert_eq!(m.samples, 3);
+}
+
+#[test]
+fn references_point_at_what_exists() {
+    let m = manifests();
+    let accounts: BTreeSet<(String, String)> = m
+        .service_accounts
+        .iter()
+        .map(|s| {
+            (
+                s.metadata.namespace.clone().unwrap_or_default(),
+                s.metadata.name.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let maps: BTreeSet<(String, String)> = m
+        .config_maps
+        .iter()
+        .map(|c| {
+            (
+                c.metadata.namespace.clone().unwrap_or_default(),
+                c.metadata.name.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let roles: BTreeSet<String> = m
+        .roles
+        .iter()
+        .filter_map(|r| r.metadata.name.clone())
+        .collect();
+    for b in &m.bindings {
+        assert!(
+            roles.contains(&b.role_ref.name),
+            "binding to a missing role {}",
+            b.role_ref.name
+        );
+        for s in b.subjects.iter().flatten() {
+            let key = (s.namespace.clone().unwrap_or_default(), s.name.clone());
+            assert!(
+                accounts.contains(&key),
+                "binding to a missing service account {key:?}"
+            );
+        }
+    }
+    for ds in &m.daemon_sets {
+        let ns = ds.metadata.namespace.clone().unwrap_or_default();
+        let pod = ds
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .expect("pod spec");
+        let account = pod.service_account_name.clone().unwrap_or_default();
+        assert!(
+            accounts.contains(&(ns.clone(), account.clone())),
+            "missing service account {account}"
+        );
+        for v in pod.volumes.iter().flatten() {
+            if let Some(cm) = &v.config_map {
+                assert!(
+                    maps.contains(&(ns.clone(), cm.name.clone())),
+                    "missing config map {}",
+                    cm.name
+                );
+            }
+        }
+        let containers = pod
+            .containers
+            .iter()
+            .chain(pod.init_containers.iter().flatten());
+        for c in containers {
+            assert_eq!(c.image.as_deref(), Some(IMAGE), "container {}", c.name);
+        }
+    }
+    let dockerfile = std::fs::read_to_string(dir().join("Dockerfile")).expect("Dockerfile");
+    assert!(
+        dockerfile.contains(&format!("-t {IMAGE} .")),
+        "the Dockerfile's build command names {IMAGE}"
+    );
+}
+
+#[test]
+fn the_agent_runs_on_the_host_network_with_two_capabilities_and_its_node_name() {
+    let ds = manifests().daemon_sets.remove(0);
+    let pod = ds.spec.and_then(|s| s.template.spec).expect("pod spec");
+    assert_eq!(pod.host_network, Some(true));
+    let agent = pod
+        .containers
+        .iter()
+        .find(|c| c.name == "starling-agent")
+        .expect("agent");
+    let caps = agent
+        .security_context
+        .as_ref()
+        .and_then(|s| s.capabilities.clone())
+        .expect("capabilities");
+    assert_eq!(caps.drop, Some(vec!["ALL".to_string()]));
+    assert_eq!(
+        caps.add,
+        Some(vec![
+            "NET_ADMIN".to_string(),
+            "NET_BIND_SERVICE".to_string()
+        ])
+    );
+    assert_ne!(
+        agent.security_context.as_ref().and_then(|s| s.privileged),
+        Some(true)
+    );
+    assert!(agent.liveness_probe.is_some() && agent.readiness_probe.is_some());
+    let env = agent.env.clone().unwrap_or_default();
+    let node = env
+        .iter()
+        .find(|e| e.name == "NODE_NAME")
+        .expect("NODE_NAME");
+    let field = node
+        .value_from
+        .as_ref()
+        .and_then(|v| v.field_ref.as_ref())
+        .expect("fieldRef");
+    assert_eq!(field.field_path, "spec.nodeName");
+    let datastore = env
+        .iter()
+        .find(|e| e.name == "STARLING_DATASTORE")
+        .expect("datastore");
+    assert_eq!(datastore.value.as_deref(), Some("kubernetes"));
+    let init = pod.init_containers.unwrap_or_default();
+    assert!(init.iter().any(|c| c.name == "install-cni"));
+}
+
+#[test]
+fn the_cluster_role_grants_what_the_agent_uses_and_nothing_more() {
+    let m = manifests();
+    let mut granted = BTreeSet::new();
+    for rule in m.roles.iter().flat_map(|r| r.rules.iter().flatten()) {
+        for group in rule.api_groups.iter().flatten() {
+            for resource in rule.resources.iter().flatten() {
+                for verb in &rule.verbs {
+                    granted.insert((group.clone(), resource.clone(), verb.clone()));
+                }
+            }
+        }
+    }
+    let mut used = BTreeSet::new();
+    for kind in WatchedKind::ALL {
+        let r = kind.resource();
+        for verb in ["list", "watch"] {
+            used.insert((r.group.clone(), r.plural.clone(), verb.to_string()));
+        }
+    }
+    let starling = |res: &str, verb: &str| {
+        (
+            "starling.dev".to_string(),
+            res.to_string(),
+            verb.to_string(),
+        )
+    };
+    used.insert(starling("bgpnodestatuses", "create"));
+    used.insert(starling("bgpnodestatuses", "patch"));
+    used.insert(starling("bgpnodestatuses/status", "patch"));
+    for verb in ["create", "patch"] {
+        used.insert((
+            "events.k8s.io".to_string(),
+            "events".to_string(),
+            verb.to_string(),
+        ));
+    }
+    assert_eq!(granted, used);
+}
+
+#[test]
+fn the_samples_pass_the_agents_validation() {
+    let lab = dir().join("../containerlab/starling-bgp.yaml");
+    for (path, pools) in [(dir().join("samples.yaml"), 1), (lab, 0)] {
+        let text = std::fs::read_to_string(&path).expect("read");
+        let (objects, errors) = parse_documents(&text, &path.display().to_string());
+        assert!(errors.is_empty(), "{errors:?}");
+        let (cfg, errors) = starling_agent::config::build(objects);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(cfg.bgp.as_number, 64512);
+        assert_eq!(cfg.peers.len(), 1);
+        assert_eq!(cfg.ip_pools.len(), pools);
+    }
+}
