@@ -829,3 +829,60 @@ fn ipam_blocks_are_routed_and_withdrawn() {
         Ok(())
     });
 }
+
+/// TCP MD5 signatures (RFC 2385) with FRR: the `tor` BGPPeer's password
+/// comes from a Secret; with the right one the sessions come up, with a
+/// wrong one they never do and the agent says what to check.
+#[test]
+fn md5_password_from_a_secret() {
+    let yaml = starling_lab::datastore::DEFAULT_CLUSTER_YAML.replace(
+        "spec: {peerIP: 10.0.0.1, asNumber: 65000,",
+        "spec: {peerIP: 10.0.0.1, asNumber: 65000, password: {secretKeyRef: {name: bgp-passwords, key: tor}},",
+    );
+    let secret = |password: &str| {
+        format!(
+            "\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: bgp-passwords, namespace: starling-system}}\n\
+             stringData: {{tor: {password}}}\n"
+        )
+    };
+    let bgpd = starling_lab::frr::DEFAULT_BGPD_CONF.replace(
+        " neighbor NODES-V4 timers connect 5\n",
+        " neighbor NODES-V4 timers connect 5\n neighbor NODES-V4 password s3cret\n",
+    );
+    let options = LabOptions {
+        cluster_yaml: format!("{yaml}{}", secret("s3cret")),
+        bgpd_conf: bgpd,
+        ..LabOptions::default()
+    };
+    run_lab("t12-", options, |lab| {
+        lab.wait_frr_established(SESSIONS_UP)?;
+        lab.wait_agents_established(SESSIONS_UP)?;
+
+        // A wrong password: the IPv4 sessions go down and stay down.
+        lab.write_datastore(&format!("{yaml}{}", secret("wrong")))?;
+        let tor = IpAddr::V4(topology::TOR_V4);
+        let agent = lab.agent_mut("node-1")?;
+        let log = agent.log_path();
+        starling_lab::wait_until(
+            Duration::from_secs(30),
+            "node-1 to say the password may be wrong",
+            || {
+                let peers = agent.ctl().peers()?;
+                let up = peers
+                    .iter()
+                    .any(|p| p.ip() == Some(tor) && p.is_established());
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let said = text.contains("check that both sides use the same password");
+                Ok(starling_lab::Check::when(!up && said, (), || {
+                    starling_lab::agent::brief_peers(&peers)
+                }))
+            },
+        )?;
+        let summary = lab.frr_mut()?.summary()?;
+        let v4: Vec<IpAddr> = lab.nodes().iter().map(|n| IpAddr::V4(n.v4)).collect();
+        ensure(v4.iter().all(|a| !summary.is_established(*a)), || {
+            format!("FRR still has IPv4 sessions up: {}", summary.brief())
+        })?;
+        Ok(())
+    });
+}

@@ -153,6 +153,7 @@ pub(crate) fn bgp_peer(object: &Fields, meta: Meta) -> FieldResult<BgpPeerSpec> 
         "gracefulRestart",
         "maxPrefixes",
         "ttlSecurity",
+        "password",
     ])?;
     let ttl_security = match spec.u16("ttlSecurity")? {
         Some(n @ 1..=254) => Some(n as u8),
@@ -180,6 +181,7 @@ pub(crate) fn bgp_peer(object: &Fields, meta: Meta) -> FieldResult<BgpPeerSpec> 
         graceful_restart: graceful_restart(&spec)?,
         max_prefixes: spec.u32("maxPrefixes")?,
         ttl_security,
+        password: super::secret::password(&spec)?,
     })
 }
 

@@ -18,6 +18,7 @@ mod local;
 mod model;
 mod objects;
 mod peers;
+mod secret;
 mod selector;
 mod validate;
 
@@ -36,5 +37,6 @@ pub use objects::{
     KIND_NODE, STARLING_API_VERSION,
 };
 pub use peers::{desired_peers, DesiredPeer, PeerSource};
+pub use secret::{SecretData, SecretKeyRef, KIND_SECRET};
 pub use selector::{LabelSelector, LabelSelectorRequirement, SelectorOperator};
 pub use validate::{build, DEFAULT_BGP_CONFIGURATION};

@@ -7,6 +7,7 @@ use std::time::Duration;
 use ipnetwork::IpNetwork;
 
 use super::ip_pool::IpPoolSpec;
+use super::secret::{SecretData, SecretKeyRef};
 use super::selector::LabelSelector;
 
 /// AS number used when neither the BGPConfiguration nor the node sets one.
@@ -32,6 +33,8 @@ pub struct ClusterConfig {
     pub peers: Vec<BgpPeerSpec>,
     /// Validated IPPools (no two overlap), sorted by name.
     pub ip_pools: Vec<IpPoolSpec>,
+    /// Secrets by name (for BGPPeer passwords).
+    pub secrets: BTreeMap<String, SecretData>,
 }
 
 /// Cluster-wide BGP settings (BGPConfiguration `default`).
@@ -123,6 +126,8 @@ pub struct BgpPeerSpec {
     pub max_prefixes: Option<u32>,
     /// GTSM (RFC 5082): accept packets only from this many hops away.
     pub ttl_security: Option<u8>,
+    /// TCP MD5 password (RFC 2385), from a Secret.
+    pub password: Option<SecretKeyRef>,
 }
 
 impl BgpPeerSpec {

@@ -10,6 +10,7 @@ use super::fields::{describe, FieldError, Fields};
 use super::ip_pool::{self, IpPoolSpec, KIND_IP_POOL};
 use super::kinds;
 use super::model::{BgpConfig, BgpPeerSpec, NodeInfo};
+use super::secret::{self, SecretData, KIND_SECRET};
 
 /// `apiVersion` of Starling's own kinds.
 pub const STARLING_API_VERSION: &str = "starling.dev/v1alpha1";
@@ -38,6 +39,11 @@ pub enum Object {
         source: String,
         pool: IpPoolSpec,
     },
+    Secret {
+        source: String,
+        name: String,
+        data: SecretData,
+    },
 }
 
 impl Object {
@@ -48,6 +54,7 @@ impl Object {
             Object::BgpConfiguration { .. } => KIND_BGP_CONFIGURATION,
             Object::BgpPeer { .. } => KIND_BGP_PEER,
             Object::IpPool { .. } => KIND_IP_POOL,
+            Object::Secret { .. } => KIND_SECRET,
         }
     }
 
@@ -57,6 +64,7 @@ impl Object {
             Object::BgpConfiguration { name, .. } => name,
             Object::BgpPeer { peer, .. } => &peer.name,
             Object::IpPool { pool, .. } => &pool.name,
+            Object::Secret { name, .. } => name,
         }
     }
 
@@ -65,7 +73,8 @@ impl Object {
             Object::Node { source, .. }
             | Object::BgpConfiguration { source, .. }
             | Object::BgpPeer { source, .. }
-            | Object::IpPool { source, .. } => source,
+            | Object::IpPool { source, .. }
+            | Object::Secret { source, .. } => source,
         }
     }
 }
@@ -215,6 +224,13 @@ fn parse_value(
             .map(|pool| Object::IpPool {
                 source: source.to_string(),
                 pool,
+            }),
+        ("v1", KIND_SECRET) => kinds::metadata(&top)
+            .and_then(|meta| Ok((meta.name, secret::secret(&top)?)))
+            .map(|(name, data)| Object::Secret {
+                source: source.to_string(),
+                name,
+                data,
             }),
         ("v1", "List") => {
             match top.list("items") {

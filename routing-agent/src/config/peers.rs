@@ -75,6 +75,11 @@ pub fn desired_peers(cfg: &ClusterConfig, local: &LocalNode) -> Vec<DesiredPeer>
     // cfg.peers is sorted by name: the first BGPPeer is offered first.
     for peer in &cfg.peers {
         let selects_local = peer.selects_node(&local.name, local_labels);
+        // A password that cannot be found means no session at all, never
+        // one without the password.
+        let Ok(password) = resolve_password(cfg, peer) else {
+            continue;
+        };
         if let (Some(address), Some(remote_as)) = (peer.peer_ip, peer.as_number) {
             let local_address = first_of_family(&local.addresses, address);
             if let (true, Some(local_address)) = (selects_local, local_address) {
@@ -89,7 +94,7 @@ pub fn desired_peers(cfg: &ClusterConfig, local: &LocalNode) -> Vec<DesiredPeer>
                     graceful_restart: restart_time(cfg, Some(peer)),
                     max_prefixes: peer.max_prefixes,
                     ttl_security: peer.ttl_security,
-                    password: None,
+                    password,
                     source: PeerSource::BgpPeer {
                         name: peer.name.clone(),
                         node: None,
@@ -144,6 +149,11 @@ fn node_sessions(
         IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     ];
+    let password = match peer.map(|p| resolve_password(cfg, p)) {
+        Some(Ok(p)) => p,
+        Some(Err(())) => return Vec::new(),
+        None => None,
+    };
     families
         .iter()
         .filter_map(|&family| {
@@ -169,12 +179,34 @@ fn node_sessions(
                 graceful_restart: restart_time(cfg, peer),
                 max_prefixes: peer.and_then(|p| p.max_prefixes),
                 ttl_security: peer.and_then(|p| p.ttl_security),
-                password: None,
+                password: password.clone(),
                 source,
                 name: remote.name.clone(),
             })
         })
         .collect()
+}
+
+/// The TCP MD5 password a BGPPeer names: Ok(None) without one, Err when the
+/// Secret or its key is missing (logged, naming the BGPPeer and field).
+fn resolve_password(cfg: &ClusterConfig, peer: &BgpPeerSpec) -> Result<Option<String>, ()> {
+    let Some(r) = &peer.password else {
+        return Ok(None);
+    };
+    match cfg.secrets.get(&r.name).and_then(|s| s.get(&r.key)) {
+        Some(p) => Ok(Some(p.clone())),
+        None => {
+            tracing::error!(
+                bgp_peer = %peer.name,
+                field = "spec.password.secretKeyRef",
+                secret = %r.name,
+                key = %r.key,
+                "BGPPeer/{}: spec.password.secretKeyRef: Secret {:?} has no key {:?}; no session until it does",
+                peer.name, r.name, r.key
+            );
+            Err(())
+        }
+    }
 }
 
 /// The restart time of a session's Graceful Restart: the BGPPeer's
@@ -329,6 +361,36 @@ spec: {peerIP: 'fd00::1', asNumber: 65000, holdTime: 9s, keepaliveTime: 3s}
                 ("node-3".to_string(), false),
             ]
         );
+    }
+
+    #[test]
+    fn passwords_come_from_secrets_and_a_missing_one_means_no_session() {
+        let extra = "
+---
+apiVersion: starling.dev/v1alpha1
+kind: BGPPeer
+metadata: {name: edge}
+spec: {peerIP: 10.0.0.2, asNumber: 65002, password: {secretKeyRef: {name: bgp, key: edge}}}
+---
+apiVersion: starling.dev/v1alpha1
+kind: BGPPeer
+metadata: {name: edge2}
+spec: {peerIP: 10.0.0.3, asNumber: 65002, password: {secretKeyRef: {name: bgp, key: nope}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: bgp, namespace: starling-system}
+data: {edge: czNjcmV0}
+";
+        let cfg = config(extra);
+        let peers = peers_of(&cfg, "node-1");
+        let edge = peers.iter().find(|p| p.name == "edge").expect("edge");
+        assert_eq!(edge.password.as_deref(), Some("s3cret"));
+        assert!(!peers.iter().any(|p| p.name == "edge2"));
+        assert!(peers
+            .iter()
+            .filter(|p| p.name != "edge")
+            .all(|p| p.password.is_none()));
     }
 
     #[test]

@@ -58,6 +58,7 @@ pub fn build(objects: Vec<Object>) -> (ClusterConfig, Vec<ConfigError>) {
             Object::BgpConfiguration { name, bgp, .. } => check_bgp_configuration(name, bgp),
             Object::BgpPeer { peer, .. } => check_bgp_peer(peer),
             Object::IpPool { pool, .. } => check_ip_pool(pool, &cfg.ip_pools),
+            Object::Secret { .. } => Ok(()),
         };
         if let Err(e) = checked {
             errors.push(ConfigError::new(
@@ -76,6 +77,9 @@ pub fn build(objects: Vec<Object>) -> (ClusterConfig, Vec<ConfigError>) {
             Object::BgpConfiguration { bgp, .. } => cfg.bgp = bgp,
             Object::BgpPeer { peer, .. } => cfg.peers.push(peer),
             Object::IpPool { pool, .. } => cfg.ip_pools.push(pool),
+            Object::Secret { name, data, .. } => {
+                cfg.secrets.insert(name, data);
+            }
         }
     }
     cfg.peers.sort_by(|a, b| a.name.cmp(&b.name));

@@ -241,7 +241,18 @@ impl Speaker {
                         );
                     }
                     (true, Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "connect failed");
+                        let md5 = self
+                            .peers
+                            .get(&peer)
+                            .is_some_and(|p| p.desired.password.is_some());
+                        if md5 && e.kind() == std::io::ErrorKind::TimedOut {
+                            // RFC 2385: the kernel drops segments whose
+                            // signature does not check, so a wrong password
+                            // looks like a peer that never answers.
+                            tracing::warn!(%peer, error = %e, "connect failed with TCP MD5 configured: check that both sides use the same password");
+                        } else {
+                            tracing::debug!(%peer, error = %e, "connect failed");
+                        }
                         self.handle(peer, now, Event::ConnectFailed);
                     }
                 }

@@ -1,0 +1,58 @@
+//! Core `Secret` objects, for the TCP MD5 passwords BGPPeers name
+//! (`spec.password.secretKeyRef`), as Calico does.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+
+use super::fields::{FieldError, FieldResult, Fields};
+
+pub const KIND_SECRET: &str = "Secret";
+
+/// A Secret's keys and their values (decoded from `data`, or `stringData`).
+pub type SecretData = BTreeMap<String, String>;
+
+/// `spec.password.secretKeyRef` of a BGPPeer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretKeyRef {
+    pub name: String,
+    pub key: String,
+}
+
+/// A Secret: `data` values are base64 (as the API server returns them),
+/// `stringData` values plain; a key in both takes `stringData`'s, as the API
+/// server does.
+pub(crate) fn secret(object: &Fields) -> FieldResult<SecretData> {
+    let mut out = SecretData::new();
+    for (key, value) in object.string_map("data")? {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(value.trim())
+            .map_err(|e| FieldError::new(format!("data[{key}]"), format!("not base64: {e}")))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| FieldError::new(format!("data[{key}]"), "not UTF-8 text"))?;
+        out.insert(key, text);
+    }
+    out.extend(object.string_map("stringData")?);
+    Ok(out)
+}
+
+/// `password: {secretKeyRef: {name, key}}` in a BGPPeer's spec.
+pub(crate) fn password(spec: &Fields) -> FieldResult<Option<SecretKeyRef>> {
+    let Some(value) = spec.get("password") else {
+        return Ok(None);
+    };
+    let password = Fields::new(value, &spec.path_of("password"))?;
+    password.deny_unknown(&["secretKeyRef"])?;
+    let Some(r) = password.get("secretKeyRef") else {
+        return Err(FieldError::new(
+            password.path_of("secretKeyRef"),
+            "required",
+        ));
+    };
+    let r = Fields::new(r, &password.path_of("secretKeyRef"))?;
+    r.deny_unknown(&["name", "key"])?;
+    Ok(Some(SecretKeyRef {
+        name: r.required_string("name")?,
+        key: r.required_string("key")?,
+    }))
+}
