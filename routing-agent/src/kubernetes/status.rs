@@ -68,11 +68,7 @@ pub fn session_statuses(peers: &[PeerStatus], now: Timestamp) -> Vec<SessionStat
             let state = state(&p.state);
             let since = (state == SessionState::Established)
                 .then(|| now - SignedDuration::from_secs(p.uptime_seconds as i64))
-                .map(|t| {
-                    t.round(k8s_openapi::jiff::Unit::Second)
-                        .unwrap_or(t)
-                        .to_string()
-                });
+                .map(|t| whole_seconds(t).to_string());
             SessionStatus {
                 name: p.name.clone(),
                 address: p.address.to_string(),
@@ -165,17 +161,19 @@ async fn write(
             .filter(|s| s.state == SessionState::Established)
             .count() as u32,
         sessions,
-        updated: Some(
-            Timestamp::now()
-                .round(k8s_openapi::jiff::Unit::Second)
-                .unwrap_or_else(|_| Timestamp::now())
-                .to_string(),
-        ),
+        updated: Some(whole_seconds(Timestamp::now()).to_string()),
     };
     let mut object = header;
     object["metadata"] = json!({"name": node});
     object["status"] = serde_json::to_value(&status).unwrap_or_default();
-    api.patch_status(node, params, &Patch::Apply(&object))
-        .await?;
+    if let Err(e) = api.patch_status(node, params, &Patch::Apply(&object)).await {
+        // Deleted by someone? Apply the object again on the retry.
+        *created = false;
+        return Err(e);
+    }
     Ok(())
+}
+
+fn whole_seconds(t: Timestamp) -> Timestamp {
+    t.round(k8s_openapi::jiff::Unit::Second).unwrap_or(t)
 }
