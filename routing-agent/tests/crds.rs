@@ -139,7 +139,8 @@ fn node_status_has_a_status_subresource() {
 fn every_crd_field_is_read_by_the_agent() {
     use starling_agent::crd::{
         BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec, GracefulRestart, IPPool,
-        IPPoolSpec, LabelSelector, LabelSelectorRequirement, SelectorOperator,
+        IPPoolSpec, LabelSelector, LabelSelectorRequirement, PasswordSource, SecretKeyRef,
+        SelectorOperator,
     };
     let selector = LabelSelector {
         match_labels: [("rack".to_string(), "a".to_string())].into(),
@@ -175,6 +176,12 @@ fn every_crd_field_is_read_by_the_agent() {
             graceful_restart: Some(restart),
             max_prefixes: Some(1000),
             ttl_security: Some(1),
+            password: Some(PasswordSource {
+                secret_key_ref: SecretKeyRef {
+                    name: "bgp-secrets".into(),
+                    key: "tor".into(),
+                },
+            }),
         },
     );
     let by_selector = BGPPeer::new(

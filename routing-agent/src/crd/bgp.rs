@@ -139,4 +139,23 @@ pub struct BGPPeerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 254))]
     pub ttl_security: Option<u8>,
+    /// TCP MD5 (RFC 2385) password, from a Secret in the agent's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<PasswordSource>,
+}
+
+/// `password: {secretKeyRef: {name, key}}`, as in Calico.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordSource {
+    pub secret_key_ref: SecretKeyRef,
+}
+
+/// A key of a Secret.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct SecretKeyRef {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    #[schemars(length(min = 1))]
+    pub key: String,
 }

@@ -12,7 +12,10 @@ mod selector;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-pub use bgp::{BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec, GracefulRestart};
+pub use bgp::{
+    BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec, GracefulRestart, PasswordSource,
+    SecretKeyRef,
+};
 pub use ip_pool::{IPPool, IPPoolSpec};
 pub use node_status::{
     BGPNodeStatus, BGPNodeStatusSpec, BGPNodeStatusStatus, SessionKind, SessionState, SessionStatus,
