@@ -55,7 +55,7 @@ pub fn threads_used(
         })
         .filter(|(_, t)| !t.is_zero())
         .collect();
-    used.sort_by(|a, b| b.1.cmp(&a.1));
+    used.sort_by_key(|u| std::cmp::Reverse(u.1));
     used
 }
 
