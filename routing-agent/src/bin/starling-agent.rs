@@ -11,7 +11,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use starling_agent::config::{DatastoreSpec, FileDatastore};
 use starling_agent::control::{self, DEFAULT_SOCKET_PATH};
 use starling_agent::kernel::Kernel;
-use starling_agent::kubernetes::{EventRecorder, KubeDatastore};
+use starling_agent::kubernetes::{
+    EventRecorder, KubeDatastore, NodeStatusWriter, SessionStatusSink,
+};
 use starling_agent::speaker::Speaker;
 
 #[derive(Parser)]
@@ -73,6 +75,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    // Where session states are written back (Kubernetes mode only).
+    let mut status_sink: Option<std::sync::Arc<dyn SessionStatusSink>> = None;
     let config = match &args.datastore {
         DatastoreSpec::File(path) => FileDatastore::new(path.clone())
             .watch(Duration::from_millis(500))
@@ -82,6 +86,10 @@ async fn run(args: Args) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             let events = EventRecorder::new(store.client().clone(), &args.node_name);
+            status_sink = Some(NodeStatusWriter::new(
+                store.client().clone(),
+                &args.node_name,
+            ));
             tracing::info!("waiting for the first lists of the Kubernetes datastore");
             store
                 .with_rejections(std::sync::Arc::new(events))
@@ -123,6 +131,9 @@ async fn run(args: Args) -> Result<(), String> {
         let store = starling_ipam::FileStore::open(dir)
             .map_err(|e| format!("cannot open the IPAM store {}: {e}", dir.display()))?;
         speaker = speaker.with_ipam(store);
+    }
+    if let Some(sink) = status_sink {
+        speaker = speaker.with_status_sink(sink);
     }
     speaker.run(config, control_rx, shutdown).await;
     Ok(())

@@ -77,6 +77,8 @@ pub struct Speaker {
     ipam: Option<starling_ipam::FileStore>,
     /// The configuration last applied.
     config: Option<Arc<ClusterConfig>>,
+    /// Told the sessions' states every second (Kubernetes status).
+    status_sink: Option<Arc<dyn crate::kubernetes::SessionStatusSink>>,
     kernel: KernelSync,
     events_tx: mpsc::UnboundedSender<NetEvent>,
     events_rx: Option<mpsc::UnboundedReceiver<NetEvent>>,
@@ -92,6 +94,16 @@ impl Speaker {
     /// `starling-cni` writes) when the cluster has IPPools.
     pub fn with_ipam(mut self, store: starling_ipam::FileStore) -> Speaker {
         self.ipam = Some(store);
+        self
+    }
+
+    /// Writes the sessions' states there every second (it skips unchanged
+    /// input itself).
+    pub fn with_status_sink(
+        mut self,
+        sink: Arc<dyn crate::kubernetes::SessionStatusSink>,
+    ) -> Speaker {
+        self.status_sink = Some(sink);
         self
     }
 
@@ -117,6 +129,7 @@ impl Speaker {
             local_routes: BTreeMap::new(),
             ipam: None,
             config: None,
+            status_sink: None,
             kernel: KernelSync::spawn(kernel),
             events_tx,
             events_rx: Some(events_rx),
@@ -166,9 +179,12 @@ impl Speaker {
                     let _ = reply.send(self.answer(req));
                 }
                 _ = tokio::time::sleep_until(deadline) => self.timeouts(),
-                _ = ipam_tick.tick(), if self.ipam.is_some() => {
-                    if let Some(cfg) = self.config.clone() {
+                _ = ipam_tick.tick(), if self.ipam.is_some() || self.status_sink.is_some() => {
+                    if let (Some(cfg), true) = (self.config.clone(), self.ipam.is_some()) {
                         self.refresh_local_routes(&cfg);
+                    }
+                    if let Some(sink) = &self.status_sink {
+                        sink.sessions_changed(&self.peer_status());
                     }
                 }
             }

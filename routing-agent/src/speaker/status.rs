@@ -37,7 +37,7 @@ impl Speaker {
         }
     }
 
-    fn peer_status(&self) -> Vec<PeerStatus> {
+    pub(super) fn peer_status(&self) -> Vec<PeerStatus> {
         let now = Instant::now();
         self.peers
             .iter()
