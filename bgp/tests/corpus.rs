@@ -1,6 +1,8 @@
 //! The short fuzz run of CI: every committed seed of the fuzz corpus
 //! (`bgp/fuzz/seeds/`) through the same checks as the fuzz targets, without
-//! cargo-fuzz. Seeds captured from FRR (`frr-*`) must also decode.
+//! cargo-fuzz. Seeds captured from FRR (`frr-*`, by
+//! `tests/tests/fuzz_seeds.rs`) must also decode; `fuzz-*` seeds are the
+//! minimized corpus of long runs (`cargo fuzz cmin`).
 
 #[path = "../fuzz/checks.rs"]
 #[allow(dead_code)]
