@@ -138,7 +138,7 @@ fn node_status_has_a_status_subresource() {
 #[test]
 fn every_crd_field_is_read_by_the_agent() {
     use starling_agent::crd::{
-        BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec, GracefulRestart, IPPool,
+        BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec, Bfd, GracefulRestart, IPPool,
         IPPoolSpec, LabelSelector, LabelSelectorRequirement, PasswordSource, SecretKeyRef,
         SelectorOperator,
     };
@@ -161,6 +161,12 @@ fn every_crd_field_is_read_by_the_agent() {
             node_to_node_mesh_enabled: Some(false),
             listen_port: Some(1179),
             graceful_restart: Some(restart.clone()),
+            bfd: Some(Bfd {
+                enabled: Some(true),
+                min_tx_interval: Some("100ms".into()),
+                min_rx_interval: Some("200ms".into()),
+                multiplier: Some(5),
+            }),
         },
     );
     let peer = BGPPeer::new(
@@ -182,6 +188,7 @@ fn every_crd_field_is_read_by_the_agent() {
                     key: "tor".into(),
                 },
             }),
+            bfd: Some(Bfd::default()),
         },
     );
     let by_selector = BGPPeer::new(
@@ -215,4 +222,11 @@ fn every_crd_field_is_read_by_the_agent() {
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(cfg.peers.len(), 2);
     assert_eq!(cfg.bgp.listen_port, 1179);
+    assert_eq!(cfg.bgp.bfd.multiplier, 5);
+    assert_eq!(
+        cfg.bgp.bfd.min_rx_interval,
+        std::time::Duration::from_millis(200)
+    );
+    let tor = cfg.peers.iter().find(|p| p.name == "tor").expect("tor");
+    assert!(tor.bfd.is_some_and(|b| b.enabled));
 }

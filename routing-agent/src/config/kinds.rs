@@ -14,7 +14,7 @@ use serde_yaml::Value;
 use super::duration::parse_go_duration;
 use super::fields::{describe, string_value, FieldError, FieldResult, Fields};
 use super::model::{
-    BgpConfig, BgpPeerSpec, GracefulRestartSpec, NodeInfo, ASN_ANNOTATION,
+    BfdSpec, BgpConfig, BgpPeerSpec, GracefulRestartSpec, NodeInfo, ASN_ANNOTATION,
     ROUTE_REFLECTOR_ANNOTATION,
 };
 use super::selector::{parse_selector, LabelSelector};
@@ -128,9 +128,11 @@ pub(crate) fn bgp_configuration(object: &Fields) -> FieldResult<BgpConfig> {
         "nodeToNodeMeshEnabled",
         "listenPort",
         "gracefulRestart",
+        "bfd",
     ])?;
     let defaults = BgpConfig::default();
     Ok(BgpConfig {
+        bfd: bfd(&spec)?.unwrap_or(defaults.bfd),
         graceful_restart: graceful_restart(&spec)?.unwrap_or_default(),
         as_number: spec.u32("asNumber")?.unwrap_or(defaults.as_number),
         node_to_node_mesh: spec
@@ -154,6 +156,7 @@ pub(crate) fn bgp_peer(object: &Fields, meta: Meta) -> FieldResult<BgpPeerSpec> 
         "maxPrefixes",
         "ttlSecurity",
         "password",
+        "bfd",
     ])?;
     let ttl_security = match spec.u16("ttlSecurity")? {
         Some(n @ 1..=254) => Some(n as u8),
@@ -182,7 +185,26 @@ pub(crate) fn bgp_peer(object: &Fields, meta: Meta) -> FieldResult<BgpPeerSpec> 
         max_prefixes: spec.u32("maxPrefixes")?,
         ttl_security,
         password: super::secret::password(&spec)?,
+        bfd: bfd(&spec)?,
     })
+}
+
+/// `bfd: {enabled, minTxInterval, minRxInterval, multiplier}`; absent
+/// fields take the defaults (enabled, 300ms, 300ms, 3). Ranges are checked
+/// in `validate`.
+fn bfd(spec: &Fields) -> FieldResult<Option<BfdSpec>> {
+    let Some(value) = spec.get("bfd") else {
+        return Ok(None);
+    };
+    let b = Fields::new(value, &spec.path_of("bfd"))?;
+    b.deny_unknown(&["enabled", "minTxInterval", "minRxInterval", "multiplier"])?;
+    let defaults = BfdSpec::default();
+    Ok(Some(BfdSpec {
+        enabled: b.bool("enabled")?.unwrap_or(defaults.enabled),
+        min_tx_interval: duration(&b, "minTxInterval")?.unwrap_or(defaults.min_tx_interval),
+        min_rx_interval: duration(&b, "minRxInterval")?.unwrap_or(defaults.min_rx_interval),
+        multiplier: b.u16("multiplier")?.unwrap_or(defaults.multiplier),
+    }))
 }
 
 /// `gracefulRestart: {enabled, restartTime}`; absent fields take the

@@ -29,8 +29,9 @@ pub use file_store::FileDatastore;
 pub use ip_pool::{IpPoolSpec, DEFAULT_BLOCK_SIZE_V4, DEFAULT_BLOCK_SIZE_V6, KIND_IP_POOL};
 pub use local::{local_node, router_id, LocalNode};
 pub use model::{
-    BgpConfig, BgpPeerSpec, ClusterConfig, NodeInfo, ASN_ANNOTATION, DEFAULT_AS_NUMBER,
-    DEFAULT_HOLD_TIME, DEFAULT_LISTEN_PORT, ROUTE_REFLECTOR_ANNOTATION,
+    BfdSpec, BgpConfig, BgpPeerSpec, ClusterConfig, NodeInfo, ASN_ANNOTATION, DEFAULT_AS_NUMBER,
+    DEFAULT_BFD_INTERVAL, DEFAULT_BFD_MULTIPLIER, DEFAULT_HOLD_TIME, DEFAULT_LISTEN_PORT,
+    ROUTE_REFLECTOR_ANNOTATION,
 };
 pub use objects::{
     parse_documents, yaml_documents, Object, YamlDocument, KIND_BGP_CONFIGURATION, KIND_BGP_PEER,

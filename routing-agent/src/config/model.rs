@@ -18,6 +18,11 @@ pub const DEFAULT_LISTEN_PORT: u16 = 179;
 pub const DEFAULT_HOLD_TIME: Duration = Duration::from_secs(90);
 /// How long peers keep a restarting node's routes (BIRD's and FRR's default).
 pub const DEFAULT_RESTART_TIME: Duration = Duration::from_secs(120);
+/// BFD intervals when a `bfd` block sets none (Calico's, MetalLB's and
+/// FRR's default).
+pub const DEFAULT_BFD_INTERVAL: Duration = Duration::from_millis(300);
+/// BFD detection multiplier when a `bfd` block sets none.
+pub const DEFAULT_BFD_MULTIPLIER: u16 = 3;
 /// Node annotation overriding the cluster AS number for that node.
 pub const ASN_ANNOTATION: &str = "starling.dev/asn";
 /// Node annotation making the node a route reflector with this cluster ID.
@@ -45,6 +50,9 @@ pub struct BgpConfig {
     pub listen_port: u16,
     /// For mesh sessions, and for BGPPeers that set none.
     pub graceful_restart: GracefulRestartSpec,
+    /// For sessions between nodes (the mesh, and peerSelector BGPPeers that
+    /// set none); off unless the BGPConfiguration enables it.
+    pub bfd: BfdSpec,
 }
 
 impl Default for BgpConfig {
@@ -54,6 +62,7 @@ impl Default for BgpConfig {
             node_to_node_mesh: true,
             listen_port: DEFAULT_LISTEN_PORT,
             graceful_restart: GracefulRestartSpec::default(),
+            bfd: BfdSpec::off(),
         }
     }
 }
@@ -72,6 +81,41 @@ impl Default for GracefulRestartSpec {
         GracefulRestartSpec {
             enabled: true,
             restart_time: DEFAULT_RESTART_TIME,
+        }
+    }
+}
+
+/// `bfd: {enabled, minTxInterval, minRxInterval, multiplier}` (RFC 5880,
+/// RFC 5881) on BGPConfiguration and BGPPeer. Inside the block, `enabled`
+/// defaults to true and the timers to 300 ms × 3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BfdSpec {
+    pub enabled: bool,
+    /// bfd.DesiredMinTxInterval, 10 ms to 60 s.
+    pub min_tx_interval: Duration,
+    /// bfd.RequiredMinRxInterval, 10 ms to 60 s.
+    pub min_rx_interval: Duration,
+    /// bfd.DetectMult, 1 to 255.
+    pub multiplier: u16,
+}
+
+impl Default for BfdSpec {
+    fn default() -> Self {
+        BfdSpec {
+            enabled: true,
+            min_tx_interval: DEFAULT_BFD_INTERVAL,
+            min_rx_interval: DEFAULT_BFD_INTERVAL,
+            multiplier: DEFAULT_BFD_MULTIPLIER,
+        }
+    }
+}
+
+impl BfdSpec {
+    /// The default timers, disabled: what applies without a `bfd` block.
+    pub fn off() -> Self {
+        BfdSpec {
+            enabled: false,
+            ..BfdSpec::default()
         }
     }
 }
@@ -128,6 +172,9 @@ pub struct BgpPeerSpec {
     pub ttl_security: Option<u8>,
     /// TCP MD5 password (RFC 2385), from a Secret.
     pub password: Option<SecretKeyRef>,
+    /// BFD for the sessions; None: the BGPConfiguration's for sessions to
+    /// nodes (peerSelector), off for peerIP.
+    pub bfd: Option<BfdSpec>,
 }
 
 impl BgpPeerSpec {

@@ -6,7 +6,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use super::local::LocalNode;
-use super::model::{first_of_family, BgpPeerSpec, ClusterConfig, NodeInfo, DEFAULT_HOLD_TIME};
+use super::model::{
+    first_of_family, BfdSpec, BgpPeerSpec, ClusterConfig, NodeInfo, DEFAULT_HOLD_TIME,
+};
 
 /// Where a session comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -40,10 +42,27 @@ pub struct DesiredPeer {
     pub ttl_security: Option<u8>,
     /// TCP MD5 password (RFC 2385), from the Secret the BGPPeer names.
     pub password: Option<String>,
+    /// BFD (RFC 5880) timers when enabled for the session.
+    pub bfd: Option<BfdSpec>,
     pub source: PeerSource,
     /// For humans: the remote node's name for mesh and selector sessions,
     /// the BGPPeer's name otherwise.
     pub name: String,
+}
+
+impl DesiredPeer {
+    /// Whether `other` is the same BGP session: equal but for BFD, whose
+    /// changes apply to the running session without resetting it.
+    pub fn same_session(&self, other: &DesiredPeer) -> bool {
+        self.bfd_detached() == other.bfd_detached()
+    }
+
+    fn bfd_detached(&self) -> DesiredPeer {
+        DesiredPeer {
+            bfd: None,
+            ..self.clone()
+        }
+    }
 }
 
 /// The sessions `local` should run, sorted by address, one per remote
@@ -95,6 +114,7 @@ pub fn desired_peers(cfg: &ClusterConfig, local: &LocalNode) -> Vec<DesiredPeer>
                     max_prefixes: peer.max_prefixes,
                     ttl_security: peer.ttl_security,
                     password,
+                    bfd: peer.bfd.filter(|b| b.enabled),
                     source: PeerSource::BgpPeer {
                         name: peer.name.clone(),
                         node: None,
@@ -180,6 +200,7 @@ fn node_sessions(
                 max_prefixes: peer.and_then(|p| p.max_prefixes),
                 ttl_security: peer.and_then(|p| p.ttl_security),
                 password: password.clone(),
+                bfd: node_bfd(cfg, peer),
                 source,
                 name: remote.name.clone(),
             })
@@ -207,6 +228,13 @@ fn resolve_password(cfg: &ClusterConfig, peer: &BgpPeerSpec) -> Result<Option<St
             Err(())
         }
     }
+}
+
+/// BFD of a session between nodes: the BGPPeer's block, else the
+/// BGPConfiguration's; None when disabled.
+fn node_bfd(cfg: &ClusterConfig, peer: Option<&BgpPeerSpec>) -> Option<BfdSpec> {
+    let bfd = peer.and_then(|p| p.bfd).unwrap_or(cfg.bgp.bfd);
+    bfd.enabled.then_some(bfd)
 }
 
 /// The restart time of a session's Graceful Restart: the BGPPeer's
@@ -391,6 +419,43 @@ data: {edge: czNjcmV0}
             .iter()
             .filter(|p| p.name != "edge")
             .all(|p| p.password.is_none()));
+    }
+
+    #[test]
+    fn bfd_for_the_mesh_from_the_bgp_configuration_and_per_bgp_peer() {
+        let cfg = config("");
+        assert!(peers_of(&cfg, "node-1").iter().all(|p| p.bfd.is_none()));
+        let cfg = config(
+            "---\napiVersion: starling.dev/v1alpha1\nkind: BGPConfiguration\nmetadata: {name: default}\n\
+             spec: {bfd: {minRxInterval: 200ms}}\n---\napiVersion: starling.dev/v1alpha1\nkind: BGPPeer\n\
+             metadata: {name: a-edge}\nspec: {peerIP: 10.0.0.2, asNumber: 65002, bfd: {multiplier: 4}}\n",
+        );
+        let peers = peers_of(&cfg, "node-1");
+        let bfd_of = |name: &str| peers.iter().find(|p| p.name == name).and_then(|p| p.bfd);
+        let mesh = bfd_of("node-2").expect("mesh BFD");
+        assert_eq!(mesh.min_rx_interval, Duration::from_millis(200));
+        assert_eq!(mesh.min_tx_interval, Duration::from_millis(300));
+        assert_eq!(bfd_of("a-edge").map(|b| b.multiplier), Some(4));
+        // A peerIP BGPPeer without a bfd block does not inherit the mesh's.
+        assert_eq!(bfd_of("tor"), None);
+    }
+
+    #[test]
+    fn a_bfd_change_is_the_same_bgp_session() {
+        let before = peers_of(&config(""), "node-1");
+        let after = peers_of(
+            &config("---\napiVersion: starling.dev/v1alpha1\nkind: BGPConfiguration\nmetadata: {name: default}\nspec: {bfd: {}}\n"),
+            "node-1",
+        );
+        let (b, a) = (&before[1], &after[1]);
+        assert_eq!(b.name, "node-2");
+        assert_ne!(b, a);
+        assert!(b.same_session(a));
+        let held = DesiredPeer {
+            hold_time: Duration::from_secs(9),
+            ..a.clone()
+        };
+        assert!(!held.same_session(b));
     }
 
     #[test]

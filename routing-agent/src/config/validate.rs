@@ -9,7 +9,7 @@ use super::fields::FieldError;
 use super::ip_pool::check_ip_pool;
 use super::kinds::annotation_path;
 use super::model::{
-    BgpConfig, BgpPeerSpec, ClusterConfig, NodeInfo, ASN_ANNOTATION, DEFAULT_HOLD_TIME,
+    BfdSpec, BgpConfig, BgpPeerSpec, ClusterConfig, NodeInfo, ASN_ANNOTATION, DEFAULT_HOLD_TIME,
 };
 use super::objects::Object;
 
@@ -22,6 +22,10 @@ const AS_TRANS: u32 = 23456;
 const MAX_HOLD_TIME: Duration = Duration::from_secs(65535);
 /// Smallest non-zero hold time (RFC 4271 section 4.2).
 const MIN_HOLD_TIME: Duration = Duration::from_secs(3);
+/// BFD intervals accepted (FRR's range): faster than 10 ms is more than a
+/// userspace agent can keep, slower than a minute is no faster than BGP.
+const MIN_BFD_INTERVAL: Duration = Duration::from_millis(10);
+const MAX_BFD_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Validates `objects` and assembles them. An invalid object is left out and
 /// yields an error; so does the later of two objects of the same kind and
@@ -119,6 +123,30 @@ fn check_bgp_configuration(name: &str, bgp: &BgpConfig) -> Result<(), FieldError
             "must be from 1 to 65535",
         ));
     }
+    check_bfd(&bgp.bfd)
+}
+
+/// `spec.bfd`: intervals from 10ms to 60s in whole microseconds (RFC 5880
+/// carries them as microseconds), a multiplier from 1 to 255 (section 4.1:
+/// "Detect Mult ... MUST be nonzero"; one octet).
+fn check_bfd(bfd: &BfdSpec) -> Result<(), FieldError> {
+    for (field, d) in [
+        ("spec.bfd.minTxInterval", bfd.min_tx_interval),
+        ("spec.bfd.minRxInterval", bfd.min_rx_interval),
+    ] {
+        if d < MIN_BFD_INTERVAL || d > MAX_BFD_INTERVAL || d.subsec_nanos() % 1000 != 0 {
+            return Err(FieldError::new(
+                field,
+                format!("{d:?}: must be from 10ms to 60s, in whole microseconds"),
+            ));
+        }
+    }
+    if !(1..=255).contains(&bfd.multiplier) {
+        return Err(FieldError::new(
+            "spec.bfd.multiplier",
+            format!("{}: must be from 1 to 255", bfd.multiplier),
+        ));
+    }
     Ok(())
 }
 
@@ -152,6 +180,9 @@ fn check_bgp_peer(peer: &BgpPeerSpec) -> Result<(), FieldError> {
     }
     if let Some(asn) = peer.as_number {
         check_as_number(asn, "spec.asNumber".to_string())?;
+    }
+    if let Some(bfd) = &peer.bfd {
+        check_bfd(bfd)?;
     }
     let hold = peer.hold_time.unwrap_or(DEFAULT_HOLD_TIME);
     if let Some(h) = peer.hold_time {
@@ -243,6 +274,53 @@ mod tests {
         assert_eq!(cfg.bgp.listen_port, 179);
         let names: Vec<&str> = cfg.peers.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["aa", "zz"]);
+    }
+
+    #[test]
+    fn bfd_blocks_default_to_300ms_x3_and_bad_values_name_their_field() {
+        let text = format!(
+            "apiVersion: starling.dev/v1alpha1\nkind: BGPConfiguration\nmetadata: {{name: default}}\n\
+             spec: {{bfd: {{minTxInterval: 100ms, multiplier: 5}}}}\n{}{}",
+            peer("a", "{peerIP: 10.0.0.1, asNumber: 65000, bfd: {}}"),
+            peer("b", "{peerIP: 10.0.0.2, asNumber: 65000, bfd: {enabled: false}}"),
+        );
+        let (cfg, errors) = parse_and_build(&text);
+        assert!(errors.is_empty(), "{errors:?}");
+        let mesh = cfg.bgp.bfd;
+        assert!(mesh.enabled);
+        assert_eq!(mesh.min_tx_interval, Duration::from_millis(100));
+        assert_eq!(mesh.min_rx_interval, Duration::from_millis(300));
+        assert_eq!(mesh.multiplier, 5);
+        assert_eq!(cfg.peers[0].bfd, Some(BfdSpec::default()));
+        assert_eq!(BfdSpec::default().multiplier, 3);
+        assert!(!cfg.peers[1].bfd.is_some_and(|b| b.enabled));
+        assert!(!ClusterConfig::default().bgp.bfd.enabled);
+
+        for (spec, field) in [
+            ("{minTxInterval: 5ms}", "spec.bfd.minTxInterval"),
+            ("{minTxInterval: 61s}", "spec.bfd.minTxInterval"),
+            ("{minRxInterval: 1500ns}", "spec.bfd.minRxInterval"),
+            ("{minRxInterval: 300}", "spec.bfd.minRxInterval"),
+            ("{multiplier: 0}", "spec.bfd.multiplier"),
+            ("{multiplier: 256}", "spec.bfd.multiplier"),
+            ("{enabled: yes}", "spec.bfd.enabled"),
+            ("{echo: true}", "spec.bfd.echo"),
+            ("true", "spec.bfd"),
+        ] {
+            rejected(
+                &peer(
+                    "p",
+                    &format!("{{peerIP: 10.0.0.1, asNumber: 1, bfd: {spec}}}"),
+                ),
+                "BGPPeer/p",
+                field,
+            );
+            rejected(
+                &format!("apiVersion: starling.dev/v1alpha1\nkind: BGPConfiguration\nmetadata: {{name: default}}\nspec: {{bfd: {spec}}}\n"),
+                "BGPConfiguration/default",
+                field,
+            );
+        }
     }
 
     #[test]

@@ -61,6 +61,33 @@ pub struct BGPConfigurationSpec {
     /// none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graceful_restart: Option<GracefulRestart>,
+    /// BFD (RFC 5880) of mesh sessions and of peerSelector BGPPeers that set
+    /// none; off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<Bfd>,
+}
+
+/// `bfd: {enabled, minTxInterval, minRxInterval, multiplier}`: sub-second
+/// failure detection for the BGP sessions; a BFD session that goes Down
+/// takes its BGP session down at once.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Bfd {
+    /// Default true when the block is present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Go duration from 10ms to 60s (default 300ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub min_tx_interval: Option<String>,
+    /// Go duration from 10ms to 60s (default 300ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub min_rx_interval: Option<String>,
+    /// Packets missed before the session is down, 1 to 255 (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 255))]
+    pub multiplier: Option<u16>,
 }
 
 /// `gracefulRestart: {enabled, restartTime}`; on, 120s, when absent.
@@ -142,6 +169,10 @@ pub struct BGPPeerSpec {
     /// TCP MD5 (RFC 2385) password, from a Secret in the agent's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<PasswordSource>,
+    /// BFD for these sessions; absent: the BGPConfiguration's for
+    /// peerSelector sessions, off for peerIP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<Bfd>,
 }
 
 /// `password: {secretKeyRef: {name, key}}`, as in Calico.

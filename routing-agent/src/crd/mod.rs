@@ -13,8 +13,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use bgp::{
-    BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec, GracefulRestart, PasswordSource,
-    SecretKeyRef,
+    BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec, Bfd, GracefulRestart,
+    PasswordSource, SecretKeyRef,
 };
 pub use ip_pool::{IPPool, IPPoolSpec};
 pub use node_status::{

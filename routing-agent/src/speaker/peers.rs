@@ -62,7 +62,9 @@ impl Speaker {
         let stale: Vec<IpAddr> = self
             .peers
             .iter()
-            .filter(|(a, p)| router_id_changed || want.get(a) != Some(&p.desired))
+            .filter(|(a, p)| {
+                router_id_changed || !want.get(a).is_some_and(|d| d.same_session(&p.desired))
+            })
             .map(|(a, _)| *a)
             .collect();
         for addr in stale {
