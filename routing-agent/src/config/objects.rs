@@ -20,6 +20,9 @@ pub const KIND_BGP_PEER: &str = "BGPPeer";
 
 /// One decoded object of a kind the routing agent reads, with the file it
 /// came from (`source`, `""` when unknown). Not validated yet: see `build`.
+// A few hundred objects at most, each decoded once: boxing the larger
+// variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Object {
     Node {
