@@ -354,6 +354,17 @@ impl Frr {
         parse_table(&self.vtysh(&format!("show bgp {} unicast json", afi.vtysh_name()))?)
     }
 
+    /// `show bgp neighbors ADDR json`: the neighbor's object (capabilities,
+    /// `messageStats`, ...), left untyped as FRR's fields vary by version.
+    pub fn neighbor(&self, addr: IpAddr) -> Result<serde_json::Value> {
+        let json = self.vtysh(&format!("show bgp neighbors {addr} json"))?;
+        let mut v: serde_json::Value = serde_json::from_str(&json)
+            .map_err(|e| Error::parse("`show bgp neighbors json`", e))?;
+        Ok(v.get_mut(addr.to_string())
+            .map(serde_json::Value::take)
+            .unwrap_or_default())
+    }
+
     /// Waits until every given neighbor is Established; returns the summary.
     pub fn wait_established(
         &mut self,

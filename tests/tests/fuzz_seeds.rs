@@ -125,11 +125,7 @@ fn collect(peer: &mut RawPeer, until: Instant, codec: &Codec) -> Vec<Vec<u8>> {
 }
 
 fn capture_bgp(frr: &Frr, family: usize) -> Result<Vec<Vec<u8>>> {
-    #[allow(clippy::needless_update)]
-    let codec = Codec {
-        four_octet_as: true,
-        ..Codec::default()
-    };
+    let codec = Codec::FOUR_OCTET_AS;
     let listener = RawListener::bind(NS_US, SocketAddr::new(ip(US[family]), 179))?;
     let mut peer = listener.accept(Duration::from_secs(30))?;
     let mut msgs = vec![peer.recv_bgp_message(Duration::from_secs(10))?];

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use starling_lab::frr::Afi;
 use starling_lab::{netns, probe, state, topology, Error, Lab, LabOptions, Result};
 
+#[path = "lab/protocol.rs"]
+mod protocol;
+
 const LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
 const SESSIONS_UP: Duration = Duration::from_secs(60);
 const ROUTES_IN: Duration = Duration::from_secs(30);
@@ -492,9 +495,7 @@ fn malformed_update_gets_its_notification() {
                 .collect(),
             ..Default::default()
         };
-        let four = Codec {
-            four_octet_as: true,
-        };
+        let four = Codec::FOUR_OCTET_AS;
         peer.send(&Message::Update(three).encode(&four))?;
         let deadline = Instant::now() + wait;
         let cease = loop {

@@ -12,6 +12,8 @@
 //! closed as section 6.8 says.
 
 #[cfg(test)]
+mod capability_tests;
+#[cfg(test)]
 mod tests;
 mod transitions;
 

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::packet::{AsPath, Origin, PathAttributes};
 
-const LOCAL_ID: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 11);
+pub(super) const LOCAL_ID: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 11);
 
-fn cfg(remote_as: u32) -> SessionConfig {
+pub(super) fn cfg(remote_as: u32) -> SessionConfig {
     SessionConfig {
         local_as: 64512,
         remote_as,
@@ -23,18 +23,16 @@ fn cfg(remote_as: u32) -> SessionConfig {
     }
 }
 
-fn codec() -> Codec {
-    Codec {
-        four_octet_as: true,
-    }
+pub(super) fn codec() -> Codec {
+    Codec::FOUR_OCTET_AS
 }
 
-fn drain(s: &mut Session) -> Vec<Action> {
+pub(super) fn drain(s: &mut Session) -> Vec<Action> {
     std::iter::from_fn(|| s.poll_action()).collect()
 }
 
 /// The messages sent on `conn` among `actions`.
-fn sent(actions: &[Action], conn: ConnId) -> Vec<Message> {
+pub(super) fn sent(actions: &[Action], conn: ConnId) -> Vec<Message> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -44,16 +42,16 @@ fn sent(actions: &[Action], conn: ConnId) -> Vec<Message> {
         .collect()
 }
 
-fn open_from(asn: u32, id: [u8; 4], hold: u16) -> Vec<u8> {
+pub(super) fn open_from(asn: u32, id: [u8; 4], hold: u16) -> Vec<u8> {
     let o = Open::new(asn, hold, Ipv4Addr::from(id), &[Family::IPV4_UNICAST]);
     Message::Open(o).encode(&codec()).to_vec()
 }
 
-fn keepalive() -> Vec<u8> {
+pub(super) fn keepalive() -> Vec<u8> {
     Message::Keepalive.encode(&codec()).to_vec()
 }
 
-fn notification_sent(actions: &[Action], conn: ConnId) -> Option<(u8, u8)> {
+pub(super) fn notification_sent(actions: &[Action], conn: ConnId) -> Option<(u8, u8)> {
     sent(actions, conn).into_iter().find_map(|m| match m {
         Message::Notification(n) => Some((n.code, n.subcode)),
         _ => None,
@@ -61,7 +59,7 @@ fn notification_sent(actions: &[Action], conn: ConnId) -> Option<(u8, u8)> {
 }
 
 /// A session brought to Established over connection 1.
-fn established(remote_as: u32, t0: Instant) -> Session {
+pub(super) fn established(remote_as: u32, t0: Instant) -> Session {
     let mut s = Session::new(cfg(remote_as));
     s.handle(t0, Event::Start);
     s.handle(

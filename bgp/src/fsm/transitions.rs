@@ -231,8 +231,11 @@ impl Session {
         }
         // Section 4.2: the smaller of the two hold times.
         self.hold_time = self.cfg.hold_time.min(open.hold_time);
+        // We announce both capabilities in every OPEN (`Open::new`), so
+        // the peer's announcement decides.
         self.codec = Codec {
             four_octet_as: open.four_octet_as().is_some(),
+            extended_messages: open.extended_message(),
         };
         self.peer_open = Some(open);
         self.send_main(now, &Message::Keepalive);

@@ -9,6 +9,8 @@ mod open;
 mod update;
 
 #[cfg(test)]
+mod extended_message_tests;
+#[cfg(test)]
 mod tests;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -25,6 +27,8 @@ use crate::prefix::Family;
 
 pub const HEADER_LEN: usize = 19;
 pub const MAX_MESSAGE_LEN: usize = 4096;
+/// The largest message once both sides announced Extended Messages (RFC 8654).
+pub const MAX_EXTENDED_MESSAGE_LEN: usize = 65535;
 
 const TYPE_OPEN: u8 = 1;
 const TYPE_UPDATE: u8 = 2;
@@ -47,6 +51,28 @@ pub(crate) fn nom_err<'a, F: Fn() -> DecodeError>(
 pub struct Codec {
     /// Both sides announced the 4-octet AS capability (RFC 6793).
     pub four_octet_as: bool,
+    /// Both sides announced the Extended Message capability (RFC 8654).
+    pub extended_messages: bool,
+}
+
+impl Codec {
+    /// 4-octet AS numbers, 4096-octet messages: what every peer of ours
+    /// negotiates at least, and what tests and benchmarks mostly want.
+    pub const FOUR_OCTET_AS: Codec = Codec {
+        four_octet_as: true,
+        extended_messages: false,
+    };
+
+    /// The largest UPDATE, NOTIFICATION or ROUTE-REFRESH this codec reads
+    /// or writes. RFC 8654 section 3: OPEN and KEEPALIVE stay within 4096
+    /// octets whatever was negotiated.
+    pub fn max_message_len(&self) -> usize {
+        if self.extended_messages {
+            MAX_EXTENDED_MESSAGE_LEN
+        } else {
+            MAX_MESSAGE_LEN
+        }
+    }
 }
 
 /// ROUTE-REFRESH (RFC 2918 section 3).
@@ -121,7 +147,7 @@ impl Message {
 
     /// Decodes one complete message (header included).
     pub fn decode(msg: &[u8], codec: &Codec) -> Result<Message, DecodeError> {
-        let (msg_type, len) = check_header(msg)?;
+        let (msg_type, len) = check_header(msg, codec)?;
         if msg.len() != usize::from(len) {
             return Err(DecodeError::BadLength { length: len });
         }
@@ -150,7 +176,7 @@ impl Message {
 
 /// Checks a message header (section 6.1) and returns the type and length.
 /// Needs only the first 19 octets.
-fn check_header(msg: &[u8]) -> Result<(u8, u16), DecodeError> {
+fn check_header(msg: &[u8], codec: &Codec) -> Result<(u8, u16), DecodeError> {
     if msg.len() < HEADER_LEN {
         return Err(DecodeError::BadLength {
             length: msg.len() as u16,
@@ -169,8 +195,14 @@ fn check_header(msg: &[u8]) -> Result<(u8, u16), DecodeError> {
         TYPE_ROUTE_REFRESH => 23,
         _ => return Err(DecodeError::BadType { msg_type }),
     };
+    // RFC 8654 section 3: with Extended Messages, everything but OPEN and
+    // KEEPALIVE may reach 65535 octets.
+    let max = match msg_type {
+        TYPE_OPEN | TYPE_KEEPALIVE => MAX_MESSAGE_LEN,
+        _ => codec.max_message_len(),
+    };
     let len_ok = usize::from(len) >= min
-        && usize::from(len) <= MAX_MESSAGE_LEN
+        && usize::from(len) <= max
         && (msg_type != TYPE_KEEPALIVE || len == 19)
         && (msg_type != TYPE_ROUTE_REFRESH || len == 23);
     if !len_ok {
@@ -196,7 +228,7 @@ impl Framer {
         if self.buf.len() < HEADER_LEN {
             return None;
         }
-        let len = match check_header(&self.buf[..HEADER_LEN]) {
+        let len = match check_header(&self.buf[..HEADER_LEN], codec) {
             Ok((_, len)) => usize::from(len),
             Err(e) => {
                 self.buf.clear();

@@ -16,6 +16,7 @@ pub const AS_TRANS: u16 = 23456;
 const PARAM_CAPABILITIES: u8 = 2;
 const CAP_MULTIPROTOCOL: u8 = 1;
 const CAP_ROUTE_REFRESH: u8 = 2;
+const CAP_EXTENDED_MESSAGE: u8 = 6;
 const CAP_GRACEFUL_RESTART: u8 = 64;
 const CAP_FOUR_OCTET_AS: u8 = 65;
 
@@ -79,6 +80,9 @@ pub enum Capability {
     Multiprotocol(Family),
     /// RFC 2918.
     RouteRefresh,
+    /// RFC 8654: messages other than OPEN and KEEPALIVE may be up to
+    /// 65535 octets.
+    ExtendedMessage,
     /// RFC 6793.
     FourOctetAs(u32),
     /// RFC 4724.
@@ -98,7 +102,8 @@ pub struct Open {
 }
 
 impl Open {
-    /// An OPEN for `asn`, with the 4-octet AS capability always announced.
+    /// An OPEN for `asn`, with the route refresh, Extended Message and
+    /// 4-octet AS capabilities always announced.
     pub fn new(asn: u32, hold_time: u16, router_id: Ipv4Addr, families: &[Family]) -> Open {
         let my_as = u16::try_from(asn).unwrap_or(AS_TRANS);
         let mut capabilities: Vec<Capability> = families
@@ -106,6 +111,7 @@ impl Open {
             .map(|f| Capability::Multiprotocol(*f))
             .collect();
         capabilities.push(Capability::RouteRefresh);
+        capabilities.push(Capability::ExtendedMessage);
         capabilities.push(Capability::FourOctetAs(asn));
         Open {
             version: 4,
@@ -160,6 +166,11 @@ impl Open {
         self
     }
 
+    /// Whether the speaker announced Extended Messages (RFC 8654).
+    pub fn extended_message(&self) -> bool {
+        self.capabilities.contains(&Capability::ExtendedMessage)
+    }
+
     pub fn route_refresh(&self) -> bool {
         self.capabilities.contains(&Capability::RouteRefresh)
     }
@@ -178,6 +189,7 @@ impl Open {
                     (CAP_MULTIPROTOCOL, v)
                 }
                 Capability::RouteRefresh => (CAP_ROUTE_REFRESH, vec![]),
+                Capability::ExtendedMessage => (CAP_EXTENDED_MESSAGE, vec![]),
                 Capability::FourOctetAs(asn) => (CAP_FOUR_OCTET_AS, asn.to_be_bytes().to_vec()),
                 Capability::GracefulRestart(gr) => (CAP_GRACEFUL_RESTART, gr.encode()),
                 Capability::Unknown { code, value } => (*code, value.clone()),
@@ -250,13 +262,17 @@ fn decode_capabilities(mut input: Input, out: &mut Vec<Capability>) -> Result<()
                 safi: value[3],
             }),
             (CAP_ROUTE_REFRESH, 0) => Capability::RouteRefresh,
+            (CAP_EXTENDED_MESSAGE, 0) => Capability::ExtendedMessage,
             (CAP_GRACEFUL_RESTART, _) => {
                 Capability::GracefulRestart(GracefulRestart::decode(value).ok_or_else(bad)?)
             }
             (CAP_FOUR_OCTET_AS, 4) => Capability::FourOctetAs(u32::from_be_bytes([
                 value[0], value[1], value[2], value[3],
             ])),
-            (CAP_MULTIPROTOCOL | CAP_ROUTE_REFRESH | CAP_FOUR_OCTET_AS, _) => return Err(bad()),
+            (
+                CAP_MULTIPROTOCOL | CAP_ROUTE_REFRESH | CAP_EXTENDED_MESSAGE | CAP_FOUR_OCTET_AS,
+                _,
+            ) => return Err(bad()),
             _ => Capability::Unknown {
                 code,
                 value: value.to_vec(),

@@ -8,9 +8,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::prefix::{Family, Prefix};
 
-const FOUR: Codec = Codec {
-    four_octet_as: true,
-};
+const FOUR: Codec = Codec::FOUR_OCTET_AS;
 
 fn header(len: u16, t: u8) -> Vec<u8> {
     let mut v = vec![0xff; 16];

@@ -8,7 +8,7 @@ use nom::number::complete::{be_u16, be_u8};
 
 use super::attributes::{self, type_code, MpReach, MpUnreach, PathAttributes};
 use super::error::DecodeError;
-use super::{nom_err, Codec, Input, HEADER_LEN, MAX_MESSAGE_LEN};
+use super::{nom_err, Codec, Input, HEADER_LEN};
 use crate::prefix::{Family, Prefix};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,7 +86,8 @@ impl Update {
     }
 
     /// Announcements of `prefixes` (all of one family) via `next_hop`,
-    /// split into as many UPDATEs as the 4096-octet limit needs.
+    /// split into as many UPDATEs as the codec's size limit needs (4096
+    /// octets, or 65535 with Extended Messages, RFC 8654).
     pub fn announce(
         attrs: &PathAttributes,
         next_hop: IpAddr,
@@ -128,16 +129,20 @@ impl Update {
         let mut attr_buf = BytesMut::new();
         attributes::encode(&base, None, None, codec, &mut attr_buf);
         // Header, two length fields, the MP_REACH framing (at most 4 + 5 + 33).
-        let room = MAX_MESSAGE_LEN - HEADER_LEN - 4 - attr_buf.len() - 42;
+        let room = codec
+            .max_message_len()
+            .saturating_sub(HEADER_LEN + 4 + attr_buf.len() + 42)
+            .max(1);
         chunk_prefixes(prefixes, room)
             .into_iter()
             .map(make)
             .collect()
     }
 
-    /// Withdrawals of `prefixes` (all of one family), split to fit.
-    pub fn withdraw(prefixes: &[Prefix]) -> Vec<Update> {
-        let room = MAX_MESSAGE_LEN - HEADER_LEN - 4 - 10;
+    /// Withdrawals of `prefixes` (all of one family), split to fit the
+    /// codec's size limit.
+    pub fn withdraw(prefixes: &[Prefix], codec: &Codec) -> Vec<Update> {
+        let room = codec.max_message_len() - HEADER_LEN - 4 - 10;
         let family = prefixes
             .first()
             .map(Prefix::family)

@@ -166,7 +166,7 @@ impl Speaker {
                 .copied()
                 .collect();
             if !of_family.is_empty() {
-                updates.extend(Update::withdraw(&of_family));
+                updates.extend(Update::withdraw(&of_family, &codec));
             }
         }
         for ((_, nh), (attrs, prefixes)) in groups {

@@ -105,9 +105,7 @@ impl Session {
     pub fn handshake(stream: TcpStream, me: Identity, timeout: Duration) -> Result<Session> {
         let _ = stream.set_nodelay(true);
         let mut stream = stream;
-        let codec = Codec {
-            four_octet_as: true,
-        };
+        let codec = Codec::FOUR_OCTET_AS;
         let open = Open::new(me.asn, me.hold_time, me.router_id, &[Family::IPV4_UNICAST]);
         write_all(&mut stream, &Message::Open(open).encode(&codec), timeout)?;
         let deadline = Instant::now() + timeout;

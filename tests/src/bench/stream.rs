@@ -45,9 +45,7 @@ impl Stream {
                 "--prefixes must be from 1 to {MAX_PREFIXES}, not {prefixes}"
             )));
         }
-        let codec = Codec {
-            four_octet_as: true,
-        };
+        let codec = Codec::FOUR_OCTET_AS;
         let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
         let mut bytes = Vec::with_capacity(prefixes as usize * 4 + 64 * 1024);
         let mut starts = Vec::new();
@@ -170,9 +168,7 @@ mod tests {
         let nh = Ipv4Addr::new(10, 99, 0, 1);
         let s = Stream::encode(1001, 65001, nh).unwrap();
         assert_eq!(s.updates(), 3);
-        let codec = Codec {
-            four_octet_as: true,
-        };
+        let codec = Codec::FOUR_OCTET_AS;
         let mut framer = starling_bgp::packet::Framer::default();
         for run in s.runs(2000) {
             assert!(!run.is_empty());
