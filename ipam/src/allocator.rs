@@ -225,6 +225,7 @@ impl<'s> Ipam<'s> {
             handle: handle.clone(),
             node: self.node.clone(),
             netns: netns.map(str::to_string),
+            pod: None,
         };
         let take = |s: &Stored| -> Option<Attempt<(IpAddr, bool)>> {
             let ip = s.block.free_address()?;

@@ -47,6 +47,10 @@ pub struct Allocation {
     /// collector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
+    /// The pod, `NAMESPACE/NAME`, when the runtime named it: the
+    /// Kubernetes garbage collector's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
 }
 
 /// A block of a pool: claimed by a node (affinity), allocated address by
@@ -121,6 +125,7 @@ mod tests {
             handle: Handle::new(id, "eth0"),
             node: "n1".into(),
             netns: None,
+            pod: None,
         }
     }
 

@@ -5,8 +5,8 @@
 //! version is still the one read, and [`BlockStore::create`] only if no block
 //! of that CIDR exists. The allocator reads, decides, writes, and starts
 //! over on [`StoreError::Conflict`]. Implemented by [`FileStore`] (standalone
-//! mode and the lab); a Kubernetes store (IPAMBlock and BlockAffinity
-//! objects, issue #4) fits the same trait.
+//! mode and the lab) and by the agent crate's `KubeBlockStore` (IPAMBlock
+//! and BlockAffinity objects, `--datastore kubernetes`).
 //!
 //! [`FileStore`]: crate::FileStore
 
@@ -39,6 +39,12 @@ pub enum StoreError {
     /// it is there, as its addresses could be handed out twice.
     #[error("corrupt IPAM block {}: {reason}", path.display())]
     Corrupt { path: PathBuf, reason: String },
+    /// The same, for a stored object that is not a file (an IPAMBlock).
+    #[error("corrupt {object}: {reason}")]
+    CorruptObject { object: String, reason: String },
+    /// The store's server failed a request (the Kubernetes API server).
+    #[error("{operation}: {message}")]
+    Server { operation: String, message: String },
 }
 
 /// Block storage with compare-and-swap writes. Reads need no lock.

@@ -62,7 +62,14 @@ fn every_crd_is_cluster_scoped_in_starling_dev() {
     let kinds: Vec<String> = crds().iter().map(|c| c.spec.names.kind.clone()).collect();
     assert_eq!(
         kinds,
-        ["BGPConfiguration", "BGPPeer", "IPPool", "BGPNodeStatus"]
+        [
+            "BGPConfiguration",
+            "BGPPeer",
+            "IPPool",
+            "BGPNodeStatus",
+            "IPAMBlock",
+            "BlockAffinity"
+        ]
     );
     for crd in crds() {
         assert_eq!(crd.spec.group, "starling.dev");
@@ -229,4 +236,18 @@ fn every_crd_field_is_read_by_the_agent() {
     );
     let tor = cfg.peers.iter().find(|p| p.name == "tor").expect("tor");
     assert!(tor.bfd.is_some_and(|b| b.enabled));
+}
+
+#[test]
+fn an_ipam_block_cannot_list_one_address_twice() {
+    let spec = &schema("IPAMBlock")["properties"]["spec"];
+    let allocations = &spec["properties"]["allocations"];
+    assert_eq!(allocations["x-kubernetes-list-type"], "map");
+    assert_eq!(allocations["x-kubernetes-list-map-keys"][0], "address");
+    assert_eq!(spec["required"], serde_json::json!(["cidr", "pool"]));
+    let affinity = &schema("BlockAffinity")["properties"]["spec"];
+    assert_eq!(
+        affinity["required"],
+        serde_json::json!(["block", "cidr", "node"])
+    );
 }

@@ -104,7 +104,7 @@ fn manifests() -> Manifests {
 fn every_manifest_parses_with_its_type() {
     let m = manifests();
     assert_eq!(m.daemon_sets.len(), 1);
-    assert_eq!(m.crds.len(), 4);
+    assert_eq!(m.crds.len(), 6);
     assert_eq!(m.samples, 3);
 }
 

@@ -1,11 +1,13 @@
 //! The CustomResourceDefinitions of `starling.dev/v1alpha1` as Rust types:
 //! [`BGPConfiguration`], [`BGPPeer`], [`IPPool`] (read by the agent, with
 //! the fields the file datastore reads) and [`BGPNodeStatus`] (written by
-//! it). `examples/kubernetes/crds.yaml` is [`crds_yaml`]'s output; the test
+//! it), [`IPAMBlock`] and [`BlockAffinity`] (block IPAM, written by
+//! `starling-cni`). `examples/kubernetes/crds.yaml` is [`crds_yaml`]'s output; the test
 //! `crds` fails when it is out of date.
 
 mod bgp;
 mod ip_pool;
+mod ipam;
 mod node_status;
 mod selector;
 
@@ -17,6 +19,7 @@ pub use bgp::{
     PasswordSource, SecretKeyRef,
 };
 pub use ip_pool::{IPPool, IPPoolSpec};
+pub use ipam::{BlockAffinity, BlockAffinitySpec, IPAMAllocation, IPAMBlock, IPAMBlockSpec};
 pub use node_status::{
     BGPNodeStatus, BGPNodeStatusSpec, BGPNodeStatusStatus, SessionKind, SessionState, SessionStatus,
 };
@@ -34,6 +37,8 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         BGPPeer::crd(),
         IPPool::crd(),
         BGPNodeStatus::crd(),
+        IPAMBlock::crd(),
+        BlockAffinity::crd(),
     ]
 }
 

@@ -2,14 +2,17 @@
 //! ([`KubeDatastore`]: Nodes, BGPConfigurations, BGPPeers and IPPools
 //! watched, then the file datastore's validation path), Events for the
 //! objects it rejects ([`EventRecorder`]), and the node's `BGPNodeStatus`
-//! written back ([`NodeStatusWriter`], behind [`SessionStatusSink`]).
+//! written back ([`NodeStatusWriter`], behind [`SessionStatusSink`]), and
+//! block IPAM on IPAMBlock and BlockAffinity objects ([`KubeBlockStore`]).
 
 mod datastore;
 mod events;
+mod ipam_store;
 mod objects;
 mod status;
 
 pub use datastore::{KubeDatastore, KubeDatastoreError};
 pub use events::{EventRecorder, RejectionSink};
+pub use ipam_store::{affinity_name, block_name, KubeBlockStore};
 pub use objects::{ObjectKey, WatchedKind};
 pub use status::{session_statuses, NodeStatusWriter, SessionStatusSink};

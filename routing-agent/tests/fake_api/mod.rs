@@ -2,6 +2,7 @@
 //! 127.0.0.1, serving scripted list and watch responses shaped as the real
 //! API server sends them (lists with `metadata.resourceVersion`, watches as
 //! chunked newline-delimited JSON events), and recording every request.
+//! `object_api` is its stateful sibling.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -186,7 +187,7 @@ pub fn status(code: u16, reason: &str, message: &str) -> Value {
         "message": message, "reason": reason, "code": code})
 }
 
-async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Request> {
+pub async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Request> {
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
@@ -234,7 +235,7 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Reque
     })
 }
 
-async fn respond(stream: &mut TcpStream, code: u16, body: &Value) -> std::io::Result<()> {
+pub async fn respond(stream: &mut TcpStream, code: u16, body: &Value) -> std::io::Result<()> {
     let body = body.to_string();
     let head = format!(
         "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
