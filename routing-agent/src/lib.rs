@@ -9,4 +9,5 @@ pub mod control;
 pub mod crd;
 pub mod kernel;
 pub mod kubernetes;
+pub mod metrics;
 pub mod speaker;

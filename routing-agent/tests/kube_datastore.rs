@@ -12,8 +12,9 @@ use serde_json::{json, Value};
 use starling_agent::config::ClusterConfig;
 use starling_agent::control::PeerStatus;
 use starling_agent::kubernetes::{
-    EventRecorder, KubeDatastore, NodeStatusWriter, SessionStatusSink,
+    EventRecorder, KubeDatastore, NodeStatusWriter, SessionStatusSink, HEALTH_PART,
 };
+use starling_agent::metrics::Health;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -390,4 +391,111 @@ async fn session_states_are_applied_to_the_nodes_bgpnodestatus() {
         .filter(|r| r.path == object_path)
         .count();
     assert_eq!(applies, 1);
+}
+
+/// Every distinct readiness `health` goes through until `done`, sampled
+/// every 2 ms for 10 s at most.
+async fn readiness_until(
+    health: &Health,
+    done: impl Fn(&[Vec<(String, String)>]) -> bool,
+) -> Vec<Vec<(String, String)>> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen: Vec<Vec<(String, String)>> = Vec::new();
+    loop {
+        let now = health.reasons();
+        if seen.last() != Some(&now) {
+            seen.push(now);
+        }
+        if done(&seen) {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readiness went through {seen:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test]
+async fn not_ready_while_a_watch_is_broken_then_ready_again() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    api.list(
+        PEERS,
+        list(
+            "starling.dev/v1alpha1",
+            "BGPPeerList",
+            "200",
+            vec![peer("tor", "10.0.0.1", 65000, "150")],
+        ),
+    );
+    // The history is gone: 410, then a relist with rr in it.
+    api.watch(
+        PEERS,
+        vec![event(
+            "ERROR",
+            status(410, "Expired", "too old resource version: 200 (300)"),
+        )],
+        End::Close,
+    );
+    api.list(
+        PEERS,
+        list(
+            "starling.dev/v1alpha1",
+            "BGPPeerList",
+            "300",
+            vec![
+                peer("tor", "10.0.0.1", 65000, "150"),
+                peer("rr", "10.0.0.3", 65003, "250"),
+            ],
+        ),
+    );
+    // Then the connection drops in the middle of a watch: the watcher
+    // watches again at once, from the last version it saw.
+    api.watch(
+        PEERS,
+        vec![event("MODIFIED", peer("rr", "10.0.0.3", 65004, "301"))],
+        End::Drop,
+    );
+    api.watch(
+        PEERS,
+        vec![event("MODIFIED", peer("rr", "10.0.0.3", 65005, "302"))],
+        End::Hang,
+    );
+    let health = Health::new();
+    let store = KubeDatastore::new(api.client()).with_health(health.clone());
+    // Not ready before the first lists.
+    assert!(!health.is_ready());
+    let watching = tokio::spawn(store.watch());
+    let broken_once = |seen: &[Vec<(String, String)>]| {
+        seen.iter()
+            .flatten()
+            .any(|(_, reason)| reason.contains("broken"))
+    };
+    let seen = readiness_until(&health, |seen| {
+        broken_once(seen) && seen.last().is_some_and(Vec::is_empty)
+    })
+    .await;
+    let mut rx = watching.await.expect("task").expect("a configuration");
+    wait_for(&mut rx, "rr from the relist, then changed twice", |c| {
+        peers(c).contains(&("rr".to_string(), "10.0.0.3".to_string(), 65005))
+    })
+    .await;
+    assert!(health.is_ready(), "{:?}", health.reasons());
+
+    // Listing first; broken by the 410 (the agent says what it does
+    // meanwhile); ready once listed again.
+    assert!(seen[0][0].1.contains("not listed yet"), "{seen:#?}");
+    let broken = seen
+        .iter()
+        .flatten()
+        .find(|(_, reason)| reason.contains("watch of bgppeers broken"))
+        .unwrap_or_else(|| panic!("never broken: {seen:#?}"));
+    assert_eq!(broken.0, HEALTH_PART);
+    assert!(
+        broken.1.contains("routing with the last configuration"),
+        "{}",
+        broken.1
+    );
 }

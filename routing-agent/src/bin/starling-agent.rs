@@ -14,6 +14,7 @@ use starling_agent::kernel::Kernel;
 use starling_agent::kubernetes::{
     EventRecorder, KubeDatastore, NodeStatusWriter, SessionStatusSink,
 };
+use starling_agent::metrics::{self, Metrics, MetricsAddress};
 use starling_agent::speaker::Speaker;
 
 #[derive(Parser)]
@@ -37,6 +38,10 @@ struct Args {
     /// kernel (benchmarks, or running beside another routing daemon).
     #[arg(long)]
     no_kernel_routes: bool,
+    /// Where to serve Prometheus metrics (`/metrics`) and the probes
+    /// (`/livez`, `/readyz`): ADDRESS:PORT, or `off`.
+    #[arg(long, env = "STARLING_METRICS_ADDRESS", default_value = "off")]
+    metrics_address: MetricsAddress,
     /// Log lines as JSON objects.
     #[arg(long, env = "STARLING_LOG_JSON")]
     log_json: bool,
@@ -75,6 +80,20 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    let metrics = Metrics::new();
+    metrics
+        .health()
+        .not_ready("config", "the configuration is not loaded yet");
+    let _metrics_server = match args.metrics_address.socket() {
+        Some(addr) => {
+            let server = metrics::serve(addr, metrics.clone())
+                .await
+                .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+            tracing::info!(address = %server.local_addr(), "serving /metrics, /livez and /readyz");
+            Some(server)
+        }
+        None => None,
+    };
     // Where session states are written back (Kubernetes mode only).
     let mut status_sink: Option<std::sync::Arc<dyn SessionStatusSink>> = None;
     let config = match &args.datastore {
@@ -93,11 +112,13 @@ async fn run(args: Args) -> Result<(), String> {
             tracing::info!("waiting for the first lists of the Kubernetes datastore");
             store
                 .with_rejections(std::sync::Arc::new(events))
+                .with_health(metrics.health().clone())
                 .watch()
                 .await
                 .map_err(|e| e.to_string())?
         }
     };
+    metrics.health().ready("config");
     let kernel = Kernel::new().map_err(|e| format!("cannot open netlink: {e}"))?;
     // Routes left by an earlier run mean it was killed: they keep
     // forwarding until the sessions are back (graceful restart).
@@ -134,6 +155,9 @@ async fn run(args: Args) -> Result<(), String> {
     }
     if let Some(sink) = status_sink {
         speaker = speaker.with_status_sink(sink);
+    }
+    if args.metrics_address.socket().is_some() {
+        speaker = speaker.with_metrics(&metrics);
     }
     speaker.run(config, control_rx, shutdown).await;
     Ok(())

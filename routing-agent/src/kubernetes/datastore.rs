@@ -11,7 +11,8 @@
 //! A watch that breaks (API server restart, 410 Gone, dropped connection)
 //! is resumed by the watcher with exponential backoff (0.8s to 30s); a 410
 //! makes it list again. Meanwhile, and until that list is complete, the
-//! agent keeps the configuration it last built, and says so in its log.
+//! agent keeps the configuration it last built, and says so in its log
+//! and in its readiness (part `kubernetes` of [`Health`], with the reason).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -27,6 +28,10 @@ use tokio::sync::{oneshot, watch};
 use super::events::RejectionSink;
 use super::objects::{key, parser_input, ObjectKey, WatchedKind};
 use crate::config::{build, parse_documents, ClusterConfig, ConfigError, Object};
+use crate::metrics::Health;
+
+/// The part of [`Health`] this datastore reports as.
+pub const HEALTH_PART: &str = "kubernetes";
 
 /// The Kubernetes API cannot be reached at all (no in-cluster config, no
 /// usable kubeconfig).
@@ -42,6 +47,7 @@ pub enum KubeDatastoreError {
 pub struct KubeDatastore {
     client: Client,
     rejections: Option<Arc<dyn RejectionSink>>,
+    health: Option<Health>,
 }
 
 impl KubeDatastore {
@@ -58,6 +64,7 @@ impl KubeDatastore {
         KubeDatastore {
             client,
             rejections: None,
+            health: None,
         }
     }
 
@@ -69,6 +76,18 @@ impl KubeDatastore {
     /// (the agent emits a Kubernetes Event).
     pub fn with_rejections(mut self, sink: Arc<dyn RejectionSink>) -> Self {
         self.rejections = Some(sink);
+        self
+    }
+
+    /// Not ready (part [`HEALTH_PART`]) until every kind is listed, and
+    /// whenever a watch is broken or listing again, with the reason.
+    pub fn with_health(mut self, health: Health) -> Self {
+        let nothing_yet = WatchedKind::ALL
+            .iter()
+            .map(|k| (*k, KindState::default()))
+            .collect();
+        report_health(&health, &nothing_yet);
+        self.health = Some(health);
         self
     }
 
@@ -110,14 +129,33 @@ impl Entry {
 struct KindState {
     /// Complete once the first list is done.
     synced: bool,
-    /// The watch is broken (since the last error, until the next event).
-    broken: bool,
+    /// The watch is broken (since the last error, until the next event):
+    /// the error.
+    broken: Option<String>,
     entries: BTreeMap<String, Entry>,
     /// A list in progress (after `Init`), replacing `entries` when done.
     listing: Option<BTreeMap<String, Entry>>,
 }
 
 impl KindState {
+    /// Why this kind is not up to date, if it is not.
+    fn problem(&self, kind: WatchedKind) -> Option<String> {
+        let plural = kind.plural();
+        if let Some(e) = &self.broken {
+            Some(format!(
+                "watch of {plural} broken ({e}), retrying with backoff; routing with the last configuration"
+            ))
+        } else if !self.synced {
+            Some(format!("{plural} not listed yet"))
+        } else if self.listing.is_some() {
+            Some(format!(
+                "{plural} being listed again; routing with the last configuration"
+            ))
+        } else {
+            None
+        }
+    }
+
     /// Applies one watcher event; true if the objects changed.
     fn apply(&mut self, kind: WatchedKind, event: Event<DynamicObject>) -> bool {
         let name = |o: &DynamicObject| o.metadata.name.clone().unwrap_or_default();
@@ -169,6 +207,9 @@ async fn run(store: KubeDatastore, first: oneshot::Sender<watch::Receiver<Arc<Cl
     let mut first = Some(first);
     let mut tx: Option<watch::Sender<Arc<ClusterConfig>>> = None;
     let mut reported: BTreeSet<String> = BTreeSet::new();
+    if let Some(health) = &store.health {
+        report_health(health, &state);
+    }
     loop {
         let next = match &tx {
             Some(tx) => tokio::select! {
@@ -183,14 +224,13 @@ async fn run(store: KubeDatastore, first: oneshot::Sender<watch::Receiver<Arc<Cl
         };
         let changed = match event {
             Ok(event) => {
-                if s.broken {
-                    s.broken = false;
+                if s.broken.take().is_some() {
                     tracing::info!(resource = kind.plural(), "watch resumed");
                 }
                 s.apply(kind, event)
             }
             Err(e) => {
-                s.broken = true;
+                s.broken = Some(e.to_string());
                 tracing::warn!(
                     resource = kind.plural(),
                     error = %e,
@@ -199,6 +239,9 @@ async fn run(store: KubeDatastore, first: oneshot::Sender<watch::Receiver<Arc<Cl
                 false
             }
         };
+        if let Some(health) = &store.health {
+            report_health(health, &state);
+        }
         if !changed || !state.values().all(|s| s.synced) {
             continue;
         }
@@ -229,6 +272,16 @@ async fn run(store: KubeDatastore, first: oneshot::Sender<watch::Receiver<Arc<Cl
                 }
             }
         }
+    }
+}
+
+/// Sets the readiness from each kind's watch.
+fn report_health(health: &Health, state: &BTreeMap<WatchedKind, KindState>) {
+    let problems: Vec<String> = state.iter().filter_map(|(k, s)| s.problem(*k)).collect();
+    if problems.is_empty() {
+        health.ready(HEALTH_PART);
+    } else {
+        health.not_ready(HEALTH_PART, problems.join("; "));
     }
 }
 

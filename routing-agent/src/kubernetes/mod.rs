@@ -11,7 +11,7 @@ mod ipam_store;
 mod objects;
 mod status;
 
-pub use datastore::{KubeDatastore, KubeDatastoreError};
+pub use datastore::{KubeDatastore, KubeDatastoreError, HEALTH_PART};
 pub use events::{EventRecorder, RejectionSink};
 pub use ipam_store::{affinity_name, block_name, KubeBlockStore};
 pub use objects::{ObjectKey, WatchedKind};

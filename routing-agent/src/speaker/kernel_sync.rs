@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use ipnetwork::IpNetwork;
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::kernel::{Kernel, KernelRoute};
@@ -22,6 +23,8 @@ enum Op {
 pub struct KernelSync {
     tx: mpsc::UnboundedSender<Op>,
     installed: Arc<Mutex<BTreeSet<IpNetwork>>>,
+    /// Changes netlink refused.
+    errors: Counter,
 }
 
 impl KernelSync {
@@ -32,6 +35,8 @@ impl KernelSync {
         let (tx, mut rx) = mpsc::unbounded_channel::<Op>();
         let installed: Arc<Mutex<BTreeSet<IpNetwork>>> = Arc::default();
         let set = installed.clone();
+        let errors = Counter::default();
+        let failed = errors.clone();
         let Some(kernel) = kernel else {
             tokio::spawn(async move {
                 while let Some(op) = rx.recv().await {
@@ -40,7 +45,11 @@ impl KernelSync {
                     }
                 }
             });
-            return KernelSync { tx, installed };
+            return KernelSync {
+                tx,
+                installed,
+                errors,
+            };
         };
         tokio::spawn(async move {
             while let Some(op) = rx.recv().await {
@@ -53,12 +62,14 @@ impl KernelSync {
                             }
                             Err(e) => {
                                 lock(&set).remove(&prefix);
+                                failed.inc();
                                 tracing::error!(%prefix, error = %e, "kernel route not installed");
                             }
                         }
                     }
                     Op::Delete(prefix) => {
                         if let Err(e) = kernel.delete(prefix).await {
+                            failed.inc();
                             tracing::error!(%prefix, error = %e, "kernel route not removed");
                         }
                         lock(&set).remove(&prefix);
@@ -70,6 +81,7 @@ impl KernelSync {
                             match kernel.delete(*prefix).await {
                                 Ok(()) => removed += 1,
                                 Err(e) => {
+                                    failed.inc();
                                     tracing::error!(%prefix, error = %e, "stale kernel route not removed")
                                 }
                             }
@@ -79,7 +91,10 @@ impl KernelSync {
                     Op::Flush(done) => {
                         match kernel.flush_stale().await {
                             Ok(n) => tracing::info!(routes = n, "removed our kernel routes"),
-                            Err(e) => tracing::error!(error = %e, "kernel routes not removed"),
+                            Err(e) => {
+                                failed.inc();
+                                tracing::error!(error = %e, "kernel routes not removed")
+                            }
                         }
                         lock(&set).clear();
                         let _ = done.send(());
@@ -87,7 +102,11 @@ impl KernelSync {
                 }
             }
         });
-        KernelSync { tx, installed }
+        KernelSync {
+            tx,
+            installed,
+            errors,
+        }
     }
 
     pub fn replace(&self, route: KernelRoute) {
@@ -118,6 +137,16 @@ impl KernelSync {
 
     pub fn is_installed(&self, prefix: &IpNetwork) -> bool {
         lock(&self.installed).contains(prefix)
+    }
+
+    /// Runs `f` on the set of routes in the kernel, locked once.
+    pub fn with_installed<R>(&self, f: impl FnOnce(&BTreeSet<IpNetwork>) -> R) -> R {
+        f(&lock(&self.installed))
+    }
+
+    /// Counts the changes netlink refused.
+    pub fn errors(&self) -> Counter {
+        self.errors.clone()
     }
 }
 

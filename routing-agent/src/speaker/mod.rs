@@ -79,6 +79,8 @@ pub struct Speaker {
     config: Option<Arc<ClusterConfig>>,
     /// Told the sessions' states every second (Kubernetes status).
     status_sink: Option<Arc<dyn crate::kubernetes::SessionStatusSink>>,
+    /// Prometheus metrics (`--metrics-address`).
+    metrics: Option<crate::metrics::SpeakerMetrics>,
     kernel: KernelSync,
     events_tx: mpsc::UnboundedSender<NetEvent>,
     events_rx: Option<mpsc::UnboundedReceiver<NetEvent>>,
@@ -107,6 +109,13 @@ impl Speaker {
         self
     }
 
+    /// Registers the speaker's metrics there and keeps them current.
+    pub fn with_metrics(mut self, metrics: &crate::metrics::Metrics) -> Speaker {
+        let m = crate::metrics::SpeakerMetrics::register(metrics, self.kernel.errors());
+        self.metrics = Some(m);
+        self
+    }
+
     /// `stale`: our routes the kernel held at start-up. When there are any,
     /// the agent was killed rather than stopped, and it restarts gracefully.
     pub fn new(
@@ -130,6 +139,7 @@ impl Speaker {
             ipam: None,
             config: None,
             status_sink: None,
+            metrics: None,
             kernel: KernelSync::spawn(kernel),
             events_tx,
             events_rx: Some(events_rx),
@@ -159,6 +169,7 @@ impl Speaker {
         // Blocks claimed or freed by the CNI plugin are picked up within a
         // second.
         let mut ipam_tick = tokio::time::interval(Duration::from_secs(1));
+        let mut ticks: u64 = 0;
         loop {
             let deadline = self
                 .next_deadline()
@@ -179,13 +190,19 @@ impl Speaker {
                     let _ = reply.send(self.answer(req));
                 }
                 _ = tokio::time::sleep_until(deadline) => self.timeouts(),
-                _ = ipam_tick.tick(), if self.ipam.is_some() || self.status_sink.is_some() => {
+                _ = ipam_tick.tick(), if self.ipam.is_some() || self.status_sink.is_some() || self.metrics.is_some() => {
                     if let (Some(cfg), true) = (self.config.clone(), self.ipam.is_some()) {
                         self.refresh_local_routes(&cfg);
                     }
                     if let Some(sink) = &self.status_sink {
                         sink.sessions_changed(&self.peer_status());
                     }
+                    if let Some(m) = &self.metrics {
+                        // Counting installed routes walks the table.
+                        let installed = ticks.is_multiple_of(10).then(|| self.installed_per_peer());
+                        m.sessions(&self.peer_status(), installed.as_ref());
+                    }
+                    ticks += 1;
                 }
             }
         }
@@ -359,6 +376,9 @@ impl Speaker {
                     }
                 }
                 Action::StateChanged { from, to } => {
+                    if let Some(m) = &self.metrics {
+                        m.transition(from.name(), to.name());
+                    }
                     tracing::info!(peer = %addr, name = %p.desired.name, %from, %to, "session state");
                 }
                 Action::Established(open) => {
@@ -370,7 +390,13 @@ impl Speaker {
                     self.peer_up(addr, &open, Instant::now());
                     self.advertise(addr, true);
                 }
-                Action::Update(update) => self.ingest(addr, update),
+                Action::Update(update) => {
+                    let start = Instant::now();
+                    self.ingest(addr, update);
+                    if let Some(m) = &self.metrics {
+                        m.update_processed(start.elapsed());
+                    }
+                }
                 Action::RouteRefresh(family) => {
                     tracing::info!(peer = %addr, %family, "route refresh requested");
                     if let Some(p) = self.peers.get_mut(&addr) {

@@ -1,6 +1,8 @@
 //! Answers to `starlingctl`: the sessions and the routes, as the speaker
 //! sees them now.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Instant;
 
 use super::peers::to_network;
@@ -56,6 +58,20 @@ impl Speaker {
                 last_error: p.session.last_error().map(ToString::to_string),
             })
             .collect()
+    }
+
+    /// Per peer, the prefixes whose best route it sent that are in the
+    /// kernel.
+    pub(super) fn installed_per_peer(&self) -> BTreeMap<IpAddr, u64> {
+        let mut out = BTreeMap::new();
+        self.kernel.with_installed(|installed| {
+            for (prefix, route, _) in self.rib.best_routes() {
+                if installed.contains(&to_network(prefix)) {
+                    *out.entry(route.peer.address).or_default() += 1;
+                }
+            }
+        });
+        out
     }
 
     fn route_status(&self) -> Vec<RouteStatus> {

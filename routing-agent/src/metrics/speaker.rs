@@ -1,0 +1,265 @@
+//! The agent's metrics: its BGP sessions, their prefixes, FSM transitions,
+//! UPDATE processing time and netlink errors.
+//!
+//! | name | type | labels |
+//! |---|---|---|
+//! | `starling_bgp_sessions` | gauge | `state` (the six RFC 4271 states, 0 included) |
+//! | `starling_bgp_prefixes_received` | gauge | `peer`, `address` |
+//! | `starling_bgp_prefixes_advertised` | gauge | `peer`, `address` |
+//! | `starling_bgp_prefixes_installed` | gauge | `peer`, `address` (best routes from the peer in the kernel) |
+//! | `starling_bgp_fsm_transitions_total` | counter | `from`, `to` |
+//! | `starling_bgp_update_processing_seconds` | histogram | |
+//! | `starling_netlink_errors_total` | counter | |
+//!
+//! Gauges follow the speaker's sessions once a second (installed counts
+//! every ten); a peer removed from the configuration loses its series.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+
+use super::Metrics;
+use crate::control::PeerStatus;
+
+/// RFC 4271's states, as `PeerStatus::state` names them.
+const STATES: [&str; 6] = [
+    "Idle",
+    "Connect",
+    "Active",
+    "OpenSent",
+    "OpenConfirm",
+    "Established",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct PeerLabels {
+    /// The peer's name (BGPPeer name, or the node's for the mesh).
+    pub peer: String,
+    pub address: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransitionLabels {
+    from: String,
+    to: String,
+}
+
+/// The speaker's handles on its metrics. Cloning shares them.
+#[derive(Clone, Debug)]
+pub struct SpeakerMetrics {
+    sessions: Family<StateLabels, Gauge>,
+    received: Family<PeerLabels, Gauge>,
+    advertised: Family<PeerLabels, Gauge>,
+    installed: Family<PeerLabels, Gauge>,
+    transitions: Family<TransitionLabels, Counter>,
+    update_seconds: Histogram,
+    /// The peers that have series now.
+    peers: Arc<Mutex<BTreeSet<PeerLabels>>>,
+}
+
+impl SpeakerMetrics {
+    /// Registers the agent's metrics in `metrics`; `netlink_errors` is the
+    /// kernel task's own counter.
+    pub fn register(metrics: &Metrics, netlink_errors: Counter) -> SpeakerMetrics {
+        let m = SpeakerMetrics {
+            sessions: Family::default(),
+            received: Family::default(),
+            advertised: Family::default(),
+            installed: Family::default(),
+            transitions: Family::default(),
+            // 10 µs to about 2.6 s.
+            update_seconds: Histogram::new(exponential_buckets(1e-5, 4.0, 10)),
+            peers: Arc::default(),
+        };
+        for state in STATES {
+            m.sessions
+                .get_or_create(&StateLabels {
+                    state: state.to_string(),
+                })
+                .set(0);
+        }
+        metrics.register(
+            "starling_bgp_sessions",
+            "BGP sessions by RFC 4271 state",
+            m.sessions.clone(),
+        );
+        metrics.register(
+            "starling_bgp_prefixes_received",
+            "Prefixes received from the peer (its Adj-RIB-In)",
+            m.received.clone(),
+        );
+        metrics.register(
+            "starling_bgp_prefixes_advertised",
+            "Prefixes advertised to the peer (its Adj-RIB-Out)",
+            m.advertised.clone(),
+        );
+        metrics.register(
+            "starling_bgp_prefixes_installed",
+            "Prefixes whose best route is from the peer and is in the kernel",
+            m.installed.clone(),
+        );
+        metrics.register(
+            "starling_bgp_fsm_transitions",
+            "BGP FSM state changes",
+            m.transitions.clone(),
+        );
+        metrics.register(
+            "starling_bgp_update_processing_seconds",
+            "Time to process one UPDATE message, routing table included",
+            m.update_seconds.clone(),
+        );
+        metrics.register(
+            "starling_netlink_errors",
+            "Kernel route changes that netlink refused",
+            netlink_errors,
+        );
+        m
+    }
+
+    /// A session went from one state to another.
+    pub fn transition(&self, from: &str, to: &str) {
+        self.transitions
+            .get_or_create(&TransitionLabels {
+                from: from.to_string(),
+                to: to.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn update_processed(&self, took: Duration) {
+        self.update_seconds.observe(took.as_secs_f64());
+    }
+
+    /// The sessions now; `installed` per peer address when counted (peers
+    /// absent from it keep their last count).
+    pub fn sessions(&self, peers: &[PeerStatus], installed: Option<&BTreeMap<IpAddr, u64>>) {
+        let mut by_state: BTreeMap<&str, i64> = STATES.iter().map(|s| (*s, 0)).collect();
+        let mut now = BTreeSet::new();
+        for p in peers {
+            *by_state.entry(p.state.as_str()).or_default() += 1;
+            let labels = PeerLabels {
+                peer: p.name.clone(),
+                address: p.address.to_string(),
+            };
+            self.received
+                .get_or_create(&labels)
+                .set(gauge_value(p.prefixes_received));
+            self.advertised
+                .get_or_create(&labels)
+                .set(gauge_value(p.prefixes_sent));
+            let count = installed.map(|i| i.get(&p.address).copied().unwrap_or(0));
+            let gauge = self.installed.get_or_create(&labels);
+            if let Some(count) = count {
+                gauge.set(gauge_value(count));
+            }
+            now.insert(labels);
+        }
+        for (state, n) in by_state {
+            self.sessions
+                .get_or_create(&StateLabels {
+                    state: state.to_string(),
+                })
+                .set(n);
+        }
+        let mut known = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        for gone in known.difference(&now) {
+            self.received.remove(gone);
+            self.advertised.remove(gone);
+            self.installed.remove(gone);
+        }
+        *known = now;
+    }
+}
+
+fn gauge_value(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(name: &str, address: &str, state: &str, received: u64, sent: u64) -> PeerStatus {
+        PeerStatus {
+            name: name.to_string(),
+            address: address.parse().unwrap(),
+            asn: 65000,
+            kind: "peer".to_string(),
+            state: state.to_string(),
+            uptime_seconds: 0,
+            prefixes_received: received,
+            prefixes_sent: sent,
+            last_error: None,
+        }
+    }
+
+    fn has(text: &str, line: &str) -> bool {
+        text.lines().any(|l| l == line)
+    }
+
+    #[test]
+    fn exposes_sessions_prefixes_transitions_and_errors() {
+        let metrics = Metrics::new();
+        let netlink = Counter::default();
+        let m = SpeakerMetrics::register(&metrics, netlink.clone());
+        let installed = BTreeMap::from([("10.0.0.1".parse().unwrap(), 3)]);
+        m.sessions(
+            &[
+                peer("tor", "10.0.0.1", "Established", 4, 2),
+                peer("node-2", "10.0.0.12", "Active", 0, 0),
+            ],
+            Some(&installed),
+        );
+        m.transition("Idle", "Connect");
+        m.transition("Idle", "Connect");
+        m.transition("OpenConfirm", "Established");
+        m.update_processed(Duration::from_micros(50));
+        netlink.inc();
+        let text = metrics.encode();
+        for line in [
+            "# TYPE starling_bgp_sessions gauge",
+            r#"starling_bgp_sessions{state="Established"} 1"#,
+            r#"starling_bgp_sessions{state="Active"} 1"#,
+            r#"starling_bgp_sessions{state="OpenSent"} 0"#,
+            r#"starling_bgp_prefixes_received{peer="tor",address="10.0.0.1"} 4"#,
+            r#"starling_bgp_prefixes_advertised{peer="tor",address="10.0.0.1"} 2"#,
+            r#"starling_bgp_prefixes_installed{peer="tor",address="10.0.0.1"} 3"#,
+            r#"starling_bgp_prefixes_installed{peer="node-2",address="10.0.0.12"} 0"#,
+            r#"starling_bgp_fsm_transitions_total{from="Idle",to="Connect"} 2"#,
+            r#"starling_bgp_fsm_transitions_total{from="OpenConfirm",to="Established"} 1"#,
+            "# TYPE starling_bgp_update_processing_seconds histogram",
+            "starling_bgp_update_processing_seconds_count 1",
+            r#"starling_bgp_update_processing_seconds_bucket{le="0.00016"} 1"#,
+            r#"starling_bgp_update_processing_seconds_bucket{le="0.00004"} 0"#,
+            "starling_netlink_errors_total 1",
+        ] {
+            assert!(has(&text, line), "{line:?} not in\n{text}");
+        }
+
+        // tor goes; node-2 comes up, its installed count kept until the
+        // next count.
+        m.sessions(&[peer("node-2", "10.0.0.12", "Established", 1, 1)], None);
+        let text = metrics.encode();
+        assert!(!text.contains(r#"peer="tor""#), "{text}");
+        for line in [
+            r#"starling_bgp_sessions{state="Established"} 1"#,
+            r#"starling_bgp_sessions{state="Active"} 0"#,
+            r#"starling_bgp_prefixes_received{peer="node-2",address="10.0.0.12"} 1"#,
+            r#"starling_bgp_prefixes_installed{peer="node-2",address="10.0.0.12"} 0"#,
+        ] {
+            assert!(has(&text, line), "{line:?} not in\n{text}");
+        }
+    }
+}
