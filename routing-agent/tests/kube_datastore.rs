@@ -5,6 +5,7 @@
 
 mod fake_api;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ const NODES: &str = "/api/v1/nodes";
 const CONFIGS: &str = "/apis/starling.dev/v1alpha1/bgpconfigurations";
 const PEERS: &str = "/apis/starling.dev/v1alpha1/bgppeers";
 const POOLS: &str = "/apis/starling.dev/v1alpha1/ippools";
+/// The agent's namespace is its client's default one.
+const SECRETS: &str = "/api/v1/namespaces/default/secrets";
 
 /// A Node as a list item (no apiVersion/kind, as the API server lists it).
 fn node(name: &str, address: &str, cidr: &str) -> Value {
@@ -67,9 +70,10 @@ fn bookmark(rv: &str) -> Value {
     )
 }
 
-/// Serves the first lists: two nodes, the default BGPConfiguration, the
-/// peer `tor`, a pool; nothing more on the watches of nodes, configs, pools.
+/// Serves the first lists: two nodes, the default BGPConfiguration, a
+/// pool, no Secrets; nothing more on their watches.
 fn cluster(api: &FakeApi) {
+    api.list(SECRETS, list("v1", "SecretList", "100", vec![]));
     api.list(
         NODES,
         list(
@@ -498,4 +502,83 @@ async fn not_ready_while_a_watch_is_broken_then_ready_again() {
         "{}",
         broken.1
     );
+}
+
+fn secret(name: &str, data: Value, rv: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"),
+            "resourceVersion": rv, "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "data": data})
+}
+
+/// node-1's sessions to BGPPeers: (name, password).
+fn passwords(cfg: &ClusterConfig) -> Vec<(String, Option<String>)> {
+    let local = starling_agent::config::local_node(cfg, "node-1").expect("node-1");
+    starling_agent::config::desired_peers(cfg, &local)
+        .into_iter()
+        .filter(|p| p.name != "node-2")
+        .map(|p| (p.name, p.password))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_peers_password_follows_its_secret_and_other_secrets_are_not_read() {
+    let api = FakeApi::start().await;
+    // This test's Secrets (listed first, so served before cluster()'s).
+    api.list(
+        SECRETS,
+        list(
+            "v1",
+            "SecretList",
+            "200",
+            vec![
+                // base64 of "s3cret".
+                secret("bgp-passwords", json!({"tor": "czNjcmV0"}), "180"),
+                // Someone else's (a Helm release: gzip, not text).
+                secret(
+                    "sh.helm.release.v1.x.v1",
+                    json!({"release": "H4sIAAAAAAAA/w=="}),
+                    "181",
+                ),
+            ],
+        ),
+    );
+    cluster(&api);
+    let mut tor = peer("tor", "10.0.0.1", 65000, "150");
+    tor["spec"]["password"] = json!({"secretKeyRef": {"name": "bgp-passwords", "key": "tor"}});
+    api.list(
+        PEERS,
+        list("starling.dev/v1alpha1", "BGPPeerList", "200", vec![tor]),
+    );
+    api.watch(
+        SECRETS,
+        vec![event(
+            "MODIFIED",
+            // base64 of "n3w-pass".
+            secret("bgp-passwords", json!({"tor": "bjN3LXBhc3M="}), "201"),
+        )],
+        End::Hang,
+    );
+    let mut rx = start(&api).await;
+    let seen = wait_for(&mut rx, "tor's new password", |c| {
+        passwords(c) == [("tor".to_string(), Some("n3w-pass".to_string()))]
+    })
+    .await;
+    assert_eq!(
+        passwords(&seen[0]),
+        [("tor".to_string(), Some("s3cret".to_string()))]
+    );
+    // Only the named Secret is in the configuration.
+    let cfg = rx.borrow().clone();
+    assert_eq!(cfg.secrets.keys().collect::<Vec<_>>(), ["bgp-passwords"]);
+    // Secrets are watched in the agent's namespace only.
+    let paths: BTreeSet<String> = api
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/secrets"))
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(paths, BTreeSet::from([SECRETS.to_string()]));
+    // The Helm release was never read, so never rejected either.
+    assert!(!api.requests().iter().any(|r| r.method == "POST"));
 }

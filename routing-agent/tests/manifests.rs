@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -64,8 +64,11 @@ fn typed<T: DeserializeOwned + Serialize>(file: &str, v: &Value) -> T {
 struct Manifests {
     service_accounts: Vec<ServiceAccount>,
     config_maps: Vec<ConfigMap>,
+    namespaces: Vec<Namespace>,
     roles: Vec<ClusterRole>,
     bindings: Vec<ClusterRoleBinding>,
+    namespaced_roles: Vec<Role>,
+    namespaced_bindings: Vec<RoleBinding>,
     daemon_sets: Vec<DaemonSet>,
     crds: Vec<CustomResourceDefinition>,
     samples: usize,
@@ -78,6 +81,9 @@ fn manifests() -> Manifests {
         match kind.as_str() {
             "ServiceAccount" => m.service_accounts.push(typed(&file, &v)),
             "ConfigMap" => m.config_maps.push(typed(&file, &v)),
+            "Namespace" => m.namespaces.push(typed(&file, &v)),
+            "Role" => m.namespaced_roles.push(typed(&file, &v)),
+            "RoleBinding" => m.namespaced_bindings.push(typed(&file, &v)),
             "ClusterRole" => m.roles.push(typed(&file, &v)),
             "ClusterRoleBinding" => m.bindings.push(typed(&file, &v)),
             "DaemonSet" => m.daemon_sets.push(typed(&file, &v)),
@@ -149,6 +155,43 @@ fn references_point_at_what_exists() {
                 "binding to a missing service account {key:?}"
             );
         }
+    }
+    for b in &m.namespaced_bindings {
+        let ns = b.metadata.namespace.clone().unwrap_or_default();
+        assert_eq!(b.role_ref.kind, "Role");
+        assert!(
+            m.namespaced_roles.iter().any(|r| {
+                r.metadata.namespace.as_deref() == Some(ns.as_str())
+                    && r.metadata.name.as_deref() == Some(b.role_ref.name.as_str())
+            }),
+            "binding to a missing role {ns}/{}",
+            b.role_ref.name
+        );
+        for s in b.subjects.iter().flatten() {
+            let key = (s.namespace.clone().unwrap_or_default(), s.name.clone());
+            assert!(
+                accounts.contains(&key),
+                "binding to a missing service account {key:?}"
+            );
+        }
+    }
+    // Every namespaced object's namespace is created by the manifests.
+    let namespaces: BTreeSet<String> = m
+        .namespaces
+        .iter()
+        .filter_map(|n| n.metadata.name.clone())
+        .collect();
+    let used_namespaces = m
+        .service_accounts
+        .iter()
+        .map(|o| &o.metadata)
+        .chain(m.config_maps.iter().map(|o| &o.metadata))
+        .chain(m.daemon_sets.iter().map(|o| &o.metadata))
+        .chain(m.namespaced_roles.iter().map(|o| &o.metadata))
+        .chain(m.namespaced_bindings.iter().map(|o| &o.metadata))
+        .map(|meta| meta.namespace.clone().unwrap_or_default());
+    for ns in used_namespaces {
+        assert!(namespaces.contains(&ns), "namespace {ns:?} is not created");
     }
     for ds in &m.daemon_sets {
         let ns = ds.metadata.namespace.clone().unwrap_or_default();
@@ -234,11 +277,10 @@ fn the_agent_runs_on_the_host_network_with_two_capabilities_and_its_node_name() 
     assert!(init.iter().any(|c| c.name == "install-cni"));
 }
 
-#[test]
-fn the_cluster_role_grants_what_the_agent_uses_and_nothing_more() {
-    let m = manifests();
+/// (API group, resource, verb) for each one the rules grant.
+fn grants<'a>(rules: impl Iterator<Item = &'a PolicyRule>) -> BTreeSet<(String, String, String)> {
     let mut granted = BTreeSet::new();
-    for rule in m.roles.iter().flat_map(|r| r.rules.iter().flatten()) {
+    for rule in rules {
         for group in rule.api_groups.iter().flatten() {
             for resource in rule.resources.iter().flatten() {
                 for verb in &rule.verbs {
@@ -247,8 +289,36 @@ fn the_cluster_role_grants_what_the_agent_uses_and_nothing_more() {
             }
         }
     }
+    granted
+}
+
+#[test]
+fn secrets_are_read_only_in_the_agents_namespace() {
+    let m = manifests();
+    let ns = m.daemon_sets[0].metadata.namespace.clone();
+    let granted = grants(
+        m.namespaced_roles
+            .iter()
+            .filter(|r| r.metadata.namespace == ns)
+            .flat_map(|r| r.rules.iter().flatten()),
+    );
     let mut used = BTreeSet::new();
-    for kind in WatchedKind::ALL {
+    for kind in WatchedKind::ALL.into_iter().filter(|k| k.namespaced()) {
+        let r = kind.resource();
+        for verb in ["list", "watch"] {
+            used.insert((r.group.clone(), r.plural.clone(), verb.to_string()));
+        }
+    }
+    assert_eq!(granted, used);
+    assert_eq!(m.namespaced_roles.len(), 1, "no Role elsewhere");
+}
+
+#[test]
+fn the_cluster_role_grants_what_the_agent_uses_and_nothing_more() {
+    let m = manifests();
+    let granted = grants(m.roles.iter().flat_map(|r| r.rules.iter().flatten()));
+    let mut used = BTreeSet::new();
+    for kind in WatchedKind::ALL.into_iter().filter(|k| !k.namespaced()) {
         let r = kind.resource();
         for verb in ["list", "watch"] {
             used.insert((r.group.clone(), r.plural.clone(), verb.to_string()));

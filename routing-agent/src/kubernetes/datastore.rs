@@ -1,6 +1,8 @@
 //! `--datastore kubernetes`: Nodes, BGPConfigurations, BGPPeers and IPPools
-//! watched with kube-runtime watchers, each object parsed and validated by
-//! the same code as a file's (`config::parse_documents`, `config::build`),
+//! watched with kube-runtime watchers (and Secrets, in the agent's own
+//! namespace only, read when a BGPPeer's `spec.password` names them), each
+//! object parsed and validated by the same code as a file's
+//! (`config::parse_documents`, `config::build`),
 //! and the result published as the file datastore does, on a
 //! `watch::Receiver<Arc<ClusterConfig>>`.
 //!
@@ -48,6 +50,9 @@ pub struct KubeDatastore {
     client: Client,
     rejections: Option<Arc<dyn RejectionSink>>,
     health: Option<Health>,
+    /// Where the BGPPeers' Secrets are; the client's default namespace
+    /// (in a pod, its own) unless set.
+    namespace: Option<String>,
 }
 
 impl KubeDatastore {
@@ -65,6 +70,7 @@ impl KubeDatastore {
             client,
             rejections: None,
             health: None,
+            namespace: None,
         }
     }
 
@@ -76,6 +82,13 @@ impl KubeDatastore {
     /// (the agent emits a Kubernetes Event).
     pub fn with_rejections(mut self, sink: Arc<dyn RejectionSink>) -> Self {
         self.rejections = Some(sink);
+        self
+    }
+
+    /// Reads the Secrets BGPPeers name in `namespace` (by default the
+    /// client's: in a pod, the pod's own namespace).
+    pub fn with_secret_namespace(mut self, namespace: &str) -> Self {
+        self.namespace = Some(namespace.to_string());
         self
     }
 
@@ -113,8 +126,13 @@ struct Entry {
 impl Entry {
     fn new(kind: WatchedKind, object: &DynamicObject) -> Entry {
         let input = parser_input(kind, object);
-        // JSON is YAML: the very path a file's text takes.
-        let (objects, errors) = parse_documents(&input.to_string(), "");
+        // A Secret is read only once a BGPPeer names it (`assemble`): the
+        // namespace's other Secrets are none of the agent's business.
+        let (objects, errors) = if kind == WatchedKind::Secret {
+            (Vec::new(), Vec::new())
+        } else {
+            parse(&input)
+        };
         Entry {
             input,
             key: key(kind, object),
@@ -122,6 +140,11 @@ impl Entry {
             errors,
         }
     }
+}
+
+/// JSON is YAML: the very path a file's text takes.
+fn parse(input: &Value) -> (Vec<Object>, Vec<ConfigError>) {
+    parse_documents(&input.to_string(), "")
 }
 
 /// What is known of one kind.
@@ -193,7 +216,15 @@ impl KindState {
 /// The watch task.
 async fn run(store: KubeDatastore, first: oneshot::Sender<watch::Receiver<Arc<ClusterConfig>>>) {
     let streams = WatchedKind::ALL.map(|kind| {
-        let api: Api<DynamicObject> = Api::all_with(store.client.clone(), &kind.resource());
+        let api: Api<DynamicObject> = if kind.namespaced() {
+            let ns = store
+                .namespace
+                .clone()
+                .unwrap_or_else(|| store.client.default_namespace().to_string());
+            Api::namespaced_with(store.client.clone(), &ns, &kind.resource())
+        } else {
+            Api::all_with(store.client.clone(), &kind.resource())
+        };
         watcher(api, watcher::Config::default())
             .default_backoff()
             .map(move |event| (kind, event))
@@ -285,7 +316,8 @@ fn report_health(health: &Health, state: &BTreeMap<WatchedKind, KindState>) {
     }
 }
 
-/// Every object in kind and name order, through `config::build`.
+/// Every object in kind and name order, through `config::build`; of the
+/// Secrets, those the BGPPeers name.
 fn assemble(state: &BTreeMap<WatchedKind, KindState>) -> (ClusterConfig, Vec<ConfigError>) {
     let mut objects = Vec::new();
     let mut errors = Vec::new();
@@ -293,6 +325,24 @@ fn assemble(state: &BTreeMap<WatchedKind, KindState>) -> (ClusterConfig, Vec<Con
         objects.extend(entry.objects.iter().cloned());
         errors.extend(entry.errors.iter().cloned());
     }
+    let named: BTreeSet<&str> = objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::BgpPeer { peer, .. } => peer.password.as_ref(),
+            _ => None,
+        })
+        .map(|r| r.name.as_str())
+        .collect();
+    let secrets = state.get(&WatchedKind::Secret).map(|s| &s.entries);
+    let mut read = Vec::new();
+    for (name, entry) in secrets.into_iter().flatten() {
+        if named.contains(name.as_str()) {
+            let (o, e) = parse(&entry.input);
+            read.extend(o);
+            errors.extend(e);
+        }
+    }
+    objects.extend(read);
     let (cfg, build_errors) = build(objects);
     errors.extend(build_errors);
     (cfg, errors)

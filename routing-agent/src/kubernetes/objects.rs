@@ -15,16 +15,24 @@ pub enum WatchedKind {
     BgpConfiguration,
     BgpPeer,
     IpPool,
+    /// Only in the agent's namespace; only those BGPPeers name are read.
+    Secret,
 }
 
 impl WatchedKind {
     /// In the order the objects are handed to `config::build`.
-    pub const ALL: [WatchedKind; 4] = [
+    pub const ALL: [WatchedKind; 5] = [
         WatchedKind::Node,
         WatchedKind::BgpConfiguration,
         WatchedKind::BgpPeer,
         WatchedKind::IpPool,
+        WatchedKind::Secret,
     ];
+
+    /// Watched in one namespace (the agent's), not cluster-wide.
+    pub fn namespaced(self) -> bool {
+        self == WatchedKind::Secret
+    }
 
     pub fn resource(self) -> ApiResource {
         match self {
@@ -32,6 +40,7 @@ impl WatchedKind {
             WatchedKind::BgpConfiguration => ApiResource::erase::<BGPConfiguration>(&()),
             WatchedKind::BgpPeer => ApiResource::erase::<BGPPeer>(&()),
             WatchedKind::IpPool => ApiResource::erase::<IPPool>(&()),
+            WatchedKind::Secret => ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&()),
         }
     }
 
@@ -42,6 +51,7 @@ impl WatchedKind {
             WatchedKind::BgpConfiguration => "BGPConfiguration",
             WatchedKind::BgpPeer => "BGPPeer",
             WatchedKind::IpPool => "IPPool",
+            WatchedKind::Secret => "Secret",
         }
     }
 
@@ -52,12 +62,13 @@ impl WatchedKind {
             WatchedKind::BgpConfiguration => "bgpconfigurations",
             WatchedKind::BgpPeer => "bgppeers",
             WatchedKind::IpPool => "ippools",
+            WatchedKind::Secret => "secrets",
         }
     }
 
     fn api_version(self) -> &'static str {
         match self {
-            WatchedKind::Node => "v1",
+            WatchedKind::Node | WatchedKind::Secret => "v1",
             _ => crate::config::STARLING_API_VERSION,
         }
     }
@@ -112,6 +123,19 @@ pub(crate) fn parser_input(kind: WatchedKind, object: &DynamicObject) -> Value {
                 "spec": spec,
                 "status": {"addresses": addresses},
             })
+        }
+        WatchedKind::Secret => {
+            let mut secret = json!({
+                "apiVersion": kind.api_version(),
+                "kind": kind.kind(),
+                "metadata": {"name": name},
+            });
+            for key in ["data", "stringData"] {
+                if let Some(v) = data.get(key) {
+                    secret[key] = v.clone();
+                }
+            }
+            secret
         }
         _ => json!({
             "apiVersion": kind.api_version(),
