@@ -38,6 +38,10 @@ pub struct BfdEvent {
     /// AdminDown here means the peer disabled the session on purpose: RFC
     /// 5882 section 3.2, not a failure of the path.
     pub remote_state: BfdState,
+    /// The Diag the peer last sent: No Diagnostic from a peer whose session
+    /// just (re)started, Control Detection Time Expired from one that
+    /// stopped hearing us.
+    pub remote_diag: Diag,
     /// The peer's C bit: clear means its BFD shares fate with its control
     /// plane (RFC 5880 section 4.1, RFC 5882 section 4.3).
     pub remote_control_plane_independent: bool,
@@ -144,8 +148,13 @@ impl BfdHandle {
     /// Every state change from now on, in order, none lost.
     pub fn subscribe(&self) -> mpsc::UnboundedReceiver<BfdEvent> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let _ = self.send(Command::Subscribe(tx));
+        self.subscribe_with(tx);
         rx
+    }
+
+    /// As `subscribe`, into a channel the caller already reads.
+    pub fn subscribe_with(&self, tx: mpsc::UnboundedSender<BfdEvent>) {
+        let _ = self.send(Command::Subscribe(tx));
     }
 
     /// Sessions and counters.
@@ -276,6 +285,7 @@ impl Task {
                         to: t.to,
                         diag: t.diag,
                         remote_state: t.remote_state,
+                        remote_diag: t.remote_diag,
                         remote_control_plane_independent: t.remote_control_plane_independent,
                     };
                     self.subscribers.retain(|s| s.send(ev).is_ok());

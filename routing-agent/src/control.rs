@@ -36,6 +36,8 @@ pub enum Request {
     Peers,
     Routes,
     Summary,
+    /// BFD sessions and dropped packets.
+    Bfd,
 }
 
 /// Counts, cheap to ask for even with a million routes.
@@ -65,6 +67,13 @@ pub struct PeerStatus {
     pub prefixes_received: u64,
     pub prefixes_sent: u64,
     pub last_error: Option<String>,
+    /// The BFD session's state (AdminDown, Down, Init, Up); None when BFD
+    /// is off for the peer.
+    #[serde(default)]
+    pub bfd_state: Option<String>,
+    /// BFD state changes since the session was configured.
+    #[serde(default)]
+    pub bfd_transitions: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -87,6 +96,7 @@ pub enum Response {
     Peers(Vec<PeerStatus>),
     Routes(Vec<RouteStatus>),
     Summary(Summary),
+    Bfd(crate::bfd_report::BfdReport),
     Error(String),
 }
 
@@ -343,6 +353,7 @@ pub fn peers_table(peers: &[PeerStatus]) -> String {
         "ASN",
         "KIND",
         "STATE",
+        "BFD",
         "UPTIME",
         "RECEIVED",
         "SENT",
@@ -362,6 +373,7 @@ pub fn peers_table(peers: &[PeerStatus]) -> String {
                 peer.asn.to_string(),
                 peer.kind.clone(),
                 peer.state.clone(),
+                peer.bfd_state.clone().unwrap_or_else(|| "-".to_string()),
                 uptime,
                 peer.prefixes_received.to_string(),
                 peer.prefixes_sent.to_string(),
@@ -369,7 +381,7 @@ pub fn peers_table(peers: &[PeerStatus]) -> String {
             ]
         })
         .collect();
-    let right_aligned = |column: usize| matches!(column, 6 | 7);
+    let right_aligned = |column: usize| matches!(column, 7 | 8);
     table(&header, &rows, right_aligned)
 }
 
@@ -418,7 +430,11 @@ fn or_dash(cell: String) -> String {
 
 /// Columns two spaces apart, each as wide as its widest cell; no trailing
 /// blanks. Control characters in cells become spaces so a row stays a line.
-fn table(header: &[&str], rows: &[Vec<String>], right_aligned: impl Fn(usize) -> bool) -> String {
+pub(crate) fn table(
+    header: &[&str],
+    rows: &[Vec<String>],
+    right_aligned: impl Fn(usize) -> bool,
+) -> String {
     let clean = |cell: &str| -> String {
         cell.chars()
             .map(|c| if c.is_control() { ' ' } else { c })
@@ -471,6 +487,8 @@ mod tests {
             prefixes_received: 1,
             prefixes_sent: 1,
             last_error: None,
+            bfd_state: None,
+            bfd_transitions: 0,
         }
     }
 
@@ -482,8 +500,10 @@ mod tests {
         tor.prefixes_received = 0;
         tor.prefixes_sent = 12345;
         tor.last_error = Some("connection refused\nretrying".to_string());
+        let mut node_2 = peer("node-2", "10.0.0.12", "Established", 192);
+        node_2.bfd_state = Some("Up".to_string());
         let peers = [
-            peer("node-2", "10.0.0.12", "Established", 192),
+            node_2,
             peer(
                 "node-3",
                 "10.0.0.13",
@@ -493,10 +513,10 @@ mod tests {
             tor,
         ];
         let expected = "\
-NAME    ADDRESS    ASN    KIND  STATE        UPTIME      RECEIVED   SENT  LAST ERROR
-node-2  10.0.0.12  64512  mesh  Established  00:03:12           1      1
-node-3  10.0.0.13  64512  mesh  Established  3d04:05:06         1      1
-tor-a   fd00::1    65000  peer  Active       -                  0  12345  connection refused retrying
+NAME    ADDRESS    ASN    KIND  STATE        BFD  UPTIME      RECEIVED   SENT  LAST ERROR
+node-2  10.0.0.12  64512  mesh  Established  Up   00:03:12           1      1
+node-3  10.0.0.13  64512  mesh  Established  -    3d04:05:06         1      1
+tor-a   fd00::1    65000  peer  Active       -    -                  0  12345  connection refused retrying
 ";
         assert_eq!(peers_table(&peers), expected);
     }
@@ -505,7 +525,7 @@ tor-a   fd00::1    65000  peer  Active       -                  0  12345  connec
     fn empty_tables_are_just_the_header() {
         assert_eq!(
             peers_table(&[]),
-            "NAME  ADDRESS  ASN  KIND  STATE  UPTIME  RECEIVED  SENT  LAST ERROR\n"
+            "NAME  ADDRESS  ASN  KIND  STATE  BFD  UPTIME  RECEIVED  SENT  LAST ERROR\n"
         );
         assert_eq!(
             routes_table(&[]),

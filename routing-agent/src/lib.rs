@@ -4,6 +4,7 @@
 //! (`kernel`) and answers `starlingctl` on a unix socket (`control`).
 
 pub mod bfd;
+pub mod bfd_report;
 pub mod config;
 pub mod control;
 pub mod crd;

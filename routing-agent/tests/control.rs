@@ -42,6 +42,8 @@ fn peers() -> Vec<PeerStatus> {
         prefixes_received: 1,
         prefixes_sent: 1,
         last_error: None,
+        bfd_state: None,
+        bfd_transitions: 0,
     }]
 }
 
@@ -64,7 +66,7 @@ fn canned_agent() -> mpsc::Sender<ControlRequest> {
             let _ = reply.send(match request {
                 Request::Peers => Response::Peers(peers()),
                 Request::Routes => Response::Routes(routes()),
-                Request::Summary => Response::Error("no summary here".to_string()),
+                Request::Summary | Request::Bfd => Response::Error("no summary here".to_string()),
             });
         }
     });

@@ -323,6 +323,8 @@ fn session(name: &str, address: &str, state: &str, received: u64) -> PeerStatus 
         prefixes_received: received,
         prefixes_sent: 1,
         last_error: None,
+        bfd_state: None,
+        bfd_transitions: 0,
     }
 }
 

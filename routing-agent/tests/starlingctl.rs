@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use starling_agent::bfd_report::BfdReport;
 use starling_agent::control::{serve, ControlRequest, PeerStatus, Request, Response};
 use tokio::sync::mpsc;
 
@@ -35,6 +36,8 @@ fn peers() -> Vec<PeerStatus> {
         prefixes_received: 1,
         prefixes_sent: 1,
         last_error: None,
+        bfd_state: Some("Up".to_string()),
+        bfd_transitions: 3,
     }]
 }
 
@@ -47,6 +50,10 @@ fn canned_agent() -> mpsc::Sender<ControlRequest> {
                 Request::Peers => Response::Peers(peers()),
                 Request::Routes => Response::Error("route table not ready".to_string()),
                 Request::Summary => Response::Error("no summary here".to_string()),
+                Request::Bfd => Response::Bfd(BfdReport {
+                    drops: [("bad_version".to_string(), 2)].into(),
+                    ..BfdReport::default()
+                }),
             });
         }
     });
@@ -76,9 +83,17 @@ async fn prints_tables_and_json_and_fails_on_errors() {
     assert_eq!(
         text(&out.stdout),
         "\
-NAME    ADDRESS    ASN    KIND  STATE        UPTIME    RECEIVED  SENT  LAST ERROR
-node-2  10.0.0.12  64512  mesh  Established  00:03:12         1     1
+NAME    ADDRESS    ASN    KIND  STATE        BFD  UPTIME    RECEIVED  SENT  LAST ERROR
+node-2  10.0.0.12  64512  mesh  Established  Up   00:03:12         1     1
 "
+    );
+
+    let out = starlingctl(&socket, &["bfd"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("\ndropped 2: bad_version 2\n"),
+        "{}",
+        text(&out.stdout)
     );
 
     let out = starlingctl(&socket, &["peers", "-o", "json"]).await;

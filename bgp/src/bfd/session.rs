@@ -52,6 +52,9 @@ pub struct Transition {
     /// bfd.LocalDiag: why the session went down.
     pub diag: Diag,
     pub remote_state: State,
+    /// The Diag of the last packet received: why the peer's session left
+    /// Up (No Diagnostic from a peer whose session just started).
+    pub remote_diag: Diag,
     pub remote_control_plane_independent: bool,
 }
 
@@ -389,6 +392,7 @@ impl Session {
             to,
             diag: self.local_diag,
             remote_state: self.remote_state,
+            remote_diag: self.remote_diag,
             remote_control_plane_independent: self.remote_cpi,
         }));
         // Up uses the configured intervals, any other state the slow one.

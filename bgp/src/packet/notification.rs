@@ -76,6 +76,8 @@ fn subcode_name(code: u8, subcode: u8) -> Option<&'static str> {
         (6, 6) => "Other Configuration Change",
         (6, 7) => "Connection Collision Resolution",
         (6, 8) => "Out of Resources",
+        (6, 9) => "Hard Reset",
+        (6, 10) => "BFD Down",
         _ => return None,
     })
 }

@@ -38,6 +38,8 @@ enum Command {
     Routes,
     /// Counts of sessions and routes.
     Summary,
+    /// BFD sessions, their timers and counters, and packets dropped.
+    Bfd,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -72,6 +74,7 @@ fn render(cli: &Cli) -> Result<String, String> {
         Command::Peers => Request::Peers,
         Command::Routes => Request::Routes,
         Command::Summary => Request::Summary,
+        Command::Bfd => Request::Bfd,
     };
     let response = control::query(&cli.socket, &request).map_err(|err| err.to_string())?;
     let json = |value: Result<String, serde_json::Error>| {
@@ -86,6 +89,8 @@ fn render(cli: &Cli) -> Result<String, String> {
         (Response::Routes(routes), Output::Json) => json(serde_json::to_string_pretty(&routes)),
         (Response::Summary(s), Output::Table) => Ok(control::summary_text(&s)),
         (Response::Summary(s), Output::Json) => json(serde_json::to_string_pretty(&s)),
+        (Response::Bfd(r), Output::Table) => Ok(starling_agent::bfd_report::bfd_table(&r)),
+        (Response::Bfd(r), Output::Json) => json(serde_json::to_string_pretty(&r)),
         (Response::Error(message), _) => Err(format!("the agent answered: {message}")),
     }
 }

@@ -3,6 +3,7 @@
 //! network and the control socket. Like BIRD's core, protocols only feed
 //! it; unlike BIRD, the protocol logic is the sans-IO `starling-bgp`.
 
+mod bfd_link;
 mod connection;
 mod export;
 mod graceful_restart;
@@ -86,6 +87,8 @@ pub struct Speaker {
     events_rx: Option<mpsc::UnboundedReceiver<NetEvent>>,
     /// Our own graceful restart, while it lasts.
     restart: Option<graceful_restart::Restart>,
+    /// BFD sessions of the peers that enable it.
+    bfd: bfd_link::BfdLink,
     /// Writers still flushing at shutdown.
     closing: Vec<JoinHandle<()>>,
     shutting_down: bool,
@@ -147,6 +150,7 @@ impl Speaker {
                 stale: stale.into_iter().collect(),
                 deadline: None,
             }),
+            bfd: bfd_link::BfdLink::new(),
             closing: Vec::new(),
             shutting_down: false,
         }
@@ -160,7 +164,9 @@ impl Speaker {
         mut control: mpsc::Receiver<ControlRequest>,
         shutdown: impl Future<Output = ()>,
     ) {
-        let Some(mut events) = self.events_rx.take() else {
+        let (Some(mut events), Some(mut bfd_events)) =
+            (self.events_rx.take(), self.bfd.take_events())
+        else {
             return;
         };
         let initial = config.borrow_and_update().clone();
@@ -186,9 +192,8 @@ impl Speaker {
                     self.apply_config(&cfg).await;
                 }
                 Some(ev) = events.recv() => self.net_event(ev),
-                Some((req, reply)) = control.recv() => {
-                    let _ = reply.send(self.answer(req));
-                }
+                Some(ev) = bfd_events.recv() => self.bfd_event(ev),
+                Some((req, reply)) = control.recv() => self.control(req, reply),
                 _ = tokio::time::sleep_until(deadline) => self.timeouts(),
                 _ = ipam_tick.tick(), if self.ipam.is_some() || self.status_sink.is_some() || self.metrics.is_some() => {
                     if let (Some(cfg), true) = (self.config.clone(), self.ipam.is_some()) {
@@ -414,6 +419,7 @@ impl Speaker {
 
     async fn stop(&mut self) {
         self.shutting_down = true;
+        self.bfd.stop();
         let now = Instant::now();
         let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
         for addr in addrs {

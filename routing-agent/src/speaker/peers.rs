@@ -128,6 +128,7 @@ impl Speaker {
         for addr in addrs {
             self.advertise(addr, false);
         }
+        self.sync_bfd();
         self.start_restart_clock(now);
         self.maybe_reconcile(now);
     }

@@ -5,8 +5,11 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Instant;
 
+use tokio::sync::oneshot;
+
 use super::peers::to_network;
 use super::Speaker;
+use crate::bfd_report::BfdReport;
 use crate::config::PeerSource;
 use crate::control::{PeerStatus, Request, Response, RouteStatus, Summary};
 
@@ -16,7 +19,28 @@ impl Speaker {
             Request::Peers => Response::Peers(self.peer_status()),
             Request::Routes => Response::Routes(self.route_status()),
             Request::Summary => Response::Summary(self.summary()),
+            Request::Bfd => Response::Error("BFD status is answered by `control`".into()),
         }
+    }
+
+    /// Answers a control request; BFD's from the BFD task, without holding
+    /// up the speaker.
+    pub(super) fn control(&self, req: Request, reply: oneshot::Sender<Response>) {
+        if req != Request::Bfd {
+            let _ = reply.send(self.answer(req));
+            return;
+        }
+        let handle = self.bfd.handle().cloned();
+        tokio::spawn(async move {
+            let response = match handle {
+                None => Response::Bfd(BfdReport::default()),
+                Some(h) => match h.status().await {
+                    Ok(s) => Response::Bfd(BfdReport::from(&s)),
+                    Err(e) => Response::Error(e.to_string()),
+                },
+            };
+            let _ = reply.send(response);
+        });
     }
 
     fn summary(&self) -> Summary {
@@ -56,6 +80,12 @@ impl Speaker {
                 prefixes_received: self.rib.peer_prefix_count(*addr) as u64,
                 prefixes_sent: p.sent.len() as u64,
                 last_error: p.session.last_error().map(ToString::to_string),
+                bfd_state: p
+                    .desired
+                    .bfd
+                    .and(self.bfd.session(*addr))
+                    .map(|s| s.state.name().to_string()),
+                bfd_transitions: self.bfd.session(*addr).map_or(0, |s| s.transitions),
             })
             .collect()
     }
