@@ -66,6 +66,11 @@ pub struct Peer {
     pub prefixes_sent: u64,
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The BFD session's state; None when BFD is off for the peer.
+    #[serde(default)]
+    pub bfd_state: Option<String>,
+    #[serde(default)]
+    pub bfd_transitions: u64,
 }
 
 impl Peer {
@@ -116,7 +121,10 @@ pub fn brief_peers(peers: &[Peer]) -> String {
     }
     peers
         .iter()
-        .map(|p| format!("{}={}", p.address, p.state))
+        .map(|p| match &p.bfd_state {
+            Some(bfd) => format!("{}={}/bfd={bfd}", p.address, p.state),
+            None => format!("{}={}", p.address, p.state),
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }

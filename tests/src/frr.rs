@@ -210,6 +210,8 @@ pub struct Frr {
     instance: String,
     zebra: Option<Managed>,
     bgpd: Option<Managed>,
+    /// Started by `start_bfdd`, for `neighbor ... bfd`.
+    bfdd: Option<Managed>,
 }
 
 impl Frr {
@@ -245,6 +247,7 @@ impl Frr {
             instance: instance.to_string(),
             zebra: None,
             bgpd: None,
+            bfdd: None,
         };
         frr.zebra = Some(frr.spawn("zebra")?);
         let zserv = dir.join("zserv.api");
@@ -262,6 +265,25 @@ impl Frr {
             frr.summary().map(|_| true)
         })?;
         Ok(frr)
+    }
+
+    /// Starts bfdd beside zebra and bgpd (bgpd's `neighbor ... bfd` asks it
+    /// for sessions through zebra), waiting until it answers.
+    pub fn start_bfdd(&mut self) -> Result<()> {
+        write(&self.dir.join("bfdd.conf"), "bfd\n!\n")?;
+        self.bfdd = Some(self.spawn("bfdd")?);
+        wait_until(Duration::from_secs(15), "bfdd to answer vtysh", || {
+            if let Some(b) = self.bfdd.as_mut() {
+                b.check_running()?;
+            }
+            self.bfd_peers().map(|_| true)
+        })
+    }
+
+    /// `show bfd peers json` from bfdd.
+    pub fn bfd_peers(&self) -> Result<Vec<BfdPeer>> {
+        let json = self.vtysh_daemon("bfdd", "show bfd peers json")?;
+        serde_json::from_str(&json).map_err(|e| Error::parse("`show bfd peers json`", e))
     }
 
     fn spawn(&self, daemon: &str) -> Result<Managed> {
@@ -309,9 +331,9 @@ impl Frr {
         &self.dir
     }
 
-    /// Pids of (zebra, bgpd) while they run.
+    /// Pids of (zebra, bgpd, bfdd) while they run.
     pub fn pids(&self) -> Vec<u32> {
-        [&self.zebra, &self.bgpd]
+        [&self.zebra, &self.bgpd, &self.bfdd]
             .into_iter()
             .flatten()
             .map(Managed::pid)
@@ -320,7 +342,10 @@ impl Frr {
 
     /// Fails with the daemon's log tail if zebra or bgpd has exited.
     pub fn check_running(&mut self) -> Result<()> {
-        for d in [&mut self.zebra, &mut self.bgpd].into_iter().flatten() {
+        for d in [&mut self.zebra, &mut self.bgpd, &mut self.bfdd]
+            .into_iter()
+            .flatten()
+        {
             d.check_running()?;
         }
         Ok(())
@@ -335,6 +360,11 @@ impl Frr {
             } else {
                 "bgpd"
             };
+        self.vtysh_daemon(daemon, command)
+    }
+
+    /// Runs a vtysh command against one daemon of this instance.
+    pub fn vtysh_daemon(&self, daemon: &str, command: &str) -> Result<String> {
         let dir = self.dir.display().to_string();
         let out = cmd::run_checked(
             "vtysh",
@@ -384,7 +414,17 @@ impl Frr {
     /// Last lines of bgpd's and zebra's logs and outputs.
     pub fn diagnostics(&self, lines: usize) -> String {
         let mut s = String::new();
-        for f in ["bgpd.log", "bgpd.out", "zebra.log", "zebra.out"] {
+        for f in [
+            "bgpd.log",
+            "bgpd.out",
+            "zebra.log",
+            "zebra.out",
+            "bfdd.log",
+            "bfdd.out",
+        ] {
+            if f.starts_with("bfdd") && self.bfdd.is_none() {
+                continue;
+            }
             let p = self.dir.join(f);
             s.push_str(&format!(
                 "--- {} (last {lines} lines)\n{}\n",
@@ -401,6 +441,9 @@ impl Frr {
 
     /// Stops bgpd then zebra (SIGTERM, SIGKILL after a grace period).
     pub fn stop(&mut self) {
+        if let Some(mut b) = self.bfdd.take() {
+            b.stop(STOP_GRACE);
+        }
         if let Some(mut b) = self.bgpd.take() {
             b.stop(STOP_GRACE);
         }
@@ -413,11 +456,15 @@ impl Frr {
 
     /// Leaves the daemons running (for a kept lab).
     pub fn detach(&mut self) {
-        for d in [&mut self.zebra, &mut self.bgpd].into_iter().flatten() {
+        for d in [&mut self.zebra, &mut self.bgpd, &mut self.bfdd]
+            .into_iter()
+            .flatten()
+        {
             d.detach();
         }
         self.zebra = None;
         self.bgpd = None;
+        self.bfdd = None;
     }
 }
 

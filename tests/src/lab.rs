@@ -22,6 +22,8 @@ use crate::wait::{wait_until, Check};
 pub struct LabOptions {
     /// Start FRR in `tor`.
     pub frr: bool,
+    /// Also start FRR's bfdd there (for `neighbor ... bfd` in bgpd.conf).
+    pub frr_bfdd: bool,
     /// Start the three agents (and wait until each answers `starlingctl`).
     pub agents: bool,
     /// Datastore contents (default: examples/lab/cluster.yaml).
@@ -43,6 +45,7 @@ impl Default for LabOptions {
     fn default() -> Self {
         LabOptions {
             frr: true,
+            frr_bfdd: false,
             agents: true,
             cluster_yaml: datastore::DEFAULT_CLUSTER_YAML.to_string(),
             bgpd_conf: frr::DEFAULT_BGPD_CONF.to_string(),
@@ -239,12 +242,18 @@ impl Lab {
             &options.zebra_conf,
         );
         // Record whatever did start before reporting an error.
-        let frr = frr?;
+        let mut frr = frr?;
+        let bfdd = if options.frr_bfdd {
+            frr.start_bfdd()
+        } else {
+            Ok(())
+        };
         let pids = frr.pids();
         self.frr = Some(frr);
-        for (pid, d) in pids.into_iter().zip(["zebra", "bgpd"]) {
+        for (pid, d) in pids.into_iter().zip(["zebra", "bgpd", "bfdd"]) {
             self.record_process(pid, &format!("FRR {d}"), &frr::daemon_dir().join(d))?;
         }
+        bfdd?;
         Ok(())
     }
 

@@ -517,10 +517,18 @@ fn malformed_update_gets_its_notification() {
 /// started again while a pod on node-1 pings a pod on node-3. The kernel
 /// routes stay on node-3, node-1 and node-2 keep node-3's routes as stale,
 /// and not one packet is lost. The restarted agent then removes the kernel
-/// routes of its last run that nobody announced again.
+/// routes of its last run that nobody announced again. BFD runs on the mesh
+/// (300 ms × 3): node-3's BFD falls silent with its agent, and its peers
+/// still keep its routes, as its BGP connection closed first (the
+/// README's BFD rule).
 #[test]
 fn agent_kill_and_restart_loses_no_packet() {
-    run_lab("t9-", LabOptions::default(), |lab| {
+    let options = LabOptions {
+        cluster_yaml: starling_lab::datastore::DEFAULT_CLUSTER_YAML
+            .replace("listenPort: 179}", "listenPort: 179, bfd: {}}"),
+        ..LabOptions::default()
+    };
+    run_lab("t9-", options, |lab| {
         lab.wait_agents_established(SESSIONS_UP)?;
         lab.wait_routes_everywhere(ROUTES_IN)?;
         let from = lab.pod("node-1", "pod-a")?.clone();
@@ -570,6 +578,21 @@ fn agent_kill_and_restart_loses_no_packet() {
                 starling_lab::agent::brief_peers(&peers)
             }))
         })?;
+        // Its BFD session goes down too (detection time), and changes
+        // nothing.
+        starling_lab::wait_until(
+            Duration::from_secs(15),
+            "node-1's BFD with node-3 down",
+            || {
+                let peers = agent1.ctl().peers()?;
+                let down = peers.iter().any(|p| {
+                    p.ip() == Some(IpAddr::V4(node3_v4)) && p.bfd_state.as_deref() == Some("Down")
+                });
+                Ok(starling_lab::Check::when(down, (), || {
+                    starling_lab::agent::brief_peers(&peers)
+                }))
+            },
+        )?;
         // node-1 still routes to node-3's pods (the stale routes).
         let missing = lab.missing_routes("node-1", &["node-3".to_string()])?;
         ensure(missing.is_empty(), || {
