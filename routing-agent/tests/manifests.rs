@@ -8,15 +8,17 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use starling_agent::config::parse_documents;
 use starling_agent::crd::{BGPConfiguration, BGPPeer, IPPool};
 use starling_agent::kubernetes::WatchedKind;
+use starling_agent::metrics::MetricsAddress;
 
 /// What `docker build -f examples/kubernetes/Dockerfile -t starling:dev .`
 /// makes; the only image the manifests may use.
@@ -229,6 +231,65 @@ fn references_point_at_what_exists() {
     );
 }
 
+/// `/livez` and `/readyz` on the port `STARLING_METRICS_ADDRESS` names.
+fn probes_on_the_metrics_port(c: &Container) {
+    let address = c
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "STARLING_METRICS_ADDRESS")
+        .and_then(|e| e.value.clone())
+        .unwrap_or_else(|| panic!("{}: no STARLING_METRICS_ADDRESS", c.name));
+    let address: MetricsAddress = address.parse().expect("a metrics address");
+    let port = address.socket().expect("metrics on").port();
+    let declared: Vec<i32> = c.ports.iter().flatten().map(|p| p.container_port).collect();
+    assert_eq!(declared, [i32::from(port)], "{}", c.name);
+    for (probe, path) in [
+        (&c.liveness_probe, "/livez"),
+        (&c.readiness_probe, "/readyz"),
+    ] {
+        let get = probe
+            .as_ref()
+            .and_then(|p| p.http_get.clone())
+            .unwrap_or_else(|| panic!("{}: no {path} probe", c.name));
+        assert_eq!(get.path.as_deref(), Some(path), "{}", c.name);
+        assert_eq!(get.port, IntOrString::Int(i32::from(port)), "{}", c.name);
+    }
+}
+
+#[test]
+fn starling_policy_runs_beside_the_agent_with_net_admin_only() {
+    let ds = manifests().daemon_sets.remove(0);
+    let pod = ds.spec.and_then(|s| s.template.spec).expect("pod spec");
+    let policy = pod
+        .containers
+        .iter()
+        .find(|c| c.name == "starling-policy")
+        .expect("starling-policy");
+    assert_eq!(
+        policy.command.as_deref(),
+        Some(&["/usr/local/bin/starling-policy".to_string()][..])
+    );
+    let caps = policy
+        .security_context
+        .as_ref()
+        .and_then(|s| s.capabilities.clone())
+        .expect("capabilities");
+    assert_eq!(caps.drop, Some(vec!["ALL".to_string()]));
+    assert_eq!(caps.add, Some(vec!["NET_ADMIN".to_string()]));
+    let env = policy.env.clone().unwrap_or_default();
+    let value = |name: &str| {
+        env.iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.clone())
+    };
+    assert_eq!(value("STARLING_DATASTORE").as_deref(), Some("kubernetes"));
+    assert_eq!(value("STARLING_NODE_NAME").as_deref(), Some("$(NODE_NAME)"));
+    probes_on_the_metrics_port(policy);
+    let dockerfile = std::fs::read_to_string(dir().join("Dockerfile")).expect("Dockerfile");
+    assert!(dockerfile.contains("-p starling-policy") && dockerfile.contains("nftables"));
+}
+
 #[test]
 fn the_agent_runs_on_the_host_network_with_two_capabilities_and_its_node_name() {
     let ds = manifests().daemon_sets.remove(0);
@@ -256,7 +317,7 @@ fn the_agent_runs_on_the_host_network_with_two_capabilities_and_its_node_name() 
         agent.security_context.as_ref().and_then(|s| s.privileged),
         Some(true)
     );
-    assert!(agent.liveness_probe.is_some() && agent.readiness_probe.is_some());
+    probes_on_the_metrics_port(agent);
     let env = agent.env.clone().unwrap_or_default();
     let node = env
         .iter()
@@ -313,10 +374,46 @@ fn secrets_are_read_only_in_the_agents_namespace() {
     assert_eq!(m.namespaced_roles.len(), 1, "no Role elsewhere");
 }
 
+/// What the ClusterRole `name` grants.
+fn cluster_role(m: &Manifests, name: &str) -> BTreeSet<(String, String, String)> {
+    grants(
+        m.roles
+            .iter()
+            .filter(|r| r.metadata.name.as_deref() == Some(name))
+            .flat_map(|r| r.rules.iter().flatten()),
+    )
+}
+
+#[test]
+fn the_policy_cluster_role_grants_what_starling_policy_watches() {
+    let m = manifests();
+    // policy/src/kubernetes.rs: Pods, Namespaces, NetworkPolicies, watched.
+    let mut used = BTreeSet::new();
+    for (group, resource) in [
+        ("", "pods"),
+        ("", "namespaces"),
+        ("networking.k8s.io", "networkpolicies"),
+    ] {
+        for verb in ["list", "watch"] {
+            used.insert((group.to_string(), resource.to_string(), verb.to_string()));
+        }
+    }
+    assert_eq!(cluster_role(&m, "starling-policy"), used);
+    let names: BTreeSet<String> = m
+        .roles
+        .iter()
+        .filter_map(|r| r.metadata.name.clone())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["starling-agent".to_string(), "starling-policy".to_string()])
+    );
+}
+
 #[test]
 fn the_cluster_role_grants_what_the_agent_uses_and_nothing_more() {
     let m = manifests();
-    let granted = grants(m.roles.iter().flat_map(|r| r.rules.iter().flatten()));
+    let granted = cluster_role(&m, "starling-agent");
     let mut used = BTreeSet::new();
     for kind in WatchedKind::ALL.into_iter().filter(|k| !k.namespaced()) {
         let r = kind.resource();
