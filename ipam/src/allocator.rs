@@ -65,6 +65,8 @@ pub struct Ipam<'s> {
     pub(crate) node: String,
     pub(crate) pools: Vec<IpPool>,
     pub(crate) strict_affinity: bool,
+    /// Recorded with each allocation (see [`Ipam::for_pod`]).
+    pub(crate) pod: Option<String>,
 }
 
 impl<'s> Ipam<'s> {
@@ -82,7 +84,15 @@ impl<'s> Ipam<'s> {
             node: node.into(),
             pools,
             strict_affinity,
+            pod: None,
         })
+    }
+
+    /// Allocations made from now on record `pod` (`NAMESPACE/NAME`), which
+    /// the Kubernetes garbage collector checks.
+    pub fn for_pod(mut self, pod: Option<String>) -> Self {
+        self.pod = pod;
+        self
     }
 
     pub fn node(&self) -> &str {
@@ -225,7 +235,7 @@ impl<'s> Ipam<'s> {
             handle: handle.clone(),
             node: self.node.clone(),
             netns: netns.map(str::to_string),
-            pod: None,
+            pod: self.pod.clone(),
         };
         let take = |s: &Stored| -> Option<Attempt<(IpAddr, bool)>> {
             let ip = s.block.free_address()?;

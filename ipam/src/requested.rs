@@ -62,7 +62,7 @@ impl Ipam<'_> {
             handle: handle.clone(),
             node: self.node.clone(),
             netns: netns.map(str::to_string),
-            pod: None,
+            pod: self.pod.clone(),
         };
         if let Some(s) = blocks.iter().find(|s| s.block.cidr.contains(ip)) {
             if let Some(a) = s.block.allocations.get(&ip) {

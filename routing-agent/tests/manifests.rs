@@ -1,14 +1,14 @@
 //! The manifests of `examples/kubernetes/` parse with k8s-openapi's types
 //! (and write back to exactly what they say, so a misspelled field fails),
 //! reference only the service accounts, config maps and image that exist,
-//! grant the agent only what it uses, and the samples pass the agent's own
+//! grant the agent, starling-policy and starling-cni only what they use, and the samples pass the agent's own
 //! validation.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -66,6 +66,7 @@ fn typed<T: DeserializeOwned + Serialize>(file: &str, v: &Value) -> T {
 struct Manifests {
     service_accounts: Vec<ServiceAccount>,
     config_maps: Vec<ConfigMap>,
+    secrets: Vec<Secret>,
     namespaces: Vec<Namespace>,
     roles: Vec<ClusterRole>,
     bindings: Vec<ClusterRoleBinding>,
@@ -83,6 +84,7 @@ fn manifests() -> Manifests {
         match kind.as_str() {
             "ServiceAccount" => m.service_accounts.push(typed(&file, &v)),
             "ConfigMap" => m.config_maps.push(typed(&file, &v)),
+            "Secret" => m.secrets.push(typed(&file, &v)),
             "Namespace" => m.namespaces.push(typed(&file, &v)),
             "Role" => m.namespaced_roles.push(typed(&file, &v)),
             "RoleBinding" => m.namespaced_bindings.push(typed(&file, &v)),
@@ -139,6 +141,30 @@ fn references_point_at_what_exists() {
             )
         })
         .collect();
+    let secrets: BTreeSet<(String, String)> = m
+        .secrets
+        .iter()
+        .map(|s| {
+            (
+                s.metadata.namespace.clone().unwrap_or_default(),
+                s.metadata.name.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    for s in &m.secrets {
+        // A service account token: for an account that exists.
+        let account = s
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("kubernetes.io/service-account.name"))
+            .expect("a token's account");
+        let ns = s.metadata.namespace.clone().unwrap_or_default();
+        assert!(
+            accounts.contains(&(ns, account.clone())),
+            "token for {account}"
+        );
+    }
     let roles: BTreeSet<String> = m
         .roles
         .iter()
@@ -188,6 +214,7 @@ fn references_point_at_what_exists() {
         .iter()
         .map(|o| &o.metadata)
         .chain(m.config_maps.iter().map(|o| &o.metadata))
+        .chain(m.secrets.iter().map(|o| &o.metadata))
         .chain(m.daemon_sets.iter().map(|o| &o.metadata))
         .chain(m.namespaced_roles.iter().map(|o| &o.metadata))
         .chain(m.namespaced_bindings.iter().map(|o| &o.metadata))
@@ -213,6 +240,12 @@ fn references_point_at_what_exists() {
                     maps.contains(&(ns.clone(), cm.name.clone())),
                     "missing config map {}",
                     cm.name
+                );
+            }
+            if let Some(secret) = v.secret.as_ref().and_then(|s| s.secret_name.clone()) {
+                assert!(
+                    secrets.contains(&(ns.clone(), secret.clone())),
+                    "missing secret {secret}"
                 );
             }
         }
@@ -406,7 +439,7 @@ fn the_policy_cluster_role_grants_what_starling_policy_watches() {
         .collect();
     assert_eq!(
         names,
-        BTreeSet::from(["starling-agent".to_string(), "starling-policy".to_string()])
+        BTreeSet::from(["starling-agent", "starling-cni", "starling-policy"].map(String::from))
     );
 }
 
@@ -439,6 +472,28 @@ fn the_cluster_role_grants_what_the_agent_uses_and_nothing_more() {
         ));
     }
     assert_eq!(granted, used);
+}
+
+/// starling-cni: `KubeDatastore::node_and_pools` (get the Node, list
+/// IPPools), `KubeBlockStore` (IPAMBlocks listed and written by
+/// compare-and-swap; BlockAffinities read and written), GC (get a pod).
+#[test]
+fn the_cni_cluster_role_grants_what_the_plugin_uses_and_nothing_more() {
+    let m = manifests();
+    let grant = |group: &str, resource: &str, verb: &str| {
+        (group.to_string(), resource.to_string(), verb.to_string())
+    };
+    let mut used = BTreeSet::new();
+    used.insert(grant("", "nodes", "get"));
+    used.insert(grant("", "pods", "get"));
+    used.insert(grant("starling.dev", "ippools", "list"));
+    for verb in ["list", "create", "update", "delete"] {
+        used.insert(grant("starling.dev", "ipamblocks", verb));
+    }
+    for verb in ["get", "create", "update", "delete"] {
+        used.insert(grant("starling.dev", "blockaffinities", verb));
+    }
+    assert_eq!(cluster_role(&m, "starling-cni"), used);
 }
 
 #[test]

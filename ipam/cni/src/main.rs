@@ -8,10 +8,13 @@
 //!
 //! Its own keys in the network configuration: `"type": "starling-cni"`,
 //! `"nodeName"`, `"datastore"` (`file:PATH`, the YAML the agent reads: Nodes
-//! and IPPools), `"stateDir"` (the IPAM file store shared by the nodes of a
-//! machine) and, optionally, `"strictAffinity"` (never borrow addresses from
-//! other nodes' blocks).
+//! and IPPools; or `kubernetes`: the API server, with IPAMBlock objects),
+//! `"stateDir"` (file mode: the IPAM file store shared by the nodes of a
+//! machine), `"kubeconfig"` (Kubernetes mode, optional: else in-cluster or
+//! `KUBECONFIG`) and, optionally, `"strictAffinity"` (never borrow
+//! addresses from other nodes' blocks).
 
+mod datastore;
 mod netlink;
 mod plumbing;
 mod pools;

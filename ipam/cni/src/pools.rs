@@ -2,20 +2,10 @@
 //! reads: the IPPools whose `nodeSelector` selects the node, or, when there
 //! is no IPPool at all, the node's `spec.podCIDRs`.
 
-use starling_agent::config::{ClusterConfig, FileDatastore};
+use starling_agent::config::ClusterConfig;
 use starling_ipam::IpPool;
 
-use crate::request::NetConf;
 use crate::spec::{code, CniError};
-
-/// Reads the datastore. Objects it rejects are left out (as the agent does);
-/// an unreadable datastore is an I/O failure.
-pub fn load(conf: &NetConf) -> Result<ClusterConfig, CniError> {
-    let (cfg, _rejected) = FileDatastore::new(&conf.datastore)
-        .load()
-        .map_err(|e| CniError::new(code::IO_FAILURE, e.to_string()))?;
-    Ok(cfg)
-}
 
 /// The pools that apply to `node`.
 pub fn for_node(cfg: &ClusterConfig, node: &str) -> Result<Vec<IpPool>, CniError> {

@@ -29,6 +29,9 @@ pub struct Env {
     pub container_id: Option<String>,
     pub netns: Option<String>,
     pub ifname: Option<String>,
+    /// `NAMESPACE/NAME` from `CNI_ARGS`' `K8S_POD_NAMESPACE` and
+    /// `K8S_POD_NAME`, as the kubelet's runtime passes them.
+    pub pod: Option<String>,
 }
 
 /// Reads `CNI_COMMAND` through `var`.
@@ -54,6 +57,7 @@ impl Env {
             container_id: get("CNI_CONTAINERID"),
             netns: get("CNI_NETNS"),
             ifname: get("CNI_IFNAME"),
+            pod: get("CNI_ARGS").and_then(|a| pod_of(&a)),
         }
     }
 
@@ -91,6 +95,20 @@ impl Env {
     }
 }
 
+/// The pod named in `CNI_ARGS` (`K=V;K=V`), if both keys are there.
+fn pod_of(args: &str) -> Option<String> {
+    let arg = |key: &str| {
+        args.split(';')
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+            .filter(|v| !v.is_empty())
+    };
+    Some(format!(
+        "{}/{}",
+        arg("K8S_POD_NAMESPACE")?,
+        arg("K8S_POD_NAME")?
+    ))
+}
+
 fn required<'a>(v: &'a Option<String>, name: &str) -> Result<&'a str, CniError> {
     v.as_deref()
         .ok_or_else(|| CniError::new(code::INVALID_ENVIRONMENT, format!("{name} is not set")))
@@ -109,10 +127,7 @@ pub struct NetConf {
     pub cni_version: String,
     pub name: String,
     pub node_name: String,
-    /// The cluster objects (Nodes, IPPools): `file:PATH`.
-    pub datastore: PathBuf,
-    /// The IPAM file store.
-    pub state_dir: PathBuf,
+    pub datastore: Datastore,
     pub strict_affinity: bool,
     pub prev_result: Option<Value>,
     /// GC's `cni.dev/valid-attachments`.
@@ -120,6 +135,21 @@ pub struct NetConf {
     /// The addresses asked for by the `ips` capability
     /// (`runtimeConfig.ips`, `["10.244.1.10/32"]`); empty: any.
     pub requested_ips: Vec<IpAddr>,
+}
+
+/// Where the cluster's objects (Nodes, IPPools) and the IPAM blocks are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Datastore {
+    /// `"datastore": "file:PATH"`: the YAML the agent reads, and the IPAM
+    /// file store `"stateDir"` (shared with the agent's `--state-dir`).
+    File {
+        cluster: PathBuf,
+        state_dir: PathBuf,
+    },
+    /// `"datastore": "kubernetes"`: the API server, reached through
+    /// `"kubeconfig"` if given, else as the agent does (in-cluster, or
+    /// `KUBECONFIG`); IPAM blocks as IPAMBlock objects.
+    Kubernetes { kubeconfig: Option<PathBuf> },
 }
 
 /// The `cniVersion` of a configuration, if it has one we speak: parsed on
@@ -177,12 +207,15 @@ impl NetConf {
             )));
         }
         let datastore = match need("datastore")?.parse::<DatastoreSpec>() {
-            Ok(DatastoreSpec::File(path)) => path,
-            Ok(DatastoreSpec::Kubernetes) => {
-                return Err(invalid(
-                    "datastore: kubernetes is not supported yet (issue #4); use file:PATH".into(),
-                ))
-            }
+            Ok(DatastoreSpec::File(cluster)) => Datastore::File {
+                cluster,
+                state_dir: PathBuf::from(need("stateDir")?),
+            },
+            Ok(DatastoreSpec::Kubernetes) => Datastore::Kubernetes {
+                kubeconfig: string("kubeconfig")?
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from),
+            },
             Err(e) => return Err(invalid(format!("datastore: {e}"))),
         };
         let strict_affinity = match v.get("strictAffinity") {
@@ -197,7 +230,6 @@ impl NetConf {
         Ok(NetConf {
             name: need("name")?,
             node_name: need("nodeName")?,
-            state_dir: PathBuf::from(need("stateDir")?),
             datastore,
             strict_affinity,
             prev_result: v.get("prevResult").filter(|p| !p.is_null()).cloned(),
@@ -276,8 +308,25 @@ mod tests {
     fn reads_the_plugin_keys() {
         let c = NetConf::parse(GOOD.as_bytes()).unwrap();
         assert_eq!(c.node_name, "node-1");
-        assert_eq!(c.datastore, PathBuf::from("/etc/starling/cluster.yaml"));
-        assert_eq!(c.state_dir, PathBuf::from("/var/lib/starling/ipam"));
+        assert_eq!(
+            c.datastore,
+            Datastore::File {
+                cluster: PathBuf::from("/etc/starling/cluster.yaml"),
+                state_dir: PathBuf::from("/var/lib/starling/ipam"),
+            }
+        );
+        let c = parse_with("datastore", "\"kubernetes\"").unwrap();
+        assert_eq!(c.datastore, Datastore::Kubernetes { kubeconfig: None });
+        let mut v: Value = serde_json::from_str(GOOD).unwrap();
+        v["datastore"] = "kubernetes".into();
+        v["kubeconfig"] = "/etc/cni/net.d/starling-kubeconfig".into();
+        v.as_object_mut().unwrap().remove("stateDir");
+        assert_eq!(
+            NetConf::parse(v.to_string().as_bytes()).unwrap().datastore,
+            Datastore::Kubernetes {
+                kubeconfig: Some("/etc/cni/net.d/starling-kubeconfig".into())
+            }
+        );
         assert!(!c.strict_affinity && c.prev_result.is_none());
         let c = parse_with(
             "runtimeConfig",
@@ -309,7 +358,7 @@ mod tests {
         assert_eq!(code_of(parse_with("cniVersion", "\"9.9.9\"")), 1);
         assert_eq!(code_of(parse_with("type", "\"calico\"")), 7);
         assert_eq!(code_of(parse_with("nodeName", "5")), 7);
-        assert_eq!(code_of(parse_with("datastore", "\"kubernetes\"")), 7);
+        assert_eq!(code_of(parse_with("stateDir", "null")), 7);
         assert_eq!(code_of(parse_with("datastore", "\"/x.yaml\"")), 7);
         assert_eq!(code_of(parse_with("strictAffinity", "\"yes\"")), 7);
         assert_eq!(
@@ -335,6 +384,11 @@ mod tests {
         };
         let e = env(&[("CNI_CONTAINERID", "abc"), ("CNI_IFNAME", "eth0")]);
         assert_eq!(e.handle().unwrap(), Handle::new("abc", "eth0"));
+        assert_eq!(e.pod, None);
+        let args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;\
+            K8S_POD_INFRA_CONTAINER_ID=abc";
+        assert_eq!(pod_of(args).as_deref(), Some("default/web-0"));
+        assert_eq!(pod_of("K8S_POD_NAME=web-0"), None);
         assert_eq!(e.netns().unwrap_err().code, 4);
         assert_eq!(env(&[("CNI_IFNAME", "eth0")]).handle().unwrap_err().code, 4);
         let bad_id = env(&[("CNI_CONTAINERID", "a/b"), ("CNI_IFNAME", "eth0")]);

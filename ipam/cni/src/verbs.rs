@@ -1,23 +1,16 @@
 //! ADD, DEL, CHECK, STATUS and GC.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::Path;
 
-use starling_ipam::{gone_handles, FileStore, Handle, Ipam, IpamError, StoreError};
+use starling_ipam::{Handle, Ipam, IpamError};
 
+use crate::datastore::Backend;
 use crate::plumbing::{self, gateway, host_ifname, host_prefix};
 use crate::pools;
 use crate::request::{Env, NetConf};
 use crate::spec::{code, AddResult, CniError, Dns, Interface, IpConfig, Route};
-
-fn open_store(conf: &NetConf) -> Result<FileStore, CniError> {
-    FileStore::open(&conf.state_dir).map_err(store_error)
-}
-
-fn store_error(e: StoreError) -> CniError {
-    CniError::new(code::IO_FAILURE, format!("IPAM store: {e}"))
-}
 
 fn ipam_error(e: IpamError) -> CniError {
     let code = match &e {
@@ -42,19 +35,31 @@ fn open_netns(path: &str) -> Result<File, CniError> {
 }
 
 /// IPAM for releases and lookups (no pools needed).
-fn ipam_without_pools<'s>(store: &'s FileStore, conf: &NetConf) -> Result<Ipam<'s>, CniError> {
-    Ipam::new(store, &conf.node_name, Vec::new(), conf.strict_affinity).map_err(ipam_error)
+fn ipam_without_pools<'s>(backend: &'s Backend, conf: &NetConf) -> Result<Ipam<'s>, CniError> {
+    Ipam::new(
+        backend.store(),
+        &conf.node_name,
+        Vec::new(),
+        conf.strict_affinity,
+    )
+    .map_err(ipam_error)
 }
 
 pub fn add(env: &Env, conf: &NetConf) -> Result<AddResult, CniError> {
     let handle = env.handle()?;
     let netns_path = env.netns()?;
     let netns = open_netns(&netns_path)?;
-    let cfg = pools::load(conf)?;
+    let backend = Backend::open(conf)?;
+    let cfg = backend.cluster(&conf.node_name)?;
     let pools = pools::for_node(&cfg, &conf.node_name)?;
-    let store = open_store(conf)?;
-    let ipam =
-        Ipam::new(&store, &conf.node_name, pools, conf.strict_affinity).map_err(ipam_error)?;
+    let ipam = Ipam::new(
+        backend.store(),
+        &conf.node_name,
+        pools,
+        conf.strict_affinity,
+    )
+    .map_err(ipam_error)?
+    .for_pod(env.pod.clone());
     let addrs = ipam
         .allocate_requested(&handle, Some(&netns_path), &conf.requested_ips)
         .map_err(ipam_error)?;
@@ -108,8 +113,8 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<AddResult, CniError> {
 /// nothing to remove.
 pub fn del(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     let handle = env.handle()?;
-    let store = open_store(conf)?;
-    let ipam = ipam_without_pools(&store, conf)?;
+    let backend = Backend::open(conf)?;
+    let ipam = ipam_without_pools(&backend, conf)?;
     remove(&ipam, &handle)
 }
 
@@ -123,8 +128,8 @@ fn remove(ipam: &Ipam, handle: &Handle) -> Result<(), CniError> {
 pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     let handle = env.handle()?;
     let netns = open_netns(&env.netns()?)?;
-    let store = open_store(conf)?;
-    let addrs = ipam_without_pools(&store, conf)?
+    let backend = Backend::open(conf)?;
+    let addrs = ipam_without_pools(&backend, conf)?
         .addresses(&handle)
         .map_err(ipam_error)?;
     let failed = |m: String| CniError::new(code::CHECK_FAILED, m);
@@ -160,38 +165,61 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
 /// Ready when the datastore names the node and the IPAM store is readable.
 pub fn status(conf: &NetConf) -> Result<(), CniError> {
     let unavailable = |m: String| CniError::new(code::NOT_AVAILABLE, m);
-    let cfg = pools::load(conf).map_err(|e| unavailable(e.msg))?;
+    let backend = Backend::open(conf).map_err(|e| unavailable(e.msg))?;
+    let cfg = backend
+        .cluster(&conf.node_name)
+        .map_err(|e| unavailable(e.msg))?;
     pools::for_node(&cfg, &conf.node_name).map_err(|e| unavailable(e.msg))?;
-    let store = open_store(conf).map_err(|e| unavailable(e.msg))?;
-    ipam_without_pools(&store, conf)?
+    ipam_without_pools(&backend, conf)?
         .allocations()
         .map_err(|e| unavailable(e.to_string()))?;
     Ok(())
 }
 
 /// Releases (and unplugs) every attachment of this node that is not in
-/// `cni.dev/valid-attachments`; without that list (standalone mode: no
-/// runtime to ask), every attachment whose network namespace is gone.
+/// `cni.dev/valid-attachments`. Without that list (no runtime to ask):
+/// every attachment whose pod is gone, in Kubernetes mode, and whose
+/// network namespace is gone, for attachments that name no pod or in file
+/// mode.
 pub fn gc(conf: &NetConf) -> Result<(), CniError> {
-    let store = open_store(conf)?;
-    let ipam = ipam_without_pools(&store, conf)?;
+    let backend = Backend::open(conf)?;
+    let ipam = ipam_without_pools(&backend, conf)?;
+    let allocations = ipam.allocations().map_err(ipam_error)?;
     let stale: BTreeSet<Handle> = match &conf.valid_attachments {
         Some(valid) => {
             let keep: BTreeSet<Handle> = valid
                 .iter()
                 .map(|a| Handle::new(&a.container_id, &a.ifname))
                 .collect();
-            ipam.allocations()
-                .map_err(ipam_error)?
+            allocations
                 .into_iter()
                 .map(|(_, a)| a.handle)
                 .filter(|h| !keep.contains(h))
                 .collect()
         }
-        None => gone_handles(&ipam, |ns| Path::new(ns).exists())
-            .map_err(ipam_error)?
-            .into_iter()
-            .collect(),
+        None => {
+            let mut pods: BTreeMap<String, Option<bool>> = BTreeMap::new();
+            let mut stale = BTreeSet::new();
+            for (_, a) in allocations {
+                let pod_exists = match &a.pod {
+                    Some(pod) if !pods.contains_key(pod) => {
+                        let exists = backend.pod_exists(pod)?;
+                        pods.insert(pod.clone(), exists);
+                        exists
+                    }
+                    Some(pod) => pods[pod],
+                    None => None,
+                };
+                let gone = match pod_exists {
+                    Some(exists) => !exists,
+                    None => a.netns.as_deref().is_some_and(|ns| !Path::new(ns).exists()),
+                };
+                if gone {
+                    stale.insert(a.handle);
+                }
+            }
+            stale
+        }
     };
     for handle in &stale {
         remove(&ipam, handle)?;

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
-use kube::api::{Api, DynamicObject};
+use kube::api::{Api, DynamicObject, ListParams};
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Client;
@@ -102,6 +102,35 @@ impl KubeDatastore {
         report_health(&health, &nothing_yet);
         self.health = Some(health);
         self
+    }
+
+    /// One read of the Node `node` and every IPPool, through the same
+    /// parser as the watch: what one CNI call needs. A missing Node is left
+    /// out (the caller names it).
+    pub async fn node_and_pools(
+        &self,
+        node: &str,
+    ) -> Result<(ClusterConfig, Vec<ConfigError>), kube::Error> {
+        let mut entries = Vec::new();
+        let nodes: Api<DynamicObject> =
+            Api::all_with(self.client.clone(), &WatchedKind::Node.resource());
+        if let Some(o) = nodes.get_opt(node).await? {
+            entries.push(Entry::new(WatchedKind::Node, &o));
+        }
+        let pools: Api<DynamicObject> =
+            Api::all_with(self.client.clone(), &WatchedKind::IpPool.resource());
+        for o in pools.list(&ListParams::default()).await? {
+            entries.push(Entry::new(WatchedKind::IpPool, &o));
+        }
+        let mut objects = Vec::new();
+        let mut errors = Vec::new();
+        for entry in entries {
+            objects.extend(entry.objects);
+            errors.extend(entry.errors);
+        }
+        let (cfg, build_errors) = build(objects);
+        errors.extend(build_errors);
+        Ok((cfg, errors))
     }
 
     /// Starts the watchers and waits for the first complete list of every

@@ -51,6 +51,17 @@ impl ObjectApi {
     /// Starts serving on 127.0.0.1 (needs a tokio runtime).
     pub async fn start() -> ObjectApi {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        ObjectApi::serve_on(listener)
+    }
+
+    /// Starts serving on `listener` (bound in another network namespace,
+    /// say); needs a tokio runtime.
+    pub fn start_on(listener: std::net::TcpListener) -> ObjectApi {
+        listener.set_nonblocking(true).expect("nonblocking");
+        ObjectApi::serve_on(TcpListener::from_std(listener).expect("listener"))
+    }
+
+    fn serve_on(listener: TcpListener) -> ObjectApi {
         let api = ObjectApi {
             addr: listener.local_addr().expect("addr"),
             state: Arc::default(),

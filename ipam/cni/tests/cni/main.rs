@@ -1,8 +1,18 @@
 //! `starling-cni` run as a runtime runs it, against real namespaces: each
 //! verb, dual stack, two pods talking, and bad input giving the spec's error
-//! codes and leaving nothing behind. Needs root.
+//! codes and leaving nothing behind, and the Kubernetes datastore
+//! (`kubernetes`). Needs root.
 
+// The agent's fake API servers: the scripted one's HTTP half, and the
+// stateful one (helpers for other tests go unused here).
+#[allow(dead_code)]
+#[path = "../../../../routing-agent/tests/fake_api/mod.rs"]
+mod fake_api;
 mod harness;
+mod kubernetes;
+#[allow(dead_code)]
+#[path = "../../../../routing-agent/tests/object_api/mod.rs"]
+mod object_api;
 
 use harness::{ip, ping_until, Setup};
 use serde_json::Value;
