@@ -2,7 +2,8 @@
 //! compiled to nftables on each node (issue #7).
 //!
 //! Pods, Namespaces and NetworkPolicies ([`objects`], decoded with
-//! k8s-openapi's types) are validated ([`validate`] into [`policy::Policy`]),
+//! k8s-openapi's types, from files or the API server: [`kubernetes`]) are
+//! validated ([`validate`] into [`policy::Policy`]),
 //! compiled for one node's pods ([`compile`]: who is isolated, what each
 //! rule allows), rendered as set and map elements of table `inet starling`
 //! ([`nft`]), and applied as one `nft -f -` transaction per change computed
@@ -15,6 +16,7 @@ pub mod compile;
 pub mod controller;
 pub mod error;
 pub mod explain;
+pub mod kubernetes;
 pub mod nft;
 pub mod objects;
 pub mod policy;

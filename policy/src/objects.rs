@@ -1,6 +1,7 @@
 //! The objects the controller reads: Pods, Namespaces and NetworkPolicies,
 //! decoded with k8s-openapi's types from the datastore's YAML documents.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -78,102 +79,145 @@ impl Snapshot {
         let (docs, e) = yaml_documents(text, source);
         errors.extend(e);
         for d in docs {
-            self.add_value(d.value, source, &d.location, errors);
+            for item in items(d.value, source, &d.location, errors) {
+                self.insert(item, source, errors);
+            }
         }
     }
 
-    fn add_value(
-        &mut self,
-        value: Value,
-        source: &str,
-        location: &str,
-        errors: &mut Vec<ConfigError>,
-    ) {
-        let text = |k: &str| {
-            value
-                .get(k)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
-        let (api, kind) = (text("apiVersion"), text("kind"));
-        let meta = |k: &str| {
-            value
-                .get("metadata")
-                .and_then(|m| m.get(k))
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
-        let name = meta("name");
-        let namespace = match meta("namespace") {
-            ns if ns.is_empty() && kind != "Namespace" => "default".to_string(),
-            ns => ns,
-        };
-        let fail = |field: &str, message: String| {
-            PolicyError::new(
-                &kind,
-                &namespace,
-                &name,
-                field,
-                format!("{message} ({location})"),
-            )
-            .to_config_error(source)
-        };
-        match (api.as_str(), kind.as_str()) {
-            ("v1", "List") => {
-                let items = match value.get("items") {
-                    Some(Value::Sequence(items)) => items.clone(),
-                    _ => return errors.push(fail("items", "expected a list".into())),
-                };
-                for (i, item) in items.into_iter().enumerate() {
-                    self.add_value(item, source, &format!("{location}, items[{i}]"), errors);
-                }
+    /// Adds one object. A second NetworkPolicy of the same name is an error.
+    pub fn insert(&mut self, item: Item, source: &str, errors: &mut Vec<ConfigError>) {
+        match item {
+            Item::Pod(info) => {
+                self.pods.insert(info.key.clone(), info);
             }
-            ("v1", "Pod") => match decode::<core::Pod>(value.clone()) {
-                Ok(pod) => match pod_info(&pod, &namespace, &name) {
-                    Ok(info) => {
-                        self.pods.insert(info.key.clone(), info);
-                    }
-                    Err((field, message)) => errors.push(fail(&field, message)),
-                },
-                Err((field, message)) => errors.push(fail(&field, message)),
-            },
-            ("v1", "Namespace") => match decode::<core::Namespace>(value.clone()) {
-                Ok(ns) if !name.is_empty() => {
-                    let mut labels = ns.metadata.labels.unwrap_or_default();
-                    labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.clone());
-                    self.namespaces.insert(name.clone(), labels);
-                }
-                Ok(_) => errors.push(fail("metadata.name", "required".into())),
-                Err((field, message)) => errors.push(fail(&field, message)),
-            },
-            ("networking.k8s.io/v1", KIND_NETWORK_POLICY) => {
-                let key = ObjectKey::new(&namespace, &name);
-                let result = decode::<net::NetworkPolicy>(value.clone())
-                    .map_err(|(field, message)| {
-                        PolicyError::new(KIND_NETWORK_POLICY, &namespace, &name, field, message)
-                    })
-                    .and_then(|mut np| {
-                        np.metadata.namespace = Some(namespace.clone());
-                        validate(&np)
-                    });
-                if let Err(e) = &result {
-                    errors.push(e.to_config_error(source));
-                }
-                match self.policies.entry(key) {
-                    std::collections::btree_map::Entry::Occupied(_) => errors.push(fail(
+            Item::Namespace(name, labels) => {
+                self.namespaces.insert(name, labels);
+            }
+            Item::Policy(key, result) => match self.policies.entry(key) {
+                Entry::Occupied(o) => errors.push(
+                    PolicyError::new(
+                        KIND_NETWORK_POLICY,
+                        &o.key().namespace,
+                        &o.key().name,
                         "metadata.name",
-                        "duplicate NetworkPolicy; the first one is used".into(),
-                    )),
-                    std::collections::btree_map::Entry::Vacant(v) => {
-                        v.insert(result);
-                    }
+                        "duplicate NetworkPolicy; the first one is used",
+                    )
+                    .to_config_error(source),
+                ),
+                Entry::Vacant(v) => {
+                    v.insert(result);
                 }
-            }
-            _ => {}
+            },
         }
     }
+}
+
+/// What one object brings to a [`Snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    Pod(PodInfo),
+    /// A namespace's name and labels (with [`NAMESPACE_NAME_LABEL`]).
+    Namespace(String, Labels),
+    /// A NetworkPolicy, valid or not.
+    Policy(ObjectKey, Result<Policy, PolicyError>),
+}
+
+/// The items of one document (several for a `v1` `List`). Objects of other
+/// kinds are skipped; objects left out, and invalid policies, are errors.
+pub fn items(
+    value: Value,
+    source: &str,
+    location: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Item> {
+    let text = |k: &str| {
+        value
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let (api, kind) = (text("apiVersion"), text("kind"));
+    let meta = |k: &str| {
+        value
+            .get("metadata")
+            .and_then(|m| m.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let name = meta("name");
+    let namespace = match meta("namespace") {
+        ns if ns.is_empty() && kind != "Namespace" => "default".to_string(),
+        ns => ns,
+    };
+    let fail = |field: &str, message: String| {
+        PolicyError::new(
+            &kind,
+            &namespace,
+            &name,
+            field,
+            if location.is_empty() {
+                message
+            } else {
+                format!("{message} ({location})")
+            },
+        )
+        .to_config_error(source)
+    };
+    let mut out = Vec::new();
+    match (api.as_str(), kind.as_str()) {
+        ("v1", "List") => {
+            let list = match value.get("items") {
+                Some(Value::Sequence(list)) => list.clone(),
+                _ => {
+                    errors.push(fail("items", "expected a list".into()));
+                    return out;
+                }
+            };
+            for (i, item) in list.into_iter().enumerate() {
+                out.extend(items(
+                    item,
+                    source,
+                    &format!("{location}, items[{i}]"),
+                    errors,
+                ));
+            }
+        }
+        ("v1", "Pod") => match decode::<core::Pod>(value.clone()) {
+            Ok(pod) => match pod_info(&pod, &namespace, &name) {
+                Ok(info) => out.push(Item::Pod(info)),
+                Err((field, message)) => errors.push(fail(&field, message)),
+            },
+            Err((field, message)) => errors.push(fail(&field, message)),
+        },
+        ("v1", "Namespace") => match decode::<core::Namespace>(value.clone()) {
+            Ok(ns) if !name.is_empty() => {
+                let mut labels = ns.metadata.labels.unwrap_or_default();
+                labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.clone());
+                out.push(Item::Namespace(name.clone(), labels));
+            }
+            Ok(_) => errors.push(fail("metadata.name", "required".into())),
+            Err((field, message)) => errors.push(fail(&field, message)),
+        },
+        ("networking.k8s.io/v1", KIND_NETWORK_POLICY) => {
+            let result = decode::<net::NetworkPolicy>(value.clone())
+                .map_err(|(field, message)| {
+                    PolicyError::new(KIND_NETWORK_POLICY, &namespace, &name, field, message)
+                })
+                .and_then(|mut np| {
+                    np.metadata.namespace = Some(namespace.clone());
+                    validate(&np)
+                });
+            if let Err(e) = &result {
+                errors.push(e.to_config_error(source));
+            }
+            out.push(Item::Policy(ObjectKey::new(&namespace, &name), result));
+        }
+        _ => {}
+    }
+    out
 }
 
 /// Decodes a document into a k8s-openapi type; the error names the field.

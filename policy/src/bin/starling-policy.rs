@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -12,7 +13,8 @@ use starling_policy::compile::compile;
 use starling_policy::explain::{explain, Flow};
 use starling_policy::nft::{ruleset, Deny, HostToPod, Options};
 use starling_policy::policy::{ObjectKey, Protocol};
-use starling_policy::{Controller, Snapshot};
+use starling_policy::{kubernetes, Controller, Snapshot};
+use tokio::sync::watch;
 
 /// How often the datastore is polled for changes.
 const POLL: Duration = Duration::from_millis(200);
@@ -76,25 +78,30 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
-    let path = match &cli.datastore {
-        Some(DatastoreSpec::File(p)) => p.clone(),
-        Some(DatastoreSpec::Kubernetes) => {
-            return Err(
-                "--datastore kubernetes is not supported yet (issue #4): use file:PATH".into(),
-            )
-        }
-        None => return Err("--datastore file:PATH is required".into()),
-    };
-    let store = FileDatastore::new(path);
+    let datastore = cli
+        .datastore
+        .clone()
+        .ok_or("--datastore (file:PATH or kubernetes) is required")?;
     let options = Options {
         host_to_pod: cli.host_to_pod,
         deny: cli.deny,
     };
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("tokio runtime: {e}"))?;
+    // The commands log only problems (objects ignored, watches broken).
+    let level = if cli.command.is_some() {
+        "warn"
+    } else {
+        "info"
+    };
+    init_logging(cli.log_json, level);
     match cli.command {
-        Some(Command::Explain { from, to, port }) => explain_flow(&store, &from, &to, &port),
+        Some(Command::Explain { from, to, port }) => {
+            let snapshot = runtime.block_on(load(&datastore))?;
+            explain_flow(&snapshot, &from, &to, &port)
+        }
         Some(Command::Show) => {
             let node = cli.node_name.ok_or("--node-name is required")?;
-            let snapshot = load(&store)?;
+            let snapshot = runtime.block_on(load(&datastore))?;
             let mut c = Controller::new(&node, options, Nft::default());
             let (model, _) = c.model(&snapshot);
             print!("{}", ruleset(&model, options).text());
@@ -102,31 +109,49 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         None => {
             let node = cli.node_name.ok_or("--node-name is required")?;
-            init_logging(cli.log_json);
-            let runtime =
-                tokio::runtime::Runtime::new().map_err(|e| format!("tokio runtime: {e}"))?;
-            runtime.block_on(controller(store, node, options, cli.applied_file))?;
+            runtime.block_on(async {
+                let rx = subscribe(&datastore).await?;
+                controller(rx, node, options, cli.applied_file).await
+            })?;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-/// Reads the datastore once; rejected objects go to stderr.
-fn load(store: &FileDatastore) -> Result<Snapshot, String> {
-    let (snapshot, errors) = Snapshot::load(store).map_err(|e| e.to_string())?;
-    for e in errors {
-        eprintln!("starling-policy: ignored: {e}");
+/// The datastore's snapshots, from now on: one code path after this.
+async fn subscribe(datastore: &DatastoreSpec) -> Result<watch::Receiver<Arc<Snapshot>>, String> {
+    match datastore {
+        DatastoreSpec::File(path) => FileDatastore::new(path.clone())
+            .watch_with(POLL, Snapshot::load)
+            .map_err(|e| e.to_string()),
+        DatastoreSpec::Kubernetes => {
+            tracing::info!("waiting for the first lists of the Kubernetes datastore");
+            let client = kubernetes::client().await.map_err(|e| e.to_string())?;
+            kubernetes::watch(client).await.map_err(|e| e.to_string())
+        }
     }
-    Ok(snapshot)
 }
 
-fn explain_flow(
-    store: &FileDatastore,
-    from: &str,
-    to: &str,
-    port: &str,
-) -> Result<ExitCode, String> {
-    let snapshot = load(store)?;
+/// Reads the datastore once; rejected objects go to stderr.
+async fn load(datastore: &DatastoreSpec) -> Result<Arc<Snapshot>, String> {
+    match datastore {
+        DatastoreSpec::File(path) => {
+            let (snapshot, errors) =
+                Snapshot::load(&FileDatastore::new(path.clone())).map_err(|e| e.to_string())?;
+            for e in errors {
+                eprintln!("starling-policy: ignored: {e}");
+            }
+            Ok(Arc::new(snapshot))
+        }
+        DatastoreSpec::Kubernetes => {
+            let rx = subscribe(datastore).await?;
+            let snapshot = rx.borrow().clone();
+            Ok(snapshot)
+        }
+    }
+}
+
+fn explain_flow(snapshot: &Snapshot, from: &str, to: &str, port: &str) -> Result<ExitCode, String> {
     let (number, proto) = port
         .split_once('/')
         .ok_or_else(|| format!("--port {port:?}: expected PORT/PROTOCOL, as 80/TCP"))?;
@@ -147,8 +172,8 @@ fn explain_flow(
     let (a, b) = (pod(from, "from")?, pod(to, "to")?);
     // Every policy that compiles, for every pod: the answer holds on any node.
     let mut c = Controller::new("", Options::default(), Nft::default());
-    let (policies, _) = c.effective(&snapshot);
-    let model = compile(&snapshot, &policies, None);
+    let (policies, _) = c.effective(snapshot);
+    let model = compile(snapshot, &policies, None);
     let mut allowed = true;
     let mut any = false;
     for src in &a.ips {
@@ -181,14 +206,11 @@ fn explain_flow(
 }
 
 async fn controller(
-    store: FileDatastore,
+    mut rx: watch::Receiver<Arc<Snapshot>>,
     node: String,
     options: Options,
     applied: Option<PathBuf>,
 ) -> Result<(), String> {
-    let mut rx = store
-        .watch_with(POLL, Snapshot::load)
-        .map_err(|e| e.to_string())?;
     let mut c = Controller::new(&node, options, Nft::default());
     tracing::info!(%node, "starling-policy started");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -230,9 +252,9 @@ fn write_atomic(path: &Path, text: &str) {
     }
 }
 
-fn init_logging(json: bool) {
+fn init_logging(json: bool, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -11,24 +11,22 @@
 //! reported naming its field, as in file mode.
 //!
 //! A watch that breaks (API server restart, 410 Gone, dropped connection)
-//! is resumed by the watcher with exponential backoff (0.8s to 30s); a 410
-//! makes it list again. Meanwhile, and until that list is complete, the
-//! agent keeps the configuration it last built, and says so in its log
-//! and in its readiness (part `kubernetes` of [`Health`], with the reason).
+//! is resumed with backoff ([`super::reflect`]; a 410 makes it list
+//! again). Meanwhile, and until that list is complete, the agent keeps the
+//! configuration it last built, and says so in its log and in its
+//! readiness (part `kubernetes` of [`Health`], with the reason).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use kube::api::{Api, DynamicObject, ListParams};
-use kube::runtime::watcher::{self, watcher, Event};
-use kube::runtime::WatchStreamExt;
 use kube::Client;
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
 use super::events::RejectionSink;
 use super::objects::{key, parser_input, ObjectKey, WatchedKind};
+use super::reflect::{not_listed, Reflection};
 use crate::config::{build, parse_documents, ClusterConfig, ConfigError, Object};
 use crate::metrics::Health;
 
@@ -95,11 +93,11 @@ impl KubeDatastore {
     /// Not ready (part [`HEALTH_PART`]) until every kind is listed, and
     /// whenever a watch is broken or listing again, with the reason.
     pub fn with_health(mut self, health: Health) -> Self {
-        let nothing_yet = WatchedKind::ALL
+        let nothing_yet: Vec<String> = WatchedKind::ALL
             .iter()
-            .map(|k| (*k, KindState::default()))
+            .map(|k| not_listed(k.plural()))
             .collect();
-        report_health(&health, &nothing_yet);
+        health.not_ready(HEALTH_PART, nothing_yet.join("; "));
         self.health = Some(health);
         self
     }
@@ -176,94 +174,36 @@ fn parse(input: &Value) -> (Vec<Object>, Vec<ConfigError>) {
     parse_documents(&input.to_string(), "")
 }
 
-/// What is known of one kind.
-#[derive(Default)]
-struct KindState {
-    /// Complete once the first list is done.
-    synced: bool,
-    /// The watch is broken (since the last error, until the next event):
-    /// the error.
-    broken: Option<String>,
-    entries: BTreeMap<String, Entry>,
-    /// A list in progress (after `Init`), replacing `entries` when done.
-    listing: Option<BTreeMap<String, Entry>>,
-}
-
-impl KindState {
-    /// Why this kind is not up to date, if it is not.
-    fn problem(&self, kind: WatchedKind) -> Option<String> {
-        let plural = kind.plural();
-        if let Some(e) = &self.broken {
-            Some(format!(
-                "watch of {plural} broken ({e}), retrying with backoff; routing with the last configuration"
-            ))
-        } else if !self.synced {
-            Some(format!("{plural} not listed yet"))
-        } else if self.listing.is_some() {
-            Some(format!(
-                "{plural} being listed again; routing with the last configuration"
-            ))
-        } else {
-            None
-        }
-    }
-
-    /// Applies one watcher event; true if the objects changed.
-    fn apply(&mut self, kind: WatchedKind, event: Event<DynamicObject>) -> bool {
-        let name = |o: &DynamicObject| o.metadata.name.clone().unwrap_or_default();
-        match event {
-            Event::Init => {
-                self.listing = Some(BTreeMap::new());
-                false
-            }
-            Event::InitApply(o) => {
-                let entry = Entry::new(kind, &o);
-                self.listing
-                    .get_or_insert_with(BTreeMap::new)
-                    .insert(name(&o), entry);
-                false
-            }
-            Event::InitDone => {
-                self.entries = self.listing.take().unwrap_or_default();
-                self.synced = true;
-                true
-            }
-            Event::Apply(o) => {
-                let entry = Entry::new(kind, &o);
-                let same = self
-                    .entries
-                    .get(&name(&o))
-                    .is_some_and(|e| e.input == entry.input && e.key == entry.key);
-                self.entries.insert(name(&o), entry);
-                !same
-            }
-            Event::Delete(o) => self.entries.remove(&name(&o)).is_some(),
-        }
+impl PartialEq for Entry {
+    /// The same input makes the same objects and errors.
+    fn eq(&self, other: &Entry) -> bool {
+        self.input == other.input && self.key == other.key
     }
 }
+
+type Objects = Reflection<WatchedKind, Entry>;
+
+/// What the agent does while a kind is not up to date.
+const MEANWHILE: &str = "routing with the last configuration";
 
 /// The watch task.
 async fn run(store: KubeDatastore, first: oneshot::Sender<watch::Receiver<Arc<ClusterConfig>>>) {
-    let streams = WatchedKind::ALL.map(|kind| {
-        let api: Api<DynamicObject> = if kind.namespaced() {
-            let ns = store
-                .namespace
-                .clone()
-                .unwrap_or_else(|| store.client.default_namespace().to_string());
-            Api::namespaced_with(store.client.clone(), &ns, &kind.resource())
-        } else {
-            Api::all_with(store.client.clone(), &kind.resource())
-        };
-        watcher(api, watcher::Config::default())
-            .default_backoff()
-            .map(move |event| (kind, event))
-            .boxed()
-    });
-    let mut events = futures::stream::select_all(streams);
-    let mut state: BTreeMap<WatchedKind, KindState> = WatchedKind::ALL
+    let apis = WatchedKind::ALL
         .iter()
-        .map(|k| (*k, KindState::default()))
+        .map(|&kind| {
+            let api: Api<DynamicObject> = if kind.namespaced() {
+                let ns = store
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| store.client.default_namespace().to_string());
+                Api::namespaced_with(store.client.clone(), &ns, &kind.resource())
+            } else {
+                Api::all_with(store.client.clone(), &kind.resource())
+            };
+            (kind, api)
+        })
         .collect();
+    let mut state = Objects::new(apis, Entry::new);
     let mut first = Some(first);
     let mut tx: Option<watch::Sender<Arc<ClusterConfig>>> = None;
     let mut reported: BTreeSet<String> = BTreeSet::new();
@@ -273,36 +213,16 @@ async fn run(store: KubeDatastore, first: oneshot::Sender<watch::Receiver<Arc<Cl
     loop {
         let next = match &tx {
             Some(tx) => tokio::select! {
-                next = events.next() => next,
+                next = state.next_event() => next,
                 _ = tx.closed() => return,
             },
-            None => events.next().await,
+            None => state.next_event().await,
         };
-        let Some((kind, event)) = next else { return };
-        let Some(s) = state.get_mut(&kind) else {
-            continue;
-        };
-        let changed = match event {
-            Ok(event) => {
-                if s.broken.take().is_some() {
-                    tracing::info!(resource = kind.plural(), "watch resumed");
-                }
-                s.apply(kind, event)
-            }
-            Err(e) => {
-                s.broken = Some(e.to_string());
-                tracing::warn!(
-                    resource = kind.plural(),
-                    error = %e,
-                    "watch broken; keeping the last configuration and retrying with backoff"
-                );
-                false
-            }
-        };
+        let Some(changed) = next else { return };
         if let Some(health) = &store.health {
             report_health(health, &state);
         }
-        if !changed || !state.values().all(|s| s.synced) {
+        if !changed {
             continue;
         }
         let (cfg, errors) = assemble(&state);
@@ -336,8 +256,8 @@ async fn run(store: KubeDatastore, first: oneshot::Sender<watch::Receiver<Arc<Cl
 }
 
 /// Sets the readiness from each kind's watch.
-fn report_health(health: &Health, state: &BTreeMap<WatchedKind, KindState>) {
-    let problems: Vec<String> = state.iter().filter_map(|(k, s)| s.problem(*k)).collect();
+fn report_health(health: &Health, state: &Objects) {
+    let problems = state.problems(MEANWHILE);
     if problems.is_empty() {
         health.ready(HEALTH_PART);
     } else {
@@ -347,10 +267,10 @@ fn report_health(health: &Health, state: &BTreeMap<WatchedKind, KindState>) {
 
 /// Every object in kind and name order, through `config::build`; of the
 /// Secrets, those the BGPPeers name.
-fn assemble(state: &BTreeMap<WatchedKind, KindState>) -> (ClusterConfig, Vec<ConfigError>) {
+fn assemble(state: &Objects) -> (ClusterConfig, Vec<ConfigError>) {
     let mut objects = Vec::new();
     let mut errors = Vec::new();
-    for entry in state.values().flat_map(|s| s.entries.values()) {
+    for (_, _, entry) in state.entries() {
         objects.extend(entry.objects.iter().cloned());
         errors.extend(entry.errors.iter().cloned());
     }
@@ -362,10 +282,9 @@ fn assemble(state: &BTreeMap<WatchedKind, KindState>) -> (ClusterConfig, Vec<Con
         })
         .map(|r| r.name.as_str())
         .collect();
-    let secrets = state.get(&WatchedKind::Secret).map(|s| &s.entries);
     let mut read = Vec::new();
-    for (name, entry) in secrets.into_iter().flatten() {
-        if named.contains(name.as_str()) {
+    for (name, entry) in state.of_kind(WatchedKind::Secret) {
+        if named.contains(name) {
             let (o, e) = parse(&entry.input);
             read.extend(o);
             errors.extend(e);
@@ -379,7 +298,7 @@ fn assemble(state: &BTreeMap<WatchedKind, KindState>) -> (ClusterConfig, Vec<Con
 
 /// Logs and hands on each error not reported since it last appeared.
 fn report(
-    state: &BTreeMap<WatchedKind, KindState>,
+    state: &Objects,
     errors: &[ConfigError],
     reported: &mut BTreeSet<String>,
     sink: Option<&dyn RejectionSink>,
@@ -394,7 +313,7 @@ fn report(
         let object = WatchedKind::ALL
             .iter()
             .filter(|k| k.kind() == e.kind)
-            .find_map(|k| state.get(k)?.entries.get(&e.name))
+            .find_map(|k| state.get(*k, &e.name))
             .map(|entry| entry.key.clone());
         if let (Some(sink), Some(object)) = (sink, object) {
             sink.rejected(&object, e);

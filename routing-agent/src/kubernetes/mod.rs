@@ -9,10 +9,12 @@ mod datastore;
 mod events;
 mod ipam_store;
 mod objects;
+pub mod reflect;
 mod status;
 
 pub use datastore::{KubeDatastore, KubeDatastoreError, HEALTH_PART};
 pub use events::{EventRecorder, RejectionSink};
 pub use ipam_store::{affinity_name, block_name, KubeBlockStore};
 pub use objects::{ObjectKey, WatchedKind};
+pub use reflect::{Reflection, Watchable};
 pub use status::{session_statuses, NodeStatusWriter, SessionStatusSink};

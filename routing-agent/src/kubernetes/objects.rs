@@ -74,6 +74,17 @@ impl WatchedKind {
     }
 }
 
+impl super::reflect::Watchable for WatchedKind {
+    fn plural(self) -> &'static str {
+        WatchedKind::plural(self)
+    }
+
+    /// By name: the kinds are cluster-scoped, or (Secrets) in one namespace.
+    fn key(self, o: &DynamicObject) -> String {
+        o.metadata.name.clone().unwrap_or_default()
+    }
+}
+
 /// Names an object for an Event: what `regarding` needs.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey {
