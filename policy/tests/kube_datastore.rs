@@ -3,6 +3,8 @@
 //! responses: a bookmark, a 410 Gone, a dropped connection), and the
 //! ruleset compiled from what it watched is what `show` prints.
 
+// Shared with the agent's tests, which use all of it.
+#[allow(dead_code)]
 #[path = "../../routing-agent/tests/fake_api/mod.rs"]
 mod fake_api;
 

@@ -119,13 +119,16 @@ impl<E: PartialEq> KindState<E> {
     }
 }
 
+/// Makes the entry kept of one object.
+type MakeEntry<K, E> = Box<dyn Fn(K, &DynamicObject) -> E + Send + Sync>;
+
 type Events<K> = SelectAll<BoxStream<'static, (K, Result<Event<DynamicObject>, watcher::Error>)>>;
 
 /// The watched objects of several kinds, as entries of type `E`.
 pub struct Reflection<K: Watchable, E> {
     events: Events<K>,
     state: BTreeMap<K, KindState<E>>,
-    entry: Box<dyn Fn(K, &DynamicObject) -> E + Send + Sync>,
+    entry: MakeEntry<K, E>,
 }
 
 impl<K: Watchable, E: PartialEq> Reflection<K, E> {
