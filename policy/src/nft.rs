@@ -178,6 +178,9 @@ impl Ruleset {
             c + "\t}\n"
         };
         let established = "ct state established,related accept";
+        // Neighbor discovery between a pod and its node (conntrack does
+        // not track it): without it, an isolated pod loses IPv6 altogether.
+        let nd = "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept";
         let egress = [
             "ip saddr vmap @egress_pods_v4",
             "ip6 saddr vmap @egress_pods_v6",
@@ -191,11 +194,11 @@ impl Ruleset {
         forward.extend(ingress);
         let mut s = base("forward", &forward);
         // Pod to its own node: the pod's egress policies.
-        let mut input = vec![established];
+        let mut input = vec![established, nd];
         input.extend(egress);
         s += &base("input", &input);
         if self.options.host_to_pod == HostToPod::Policy {
-            let mut output = vec![established];
+            let mut output = vec![established, nd];
             output.extend(ingress);
             s += &base("output", &output);
         }

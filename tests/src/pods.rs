@@ -40,7 +40,9 @@ pub fn plug(node_ns: &str, pod_ns: &str, pod: &PodSpec) -> Result<String> {
 
     // Pod side.
     netns::add_addr(pod_ns, "eth0", &v4)?;
-    netns::add_addr(pod_ns, "eth0", &v6)?;
+    // No duplicate address detection: the address is usable at once
+    // (servers bind it as soon as the pod is plugged).
+    netns::ip(pod_ns, &["-6", "addr", "add", &v6, "dev", "eth0", "nodad"])?;
     netns::ip(
         pod_ns,
         &["route", "add", GATEWAY_V4, "dev", "eth0", "scope", "link"],

@@ -1,6 +1,7 @@
 //! The pods of Kubernetes' network-policy e2e suite: namespaces x, y, z
 //! with pods a, b, c each (a on node-1, b on node-2, c on node-3, so most
-//! pairs cross nodes), serving TCP and UDP on ports 80 and 81 from threads
+//! pairs cross nodes), serving TCP and UDP on ports 80 and 81 (IPv4 and
+//! IPv6) from threads
 //! of this process (sockets bound inside each pod's namespace), and the
 //! Pod and Namespace objects the policy controllers read.
 //!
@@ -23,6 +24,32 @@ use crate::topology::PodSpec;
 pub const NAMESPACES: [&str; 3] = ["x", "y", "z"];
 pub const POD_NAMES: [&str; 3] = ["a", "b", "c"];
 pub const PORTS: [u16; 2] = [80, 81];
+
+/// The address family probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
+}
+
+impl E2ePod {
+    /// The pod's address of `family`.
+    pub fn ip(&self, family: Family) -> IpAddr {
+        match family {
+            Family::V4 => IpAddr::V4(self.v4),
+            Family::V6 => IpAddr::V6(self.v6),
+        }
+    }
+}
 
 /// TCP or UDP (the probed protocols).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -171,14 +198,16 @@ impl E2eServers {
             };
             pods::plug(&node_ns(&p.node), &p.netns, &spec)?;
             for port in PORTS {
-                let addr = SocketAddr::new(IpAddr::V4(p.v4), port);
-                let what = format!("serving {addr} in {}", p.netns);
-                let tcp = netns::in_netns(&p.netns, || TcpListener::bind(addr))?
-                    .map_err(|e| Error::io(what.clone(), e))?;
-                let udp = netns::in_netns(&p.netns, || UdpSocket::bind(addr))?
-                    .map_err(|e| Error::io(what.clone(), e))?;
-                me.threads.push(serve_tcp(tcp, Arc::clone(&me.stop))?);
-                me.threads.push(serve_udp(udp, Arc::clone(&me.stop))?);
+                for ip in [IpAddr::V4(p.v4), IpAddr::V6(p.v6)] {
+                    let addr = SocketAddr::new(ip, port);
+                    let what = format!("serving {addr} in {}", p.netns);
+                    let tcp = netns::in_netns(&p.netns, || TcpListener::bind(addr))?
+                        .map_err(|e| Error::io(what.clone(), e))?;
+                    let udp = netns::in_netns(&p.netns, || UdpSocket::bind(addr))?
+                        .map_err(|e| Error::io(what.clone(), e))?;
+                    me.threads.push(serve_tcp(tcp, Arc::clone(&me.stop))?);
+                    me.threads.push(serve_udp(udp, Arc::clone(&me.stop))?);
+                }
             }
         }
         Ok(me)

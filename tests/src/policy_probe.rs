@@ -9,13 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::netns;
-use crate::policy_pods::{E2ePod, Proto, PORTS};
+use crate::policy_pods::{E2ePod, Family, Proto, PORTS};
 
 /// How long one connection attempt may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -23,12 +23,14 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// (from pod id, to pod id, port, protocol) -> connected.
 pub type Matrix = BTreeMap<(String, String, u16, Proto), bool>;
 
-/// The whole matrix as it is now.
-pub fn probe_all(pods: &[E2ePod]) -> Result<Matrix> {
+/// The whole matrix as it is now, over `family`.
+pub fn probe_all(pods: &[E2ePod], family: Family) -> Result<Matrix> {
     let results: Vec<Result<Matrix>> = std::thread::scope(|s| {
         let handles: Vec<_> = pods
             .iter()
-            .map(|from| s.spawn(move || netns::in_netns(&from.netns, || probe_from(from, pods))))
+            .map(|from| {
+                s.spawn(move || netns::in_netns(&from.netns, || probe_from(from, pods, family)))
+            })
             .collect();
         handles
             .into_iter()
@@ -47,11 +49,11 @@ pub fn probe_all(pods: &[E2ePod]) -> Result<Matrix> {
 }
 
 /// Runs inside `from`'s namespace.
-fn probe_from(from: &E2ePod, pods: &[E2ePod]) -> Matrix {
+fn probe_from(from: &E2ePod, pods: &[E2ePod], family: Family) -> Matrix {
     let mut m = Matrix::new();
     for to in pods {
         for port in PORTS {
-            let addr = SocketAddr::new(IpAddr::V4(to.v4), port);
+            let addr = SocketAddr::new(to.ip(family), port);
             for proto in [Proto::Tcp, Proto::Udp] {
                 let ok = match proto {
                     Proto::Tcp => tcp(addr),
@@ -84,7 +86,12 @@ fn udp(addr: SocketAddr) -> Option<bool> {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed) % 40_000;
     let port = u16::try_from(20_000 + n).unwrap_or(20_000);
-    let Ok(s) = UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], port))) else {
+    let any = if addr.is_ipv4() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    };
+    let Ok(s) = UdpSocket::bind(SocketAddr::new(any, port)) else {
         return Some(false);
     };
     if s.connect(addr).is_err() || s.set_read_timeout(Some(PROBE_TIMEOUT)).is_err() {

@@ -3,8 +3,8 @@
 //! on 80 and 81; a on node-1, b on node-2, c on node-3) in a lab whose nodes
 //! run starling-agent and starling-policy. Each case, named after its
 //! upstream counterpart, writes its policies (and labels), waits until every
-//! node has applied them, probes the whole matrix and compares it with the
-//! expected one. Run as root: `cargo test -p starling-lab --test policy`.
+//! node has applied them, probes the whole matrix over IPv4 and over IPv6
+//! and compares each with the expected one. Run as root: `cargo test -p starling-lab --test policy`.
 //!
 //! SCTP is not probed: this kernel has no SCTP sockets (the SCTP rules are
 //! checked in starling-policy's ruleset tests).
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use policy_cases::{cases, Case};
 use starling_lab::policy_lab::PolicyControllers;
-use starling_lab::policy_pods::{objects_yaml, E2eServers, Labels};
+use starling_lab::policy_pods::{objects_yaml, E2eServers, Family, Labels};
 use starling_lab::policy_probe::{differences, expected, probe_all};
 use starling_lab::{netns, state, Error, Lab, LabOptions, Result};
 
@@ -93,14 +93,19 @@ fn run_case(case: &Case, servers: &E2eServers, ctl: &mut PolicyControllers) -> R
         ctl.write("objects.yaml", &objects_yaml(&servers.pods, &labels))?;
         ctl.write("policies.yaml", &step.policies)?;
         ctl.wait_applied(APPLIED)?;
+        // The policies are dual-stack (ipBlocks of both families): the
+        // same matrix is expected over IPv4 and IPv6.
         let want = expected(&servers.pods, &*step.expect);
-        let got = probe_all(&servers.pods)?;
-        if let Some(diff) = differences(&servers.pods, &got, &want) {
-            return Err(Error::Setup(format!(
-                "step {}: {diff}policies:\n{}",
-                i + 1,
-                step.policies
-            )));
+        for family in [Family::V4, Family::V6] {
+            let got = probe_all(&servers.pods, family)?;
+            if let Some(diff) = differences(&servers.pods, &got, &want) {
+                return Err(Error::Setup(format!(
+                    "step {} over {}: {diff}policies:\n{}",
+                    i + 1,
+                    family.name(),
+                    step.policies
+                )));
+            }
         }
     }
     Ok(())

@@ -55,6 +55,11 @@ const UDP: Proto = Proto::Udp;
 
 /// y/b's address (a on node-1, b on node-2, c on node-3; x .20, y .21, z .22).
 const Y_B: &str = "10.244.2.21/32";
+/// y/b's IPv6 address (host 21 = 0x15).
+const Y_B6: &str = "\"fd00:244:2::15/128\"";
+/// Every pod's address, IPv4 and IPv6.
+const PODS_V4: &str = "10.244.0.0/16";
+const PODS_V6: &str = "\"fd00:244::/32\"";
 
 pub fn cases() -> Vec<Case> {
     let a_only = "{matchLabels: {pod: a}}";
@@ -245,18 +250,18 @@ pub fn cases() -> Vec<Case> {
         },
         one(
             "should allow egress access to server in CIDR block",
-            np("p", "x", &format!("{{podSelector: {a_only}, policyTypes: [Egress], egress: [{{to: [{{ipBlock: {{cidr: {Y_B}}}}}]}}]}}")),
+            np("p", "x", &format!("{{podSelector: {a_only}, policyTypes: [Egress], egress: [{{to: [{{ipBlock: {{cidr: {Y_B}}}}}, {{ipBlock: {{cidr: {Y_B6}}}}}]}}]}}")),
             |f, t, _, _| !is(f, "x/a") || is(t, "y/b"),
         ),
         one(
             "should enforce except clause while egress access to server in CIDR block",
-            np("p", "x", &format!("{{podSelector: {a_only}, policyTypes: [Egress], egress: [{{to: [{{ipBlock: {{cidr: 10.244.0.0/16, except: [{Y_B}]}}}}]}}]}}")),
+            np("p", "x", &format!("{{podSelector: {a_only}, policyTypes: [Egress], egress: [{{to: [{{ipBlock: {{cidr: {PODS_V4}, except: [{Y_B}]}}}}, {{ipBlock: {{cidr: {PODS_V6}, except: [{Y_B6}]}}}}]}}]}}")),
             |f, t, _, _| !is(f, "x/a") || !is(t, "y/b"),
         ),
         one(
             "should ensure an IP overlapping both IPBlock.CIDR and IPBlock.Except is allowed",
-            np("except", "x", &format!("{{podSelector: {a_only}, policyTypes: [Egress], egress: [{{to: [{{ipBlock: {{cidr: 10.244.0.0/16, except: [{Y_B}]}}}}]}}]}}"))
-                + &np("only", "x", &format!("{{podSelector: {a_only}, policyTypes: [Egress], egress: [{{to: [{{ipBlock: {{cidr: {Y_B}}}}}]}}]}}")),
+            np("except", "x", &format!("{{podSelector: {a_only}, policyTypes: [Egress], egress: [{{to: [{{ipBlock: {{cidr: {PODS_V4}, except: [{Y_B}]}}}}, {{ipBlock: {{cidr: {PODS_V6}, except: [{Y_B6}]}}}}]}}]}}"))
+                + &np("only", "x", &format!("{{podSelector: {a_only}, policyTypes: [Egress], egress: [{{to: [{{ipBlock: {{cidr: {Y_B}}}}}, {{ipBlock: {{cidr: {Y_B6}}}}}]}}]}}")),
             |_, _, _, _| true,
         ),
         one(
