@@ -3,6 +3,7 @@
 //! memory and applied as one transaction.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use crate::apply::{ApplyError, Nft};
 use crate::compile::{compile, Compiled};
@@ -29,8 +30,14 @@ pub struct Controller {
 pub struct SyncReport {
     /// Invalid policies: their last good version (if any) stays in force.
     pub kept_last_good: Vec<PolicyError>,
+    /// Policies in force (valid ones, and last good versions).
+    pub policies: usize,
     /// The transaction sent to nft (`None`: nothing changed).
     pub transaction: Option<String>,
+    /// Compiling the model, rendering the ruleset and diffing it.
+    pub compile_time: Duration,
+    /// `nft -f -` running the transaction (zero when there was none).
+    pub apply_time: Duration,
 }
 
 impl Controller {
@@ -78,19 +85,27 @@ impl Controller {
     /// Compiles, diffs against what was applied and applies the difference
     /// as one transaction.
     pub fn sync(&mut self, snapshot: &Snapshot) -> Result<SyncReport, ApplyError> {
-        let (model, kept_last_good) = self.model(snapshot);
+        let start = Instant::now();
+        let (policies, kept_last_good) = self.effective(snapshot);
+        let model = compile(snapshot, &policies, Some(&self.node));
         let next = ruleset(&model, self.options);
         let transaction = next.transaction(self.applied.as_ref());
+        let compile_time = start.elapsed();
+        let start = Instant::now();
         if let Some(t) = &transaction {
             if let Err(e) = self.nft.apply(t) {
                 self.applied = None;
                 return Err(e);
             }
         }
+        let apply_time = start.elapsed();
         self.applied = Some(next);
         Ok(SyncReport {
             kept_last_good,
+            policies: policies.len(),
             transaction,
+            compile_time,
+            apply_time,
         })
     }
 

@@ -18,6 +18,7 @@ use kube::api::{ApiResource, DynamicObject};
 use kube::Client;
 use starling_agent::config::ConfigError;
 use starling_agent::kubernetes::{KubeDatastoreError, Reflection, Watchable};
+use starling_agent::metrics::Health;
 use tokio::sync::{oneshot, watch};
 
 use crate::objects::{items, Item, Snapshot};
@@ -114,28 +115,52 @@ pub async fn client() -> Result<Client, KubeDatastoreError> {
 /// (retrying, with backoff, as long as it takes); then returns the
 /// snapshot, updated on every change that changes it. The watch task ends
 /// when every receiver is dropped. Needs a tokio runtime.
-pub async fn watch(client: Client) -> Result<watch::Receiver<Arc<Snapshot>>, KubeDatastoreError> {
+///
+/// With `health`, part [`HEALTH_PART`] is not ready until every kind is
+/// listed, and whenever a watch is broken or listing again, with the
+/// reason.
+pub async fn watch(
+    client: Client,
+    health: Option<Health>,
+) -> Result<watch::Receiver<Arc<Snapshot>>, KubeDatastoreError> {
     let (first_tx, first_rx) = oneshot::channel();
-    tokio::spawn(run(client, first_tx));
+    tokio::spawn(run(client, health, first_tx));
     first_rx.await.map_err(|_| KubeDatastoreError::Stopped)
 }
 
-async fn run(client: Client, first: oneshot::Sender<watch::Receiver<Arc<Snapshot>>>) {
+/// The part of `/readyz` the watches report as.
+pub const HEALTH_PART: &str = "kubernetes";
+/// What the controller does while a kind is not up to date.
+const MEANWHILE: &str = "enforcing the rules last applied";
+
+async fn run(
+    client: Client,
+    health: Option<Health>,
+    first: oneshot::Sender<watch::Receiver<Arc<Snapshot>>>,
+) {
     let kinds = WatchedKind::ALL.map(|k| (k, k.resource()));
     let mut objects = Objects::all(&client, &kinds, entry);
     let mut first = Some(first);
     let mut tx: Option<watch::Sender<Arc<Snapshot>>> = None;
     let mut reported = BTreeSet::new();
     loop {
+        if let Some(health) = &health {
+            match objects.problems(MEANWHILE) {
+                p if p.is_empty() => health.ready(HEALTH_PART),
+                p => health.not_ready(HEALTH_PART, p.join("; ")),
+            }
+        }
         let next = match &tx {
             Some(tx) => tokio::select! {
-                next = objects.next_change() => next,
+                next = objects.next_event() => next,
                 _ = tx.closed() => return,
             },
-            None => objects.next_change().await,
+            None => objects.next_event().await,
         };
-        if next.is_none() {
-            return;
+        match next {
+            None => return,
+            Some(false) => continue,
+            Some(true) => {}
         }
         let snapshot = assemble(&objects, &mut reported);
         match &tx {

@@ -17,6 +17,7 @@ pub mod controller;
 pub mod error;
 pub mod explain;
 pub mod kubernetes;
+pub mod metrics;
 pub mod nft;
 pub mod objects;
 pub mod policy;

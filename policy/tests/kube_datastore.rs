@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use starling_agent::config::FileDatastore;
+use starling_agent::metrics::Health;
 use starling_policy::apply::Nft;
 use starling_policy::explain::{explain, Flow};
 use starling_policy::nft::{ruleset, Options, Ruleset};
@@ -143,11 +144,14 @@ fn set(ips: &[&str]) -> BTreeSet<String> {
     ips.iter().map(|s| s.to_string()).collect()
 }
 
-async fn start(api: &FakeApi) -> watch::Receiver<Arc<Snapshot>> {
-    tokio::time::timeout(Duration::from_secs(10), kubernetes::watch(api.client()))
-        .await
-        .expect("the first lists within 10s")
-        .expect("a snapshot")
+async fn start(api: &FakeApi, health: Option<Health>) -> watch::Receiver<Arc<Snapshot>> {
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        kubernetes::watch(api.client(), health),
+    )
+    .await
+    .expect("the first lists within 10s")
+    .expect("a snapshot")
 }
 
 /// Waits (10s at most) until the clients are `want`; returns every set of
@@ -182,7 +186,7 @@ async fn lists_compile_to_the_ruleset_the_same_files_give() {
         pod("x", "d", "node-1", "10.244.1.3", "client", "153"),
     ];
     cluster(&api, pods.clone());
-    let rx = start(&api).await;
+    let rx = start(&api, None).await;
     let snapshot = rx.borrow().clone();
     assert_eq!(clients(&snapshot), set(&["10.244.2.2"]));
     let from_api = ruleset_of(&snapshot);
@@ -278,8 +282,15 @@ async fn watches_resume_after_bookmark_410_and_dropped_connection() {
         End::Hang,
     );
 
-    let mut rx = start(&api).await;
+    let health = Health::new();
+    let mut rx = start(&api, Some(health.clone())).await;
     let seen = wait_for(&mut rx, &set(&["10.244.2.4"])).await;
+    // Ready again once the watches are whole (the third one hangs).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !health.is_ready() {
+        assert!(Instant::now() < deadline, "{:?}", health.reasons());
+        tokio::task::yield_now().await;
+    }
     // Through the 410 and the drop, the rules were never compiled from an
     // empty or partial pod list: every state seen is one the API had.
     let states = [

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use starling_agent::config::{DatastoreSpec, FileDatastore};
+use starling_agent::metrics::{serve, Health, Metrics, MetricsAddress};
 use starling_policy::apply::Nft;
 use starling_policy::compile::compile;
 use starling_policy::explain::{explain, Flow};
+use starling_policy::metrics::{PolicyMetrics, HEALTH_RULES};
 use starling_policy::nft::{ruleset, Deny, HostToPod, Options};
 use starling_policy::policy::{ObjectKey, Protocol};
 use starling_policy::{kubernetes, Controller, Snapshot};
@@ -41,8 +43,12 @@ struct Cli {
     /// After each successful apply, write the ruleset in force (as `show` prints it) here.
     #[arg(long)]
     applied_file: Option<PathBuf>,
+    /// Where to serve Prometheus metrics (`/metrics`) and the probes
+    /// (`/livez`, `/readyz`): ADDRESS:PORT, or `off`.
+    #[arg(long, env = "STARLING_METRICS_ADDRESS", default_value = "off")]
+    metrics_address: MetricsAddress,
     /// Log as JSON lines.
-    #[arg(long)]
+    #[arg(long, env = "STARLING_LOG_JSON")]
     log_json: bool,
     #[command(subcommand)]
     command: Option<Command>,
@@ -110,8 +116,22 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         None => {
             let node = cli.node_name.ok_or("--node-name is required")?;
             runtime.block_on(async {
-                let rx = subscribe(&datastore).await?;
-                controller(rx, node, options, cli.applied_file).await
+                let metrics = Metrics::new();
+                let health = metrics.health().clone();
+                health.not_ready(HEALTH_RULES, "no ruleset applied yet");
+                let _server = match cli.metrics_address.socket() {
+                    Some(addr) => {
+                        let server = serve(addr, metrics.clone())
+                            .await
+                            .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+                        tracing::info!(address = %server.local_addr(), "serving /metrics, /livez and /readyz");
+                        Some(server)
+                    }
+                    None => None,
+                };
+                let rx = subscribe(&datastore, Some(health)).await?;
+                let m = PolicyMetrics::register(&metrics);
+                controller(rx, node, options, cli.applied_file, (m, metrics)).await
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -119,7 +139,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
 }
 
 /// The datastore's snapshots, from now on: one code path after this.
-async fn subscribe(datastore: &DatastoreSpec) -> Result<watch::Receiver<Arc<Snapshot>>, String> {
+async fn subscribe(
+    datastore: &DatastoreSpec,
+    health: Option<Health>,
+) -> Result<watch::Receiver<Arc<Snapshot>>, String> {
     match datastore {
         DatastoreSpec::File(path) => FileDatastore::new(path.clone())
             .watch_with(POLL, Snapshot::load)
@@ -127,7 +150,9 @@ async fn subscribe(datastore: &DatastoreSpec) -> Result<watch::Receiver<Arc<Snap
         DatastoreSpec::Kubernetes => {
             tracing::info!("waiting for the first lists of the Kubernetes datastore");
             let client = kubernetes::client().await.map_err(|e| e.to_string())?;
-            kubernetes::watch(client).await.map_err(|e| e.to_string())
+            kubernetes::watch(client, health)
+                .await
+                .map_err(|e| e.to_string())
         }
     }
 }
@@ -144,7 +169,7 @@ async fn load(datastore: &DatastoreSpec) -> Result<Arc<Snapshot>, String> {
             Ok(Arc::new(snapshot))
         }
         DatastoreSpec::Kubernetes => {
-            let rx = subscribe(datastore).await?;
+            let rx = subscribe(datastore, None).await?;
             let snapshot = rx.borrow().clone();
             Ok(snapshot)
         }
@@ -210,6 +235,7 @@ async fn controller(
     node: String,
     options: Options,
     applied: Option<PathBuf>,
+    (m, metrics): (PolicyMetrics, Metrics),
 ) -> Result<(), String> {
     let mut c = Controller::new(&node, options, Nft::default());
     tracing::info!(%node, "starling-policy started");
@@ -228,11 +254,21 @@ async fn controller(
                         "applied one nftables transaction"
                     );
                 }
-                if let (Some(path), Some(r)) = (&applied, c.applied()) {
-                    write_atomic(path, &r.text());
+                if let Some(r) = c.applied() {
+                    m.synced(&report, r);
+                    metrics.health().ready(HEALTH_RULES);
+                    if let Some(path) = &applied {
+                        write_atomic(path, &r.text());
+                    }
                 }
             }
-            Err(e) => tracing::error!("{e}; retrying on the next change"),
+            Err(e) => {
+                m.failed();
+                metrics
+                    .health()
+                    .not_ready(HEALTH_RULES, format!("{e}; retrying on the next change"));
+                tracing::error!("{e}; retrying on the next change");
+            }
         }
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return Ok(()) },
