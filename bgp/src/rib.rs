@@ -281,11 +281,16 @@ impl Rib {
         changes
     }
 
-    /// RFC 4724 section 4.2: the peer's session dropped and it will
-    /// restart; its routes stay, marked stale. Returns how many.
-    pub fn mark_stale(&mut self, peer: IpAddr) -> usize {
+    /// Marks the peer's routes (of `family`, or all) stale; returns how
+    /// many. RFC 4724 section 4.2: its session dropped and it will
+    /// restart. RFC 7313 section 4: it sent BoRR and sends them again.
+    pub fn mark_stale(&mut self, peer: IpAddr, family: Option<Family>) -> usize {
         let mut n = 0;
-        for e in self.table.values_mut() {
+        let of_family = self
+            .table
+            .iter_mut()
+            .filter(|(p, _)| family.is_none_or(|f| p.family() == f));
+        for (_, e) in of_family {
             for r in e.routes.iter_mut().filter(|r| r.peer.address == peer) {
                 r.stale = true;
                 n += 1;
@@ -530,7 +535,7 @@ mod tests {
         let other: Prefix = "10.244.9.0/24".parse().unwrap();
         rib.announce(pfx(), route(&a, vec![], None));
         rib.announce(other, route(&a, vec![], None));
-        assert_eq!(rib.mark_stale(a.address), 2);
+        assert_eq!(rib.mark_stale(a.address, None), 2);
         // Re-announced after the restart: fresh again, no kernel change.
         assert!(rib.announce(pfx(), route(&a, vec![], None)).is_none());
         let swept = rib.sweep_stale(a.address, Some(Family::IPV4_UNICAST));
@@ -539,6 +544,25 @@ mod tests {
         assert_eq!(swept[0].best, None);
         assert_eq!(rib.peer_prefix_count(a.address), 1);
         assert!(rib.sweep_stale(a.address, None).is_empty());
+    }
+
+    /// RFC 7313 section 4: BoRR marks only its family's routes stale, and
+    /// EoRR sweeps only those not sent again.
+    #[test]
+    fn refresh_marks_one_family_stale() {
+        let mut rib = Rib::new(1);
+        let a = peer("10.0.0.12", [10, 0, 0, 12], false);
+        let v6: Prefix = "fd00:244:9::/64".parse().unwrap();
+        rib.announce(pfx(), route(&a, vec![], None));
+        rib.announce(v6, route(&a, vec![], None));
+        assert_eq!(rib.mark_stale(a.address, Some(Family::IPV6_UNICAST)), 1);
+        assert!(rib
+            .sweep_stale(a.address, Some(Family::IPV4_UNICAST))
+            .is_empty());
+        let swept = rib.sweep_stale(a.address, Some(Family::IPV6_UNICAST));
+        assert_eq!(swept.len(), 1);
+        assert_eq!(swept[0].prefix, v6);
+        assert_eq!(rib.peer_prefix_count(a.address), 1);
     }
 
     #[test]

@@ -38,6 +38,11 @@ pub enum Request {
     Summary,
     /// BFD sessions and dropped packets.
     Bfd,
+    /// Ask the peer (or every Established peer) to send its routes again
+    /// (route refresh, RFC 2918).
+    Refresh {
+        peer: Option<IpAddr>,
+    },
 }
 
 /// Counts, cheap to ask for even with a million routes.
@@ -97,6 +102,8 @@ pub enum Response {
     Routes(Vec<RouteStatus>),
     Summary(Summary),
     Bfd(crate::bfd_report::BfdReport),
+    /// The peers a refresh was asked of.
+    Refreshed(Vec<IpAddr>),
     Error(String),
 }
 

@@ -67,6 +67,7 @@ fn canned_agent() -> mpsc::Sender<ControlRequest> {
                 Request::Peers => Response::Peers(peers()),
                 Request::Routes => Response::Routes(routes()),
                 Request::Summary | Request::Bfd => Response::Error("no summary here".to_string()),
+                Request::Refresh { peer } => Response::Refreshed(peer.into_iter().collect()),
             });
         }
     });
@@ -114,6 +115,13 @@ async fn answers_peers_and_routes_and_refuses_malformed_requests() {
     assert_eq!(
         query_async(&path, Request::Routes).await.expect("routes"),
         Response::Routes(routes())
+    );
+    let tor: std::net::IpAddr = "10.0.0.1".parse().expect("ip");
+    assert_eq!(
+        query_async(&path, Request::Refresh { peer: Some(tor) })
+            .await
+            .expect("refresh"),
+        Response::Refreshed(vec![tor])
     );
     for line in ["not json\n", "{\"request\":\"bogus\"}\n", "\n"] {
         match raw(&path, line).await {

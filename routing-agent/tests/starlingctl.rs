@@ -54,6 +54,7 @@ fn canned_agent() -> mpsc::Sender<ControlRequest> {
                     drops: [("bad_version".to_string(), 2)].into(),
                     ..BfdReport::default()
                 }),
+                Request::Refresh { peer } => Response::Refreshed(peer.into_iter().collect()),
             });
         }
     });
@@ -107,6 +108,18 @@ node-2  10.0.0.12  64512  mesh  Established  Up   00:03:12         1     1
     assert_eq!(
         text(&out.stderr),
         "starlingctl: the agent answered: route table not ready\n"
+    );
+
+    let out = starlingctl(&socket, &["refresh", "10.0.0.1"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "asked 10.0.0.1 to send its routes again\n"
+    );
+    let out = starlingctl(&socket, &["refresh"]).await;
+    assert_eq!(
+        text(&out.stdout),
+        "no established peer supports route refresh\n"
     );
 
     let missing = scratch.0.join("nobody.sock");

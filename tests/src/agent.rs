@@ -314,6 +314,27 @@ impl Agent {
         }
     }
 
+    /// The whole log without its colour codes, so `key=value` fields can
+    /// be searched for.
+    pub fn log_text(&self) -> String {
+        let raw = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let mut out = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // CSI: ESC [ parameters, ending in a letter.
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
         cmd::tail_file(&self.log_path(), lines)
     }

@@ -13,6 +13,7 @@
 
 #[cfg(test)]
 mod capability_tests;
+mod refresh;
 #[cfg(test)]
 mod tests;
 mod transitions;
@@ -142,8 +143,15 @@ pub enum Action {
     Established(Open),
     /// Routes received (in Established).
     Update(Update),
-    /// The peer asked for our routes of this family again (RFC 2918).
+    /// The peer asked for our routes of this family again (RFC 2918): send
+    /// them between `begin_refresh` and `end_refresh`.
     RouteRefresh(Family),
+    /// The peer begins sending its routes of this family again (BoRR, RFC
+    /// 7313 section 4): its routes of the family are stale until EoRR.
+    RefreshBegin(Family),
+    /// The peer has sent its routes of this family again (EoRR): the ones
+    /// still stale since BoRR are gone.
+    RefreshEnd(Family),
     /// The session left Established: every route learned from it is gone.
     Down(DownReason),
     /// The state changed.
@@ -333,17 +341,6 @@ impl Session {
             let n = Notification::new(crate::packet::error::code::CEASE, subcode, data);
             self.fail(now, DownReason::Sent(n));
         }
-    }
-
-    /// Asks the peer to send its routes of `family` again (RFC 2918).
-    pub fn request_refresh(&mut self, now: Instant, family: Family) -> bool {
-        let supported = self.peer_open.as_ref().is_some_and(Open::route_refresh);
-        if self.state != State::Established || !supported {
-            return false;
-        }
-        let msg = Message::RouteRefresh(crate::packet::RouteRefresh { family });
-        self.send_main(now, &msg);
-        true
     }
 
     fn send_main(&mut self, now: Instant, msg: &Message) {

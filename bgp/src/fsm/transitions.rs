@@ -190,7 +190,7 @@ impl Session {
             }
             (State::Established, Message::RouteRefresh(r)) => {
                 self.restart_hold(now);
-                self.actions.push_back(Action::RouteRefresh(r.family));
+                self.received_refresh(r);
             }
             (state, _) => {
                 // RFC 6608: a message that the state does not expect.

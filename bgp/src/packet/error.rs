@@ -11,6 +11,8 @@ pub mod code {
     pub const HOLD_TIMER_EXPIRED: u8 = 4;
     pub const FSM: u8 = 5;
     pub const CEASE: u8 = 6;
+    /// RFC 7313 section 5.
+    pub const ROUTE_REFRESH_MESSAGE: u8 = 7;
 }
 
 /// Message Header Error subcodes (section 6.1).
@@ -105,6 +107,8 @@ pub enum DecodeError {
     MalformedNotification,
     #[error("malformed ROUTE-REFRESH")]
     MalformedRouteRefresh,
+    #[error("BoRR or EoRR ROUTE-REFRESH of {} octets instead of 23", message.len())]
+    RouteRefreshLength { message: Vec<u8> },
 }
 
 impl DecodeError {
@@ -188,6 +192,8 @@ impl DecodeError {
             MalformedNotification | MalformedRouteRefresh => {
                 (code::MESSAGE_HEADER, header::BAD_MESSAGE_LENGTH, vec![])
             }
+            // RFC 7313 section 5: subcode 1, Invalid Message Length.
+            RouteRefreshLength { message } => (code::ROUTE_REFRESH_MESSAGE, 1, message.clone()),
         };
         Notification::new(c, s, data)
     }

@@ -6,6 +6,7 @@ mod attributes;
 pub mod error;
 mod notification;
 mod open;
+mod route_refresh;
 mod update;
 
 #[cfg(test)]
@@ -14,16 +15,15 @@ mod extended_message_tests;
 mod tests;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use nom::number::complete::{be_u16, be_u8};
+use nom::number::complete::be_u8;
 
 pub use as_path::{AsPath, AsSegment, SegmentKind};
 pub use attributes::{community, MpReach, MpUnreach, Origin, PathAttributes, RawAttribute};
 pub use error::DecodeError;
 pub use notification::Notification;
 pub use open::{Capability, GracefulRestart, Open, AS_TRANS};
+pub use route_refresh::{RefreshSubtype, RouteRefresh};
 pub use update::Update;
-
-use crate::prefix::Family;
 
 pub const HEADER_LEN: usize = 19;
 pub const MAX_MESSAGE_LEN: usize = 4096;
@@ -73,12 +73,6 @@ impl Codec {
             MAX_MESSAGE_LEN
         }
     }
-}
-
-/// ROUTE-REFRESH (RFC 2918 section 3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RouteRefresh {
-    pub family: Family,
 }
 
 // Messages and actions are short-lived and moved, not stored: boxing the
@@ -133,9 +127,7 @@ impl Message {
             }
             Message::RouteRefresh(r) => {
                 buf.put_u8(TYPE_ROUTE_REFRESH);
-                buf.put_u16(r.family.afi);
-                buf.put_u8(0);
-                buf.put_u8(r.family.safi);
+                r.encode(&mut buf);
                 TYPE_ROUTE_REFRESH
             }
         };
@@ -161,15 +153,7 @@ impl Message {
                 Message::Notification(Notification::new(code, subcode, data.to_vec()))
             }
             TYPE_KEEPALIVE => Message::Keepalive,
-            _ => {
-                let bad = || DecodeError::MalformedRouteRefresh;
-                let (rest, afi) = be_u16(body).map_err(nom_err(bad))?;
-                let (rest, _reserved) = be_u8(rest).map_err(nom_err(bad))?;
-                let (_, safi) = be_u8(rest).map_err(nom_err(bad))?;
-                Message::RouteRefresh(RouteRefresh {
-                    family: Family { afi, safi },
-                })
-            }
+            _ => Message::RouteRefresh(RouteRefresh::decode(msg)?),
         })
     }
 }
@@ -203,8 +187,7 @@ fn check_header(msg: &[u8], codec: &Codec) -> Result<(u8, u16), DecodeError> {
     };
     let len_ok = usize::from(len) >= min
         && usize::from(len) <= max
-        && (msg_type != TYPE_KEEPALIVE || len == 19)
-        && (msg_type != TYPE_ROUTE_REFRESH || len == 23);
+        && (msg_type != TYPE_KEEPALIVE || len == 19);
     if !len_ok {
         return Err(DecodeError::BadLength { length: len });
     }

@@ -19,6 +19,7 @@ const CAP_ROUTE_REFRESH: u8 = 2;
 const CAP_EXTENDED_MESSAGE: u8 = 6;
 const CAP_GRACEFUL_RESTART: u8 = 64;
 const CAP_FOUR_OCTET_AS: u8 = 65;
+const CAP_ENHANCED_ROUTE_REFRESH: u8 = 70;
 
 /// The Graceful Restart capability (RFC 4724 section 3).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +84,8 @@ pub enum Capability {
     /// RFC 8654: messages other than OPEN and KEEPALIVE may be up to
     /// 65535 octets.
     ExtendedMessage,
+    /// RFC 7313: refreshed routes come between BoRR and EoRR markers.
+    EnhancedRouteRefresh,
     /// RFC 6793.
     FourOctetAs(u32),
     /// RFC 4724.
@@ -102,8 +105,8 @@ pub struct Open {
 }
 
 impl Open {
-    /// An OPEN for `asn`, with the route refresh, Extended Message and
-    /// 4-octet AS capabilities always announced.
+    /// An OPEN for `asn`, with the route refresh (plain and enhanced),
+    /// Extended Message and 4-octet AS capabilities always announced.
     pub fn new(asn: u32, hold_time: u16, router_id: Ipv4Addr, families: &[Family]) -> Open {
         let my_as = u16::try_from(asn).unwrap_or(AS_TRANS);
         let mut capabilities: Vec<Capability> = families
@@ -111,6 +114,7 @@ impl Open {
             .map(|f| Capability::Multiprotocol(*f))
             .collect();
         capabilities.push(Capability::RouteRefresh);
+        capabilities.push(Capability::EnhancedRouteRefresh);
         capabilities.push(Capability::ExtendedMessage);
         capabilities.push(Capability::FourOctetAs(asn));
         Open {
@@ -175,6 +179,12 @@ impl Open {
         self.capabilities.contains(&Capability::RouteRefresh)
     }
 
+    /// Whether the speaker announced Enhanced Route Refresh (RFC 7313).
+    pub fn enhanced_route_refresh(&self) -> bool {
+        self.capabilities
+            .contains(&Capability::EnhancedRouteRefresh)
+    }
+
     pub(super) fn encode(&self, buf: &mut BytesMut) {
         buf.put_u8(self.version);
         buf.put_u16(self.my_as);
@@ -190,6 +200,7 @@ impl Open {
                 }
                 Capability::RouteRefresh => (CAP_ROUTE_REFRESH, vec![]),
                 Capability::ExtendedMessage => (CAP_EXTENDED_MESSAGE, vec![]),
+                Capability::EnhancedRouteRefresh => (CAP_ENHANCED_ROUTE_REFRESH, vec![]),
                 Capability::FourOctetAs(asn) => (CAP_FOUR_OCTET_AS, asn.to_be_bytes().to_vec()),
                 Capability::GracefulRestart(gr) => (CAP_GRACEFUL_RESTART, gr.encode()),
                 Capability::Unknown { code, value } => (*code, value.clone()),
@@ -263,6 +274,7 @@ fn decode_capabilities(mut input: Input, out: &mut Vec<Capability>) -> Result<()
             }),
             (CAP_ROUTE_REFRESH, 0) => Capability::RouteRefresh,
             (CAP_EXTENDED_MESSAGE, 0) => Capability::ExtendedMessage,
+            (CAP_ENHANCED_ROUTE_REFRESH, 0) => Capability::EnhancedRouteRefresh,
             (CAP_GRACEFUL_RESTART, _) => {
                 Capability::GracefulRestart(GracefulRestart::decode(value).ok_or_else(bad)?)
             }
@@ -270,7 +282,11 @@ fn decode_capabilities(mut input: Input, out: &mut Vec<Capability>) -> Result<()
                 value[0], value[1], value[2], value[3],
             ])),
             (
-                CAP_MULTIPROTOCOL | CAP_ROUTE_REFRESH | CAP_EXTENDED_MESSAGE | CAP_FOUR_OCTET_AS,
+                CAP_MULTIPROTOCOL
+                | CAP_ROUTE_REFRESH
+                | CAP_EXTENDED_MESSAGE
+                | CAP_FOUR_OCTET_AS
+                | CAP_ENHANCED_ROUTE_REFRESH,
                 _,
             ) => return Err(bad()),
             _ => Capability::Unknown {

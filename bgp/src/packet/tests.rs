@@ -500,8 +500,14 @@ fn message() -> impl Strategy<Value = Message> {
         open,
         notification,
         Just(Message::Keepalive),
-        Just(Message::RouteRefresh(RouteRefresh {
-            family: Family::IPV6_UNICAST
+        (0u8..4).prop_map(|s| Message::RouteRefresh(RouteRefresh {
+            family: Family::IPV6_UNICAST,
+            subtype: match s {
+                0 => RefreshSubtype::Request,
+                1 => RefreshSubtype::Begin,
+                2 => RefreshSubtype::End,
+                _ => RefreshSubtype::Unknown(255),
+            },
         })),
     ]
 }

@@ -40,6 +40,12 @@ enum Command {
     Summary,
     /// BFD sessions, their timers and counters, and packets dropped.
     Bfd,
+    /// Ask a peer (default: every established peer) to send its routes
+    /// again (route refresh), e.g. after an import policy changed.
+    Refresh {
+        /// The peer's address.
+        peer: Option<std::net::IpAddr>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -75,6 +81,7 @@ fn render(cli: &Cli) -> Result<String, String> {
         Command::Routes => Request::Routes,
         Command::Summary => Request::Summary,
         Command::Bfd => Request::Bfd,
+        Command::Refresh { peer } => Request::Refresh { peer },
     };
     let response = control::query(&cli.socket, &request).map_err(|err| err.to_string())?;
     let json = |value: Result<String, serde_json::Error>| {
@@ -91,6 +98,14 @@ fn render(cli: &Cli) -> Result<String, String> {
         (Response::Summary(s), Output::Json) => json(serde_json::to_string_pretty(&s)),
         (Response::Bfd(r), Output::Table) => Ok(starling_agent::bfd_report::bfd_table(&r)),
         (Response::Bfd(r), Output::Json) => json(serde_json::to_string_pretty(&r)),
+        (Response::Refreshed(peers), Output::Table) => Ok(match peers.is_empty() {
+            true => "no established peer supports route refresh\n".to_string(),
+            false => peers
+                .iter()
+                .map(|p| format!("asked {p} to send its routes again\n"))
+                .collect(),
+        }),
+        (Response::Refreshed(peers), Output::Json) => json(serde_json::to_string_pretty(&peers)),
         (Response::Error(message), _) => Err(format!("the agent answered: {message}")),
     }
 }

@@ -73,6 +73,7 @@ impl Speaker {
         };
         p.sent.clear();
         p.eor.clear();
+        p.refresh_stale.clear();
         let helper = match reason {
             DownReason::ConnectionLost => true,
             DownReason::Sent(n) => n.code == code::HOLD_TIMER_EXPIRED,
@@ -85,7 +86,7 @@ impl Speaker {
             .filter(|_| helper);
         match restart_time {
             Some(t) if !t.is_zero() => {
-                let n = self.rib.mark_stale(addr);
+                let n = self.rib.mark_stale(addr, None);
                 p.stale_until = Some(now + t);
                 tracing::info!(peer = %addr, name = %p.desired.name, routes = n, restart_time = ?t, "peer restarting: keeping its routes as stale");
             }

@@ -10,6 +10,7 @@ mod graceful_restart;
 mod kernel_sync;
 mod local_routes;
 mod peers;
+mod route_refresh;
 mod routes;
 mod sockopt;
 mod status;
@@ -56,6 +57,9 @@ struct Peer {
     /// While set, the peer's routes are stale (it is restarting) and go at
     /// this time unless it sends them again first.
     stale_until: Option<Instant>,
+    /// Families the peer is sending again (after its BoRR, RFC 7313), and
+    /// when their routes not sent again go if no EoRR comes.
+    refresh_stale: BTreeMap<Family, Instant>,
 }
 
 pub struct Speaker {
@@ -219,6 +223,7 @@ impl Speaker {
             .values()
             .filter_map(|p| p.session.poll_timeout())
             .chain(self.restart_deadline())
+            .chain(self.refresh_deadline())
             .min()
     }
 
@@ -237,6 +242,7 @@ impl Speaker {
             self.drive(addr);
         }
         self.restart_timeouts(now);
+        self.refresh_timeouts(now);
     }
 
     fn net_event(&mut self, ev: NetEvent) {
@@ -402,13 +408,9 @@ impl Speaker {
                         m.update_processed(start.elapsed());
                     }
                 }
-                Action::RouteRefresh(family) => {
-                    tracing::info!(peer = %addr, %family, "route refresh requested");
-                    if let Some(p) = self.peers.get_mut(&addr) {
-                        p.sent.retain(|pr, _| pr.family() != family);
-                    }
-                    self.advertise(addr, false);
-                }
+                Action::RouteRefresh(family) => self.refresh_requested(addr, family),
+                Action::RefreshBegin(family) => self.refresh_begins(addr, family),
+                Action::RefreshEnd(family) => self.refresh_ends(addr, family),
                 Action::Down(reason) => {
                     tracing::warn!(peer = %addr, name = %p.desired.name, %reason, "session down");
                     self.peer_down(addr, &reason, Instant::now());

@@ -108,6 +108,7 @@ impl Speaker {
                     role: PeerRole::NonClient,
                     eor: BTreeSet::new(),
                     stale_until: None,
+                    refresh_stale: BTreeMap::new(),
                 },
             );
             self.handle(addr, now, Event::Start);

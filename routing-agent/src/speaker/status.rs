@@ -14,18 +14,27 @@ use crate::config::PeerSource;
 use crate::control::{PeerStatus, Request, Response, RouteStatus, Summary};
 
 impl Speaker {
-    pub(super) fn answer(&self, req: Request) -> Response {
+    pub(super) fn answer(&mut self, req: Request) -> Response {
         match req {
             Request::Peers => Response::Peers(self.peer_status()),
             Request::Routes => Response::Routes(self.route_status()),
             Request::Summary => Response::Summary(self.summary()),
             Request::Bfd => Response::Error("BFD status is answered by `control`".into()),
+            Request::Refresh { peer } => {
+                if peer.is_some_and(|a| !self.peers.contains_key(&a)) {
+                    return Response::Error(format!(
+                        "{} is not a configured peer",
+                        peer.map(|a| a.to_string()).unwrap_or_default()
+                    ));
+                }
+                Response::Refreshed(self.request_refresh(peer))
+            }
         }
     }
 
     /// Answers a control request; BFD's from the BFD task, without holding
     /// up the speaker.
-    pub(super) fn control(&self, req: Request, reply: oneshot::Sender<Response>) {
+    pub(super) fn control(&mut self, req: Request, reply: oneshot::Sender<Response>) {
         if req != Request::Bfd {
             let _ = reply.send(self.answer(req));
             return;

@@ -105,3 +105,103 @@ fn extended_messages_with_frr() {
         Ok(())
     });
 }
+
+/// Lines of `node`'s log that contain `needle`.
+fn log_lines(lab: &starling_lab::Lab, node: &str, needle: &str) -> Result<usize> {
+    let text = lab.agent(node)?.log_text();
+    Ok(text.lines().filter(|l| l.contains(needle)).count())
+}
+
+/// Route refresh both ways with FRR, IPv4 and IPv6 (RFC 2918, RFC 7313):
+/// `clear bgp X soft in` on FRR makes the node send its routes again
+/// between BoRR and EoRR, and `starlingctl refresh` makes FRR do the same;
+/// no route is lost either way.
+#[test]
+fn route_refresh_with_frr() {
+    let options = LabOptions {
+        bgpd_conf: bgpd_with_networks(20, 20),
+        ..LabOptions::default()
+    };
+    run_lab("t21-", options, |lab| {
+        lab.wait_frr_established(SESSIONS_UP)?;
+        lab.wait_agents_established(SESSIONS_UP)?;
+        lab.wait_frr_routes(ROUTES_IN)?;
+        let node = lab.node("node-1")?.clone();
+        let addrs = [IpAddr::V4(node.v4), IpAddr::V6(node.v6)];
+        starling_lab::wait_until(ROUTES_IN, "node-1 to hold FRR's routes", || {
+            let (v4, v6) = routes_from_tor(lab, "node-1")?;
+            Ok(Check::when(v4 == 20 && v6 == 20, (), || {
+                format!("{v4} IPv4 and {v6} IPv6 routes from the ToR")
+            }))
+        })?;
+        for addr in addrs {
+            let nb = lab.frr()?.neighbor(addr)?;
+            let caps = &nb["neighborCapabilities"];
+            println!("{addr}: {caps}");
+            ensure(
+                caps["enhancedRouteRefresh"] == "advertisedAndReceived",
+                || format!("FRR's neighbor {addr}: enhancedRouteRefresh {caps}"),
+            )?;
+        }
+
+        // FRR asks node-1 for its routes again.
+        let stats = |lab: &starling_lab::Lab, addr: IpAddr, field: &str| -> Result<u64> {
+            Ok(lab.frr()?.neighbor(addr)?["messageStats"][field]
+                .as_u64()
+                .unwrap_or_default())
+        };
+        let mut updates_before = Vec::new();
+        for addr in addrs {
+            updates_before.push(stats(lab, addr, "updatesRecv")?);
+            lab.frr()?.vtysh(&format!("clear bgp {addr} soft in"))?;
+        }
+        starling_lab::wait_until(ROUTES_IN, "node-1 to answer both refreshes", || {
+            let n = log_lines(lab, "node-1", "route refresh requested")?;
+            let enhanced = log_lines(lab, "node-1", "enhanced=true")?;
+            Ok(Check::when(n == 2 && enhanced == 2, (), || {
+                format!("{n} refresh requests logged, {enhanced} enhanced")
+            }))
+        })?;
+        for (addr, before) in addrs.into_iter().zip(updates_before) {
+            // FRR counts the request it sent, and the BoRR and EoRR it got
+            // around the routes sent again.
+            let (sent, recv) = (
+                stats(lab, addr, "routeRefreshSent")?,
+                stats(lab, addr, "routeRefreshRecv")?,
+            );
+            let updates = stats(lab, addr, "updatesRecv")?;
+            println!("{addr} after soft in: {sent} refresh sent, {recv} received, UPDATEs {before} -> {updates}");
+            ensure(sent == 1 && recv == 2 && updates > before, || {
+                format!("FRR's neighbor {addr}: {sent} ROUTE-REFRESH sent, {recv} received, UPDATEs {before} -> {updates}")
+            })?;
+        }
+        lab.wait_frr_routes(ROUTES_IN)?;
+
+        // node-1 asks FRR for its routes again.
+        let asked = lab.agent("node-1")?.ctl().run(&["refresh", "-o", "json"])?;
+        let asked: Vec<IpAddr> = serde_json::from_str(&asked)
+            .map_err(|e| starling_lab::Error::Setup(format!("starlingctl refresh: {e}")))?;
+        println!("node-1 asked {asked:?}");
+        starling_lab::wait_until(ROUTES_IN, "FRR to send its routes again", || {
+            let begin = log_lines(lab, "node-1", "(BoRR)")?;
+            let end = log_lines(lab, "node-1", "(EoRR)")?;
+            Ok(Check::when(begin >= 2 && end >= 2, (), || {
+                format!("node-1 logged {begin} BoRR and {end} EoRR")
+            }))
+        })?;
+        for addr in addrs {
+            // The request, after the BoRR and EoRR of before.
+            let recv = stats(lab, addr, "routeRefreshRecv")?;
+            ensure(recv == 3, || {
+                format!("FRR's neighbor {addr}: {recv} ROUTE-REFRESH received, not 3")
+            })?;
+        }
+        let (v4, v6) = routes_from_tor(lab, "node-1")?;
+        ensure(v4 == 20 && v6 == 20, || {
+            format!("after the refresh node-1 holds {v4} IPv4 and {v6} IPv6 routes from the ToR")
+        })?;
+        ensure(asked.len() >= 2, || {
+            format!("starlingctl refresh asked only {asked:?}")
+        })
+    });
+}
