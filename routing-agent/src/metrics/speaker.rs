@@ -202,6 +202,8 @@ mod tests {
             prefixes_received: received,
             prefixes_sent: sent,
             last_error: None,
+            bfd_state: None,
+            bfd_transitions: 0,
         }
     }
 
