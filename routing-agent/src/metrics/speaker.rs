@@ -10,11 +10,13 @@
 //! | `starling_bgp_fsm_transitions_total` | counter | `from`, `to` |
 //! | `starling_bgp_update_processing_seconds` | histogram | |
 //! | `starling_netlink_errors_total` | counter | |
+//! | `starling_bfd_session_up` | gauge | `peer`, `address` (1 when BFD is Up; peers with BFD only) |
+//! | `starling_bfd_transitions_total` | counter | `peer`, `address` (BFD state changes since the session was configured) |
 //!
 //! Gauges follow the speaker's sessions once a second (installed counts
 //! every ten); a peer removed from the configuration loses its series.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -65,8 +67,10 @@ pub struct SpeakerMetrics {
     installed: Family<PeerLabels, Gauge>,
     transitions: Family<TransitionLabels, Counter>,
     update_seconds: Histogram,
-    /// The peers that have series now.
-    peers: Arc<Mutex<BTreeSet<PeerLabels>>>,
+    bfd_up: Family<PeerLabels, Gauge>,
+    bfd_transitions: Family<PeerLabels, Counter>,
+    /// The peers that have series now, with the BFD transitions counted.
+    peers: Arc<Mutex<BTreeMap<PeerLabels, u64>>>,
 }
 
 impl SpeakerMetrics {
@@ -81,6 +85,8 @@ impl SpeakerMetrics {
             transitions: Family::default(),
             // 10 µs to about 2.6 s.
             update_seconds: Histogram::new(exponential_buckets(1e-5, 4.0, 10)),
+            bfd_up: Family::default(),
+            bfd_transitions: Family::default(),
             peers: Arc::default(),
         };
         for state in STATES {
@@ -121,6 +127,16 @@ impl SpeakerMetrics {
             m.update_seconds.clone(),
         );
         metrics.register(
+            "starling_bfd_session_up",
+            "1 when the peer's BFD session is Up (peers with BFD only)",
+            m.bfd_up.clone(),
+        );
+        metrics.register(
+            "starling_bfd_transitions",
+            "BFD state changes since the session was configured",
+            m.bfd_transitions.clone(),
+        );
+        metrics.register(
             "starling_netlink_errors",
             "Kernel route changes that netlink refused",
             netlink_errors,
@@ -146,7 +162,8 @@ impl SpeakerMetrics {
     /// absent from it keep their last count).
     pub fn sessions(&self, peers: &[PeerStatus], installed: Option<&BTreeMap<IpAddr, u64>>) {
         let mut by_state: BTreeMap<&str, i64> = STATES.iter().map(|s| (*s, 0)).collect();
-        let mut now = BTreeSet::new();
+        let mut known = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut now = BTreeMap::new();
         for p in peers {
             *by_state.entry(p.state.as_str()).or_default() += 1;
             let labels = PeerLabels {
@@ -164,7 +181,9 @@ impl SpeakerMetrics {
             if let Some(count) = count {
                 gauge.set(gauge_value(count));
             }
-            now.insert(labels);
+            drop(gauge);
+            self.bfd(&labels, p, known.get(&labels).copied());
+            now.insert(labels, p.bfd_transitions);
         }
         for (state, n) in by_state {
             self.sessions
@@ -173,13 +192,39 @@ impl SpeakerMetrics {
                 })
                 .set(n);
         }
-        let mut known = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        for gone in known.difference(&now) {
+        for gone in known.keys().filter(|l| !now.contains_key(*l)) {
             self.received.remove(gone);
             self.advertised.remove(gone);
             self.installed.remove(gone);
+            self.bfd_up.remove(gone);
+            self.bfd_transitions.remove(gone);
         }
         *known = now;
+    }
+
+    /// The peer's BFD series: none without BFD; the counter follows the
+    /// speaker's count (`last`: what it was counted at), and starts again
+    /// when that count does (the session was configured anew).
+    fn bfd(&self, labels: &PeerLabels, p: &PeerStatus, last: Option<u64>) {
+        let Some(state) = &p.bfd_state else {
+            self.bfd_up.remove(labels);
+            self.bfd_transitions.remove(labels);
+            return;
+        };
+        self.bfd_up
+            .get_or_create(labels)
+            .set(i64::from(state == "Up"));
+        let counted = last.unwrap_or(0);
+        if p.bfd_transitions < counted {
+            self.bfd_transitions.remove(labels);
+        }
+        let counter = self.bfd_transitions.get_or_create(labels);
+        let from = if p.bfd_transitions < counted {
+            0
+        } else {
+            counted
+        };
+        counter.inc_by(p.bfd_transitions - from);
     }
 }
 
@@ -250,11 +295,27 @@ mod tests {
             assert!(has(&text, line), "{line:?} not in\n{text}");
         }
 
+        // BFD on node-2: Up after 3 changes, then 2 more (Down, Up).
+        let mut node_2 = peer("node-2", "10.0.0.12", "Established", 1, 1);
+        node_2.bfd_state = Some("Up".to_string());
+        node_2.bfd_transitions = 3;
+        m.sessions(&[node_2.clone()], None);
+        node_2.bfd_transitions = 5;
+        m.sessions(&[node_2], None);
+        let text = metrics.encode();
+        for line in [
+            r#"starling_bfd_session_up{peer="node-2",address="10.0.0.12"} 1"#,
+            r#"starling_bfd_transitions_total{peer="node-2",address="10.0.0.12"} 5"#,
+        ] {
+            assert!(has(&text, line), "{line:?} not in\n{text}");
+        }
+
         // tor goes; node-2 comes up, its installed count kept until the
-        // next count.
+        // next count; BFD turned off for it.
         m.sessions(&[peer("node-2", "10.0.0.12", "Established", 1, 1)], None);
         let text = metrics.encode();
         assert!(!text.contains(r#"peer="tor""#), "{text}");
+        assert!(!text.contains("starling_bfd_session_up{"), "{text}");
         for line in [
             r#"starling_bgp_sessions{state="Established"} 1"#,
             r#"starling_bgp_sessions{state="Active"} 0"#,
