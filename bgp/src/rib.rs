@@ -189,6 +189,27 @@ impl Rib {
         self.interned_after_sweep = self.interned.len();
     }
 
+    /// Changes how many equal-cost next hops a prefix may use, and selects
+    /// every prefix's again with the new bound.
+    pub fn set_max_paths(&mut self, max_paths: usize) -> Vec<BestChange> {
+        let max_paths = max_paths.max(1);
+        if max_paths == self.max_paths {
+            return vec![];
+        }
+        self.max_paths = max_paths;
+        let mut changes: Vec<BestChange> = self
+            .table
+            .iter_mut()
+            .filter_map(|(prefix, e)| {
+                let old = (e.best().clone(), e.next_hops().to_vec());
+                reselect(e, max_paths);
+                changed(*prefix, e, old)
+            })
+            .collect();
+        changes.sort_by_key(|c| c.prefix);
+        changes
+    }
+
     /// Distinct attribute sets held.
     pub fn attribute_sets(&self) -> usize {
         self.interned.len()
@@ -544,6 +565,26 @@ mod tests {
         assert_eq!(swept[0].best, None);
         assert_eq!(rib.peer_prefix_count(a.address), 1);
         assert!(rib.sweep_stale(a.address, None).is_empty());
+    }
+
+    /// Lowering the bound trims the multipath routes at once, keeping the
+    /// best route's next hop; raising it brings the other paths back.
+    #[test]
+    fn max_paths_can_change() {
+        let mut rib = Rib::new(4);
+        let peers: Vec<_> = (1..=3)
+            .map(|i| peer(&format!("10.0.0.{i}"), [10, 0, 0, i], false))
+            .collect();
+        for p in &peers {
+            rib.announce(pfx(), route(p, vec![], None));
+        }
+        assert_eq!(rib.best_routes().next().unwrap().2.len(), 3);
+        let trimmed = rib.set_max_paths(1);
+        assert_eq!(trimmed.len(), 1);
+        let best = trimmed[0].best.as_ref().unwrap().next_hop;
+        assert_eq!(trimmed[0].next_hops, vec![best]);
+        assert!(rib.set_max_paths(1).is_empty());
+        assert_eq!(rib.set_max_paths(2)[0].next_hops.len(), 2);
     }
 
     /// RFC 7313 section 4: BoRR marks only its family's routes stale, and

@@ -174,6 +174,7 @@ fn every_crd_field_is_read_by_the_agent() {
                 min_rx_interval: Some("200ms".into()),
                 multiplier: Some(5),
             }),
+            max_ecmp_paths: Some(4),
         },
     );
     let peer = BGPPeer::new(
@@ -230,6 +231,7 @@ fn every_crd_field_is_read_by_the_agent() {
     assert_eq!(cfg.peers.len(), 2);
     assert_eq!(cfg.bgp.listen_port, 1179);
     assert_eq!(cfg.bgp.bfd.multiplier, 5);
+    assert_eq!(cfg.bgp.max_ecmp_paths, 4);
     assert_eq!(
         cfg.bgp.bfd.min_rx_interval,
         std::time::Duration::from_millis(200)

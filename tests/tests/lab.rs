@@ -14,6 +14,8 @@ use starling_lab::{netns, probe, state, topology, Error, Lab, LabOptions, Result
 
 #[path = "lab/protocol.rs"]
 mod protocol;
+#[path = "lab/routing.rs"]
+mod routing;
 
 const LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
 const SESSIONS_UP: Duration = Duration::from_secs(60);

@@ -15,7 +15,7 @@ use super::duration::parse_go_duration;
 use super::fields::{describe, string_value, FieldError, FieldResult, Fields};
 use super::model::{
     BfdSpec, BgpConfig, BgpPeerSpec, GracefulRestartSpec, NodeInfo, ASN_ANNOTATION,
-    ROUTE_REFLECTOR_ANNOTATION,
+    ROUTER_ID_ANNOTATION, ROUTE_REFLECTOR_ANNOTATION,
 };
 use super::selector::{parse_selector, LabelSelector};
 
@@ -81,6 +81,12 @@ pub(crate) fn node(object: &Fields, meta: Meta) -> FieldResult<NodeInfo> {
         })
         .transpose()?;
 
+    let router_id = meta
+        .annotations
+        .get(ROUTER_ID_ANNOTATION)
+        .map(|v| parse_router_id(v))
+        .transpose()?;
+
     let spec = section(object, "spec")?;
     spec.deny_unknown(NODE_SPEC_FIELDS)?;
     let mut pod_cidrs = Vec::new();
@@ -111,9 +117,28 @@ pub(crate) fn node(object: &Fields, meta: Meta) -> FieldResult<NodeInfo> {
         labels: meta.labels,
         asn,
         route_reflector_cluster_id,
+        router_id,
         pod_cidrs,
         addresses,
     })
+}
+
+/// A router ID from the `starling.dev/router-id` annotation: an IPv4
+/// address that peers accept, so never 0.0.0.0 (RFC 4271 section 6.2),
+/// multicast (224.0.0.0/4) or broadcast.
+fn parse_router_id(v: &str) -> FieldResult<Ipv4Addr> {
+    let path = || annotation_path(ROUTER_ID_ANNOTATION);
+    let id = Ipv4Addr::from_str(v)
+        .map_err(|_| FieldError::new(path(), format!("expected an IPv4 address, got {v:?}")))?;
+    if id.is_unspecified() || id.is_multicast() || id.is_broadcast() {
+        return Err(FieldError::new(
+            path(),
+            format!(
+                "{id} is not a usable router ID (peers refuse 0.0.0.0, multicast and broadcast)"
+            ),
+        ));
+    }
+    Ok(id)
 }
 
 /// `metadata.annotations[key]`.
@@ -129,6 +154,7 @@ pub(crate) fn bgp_configuration(object: &Fields) -> FieldResult<BgpConfig> {
         "listenPort",
         "gracefulRestart",
         "bfd",
+        "maxEcmpPaths",
     ])?;
     let defaults = BgpConfig::default();
     Ok(BgpConfig {
@@ -139,6 +165,7 @@ pub(crate) fn bgp_configuration(object: &Fields) -> FieldResult<BgpConfig> {
             .bool("nodeToNodeMeshEnabled")?
             .unwrap_or(defaults.node_to_node_mesh),
         listen_port: spec.u16("listenPort")?.unwrap_or(defaults.listen_port),
+        max_ecmp_paths: spec.u16("maxEcmpPaths")?.unwrap_or(defaults.max_ecmp_paths),
     })
 }
 
@@ -371,6 +398,11 @@ mod tests {
             ("{metadata: {name: n}, status: {addresses: [{address: 1.2.3.4}]}}", "status.addresses[0].type"),
             ("{metadata: {name: n, annotations: {starling.dev/asn: x}}}", "metadata.annotations[starling.dev/asn]"),
             ("{metadata: {name: n, annotations: {starling.dev/route-reflector-cluster-id: 'fd00::1'}}}", "metadata.annotations[starling.dev/route-reflector-cluster-id]"),
+            ("{metadata: {name: n, annotations: {starling.dev/router-id: 'fd00::1'}}}", "metadata.annotations[starling.dev/router-id]"),
+            ("{metadata: {name: n, annotations: {starling.dev/router-id: 0.0.0.0}}}", "metadata.annotations[starling.dev/router-id]"),
+            ("{metadata: {name: n, annotations: {starling.dev/router-id: 224.0.0.5}}}", "metadata.annotations[starling.dev/router-id]"),
+            ("{metadata: {name: n, annotations: {starling.dev/router-id: 239.1.2.3}}}", "metadata.annotations[starling.dev/router-id]"),
+            ("{metadata: {name: n, annotations: {starling.dev/router-id: 255.255.255.255}}}", "metadata.annotations[starling.dev/router-id]"),
         ];
         for (yaml, field) in cases {
             let e = decode_node(yaml).expect_err(yaml);
@@ -399,6 +431,24 @@ mod tests {
         assert_eq!(
             decode_bgp("{routerID: 1.1.1.1}").unwrap_err().field,
             "spec.routerID"
+        );
+        assert_eq!(decode_bgp("{}").unwrap().max_ecmp_paths, 8);
+        assert_eq!(decode_bgp("{maxEcmpPaths: 2}").unwrap().max_ecmp_paths, 2);
+        assert_eq!(
+            decode_bgp("{maxEcmpPaths: -1}").unwrap_err().field,
+            "spec.maxEcmpPaths"
+        );
+    }
+
+    #[test]
+    fn router_id_annotation() {
+        let n =
+            decode_node("{metadata: {name: n, annotations: {starling.dev/router-id: 192.0.2.7}}}")
+                .unwrap();
+        assert_eq!(n.router_id, Some(Ipv4Addr::new(192, 0, 2, 7)));
+        assert_eq!(
+            decode_node("{metadata: {name: n}}").unwrap().router_id,
+            None
         );
     }
 

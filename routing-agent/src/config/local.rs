@@ -14,6 +14,7 @@ pub struct LocalNode {
     pub name: String,
     /// The node's `starling.dev/asn` annotation, else the cluster AS number.
     pub asn: u32,
+    /// The node's `starling.dev/router-id` annotation, else `router_id()`.
     pub router_id: Ipv4Addr,
     /// InternalIP addresses, in order (never empty).
     pub addresses: Vec<IpAddr>,
@@ -45,7 +46,9 @@ pub fn local_node(cfg: &ClusterConfig, node_name: &str) -> Result<LocalNode, Con
     Ok(LocalNode {
         name: node.name.clone(),
         asn: node.asn.unwrap_or(cfg.bgp.as_number),
-        router_id: router_id(&node.name, &node.addresses),
+        router_id: node
+            .router_id
+            .unwrap_or_else(|| router_id(&node.name, &node.addresses)),
         addresses: node.addresses.clone(),
         pod_cidrs: node.pod_cidrs.clone(),
         listen_port: cfg.bgp.listen_port,
@@ -108,6 +111,18 @@ mod tests {
         assert_eq!(local.asn, 64512);
         assert_eq!(local.listen_port, 179);
         assert_eq!(local.addresses.len(), 3);
+    }
+
+    #[test]
+    fn router_id_annotation_wins() {
+        let mut cfg = cluster(&[("n1", &["10.0.0.11"]), ("v6", &["fd00::11"])]);
+        for n in ["n1", "v6"] {
+            cfg.nodes.get_mut(n).unwrap().router_id = Some(Ipv4Addr::new(192, 0, 2, 1));
+            assert_eq!(
+                local_node(&cfg, n).unwrap().router_id,
+                Ipv4Addr::new(192, 0, 2, 1)
+            );
+        }
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub use local::{local_node, router_id, LocalNode};
 pub use model::{
     BfdSpec, BgpConfig, BgpPeerSpec, ClusterConfig, NodeInfo, ASN_ANNOTATION, DEFAULT_AS_NUMBER,
     DEFAULT_BFD_INTERVAL, DEFAULT_BFD_MULTIPLIER, DEFAULT_HOLD_TIME, DEFAULT_LISTEN_PORT,
-    ROUTE_REFLECTOR_ANNOTATION,
+    DEFAULT_MAX_ECMP_PATHS, ROUTER_ID_ANNOTATION, ROUTE_REFLECTOR_ANNOTATION,
 };
 pub use objects::{
     parse_documents, yaml_documents, Object, YamlDocument, KIND_BGP_CONFIGURATION, KIND_BGP_PEER,

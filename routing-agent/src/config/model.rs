@@ -27,6 +27,13 @@ pub const DEFAULT_BFD_MULTIPLIER: u16 = 3;
 pub const ASN_ANNOTATION: &str = "starling.dev/asn";
 /// Node annotation making the node a route reflector with this cluster ID.
 pub const ROUTE_REFLECTOR_ANNOTATION: &str = "starling.dev/route-reflector-cluster-id";
+/// Node annotation setting the node's BGP router ID (an IPv4 address).
+pub const ROUTER_ID_ANNOTATION: &str = "starling.dev/router-id";
+/// Equal-cost paths installed per prefix unless `maxEcmpPaths` says.
+pub const DEFAULT_MAX_ECMP_PATHS: u16 = 8;
+/// The most `maxEcmpPaths` may be (the kernel takes far more; a node has a
+/// few dozen peers at most).
+pub const MAX_ECMP_PATHS: u16 = 256;
 
 /// Everything the routing agent reads from the datastore, validated.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,6 +60,8 @@ pub struct BgpConfig {
     /// For sessions between nodes (the mesh, and peerSelector BGPPeers that
     /// set none); off unless the BGPConfiguration enables it.
     pub bfd: BfdSpec,
+    /// Equal-cost paths installed as one multipath kernel route, at most.
+    pub max_ecmp_paths: u16,
 }
 
 impl Default for BgpConfig {
@@ -63,6 +72,7 @@ impl Default for BgpConfig {
             listen_port: DEFAULT_LISTEN_PORT,
             graceful_restart: GracefulRestartSpec::default(),
             bfd: BfdSpec::off(),
+            max_ecmp_paths: DEFAULT_MAX_ECMP_PATHS,
         }
     }
 }
@@ -129,6 +139,8 @@ pub struct NodeInfo {
     pub asn: Option<u32>,
     /// Annotation `starling.dev/route-reflector-cluster-id`.
     pub route_reflector_cluster_id: Option<Ipv4Addr>,
+    /// Annotation `starling.dev/router-id`.
+    pub router_id: Option<Ipv4Addr>,
     pub pod_cidrs: Vec<IpNetwork>,
     /// The InternalIP addresses, in order.
     pub addresses: Vec<IpAddr>,

@@ -10,6 +10,7 @@ use super::ip_pool::check_ip_pool;
 use super::kinds::annotation_path;
 use super::model::{
     BfdSpec, BgpConfig, BgpPeerSpec, ClusterConfig, NodeInfo, ASN_ANNOTATION, DEFAULT_HOLD_TIME,
+    MAX_ECMP_PATHS,
 };
 use super::objects::Object;
 
@@ -121,6 +122,12 @@ fn check_bgp_configuration(name: &str, bgp: &BgpConfig) -> Result<(), FieldError
         return Err(FieldError::new(
             "spec.listenPort",
             "must be from 1 to 65535",
+        ));
+    }
+    if !(1..=MAX_ECMP_PATHS).contains(&bgp.max_ecmp_paths) {
+        return Err(FieldError::new(
+            "spec.maxEcmpPaths",
+            format!("must be from 1 to {MAX_ECMP_PATHS}"),
         ));
     }
     check_bfd(&bgp.bfd)
@@ -499,6 +506,13 @@ mod tests {
             "BGPConfiguration/default",
             "spec.listenPort",
         );
+        for n in [0, 257] {
+            rejected(
+                &format!("apiVersion: starling.dev/v1alpha1\nkind: BGPConfiguration\nmetadata: {{name: default}}\nspec: {{maxEcmpPaths: {n}}}\n"),
+                "BGPConfiguration/default",
+                "spec.maxEcmpPaths",
+            );
+        }
     }
 
     #[test]

@@ -65,6 +65,11 @@ pub struct BGPConfigurationSpec {
     /// none; off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bfd: Option<Bfd>,
+    /// Equal-cost paths installed as one multipath kernel route, at most
+    /// (default 8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 256))]
+    pub max_ecmp_paths: Option<u16>,
 }
 
 /// `bfd: {enabled, minTxInterval, minRxInterval, multiplier}`: sub-second

@@ -37,8 +37,6 @@ use kernel_sync::KernelSync;
 
 /// How long an outgoing TCP connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Equal-cost paths installed per prefix.
-const MAX_PATHS: usize = 8;
 
 struct Peer {
     desired: DesiredPeer,
@@ -140,7 +138,8 @@ impl Speaker {
             conns: HashMap::new(),
             next_conn: 1,
             next_attempt: 1,
-            rib: Rib::new(MAX_PATHS),
+            // BGPConfiguration `maxEcmpPaths` replaces this once read.
+            rib: Rib::new(usize::from(crate::config::DEFAULT_MAX_ECMP_PATHS)),
             cluster_id: None,
             local_routes: BTreeMap::new(),
             ipam: None,

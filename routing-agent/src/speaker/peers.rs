@@ -122,6 +122,16 @@ impl Speaker {
         for p in self.peers.values_mut() {
             p.role = role_of(&p.desired, self.cluster_id, cfg);
         }
+        let max_paths = usize::from(cfg.bgp.max_ecmp_paths);
+        let changes = self.rib.set_max_paths(max_paths);
+        if !changes.is_empty() {
+            tracing::info!(
+                max_ecmp_paths = max_paths,
+                prefixes = changes.len(),
+                "equal-cost path bound changed"
+            );
+        }
+        self.apply_changes(changes);
         self.local = Some(local);
         self.config = Some(cfg.clone());
         self.refresh_local_routes(cfg);
