@@ -33,6 +33,7 @@
 //! one line per reason not to be ready).
 
 mod address;
+mod bfd;
 mod health;
 mod http;
 mod speaker;
@@ -43,6 +44,7 @@ pub use prometheus_client;
 use prometheus_client::registry::{Metric, Registry};
 
 pub use address::{MetricsAddress, MetricsAddressError};
+pub use bfd::BfdMetrics;
 pub use health::Health;
 pub use http::{serve, MetricsServer};
 pub use speaker::{PeerLabels, SpeakerMetrics};

@@ -13,6 +13,8 @@
 //! | `starling_bfd_session_up` | gauge | `peer`, `address` (1 when BFD is Up; peers with BFD only) |
 //! | `starling_bfd_transitions_total` | counter | `peer`, `address` (BFD state changes since the session was configured) |
 //!
+//! and BFD's totals, in [`super::BfdMetrics`].
+//!
 //! Gauges follow the speaker's sessions once a second (installed counts
 //! every ten); a peer removed from the configuration loses its series.
 
@@ -71,6 +73,7 @@ pub struct SpeakerMetrics {
     bfd_transitions: Family<PeerLabels, Counter>,
     /// The peers that have series now, with the BFD transitions counted.
     peers: Arc<Mutex<BTreeMap<PeerLabels, u64>>>,
+    pub bfd: super::BfdMetrics,
 }
 
 impl SpeakerMetrics {
@@ -88,6 +91,7 @@ impl SpeakerMetrics {
             bfd_up: Family::default(),
             bfd_transitions: Family::default(),
             peers: Arc::default(),
+            bfd: super::BfdMetrics::register(metrics),
         };
         for state in STATES {
             m.sessions
@@ -185,6 +189,7 @@ impl SpeakerMetrics {
             self.bfd(&labels, p, known.get(&labels).copied());
             now.insert(labels, p.bfd_transitions);
         }
+        self.bfd.sessions(peers);
         for (state, n) in by_state {
             self.sessions
                 .get_or_create(&StateLabels {

@@ -220,6 +220,20 @@ impl BfdLink {
 }
 
 impl Speaker {
+    /// Hands the BFD task's drop counts to the metrics, without holding up
+    /// the speaker.
+    pub(super) fn bfd_drops_to_metrics(&self) {
+        let (Some(h), Some(m)) = (self.bfd.handle().cloned(), self.metrics.clone()) else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Ok(s) = h.status().await {
+                let totals = s.drops.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+                m.bfd.dropped(&totals);
+            }
+        });
+    }
+
     /// A BFD session for each peer that enables it, none for the others.
     pub(super) fn sync_bfd(&mut self) {
         let want: BTreeMap<IpAddr, (IpAddr, BfdConfig)> = self
