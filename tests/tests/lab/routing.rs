@@ -102,3 +102,100 @@ fn router_id_annotation_and_ecmp_bound() {
         Ok(())
     });
 }
+
+/// TcpExt TCPMinTTLDrop in `ns`: segments the kernel dropped because
+/// their TTL was below a socket's IP_MINTTL (GTSM).
+fn min_ttl_drops(ns: &str) -> Result<u64> {
+    let text = starling_lab::netns::exec(ns, "cat", &["/proc/net/netstat"])?;
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("TcpExt:")).collect();
+    let (Some(names), Some(values)) = (lines.first(), lines.get(1)) else {
+        return Ok(0);
+    };
+    Ok(names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "TCPMinTTLDrop")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0))
+}
+
+/// GTSM (RFC 5082) with FRR: `ttlSecurity: 1` against FRR's
+/// `ttl-security hops 1` comes up over IPv4 and IPv6; once FRR drops
+/// ttl-security and its sessions restart, it sends with a lower TTL, the
+/// node drops its segments (the kernel's TCPMinTTLDrop grows) and the
+/// sessions stay down.
+#[test]
+fn gtsm_with_frr() {
+    let yaml = starling_lab::datastore::DEFAULT_CLUSTER_YAML
+        .replace(
+            "spec: {peerIP: 10.0.0.1, asNumber: 65000,",
+            "spec: {peerIP: 10.0.0.1, asNumber: 65000, ttlSecurity: 1,",
+        )
+        .replace(
+            "spec: {peerIP: \"fd00::1\", asNumber: 65000,",
+            "spec: {peerIP: \"fd00::1\", asNumber: 65000, ttlSecurity: 1,",
+        );
+    let bgpd = starling_lab::frr::DEFAULT_BGPD_CONF
+        .replace(
+            " neighbor NODES-V4 timers connect 5\n",
+            " neighbor NODES-V4 timers connect 5\n neighbor NODES-V4 ttl-security hops 1\n",
+        )
+        .replace(
+            " neighbor NODES-V6 timers connect 5\n",
+            " neighbor NODES-V6 timers connect 5\n neighbor NODES-V6 ttl-security hops 1\n",
+        );
+    let options = LabOptions {
+        cluster_yaml: yaml,
+        bgpd_conf: bgpd,
+        ..LabOptions::default()
+    };
+    run_lab("t23-", options, |lab| {
+        lab.wait_frr_established(SESSIONS_UP)?;
+        lab.wait_agents_established(SESSIONS_UP)?;
+        let node = lab.node("node-1")?.clone();
+        let addrs = [IpAddr::V4(node.v4), IpAddr::V6(node.v6)];
+        let ns = lab.agent("node-1")?.namespace().to_string();
+        let before = min_ttl_drops(&ns)?;
+        lab.frr()?.vtysh(
+            "configure terminal\nrouter bgp 65000\nno neighbor NODES-V4 ttl-security hops 1\nno neighbor NODES-V6 ttl-security hops 1\nend",
+        )?;
+        // The sessions start again, FRR now sending with TTL 1.
+        lab.frr()?.vtysh("clear bgp *")?;
+        let down = starling_lab::wait_until(
+            SESSIONS_UP,
+            "node-1 to drop FRR's low-TTL segments and its sessions to go down",
+            || {
+                let summary = lab.frr()?.summary()?;
+                let up: Vec<IpAddr> = addrs
+                    .into_iter()
+                    .filter(|a| summary.is_established(*a))
+                    .collect();
+                let drops = min_ttl_drops(&ns)? - before;
+                Ok(Check::when(up.is_empty() && drops > 0, drops, || {
+                    format!("still up: {up:?}; {drops} segments dropped for their TTL")
+                }))
+            },
+        )?;
+        // Refused for good: further attempts are dropped too, and nothing
+        // comes up meanwhile.
+        starling_lab::wait_until(SESSIONS_UP, "more of FRR's attempts to be dropped", || {
+            let drops = min_ttl_drops(&ns)? - before;
+            let summary = lab.frr()?.summary()?;
+            if let Some(a) = addrs.iter().find(|a| summary.is_established(**a)) {
+                return Err(starling_lab::Error::Setup(format!(
+                    "{a} came up with FRR sending TTL 1"
+                )));
+            }
+            Ok(Check::when(drops > down + 2, (), || {
+                format!("{drops} segments dropped")
+            }))
+        })?;
+        let peers = lab.agent("node-1")?.ctl().peers()?;
+        ensure(
+            !peers
+                .iter()
+                .any(|p| p.name.starts_with("tor") && p.is_established()),
+            || starling_lab::agent::brief_peers(&peers),
+        )
+    });
+}
