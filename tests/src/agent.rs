@@ -251,6 +251,8 @@ impl Agent {
             datastore.as_str(),
             "--control-socket",
             socket.as_str(),
+            "--metrics-address",
+            crate::metrics::METRICS_ADDRESS,
         ];
         let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| self.rust_log.clone());
         // The IPAM store the lab's starling-cni writes (used when the

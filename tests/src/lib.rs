@@ -14,6 +14,7 @@ pub mod error;
 pub mod frr;
 pub mod kernel;
 pub mod lab;
+pub mod metrics;
 pub mod netns;
 pub mod pods;
 pub mod policy_lab;
