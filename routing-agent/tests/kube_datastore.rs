@@ -54,6 +54,10 @@ fn peer(name: &str, ip: &str, asn: u32, rv: &str) -> Value {
     })
 }
 
+fn peer_list(rv: &str, items: Vec<Value>) -> Value {
+    list("starling.dev/v1alpha1", "BGPPeerList", rv, items)
+}
+
 fn list(api_version: &str, kind: &str, rv: &str, items: Vec<Value>) -> Value {
     json!({"apiVersion": api_version, "kind": kind, "metadata": {"resourceVersion": rv}, "items": items})
 }
@@ -169,9 +173,7 @@ async fn lists_build_the_same_configuration_as_files() {
     cluster(&api);
     api.list(
         PEERS,
-        list(
-            "starling.dev/v1alpha1",
-            "BGPPeerList",
+        peer_list(
             "200",
             vec![
                 peer("tor", "10.0.0.1", 65000, "150"),
@@ -226,12 +228,7 @@ async fn watches_resume_after_bookmark_410_and_dropped_connection() {
     cluster(&api);
     api.list(
         PEERS,
-        list(
-            "starling.dev/v1alpha1",
-            "BGPPeerList",
-            "200",
-            vec![peer("tor", "10.0.0.1", 65000, "150")],
-        ),
+        peer_list("200", vec![peer("tor", "10.0.0.1", 65000, "150")]),
     );
     // First watch: a peer added, a bookmark, then the history is gone.
     api.watch(
@@ -249,9 +246,7 @@ async fn watches_resume_after_bookmark_410_and_dropped_connection() {
     // After the 410: a fresh list, where rr appeared.
     api.list(
         PEERS,
-        list(
-            "starling.dev/v1alpha1",
-            "BGPPeerList",
+        peer_list(
             "300",
             vec![
                 peer("tor", "10.0.0.1", 65000, "150"),
@@ -429,12 +424,7 @@ async fn not_ready_while_a_watch_is_broken_then_ready_again() {
     cluster(&api);
     api.list(
         PEERS,
-        list(
-            "starling.dev/v1alpha1",
-            "BGPPeerList",
-            "200",
-            vec![peer("tor", "10.0.0.1", 65000, "150")],
-        ),
+        peer_list("200", vec![peer("tor", "10.0.0.1", 65000, "150")]),
     );
     // The history is gone: 410, then a relist with rr in it.
     api.watch(
@@ -447,9 +437,7 @@ async fn not_ready_while_a_watch_is_broken_then_ready_again() {
     );
     api.list(
         PEERS,
-        list(
-            "starling.dev/v1alpha1",
-            "BGPPeerList",
+        peer_list(
             "300",
             vec![
                 peer("tor", "10.0.0.1", 65000, "150"),
@@ -548,10 +536,7 @@ async fn a_peers_password_follows_its_secret_and_other_secrets_are_not_read() {
     cluster(&api);
     let mut tor = peer("tor", "10.0.0.1", 65000, "150");
     tor["spec"]["password"] = json!({"secretKeyRef": {"name": "bgp-passwords", "key": "tor"}});
-    api.list(
-        PEERS,
-        list("starling.dev/v1alpha1", "BGPPeerList", "200", vec![tor]),
-    );
+    api.list(PEERS, peer_list("200", vec![tor]));
     api.watch(
         SECRETS,
         vec![event(

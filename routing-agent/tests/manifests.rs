@@ -11,6 +11,7 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -118,38 +119,31 @@ fn every_manifest_parses_with_its_type() {
     assert_eq!(m.samples, 3);
 }
 
+/// (namespace, name) of an object.
+fn namespaced_name(meta: &ObjectMeta) -> (String, String) {
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
 #[test]
 fn references_point_at_what_exists() {
     let m = manifests();
     let accounts: BTreeSet<(String, String)> = m
         .service_accounts
         .iter()
-        .map(|s| {
-            (
-                s.metadata.namespace.clone().unwrap_or_default(),
-                s.metadata.name.clone().unwrap_or_default(),
-            )
-        })
+        .map(|s| namespaced_name(&s.metadata))
         .collect();
     let maps: BTreeSet<(String, String)> = m
         .config_maps
         .iter()
-        .map(|c| {
-            (
-                c.metadata.namespace.clone().unwrap_or_default(),
-                c.metadata.name.clone().unwrap_or_default(),
-            )
-        })
+        .map(|c| namespaced_name(&c.metadata))
         .collect();
     let secrets: BTreeSet<(String, String)> = m
         .secrets
         .iter()
-        .map(|s| {
-            (
-                s.metadata.namespace.clone().unwrap_or_default(),
-                s.metadata.name.clone().unwrap_or_default(),
-            )
-        })
+        .map(|s| namespaced_name(&s.metadata))
         .collect();
     for s in &m.secrets {
         // A service account token: for an account that exists.
@@ -176,13 +170,22 @@ fn references_point_at_what_exists() {
             "binding to a missing role {}",
             b.role_ref.name
         );
-        for s in b.subjects.iter().flatten() {
-            let key = (s.namespace.clone().unwrap_or_default(), s.name.clone());
-            assert!(
-                accounts.contains(&key),
-                "binding to a missing service account {key:?}"
-            );
-        }
+    }
+    let subjects = m
+        .bindings
+        .iter()
+        .flat_map(|b| b.subjects.iter().flatten())
+        .chain(
+            m.namespaced_bindings
+                .iter()
+                .flat_map(|b| b.subjects.iter().flatten()),
+        );
+    for s in subjects {
+        let key = (s.namespace.clone().unwrap_or_default(), s.name.clone());
+        assert!(
+            accounts.contains(&key),
+            "binding to a missing service account {key:?}"
+        );
     }
     for b in &m.namespaced_bindings {
         let ns = b.metadata.namespace.clone().unwrap_or_default();
@@ -195,13 +198,6 @@ fn references_point_at_what_exists() {
             "binding to a missing role {ns}/{}",
             b.role_ref.name
         );
-        for s in b.subjects.iter().flatten() {
-            let key = (s.namespace.clone().unwrap_or_default(), s.name.clone());
-            assert!(
-                accounts.contains(&key),
-                "binding to a missing service account {key:?}"
-            );
-        }
     }
     // Every namespaced object's namespace is created by the manifests.
     let namespaces: BTreeSet<String> = m
