@@ -1,7 +1,8 @@
 //! BFD as `starlingctl bfd` shows it: every session with its timers and
 //! counters, and the received packets dropped, by reason (malformed:
-//! `bad_version`, `bad_length`, `zero_multiplier`, ...; `bad_ttl` for a TTL
-//! or hop limit other than 255; packets for no session).
+//! `bad_version`, `length_too_small`, `length_exceeds_payload`,
+//! `zero_detect_mult`, ...; `bad_ttl` for a TTL or hop limit other than
+//! 255; `no_session`, `unknown_discriminator`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

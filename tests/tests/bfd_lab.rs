@@ -3,16 +3,18 @@
 //!
 //! - FRR's bfdd, asked by bgpd (`neighbor ... bfd`), runs BFD with every
 //!   node over IPv4 and IPv6 as the agents' BGPPeer `bfd` blocks ask:
-//!   sessions Up on both sides.
+//!   sessions Up on both sides. Malformed packets and a TTL below 255 are
+//!   dropped and counted by reason in `starlingctl bfd`.
 //! - Failover: node-2 drops all its traffic (nftables in its namespace, as
 //!   a box that died); node-1's kernel loses node-2's routes within the
 //!   BFD detection time (300 ms × 3), although graceful restart is on;
 //!   without BFD (and without graceful restart, which would keep them for
 //!   the restart time) it takes the hold time (9 s). Both times are printed.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use starling_agent::bfd_report::BfdReport;
 use starling_lab::datastore::DEFAULT_CLUSTER_YAML;
 use starling_lab::frr::DEFAULT_BGPD_CONF;
 use starling_lab::{
@@ -122,6 +124,61 @@ fn wait_bfd_up(lab: &Lab, mesh: bool) -> Result<()> {
     Ok(())
 }
 
+/// Malformed packets (bad version, multiplier 0, Length too small and past
+/// the payload) and a valid one with TTL 64, from the ToR to node-1: each
+/// dropped and counted by reason in `starlingctl bfd`, no session harmed.
+fn malformed_packets_are_counted(lab: &Lab) -> Result<()> {
+    let valid_down = [
+        0x20u8, 0x40, 3, 24, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0x0f, 0x42, 0x40, 0, 0x0f, 0x42, 0x40, 0,
+        0, 0, 0,
+    ];
+    let mut bad_version = valid_down;
+    bad_version[0] = 0x40;
+    let mut zero_mult = valid_down;
+    zero_mult[2] = 0;
+    let mut short_length = valid_down;
+    short_length[3] = 20;
+    let node_1 = lab.node("node-1")?.v4;
+    let to = SocketAddr::new(IpAddr::V4(node_1), 3784);
+    netns::in_netns(&lab.ns(topology::TOR), || -> std::io::Result<()> {
+        let s = UdpSocket::bind(SocketAddr::new(IpAddr::V4(topology::TOR_V4), 0))?;
+        s.set_ttl(64)?;
+        s.send_to(&valid_down, to)?;
+        s.set_ttl(255)?;
+        for p in [&bad_version, &zero_mult, &short_length] {
+            s.send_to(p, to)?;
+        }
+        s.send_to(&valid_down[..10], to)?;
+        Ok(())
+    })?
+    .map_err(|e| Error::Setup(format!("sending malformed BFD packets: {e}")))?;
+    let ctl = lab.agent("node-1")?.ctl();
+    let report = wait_until(
+        Duration::from_secs(10),
+        "node-1 to count the bad packets",
+        || {
+            let r: BfdReport = serde_json::from_str(&ctl.run(&["bfd", "-o", "json"])?)
+                .map_err(|e| Error::Setup(format!("starlingctl bfd -o json: {e}")))?;
+            let counted = [
+                "bad_ttl",
+                "bad_version",
+                "zero_detect_mult",
+                "length_too_small",
+                "length_exceeds_payload",
+            ]
+            .iter()
+            .all(|reason| r.drops.get(*reason).copied().unwrap_or(0) >= 1);
+            let brief = format!("{:?}", r.drops);
+            Ok(Check::when(counted, r, || brief))
+        },
+    )?;
+    ensure(report.sessions.iter().all(|s| s.state == "Up"), || {
+        format!("a BFD session left Up: {:?}", report.sessions)
+    })?;
+    print!("{}", ctl.run(&["bfd"])?);
+    Ok(())
+}
+
 /// nftables in node-2's namespace dropping every packet in and out but on
 /// loopback: to the others, node-2 died.
 fn cut_node_2(lab: &Lab) -> Result<()> {
@@ -193,6 +250,7 @@ fn run(lab: &mut Lab) -> Result<()> {
     lab.wait_agents_established(SESSIONS_UP)?;
     lab.wait_routes_everywhere(ROUTES_IN)?;
     wait_bfd_up(lab, true)?;
+    malformed_packets_are_counted(lab)?;
 
     let with_bfd = failover(lab, HOLD_TIME)?;
     println!("with BFD (300 ms x 3, graceful restart on): node-2's routes left node-1's kernel after {with_bfd:?} (checked every 20 ms)");

@@ -4,7 +4,7 @@
 //! | name | type | labels |
 //! |---|---|---|
 //! | `starling_bfd_sessions` | gauge | `state` (AdminDown, Down, Init, Up; 0 included) |
-//! | `starling_bfd_packets_dropped_total` | counter | `reason` (`bad_version`, `bad_length`, `zero_multiplier`, `bad_ttl`, `no_session`, ...) |
+//! | `starling_bfd_packets_dropped_total` | counter | `reason` (`bad_version`, `length_too_small`, `zero_detect_mult`, `bad_ttl`, `no_session`, ...) |
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
