@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod bench;
+pub mod bfd_probe;
 pub mod cmd;
 pub mod datastore;
 pub mod error;

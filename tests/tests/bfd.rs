@@ -7,10 +7,11 @@
 //! Run as root: `cargo test -p starling-lab --test bfd -- --nocapture`.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use starling_agent::bfd::{BfdConfig, BfdEvent, BfdHandle, BfdState, BfdStatus, Diag};
+use starling_lab::bfd_probe;
 use starling_lab::frr::{BfdPeer, Bfdd};
 use starling_lab::wait::{wait_until, Check};
 use starling_lab::{netns, state, Error, Result};
@@ -187,34 +188,6 @@ fn frr_peers_up(bfdd: &Bfdd, peers: &[IpAddr]) -> Result<Check<Vec<BfdPeer>>> {
     Ok(Check::when(up, all, || brief.join(" ")))
 }
 
-/// Packets bfdd's side sends to our port 3784: malformed ones, and a valid
-/// Down with TTL 64.
-fn send_bad_packets() -> Result<()> {
-    let valid_down = [
-        0x20u8, 0x40, 3, 24, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0x0f, 0x42, 0x40, 0, 0x0f, 0x42, 0x40, 0,
-        0, 0, 0,
-    ];
-    let mut bad_version = valid_down;
-    bad_version[0] = 0x40;
-    let mut zero_mult = valid_down;
-    zero_mult[2] = 0;
-    let mut bad_length = valid_down;
-    bad_length[3] = 20;
-    let to = SocketAddr::new(us()[0], 3784);
-    netns::in_netns(NS_FRR, || -> std::io::Result<()> {
-        let s = UdpSocket::bind(SocketAddr::new(frr()[0], 0))?;
-        s.set_ttl(64)?;
-        s.send_to(&valid_down, to)?;
-        s.set_ttl(255)?;
-        for p in [&bad_version, &zero_mult, &bad_length] {
-            s.send_to(p, to)?;
-        }
-        s.send_to(&valid_down[..10], to)?;
-        Ok(())
-    })?
-    .map_err(|e| Error::Setup(format!("sending malformed BFD packets: {e}")))
-}
-
 fn run(agent: &mut Agent, bfdd: &Bfdd) -> Result<()> {
     for (peer, local) in frr().into_iter().zip(us()) {
         agent
@@ -258,18 +231,12 @@ fn run(agent: &mut Agent, bfdd: &Bfdd) -> Result<()> {
         }
     }
 
-    send_bad_packets()?;
+    bfd_probe::send_bad_packets(NS_FRR, frr()[0], us()[0])?;
     let drops = wait_until(Duration::from_secs(5), "bad packets counted", || {
         let s = agent.status()?;
-        let counted = [
-            "bad_ttl",
-            "bad_version",
-            "zero_detect_mult",
-            "length_too_small",
-            "length_exceeds_payload",
-        ]
-        .iter()
-        .all(|r| s.drops.get(r).copied().unwrap_or(0) >= 1);
+        let counted = bfd_probe::DROP_REASONS
+            .iter()
+            .all(|r| s.drops.get(r).copied().unwrap_or(0) >= 1);
         let brief = format!("{:?}", s.drops);
         Ok(Check::when(counted, s, || brief))
     })?;

@@ -11,10 +11,11 @@
 //!   without BFD (and without graceful restart, which would keep them for
 //!   the restart time) it takes the hold time (9 s). Both times are printed.
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use starling_agent::bfd_report::BfdReport;
+use starling_lab::bfd_probe;
 use starling_lab::datastore::DEFAULT_CLUSTER_YAML;
 use starling_lab::frr::DEFAULT_BGPD_CONF;
 use starling_lab::{
@@ -128,30 +129,11 @@ fn wait_bfd_up(lab: &Lab, mesh: bool) -> Result<()> {
 /// the payload) and a valid one with TTL 64, from the ToR to node-1: each
 /// dropped and counted by reason in `starlingctl bfd`, no session harmed.
 fn malformed_packets_are_counted(lab: &Lab) -> Result<()> {
-    let valid_down = [
-        0x20u8, 0x40, 3, 24, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0x0f, 0x42, 0x40, 0, 0x0f, 0x42, 0x40, 0,
-        0, 0, 0,
-    ];
-    let mut bad_version = valid_down;
-    bad_version[0] = 0x40;
-    let mut zero_mult = valid_down;
-    zero_mult[2] = 0;
-    let mut short_length = valid_down;
-    short_length[3] = 20;
-    let node_1 = lab.node("node-1")?.v4;
-    let to = SocketAddr::new(IpAddr::V4(node_1), 3784);
-    netns::in_netns(&lab.ns(topology::TOR), || -> std::io::Result<()> {
-        let s = UdpSocket::bind(SocketAddr::new(IpAddr::V4(topology::TOR_V4), 0))?;
-        s.set_ttl(64)?;
-        s.send_to(&valid_down, to)?;
-        s.set_ttl(255)?;
-        for p in [&bad_version, &zero_mult, &short_length] {
-            s.send_to(p, to)?;
-        }
-        s.send_to(&valid_down[..10], to)?;
-        Ok(())
-    })?
-    .map_err(|e| Error::Setup(format!("sending malformed BFD packets: {e}")))?;
+    bfd_probe::send_bad_packets(
+        &lab.ns(topology::TOR),
+        IpAddr::V4(topology::TOR_V4),
+        IpAddr::V4(lab.node("node-1")?.v4),
+    )?;
     let ctl = lab.agent("node-1")?.ctl();
     let report = wait_until(
         Duration::from_secs(10),
