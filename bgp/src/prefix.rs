@@ -74,6 +74,12 @@ impl Prefix {
         Ok(Prefix { addr, len })
     }
 
+    /// A prefix from parts known to be valid: host bits clear, length
+    /// within the address.
+    pub(crate) fn from_parts(addr: IpAddr, len: u8) -> Prefix {
+        Prefix { addr, len }
+    }
+
     pub fn addr(&self) -> IpAddr {
         self.addr
     }

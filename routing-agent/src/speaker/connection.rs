@@ -50,7 +50,7 @@ impl ConnHandle {
         id: ConnId,
         peer: IpAddr,
         stream: TcpStream,
-        events: mpsc::UnboundedSender<NetEvent>,
+        events: mpsc::Sender<NetEvent>,
     ) -> ConnHandle {
         let _ = stream.set_nodelay(true);
         let (mut rd, mut wr) = stream.into_split();
@@ -62,8 +62,13 @@ impl ConnHandle {
                 match rd.read_buf(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
+                        // Waits while the speaker's queue is full: TCP then
+                        // pushes back on the peer instead of the speaker
+                        // buffering a whole table, and every session's
+                        // messages wait behind at most a queue's worth.
                         if events
                             .send(NetEvent::Bytes(id, buf.split().freeze()))
+                            .await
                             .is_err()
                         {
                             return;
@@ -71,7 +76,7 @@ impl ConnHandle {
                     }
                 }
             }
-            let _ = events.send(NetEvent::Closed(id));
+            let _ = events.send(NetEvent::Closed(id)).await;
         });
         let writer_task = tokio::spawn(async move {
             while let Some(w) = rx.recv().await {
@@ -124,7 +129,7 @@ pub fn spawn_connect(
     attempt: u64,
     timeout: Duration,
     options: ConnectOptions,
-    events: mpsc::UnboundedSender<NetEvent>,
+    events: mpsc::Sender<NetEvent>,
 ) {
     tokio::spawn(async move {
         let result = async {
@@ -146,11 +151,13 @@ pub fn spawn_connect(
             }
         }
         .await;
-        let _ = events.send(NetEvent::Connected {
-            peer,
-            attempt,
-            result,
-        });
+        let _ = events
+            .send(NetEvent::Connected {
+                peer,
+                attempt,
+                result,
+            })
+            .await;
     });
 }
 
@@ -169,7 +176,7 @@ impl Listener {
 
 /// Listens on every address (IPv6 socket accepting IPv4 too, or IPv4 alone
 /// where the node has no IPv6) and reports each connection.
-pub async fn listen(port: u16, events: mpsc::UnboundedSender<NetEvent>) -> io::Result<Listener> {
+pub async fn listen(port: u16, events: mpsc::Sender<NetEvent>) -> io::Result<Listener> {
     let any4 = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), port);
     let (listener, v6) = match bind(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)) {
         Ok(l) => (l, true),
@@ -185,7 +192,7 @@ pub async fn listen(port: u16, events: mpsc::UnboundedSender<NetEvent>) -> io::R
             match listener.accept().await {
                 Ok((stream, addr)) => {
                     let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
-                    if events.send(NetEvent::Accepted(stream, addr)).is_err() {
+                    if events.send(NetEvent::Accepted(stream, addr)).await.is_err() {
                         return;
                     }
                 }

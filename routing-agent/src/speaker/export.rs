@@ -64,7 +64,7 @@ impl Speaker {
     fn full_export(&mut self, addr: IpAddr) -> BTreeMap<Prefix, Export> {
         let mut candidates: Vec<Prefix> = self.local_routes.keys().copied().collect();
         if self.cluster_id.is_some() {
-            candidates.extend(self.rib.best_routes().map(|(p, _, _)| *p));
+            candidates.extend(self.rib.prefixes());
         }
         candidates
             .into_iter()

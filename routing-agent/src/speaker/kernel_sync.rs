@@ -1,14 +1,25 @@
 //! Hands route changes to a task that programs the kernel, so that netlink
-//! never holds up the sessions. Changes are applied in order.
+//! never holds up the sessions. Changes are applied in order: what is
+//! queued meanwhile goes as one batch of pipelined requests, the last
+//! change per prefix.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
+use futures::StreamExt;
 use ipnetwork::IpNetwork;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::kernel::{Kernel, KernelRoute};
+
+/// Route changes taken from the queue at once, at most.
+const BATCH: usize = 4096;
+/// Netlink requests in flight at once.
+const IN_FLIGHT: usize = 64;
+
+/// The last change queued per prefix: a route, or None to delete.
+type Batch = HashMap<IpNetwork, Option<KernelRoute>>;
 
 enum Op {
     Replace(KernelRoute),
@@ -25,6 +36,8 @@ pub struct KernelSync {
     installed: Arc<Mutex<BTreeSet<IpNetwork>>>,
     /// Changes netlink refused.
     errors: Counter,
+    /// False when routes are only held in the RIB.
+    enabled: bool,
 }
 
 impl KernelSync {
@@ -49,31 +62,49 @@ impl KernelSync {
                 tx,
                 installed,
                 errors,
+                enabled: false,
             };
         };
         tokio::spawn(async move {
-            while let Some(op) = rx.recv().await {
+            let mut next = None;
+            loop {
+                let op = match next.take() {
+                    Some(op) => op,
+                    None => match rx.recv().await {
+                        Some(op) => op,
+                        None => return,
+                    },
+                };
+                let mut batch = Batch::default();
+                let mut op = Some(op);
+                // Route changes queued meanwhile go together: the last one
+                // per prefix, many requests in flight. Flush and Reconcile
+                // wait for the changes before them.
+                while let Some(o) = op.take() {
+                    match o {
+                        Op::Replace(route) => {
+                            batch.insert(route.prefix(), Some(route));
+                        }
+                        Op::Delete(prefix) => {
+                            batch.insert(prefix, None);
+                        }
+                        barrier => {
+                            next = Some(barrier);
+                            break;
+                        }
+                    }
+                    if batch.len() < BATCH {
+                        op = rx.try_recv().ok();
+                    }
+                }
+                if !batch.is_empty() {
+                    apply(&kernel, &set, &failed, batch).await;
+                }
+                let Some(op) = next.take() else {
+                    continue;
+                };
                 match op {
-                    Op::Replace(route) => {
-                        let prefix = route.prefix();
-                        match kernel.replace(&route).await {
-                            Ok(()) => {
-                                lock(&set).insert(prefix);
-                            }
-                            Err(e) => {
-                                lock(&set).remove(&prefix);
-                                failed.inc();
-                                tracing::error!(%prefix, error = %e, "kernel route not installed");
-                            }
-                        }
-                    }
-                    Op::Delete(prefix) => {
-                        if let Err(e) = kernel.delete(prefix).await {
-                            failed.inc();
-                            tracing::error!(%prefix, error = %e, "kernel route not removed");
-                        }
-                        lock(&set).remove(&prefix);
-                    }
+                    Op::Replace(_) | Op::Delete(_) => next = Some(op),
                     Op::Reconcile(stale) => {
                         let keep = lock(&set).clone();
                         let mut removed = 0;
@@ -106,7 +137,13 @@ impl KernelSync {
             tx,
             installed,
             errors,
+            enabled: true,
         }
+    }
+
+    /// Whether routes go into the kernel at all.
+    pub fn enabled(&self) -> bool {
+        self.enabled
     }
 
     pub fn replace(&self, route: KernelRoute) {
@@ -148,6 +185,34 @@ impl KernelSync {
     pub fn errors(&self) -> Counter {
         self.errors.clone()
     }
+}
+
+/// One batch into the kernel, requests pipelined on the netlink socket.
+/// Each prefix appears once, so their order does not matter.
+async fn apply(kernel: &Kernel, set: &Mutex<BTreeSet<IpNetwork>>, failed: &Counter, batch: Batch) {
+    futures::stream::iter(batch)
+        .for_each_concurrent(IN_FLIGHT, |(prefix, route)| async move {
+            match route {
+                Some(route) => match kernel.replace(&route).await {
+                    Ok(()) => {
+                        lock(set).insert(prefix);
+                    }
+                    Err(e) => {
+                        lock(set).remove(&prefix);
+                        failed.inc();
+                        tracing::error!(%prefix, error = %e, "kernel route not installed");
+                    }
+                },
+                None => {
+                    if let Err(e) = kernel.delete(prefix).await {
+                        failed.inc();
+                        tracing::error!(%prefix, error = %e, "kernel route not removed");
+                    }
+                    lock(set).remove(&prefix);
+                }
+            }
+        })
+        .await;
 }
 
 fn lock(m: &Mutex<BTreeSet<IpNetwork>>) -> std::sync::MutexGuard<'_, BTreeSet<IpNetwork>> {

@@ -79,17 +79,14 @@ impl Speaker {
         tracing::info!(routes = ?new.keys().map(ToString::to_string).collect::<Vec<_>>(), "the node's own routes");
         self.local_routes = new;
         // A prefix that stopped being ours may have a learned route to install.
-        let learned: Vec<_> = self
-            .rib
-            .best_routes()
-            .filter(|(p, _, _)| removed.contains(p))
-            .map(|(p, _, nh)| (*p, nh.to_vec()))
-            .collect();
-        for (p, hops) in learned {
-            self.kernel.replace(KernelRoute::Via {
-                prefix: to_network(&p),
-                next_hops: hops,
-            });
+        for p in &removed {
+            let hops = self.rib.next_hops(p);
+            if !hops.is_empty() {
+                self.kernel.replace(KernelRoute::Via {
+                    prefix: to_network(p),
+                    next_hops: hops.to_vec(),
+                });
+            }
         }
         let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
         for addr in addrs {

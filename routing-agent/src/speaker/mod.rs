@@ -35,8 +35,13 @@ use crate::kernel::Kernel;
 use connection::{ConnHandle, NetEvent};
 use kernel_sync::KernelSync;
 
-/// How long an outgoing TCP connect may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an outgoing TCP connect may take: less than the connect retry
+/// time (peers.rs), so that a failed attempt is reported (and a wrong TCP
+/// MD5 password logged) before the next attempt replaces it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+/// Network events (each at most one read, 64 KiB) queued for the speaker:
+/// what a KEEPALIVE may have to wait behind is this many reads.
+const EVENT_QUEUE: usize = 16;
 
 struct Peer {
     desired: DesiredPeer,
@@ -70,6 +75,9 @@ pub struct Speaker {
     next_conn: ConnId,
     next_attempt: u64,
     rib: Rib,
+    /// Prefixes whose selection the UPDATE being applied changed (kept to
+    /// reuse its allocation).
+    changed: Vec<Prefix>,
     /// Set when this node is a route reflector (RFC 4456).
     cluster_id: Option<std::net::Ipv4Addr>,
     /// The node's own prefixes (its pod CIDRs), advertised and blackholed.
@@ -85,8 +93,8 @@ pub struct Speaker {
     /// Prometheus metrics (`--metrics-address`).
     metrics: Option<crate::metrics::SpeakerMetrics>,
     kernel: KernelSync,
-    events_tx: mpsc::UnboundedSender<NetEvent>,
-    events_rx: Option<mpsc::UnboundedReceiver<NetEvent>>,
+    events_tx: mpsc::Sender<NetEvent>,
+    events_rx: Option<mpsc::Receiver<NetEvent>>,
     /// Our own graceful restart, while it lasts.
     restart: Option<graceful_restart::Restart>,
     /// BFD sessions of the peers that enable it.
@@ -128,7 +136,7 @@ impl Speaker {
         kernel: Option<Kernel>,
         stale: Vec<ipnetwork::IpNetwork>,
     ) -> Speaker {
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         Speaker {
             node_name,
             local: None,
@@ -140,6 +148,7 @@ impl Speaker {
             next_attempt: 1,
             // BGPConfiguration `maxEcmpPaths` replaces this once read.
             rib: Rib::new(usize::from(crate::config::DEFAULT_MAX_ECMP_PATHS)),
+            changed: Vec::new(),
             cluster_id: None,
             local_routes: BTreeMap::new(),
             ipam: None,
@@ -184,8 +193,13 @@ impl Speaker {
                 .next_deadline()
                 .map(tokio::time::Instant::from_std)
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            // Timers first: however much the peers send, a KEEPALIVE due
+            // goes out (and a hold timer is checked) before the next read is
+            // applied ("stable with 1 s keepalive / 3 s hold under load").
             tokio::select! {
+                biased;
                 _ = &mut shutdown => break,
+                _ = tokio::time::sleep_until(deadline) => self.timeouts(),
                 changed = config.changed() => {
                     if changed.is_err() {
                         tracing::warn!("configuration source ended; keeping the last configuration");
@@ -194,10 +208,8 @@ impl Speaker {
                     let cfg = config.borrow_and_update().clone();
                     self.apply_config(&cfg).await;
                 }
-                Some(ev) = events.recv() => self.net_event(ev),
                 Some(ev) = bfd_events.recv() => self.bfd_event(ev),
                 Some((req, reply)) = control.recv() => self.control(req, reply),
-                _ = tokio::time::sleep_until(deadline) => self.timeouts(),
                 _ = ipam_tick.tick(), if self.ipam.is_some() || self.status_sink.is_some() || self.metrics.is_some() => {
                     if let (Some(cfg), true) = (self.config.clone(), self.ipam.is_some()) {
                         self.refresh_local_routes(&cfg);
@@ -213,6 +225,9 @@ impl Speaker {
                     }
                     ticks += 1;
                 }
+                // Last: the others are rare and short; the network may not
+                // pause for a while.
+                Some(ev) = events.recv() => self.net_event(ev),
             }
         }
         self.stop().await;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use starling_bgp::packet::Update;
 use starling_bgp::reflection;
-use starling_bgp::rib::{BestChange, Route};
+use starling_bgp::rib::BestChange;
 use starling_bgp::Prefix;
 
 use super::peers::to_network;
@@ -32,10 +32,6 @@ impl Speaker {
         let families = p.session.negotiated_families();
         let info = p.info.clone();
         let local_as = p.desired.local_as;
-        let mut withdrawn: Vec<Prefix> = u.withdrawn;
-        if let Some(un) = u.mp_unreach {
-            withdrawn.extend(un.withdrawn);
-        }
         let attrs = self.rib.intern(u.attributes);
         // Section 9.1.2: a route whose AS_PATH holds our own AS is a loop.
         // Within the AS, RFC 4456 section 8 finds loops by ORIGINATOR_ID
@@ -46,31 +42,41 @@ impl Speaker {
         } else {
             router_id.is_some_and(|id| reflection::is_loop(&attrs, id, self.cluster_id))
         };
-        let mut announced: Vec<(Prefix, IpAddr)> = Vec::new();
+        let mut changed = std::mem::take(&mut self.changed);
+        changed.clear();
+        self.rib.withdraw_all(addr, u.withdrawn, &mut changed);
+        if let Some(un) = u.mp_unreach {
+            self.rib.withdraw_all(addr, un.withdrawn, &mut changed);
+        }
+        // One next hop for all of a set of NLRI: the IPv4 NEXT_HOP for the
+        // plain NLRI, the first MP_REACH next hop for its NLRI.
+        let mut announced: Vec<(IpAddr, Vec<Prefix>)> = Vec::with_capacity(2);
         if let Some(nh) = attrs.next_hop {
-            announced.extend(u.nlri.iter().map(|p| (*p, IpAddr::V4(nh))));
+            announced.push((IpAddr::V4(nh), u.nlri));
         }
         if let Some(r) = u.mp_reach {
             if let Some(nh) = r.next_hops.first() {
-                announced.extend(r.nlri.iter().map(|p| (*p, *nh)));
+                announced.push((*nh, r.nlri));
             }
         }
-        let mut changes = Vec::new();
-        for prefix in withdrawn {
-            changes.extend(self.rib.withdraw(addr, prefix));
-        }
-        for (prefix, next_hop) in announced {
-            let usable = families.contains(&prefix.family())
-                && next_hop.is_ipv4() == prefix.is_ipv4()
-                && !self.local_routes.contains_key(&prefix);
-            if looped || !usable {
-                changes.extend(self.rib.withdraw(addr, prefix));
-                continue;
+        let local_routes = &self.local_routes;
+        for (next_hop, nlri) in announced {
+            let usable = |prefix: &Prefix| {
+                !looped
+                    && families.contains(&prefix.family())
+                    && next_hop.is_ipv4() == prefix.is_ipv4()
+                    && !local_routes.contains_key(prefix)
+            };
+            let good = nlri.iter().copied().filter(|p| usable(p));
+            self.rib
+                .announce_all(&info, &attrs, next_hop, good, &mut changed);
+            if nlri.iter().any(|p| !usable(p)) {
+                let bad = nlri.iter().copied().filter(|p| !usable(p));
+                self.rib.withdraw_all(addr, bad, &mut changed);
             }
-            let route = Route::new(info.clone(), attrs.clone(), next_hop);
-            changes.extend(self.rib.announce(prefix, route));
         }
-        self.apply_changes(changes);
+        self.apply_changed(&changed);
+        self.changed = changed;
         self.check_max_prefixes(addr);
     }
 
@@ -97,20 +103,29 @@ impl Speaker {
     /// their blackhole.
     pub(super) fn apply_changes(&mut self, changes: Vec<BestChange>) {
         let prefixes: Vec<Prefix> = changes.iter().map(|c| c.prefix).collect();
-        for c in changes {
-            if self.local_routes.contains_key(&c.prefix) {
-                continue;
-            }
-            let prefix = to_network(&c.prefix);
-            if c.best.is_some() && !c.next_hops.is_empty() {
-                self.kernel.replace(KernelRoute::Via {
-                    prefix,
-                    next_hops: c.next_hops,
-                });
-            } else {
-                self.kernel.delete(prefix);
+        self.apply_changed(&prefixes);
+    }
+
+    /// The kernel and the reflected routes brought in line with the RIB for
+    /// `prefixes`, whose selection changed.
+    pub(super) fn apply_changed(&mut self, prefixes: &[Prefix]) {
+        if self.kernel.enabled() {
+            for prefix in prefixes {
+                if self.local_routes.contains_key(prefix) {
+                    continue;
+                }
+                let network = to_network(prefix);
+                let next_hops = self.rib.next_hops(prefix);
+                if next_hops.is_empty() {
+                    self.kernel.delete(network);
+                } else {
+                    self.kernel.replace(KernelRoute::Via {
+                        prefix: network,
+                        next_hops: next_hops.to_vec(),
+                    });
+                }
             }
         }
-        self.export_changes(&prefixes);
+        self.export_changes(prefixes);
     }
 }

@@ -104,9 +104,9 @@ impl Speaker {
     pub(super) fn installed_per_peer(&self) -> BTreeMap<IpAddr, u64> {
         let mut out = BTreeMap::new();
         self.kernel.with_installed(|installed| {
-            for (prefix, route, _) in self.rib.best_routes() {
-                if installed.contains(&to_network(prefix)) {
-                    *out.entry(route.peer.address).or_default() += 1;
+            for (prefix, peer) in self.rib.selected_peers() {
+                if installed.contains(&to_network(&prefix)) {
+                    *out.entry(peer).or_default() += 1;
                 }
             }
         });
@@ -127,20 +127,20 @@ impl Speaker {
             })
             .collect();
         for (prefix, route, hops) in self.rib.best_routes() {
-            if self.local_routes.contains_key(prefix) {
+            if self.local_routes.contains_key(&prefix) {
                 continue;
             }
             let peer = route.peer.address;
             out.push(RouteStatus {
                 prefix: prefix.to_string(),
-                next_hops: hops.to_vec(),
+                next_hops: hops,
                 source: self
                     .peers
                     .get(&peer)
                     .map_or_else(|| peer.to_string(), |p| p.desired.name.clone()),
                 peer: Some(peer),
                 as_path: route.attrs.as_path.to_string(),
-                installed: self.kernel.is_installed(&to_network(prefix)),
+                installed: self.kernel.is_installed(&to_network(&prefix)),
             });
         }
         out
