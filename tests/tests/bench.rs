@@ -1,6 +1,8 @@
 //! Smoke test of the receive benchmark's harness (`starling-bench`): a
 //! small stream fed to each receiver, which must end up holding every
-//! prefix. Behaviour, not timing. Run as root:
+//! prefix, while Starling keeps a second session with 1 s keepalive / 3 s
+//! hold timers up (the peer's hold timer never expires). Behaviour, not
+//! timing. Run as root:
 //! `cargo test -p starling-lab --test bench`. BIRD is left out, with a
 //! note, where it is not installed (tests/install-deps.sh does not install
 //! it; tests/bench.sh does).
@@ -31,7 +33,7 @@ fn every_receiver_holds_the_whole_stream() {
     if !kinds.contains(&Kind::Bird) {
         println!("note: BIRD is not installed (apt-get install -y bird2); testing without it");
     }
-    let results = bench::run(&kinds, &stream, &opts);
+    let results = bench::run(&kinds, &[stream], &opts);
     println!("{}", bench::report::table(&results));
     let left: Vec<String> = netns::list()
         .unwrap_or_else(|e| panic!("{e}"))
@@ -49,6 +51,11 @@ fn every_receiver_holds_the_whole_stream() {
                 assert_eq!(o.prefixes, PREFIXES);
                 assert!(o.peak_rss_kib.is_some_and(|k| k > 0), "{kind}: no RSS");
                 assert!(o.polls >= 1);
+                if kind == Kind::Starling {
+                    if let Err(why) = &o.watcher {
+                        panic!("starling: the 1s/3s session went down during the load: {why}");
+                    }
+                }
             }
             Err(e) => panic!("{kind}: {e}"),
         }

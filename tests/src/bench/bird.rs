@@ -10,9 +10,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::receiver::{
-    find_program, launch, Receiver, HOLD_TIME, INJECTOR_AS, READY_TIMEOUT, RECEIVER_AS,
+    find_program, launch, Plan, Receiver, HOLD_TIME, INJECTOR_AS, READY_TIMEOUT, RECEIVER_AS,
+    WATCHER_HOLD, WATCHER_KEEPALIVE,
 };
-use super::rig::{Rig, INJECTOR_ADDR, RECEIVER_ADDR};
+use super::rig::{Rig, RECEIVER_ADDR, WATCHER_ADDR};
 use crate::cmd;
 use crate::error::{Error, Result};
 use crate::process::Managed;
@@ -35,14 +36,17 @@ pub struct Bird {
 }
 
 impl Bird {
-    pub fn start(rig: &mut Rig) -> Result<Bird> {
+    pub fn start(rig: &mut Rig, plan: &Plan) -> Result<Bird> {
         let program = program()?;
         let dir = rig.dir().join("bird");
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let conf = dir.join("bird.conf");
-        std::fs::write(&conf, config(&dir.join("bird.log").display().to_string()))
-            .map_err(|e| Error::io(format!("writing {}", conf.display()), e))?;
+        std::fs::write(
+            &conf,
+            config(&dir.join("bird.log").display().to_string(), plan),
+        )
+        .map_err(|e| Error::io(format!("writing {}", conf.display()), e))?;
         let socket = dir.join("bird.ctl").display().to_string();
         let pid = dir.join("bird.pid").display().to_string();
         let conf = conf.display().to_string();
@@ -157,7 +161,7 @@ impl Receiver for Bird {
     }
 
     fn prefixes(&mut self) -> Result<u64> {
-        imported(&self.ask(&format!("show protocols all {PROTOCOL}"))?)
+        imported(&self.ask("show protocols all")?)
     }
 
     fn check_running(&mut self) -> Result<()> {
@@ -166,7 +170,7 @@ impl Receiver for Bird {
 
     fn diagnostics(&self) -> String {
         let protocols = self
-            .ask_once(&format!("show protocols all {PROTOCOL}"))
+            .ask_once("show protocols all")
             .unwrap_or_else(|e| format!("({e})\n"));
         let mut s = String::new();
         for f in ["bird.log", "bird.out"] {
@@ -182,29 +186,49 @@ impl Receiver for Bird {
     }
 }
 
-fn config(log: &str) -> String {
-    format!(
-        r#"# The bench's receiver: one eBGP session from the injector, all of it
-# imported into master4, nothing exported anywhere (nor to the kernel).
+fn config(log: &str, plan: &Plan) -> String {
+    let export = if plan.kernel { "all" } else { "none" };
+    let mut c = format!(
+        r#"# The bench's receiver: eBGP sessions from the injectors, all of it
+# imported into master4, exported to the kernel only for the kernel figure.
 log "{log}" {{ info, remote, warning, error, auth, fatal, bug }};
 router id {RECEIVER_ADDR};
 protocol device {{}}
 protocol kernel {{
-  ipv4 {{ import none; export none; }};
+  ipv4 {{ import none; export {export}; }};
 }}
-protocol bgp {PROTOCOL} {{
+protocol bgp watcher {{
   local {RECEIVER_ADDR} as {RECEIVER_AS};
-  neighbor {INJECTOR_ADDR} as {INJECTOR_AS};
+  neighbor {WATCHER_ADDR} as {INJECTOR_AS};
+  hold time {WATCHER_HOLD};
+  keepalive time {WATCHER_KEEPALIVE};
+  connect delay time 1;
+  ipv4 {{ import all; export none; }};
+}}
+"#
+    );
+    for (i, addr) in plan.injectors.iter().enumerate() {
+        let name = if i == 0 {
+            PROTOCOL.to_string()
+        } else {
+            format!("{PROTOCOL}{i}")
+        };
+        c.push_str(&format!(
+            r#"protocol bgp {name} {{
+  local {RECEIVER_ADDR} as {RECEIVER_AS};
+  neighbor {addr} as {INJECTOR_AS};
   hold time {HOLD_TIME};
   connect delay time 1;
   ipv4 {{ import all; export none; }};
 }}
 "#
-    )
+        ));
+    }
+    c
 }
 
-/// The import count of `show protocols all`'s "Routes:" line (0 before the
-/// channel is up, when BIRD prints no such line).
+/// The import counts of `show protocols all`'s "Routes:" lines, summed
+/// (0 before the channels are up, when BIRD prints no such line).
 fn imported(text: &str) -> Result<u64> {
     if !text.lines().any(|l| l.starts_with(PROTOCOL)) {
         return Err(Error::parse(
@@ -212,15 +236,19 @@ fn imported(text: &str) -> Result<u64> {
             format!("no protocol {PROTOCOL}: {}", text.trim()),
         ));
     }
-    let Some(line) = text.lines().find(|l| l.trim_start().starts_with("Routes:")) else {
-        return Ok(0);
-    };
-    let words: Vec<&str> = line.split_whitespace().collect();
-    words
-        .windows(2)
-        .find(|w| w[1].starts_with("imported"))
-        .and_then(|w| w[0].parse().ok())
-        .ok_or_else(|| Error::parse("`birdc show protocols all` Routes line", line.trim()))
+    let mut total = 0;
+    for line in text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Routes:"))
+    {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        total += words
+            .windows(2)
+            .find(|w| w[1].starts_with("imported"))
+            .and_then(|w| w[0].parse::<u64>().ok())
+            .ok_or_else(|| Error::parse("`birdc show protocols all` Routes line", line.trim()))?;
+    }
+    Ok(total)
 }
 
 #[cfg(test)]
@@ -252,7 +280,11 @@ mod tests {
 
     #[test]
     fn config_names_both_ends() {
-        let c = config("/tmp/x.log");
+        let plan = Plan {
+            injectors: vec![super::super::rig::INJECTOR_ADDR],
+            kernel: false,
+        };
+        let c = config("/tmp/x.log", &plan);
         assert!(c.contains("neighbor 10.99.0.1 as 65001;"));
         assert!(c.contains("local 10.99.0.2 as 65000;"));
         assert!(c.contains("export none"));

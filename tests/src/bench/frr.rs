@@ -11,8 +11,11 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::receiver::{launch, Receiver, HOLD_TIME, INJECTOR_AS, READY_TIMEOUT, RECEIVER_AS};
-use super::rig::{Rig, INJECTOR_ADDR, RECEIVER_ADDR};
+use super::receiver::{
+    launch, Plan, Receiver, HOLD_TIME, INJECTOR_AS, READY_TIMEOUT, RECEIVER_AS, WATCHER_HOLD,
+    WATCHER_KEEPALIVE,
+};
+use super::rig::{Rig, RECEIVER_ADDR, WATCHER_ADDR};
 use crate::cmd;
 use crate::error::{Error, Result};
 use crate::frr::{daemon_dir, parse_summary};
@@ -33,7 +36,13 @@ pub struct Bgpd {
 }
 
 impl Bgpd {
-    pub fn start(rig: &mut Rig) -> Result<Bgpd> {
+    pub fn start(rig: &mut Rig, plan: &Plan) -> Result<Bgpd> {
+        if plan.kernel {
+            return Err(Error::Setup(
+                "FRR installs routes through zebra, which the bench does not run: no kernel figure"
+                    .into(),
+            ));
+        }
         let program = daemon_dir().join("bgpd");
         if !program.is_file() {
             return Err(Error::Setup(format!(
@@ -45,7 +54,7 @@ impl Bgpd {
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let conf = dir.join("bgpd.conf");
-        std::fs::write(&conf, config())
+        std::fs::write(&conf, config(&plan.injectors))
             .map_err(|e| Error::io(format!("writing {}", conf.display()), e))?;
         let d = dir.display().to_string();
         let instance = rig.frr_instance();
@@ -149,9 +158,7 @@ impl Receiver for Bgpd {
 
     fn prefixes(&mut self) -> Result<u64> {
         let summary = parse_summary(&self.ask("show bgp summary json")?)?;
-        Ok(summary
-            .neighbor(INJECTOR_ADDR.into())
-            .map_or(0, |n| n.pfx_rcd))
+        Ok(summary.neighbors().values().map(|n| n.pfx_rcd).sum())
     }
 
     fn check_running(&mut self) -> Result<()> {
@@ -177,21 +184,29 @@ impl Receiver for Bgpd {
     }
 }
 
-fn config() -> String {
+fn config(injectors: &[std::net::Ipv4Addr]) -> String {
     let keepalive = HOLD_TIME / 3;
-    format!(
-        "! The bench's receiver: one eBGP session from the injector, no policy,\n\
+    let mut c = format!(
+        "! The bench's receiver: eBGP sessions from the injectors, no policy,\n\
          ! nothing sent back; bgpd runs with -Z, so no zebra and no kernel.\n\
          frr defaults traditional\n\
          hostname r\n\
          router bgp {RECEIVER_AS}\n \
          bgp router-id {RECEIVER_ADDR}\n \
          no bgp ebgp-requires-policy\n \
-         neighbor {INJECTOR_ADDR} remote-as {INJECTOR_AS}\n \
-         neighbor {INJECTOR_ADDR} timers {keepalive} {HOLD_TIME}\n \
-         neighbor {INJECTOR_ADDR} timers connect 1\n\
-         !\n"
-    )
+         neighbor {WATCHER_ADDR} remote-as {INJECTOR_AS}\n \
+         neighbor {WATCHER_ADDR} timers {WATCHER_KEEPALIVE} {WATCHER_HOLD}\n \
+         neighbor {WATCHER_ADDR} timers connect 1\n"
+    );
+    for addr in injectors {
+        c.push_str(&format!(
+            " neighbor {addr} remote-as {INJECTOR_AS}\n \
+             neighbor {addr} timers {keepalive} {HOLD_TIME}\n \
+             neighbor {addr} timers connect 1\n"
+        ));
+    }
+    c.push_str("!\n");
+    c
 }
 
 #[cfg(test)]
@@ -200,7 +215,7 @@ mod tests {
 
     #[test]
     fn config_names_both_ends() {
-        let c = config();
+        let c = config(&[super::super::rig::INJECTOR_ADDR]);
         assert!(c.contains("router bgp 65000\n bgp router-id 10.99.0.2\n"));
         assert!(c.contains(" neighbor 10.99.0.1 remote-as 65001\n"));
         assert!(c.contains(" neighbor 10.99.0.1 timers 30 90\n"));

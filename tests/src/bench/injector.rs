@@ -3,7 +3,9 @@
 //! KEEPALIVE handshake, then writes the pre-encoded stream as fast as TCP
 //! takes it, slipping in KEEPALIVEs every third of the hold time, and keeps
 //! them coming after the stream until it is stopped. A second thread reads
-//! and discards what the receiver sends, and remembers a NOTIFICATION.
+//! and discards what the receiver sends, remembers a NOTIFICATION, and
+//! keeps the hold timer as a real peer would (RFC 4271 section 6.5): a
+//! receiver silent for longer than the hold time loses the session.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -167,6 +169,9 @@ impl Session {
 struct Seen {
     sent_all_at: Option<Instant>,
     failure: Option<String>,
+    /// The longest the receiver was silent (between any two of its
+    /// messages, from Established).
+    longest_silence: Duration,
 }
 
 /// The stream being fed; dropping it stops both threads.
@@ -189,13 +194,15 @@ impl Feed {
         let socket = clone(&session.stream)?;
         let seen = Arc::new(Mutex::new(Seen::default()));
         let (stop, stopped) = mpsc::channel();
+        let hold = Duration::from_secs(u64::from(session.hold_time));
+        let since = session.established_at;
         let writer = {
             let seen = seen.clone();
             std::thread::spawn(move || write_loop(session, &stream, &stopped, &seen))
         };
         let reader = {
             let seen = seen.clone();
-            std::thread::spawn(move || read_loop(reader_socket, &seen))
+            std::thread::spawn(move || read_loop(reader_socket, hold, since, &seen))
         };
         Ok(Feed {
             socket,
@@ -213,6 +220,12 @@ impl Feed {
     /// Why the session broke, if it did.
     pub fn failure(&self) -> Option<String> {
         lock(&self.seen).failure.clone()
+    }
+
+    /// The longest the receiver was silent so far (its KEEPALIVEs are due
+    /// every third of the hold time).
+    pub fn longest_silence(&self) -> Duration {
+        lock(&self.seen).longest_silence
     }
 
     /// Stops both threads and closes the connection.
@@ -286,13 +299,30 @@ fn write_loop(
     }
 }
 
-fn read_loop(mut sock: TcpStream, seen: &Mutex<Seen>) {
+fn read_loop(mut sock: TcpStream, hold: Duration, since: Instant, seen: &Mutex<Seen>) {
     if sock.set_read_timeout(Some(READ_TICK)).is_err() {
         return;
     }
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
+    let mut last_heard = since;
     loop {
+        let silence = last_heard.elapsed();
+        {
+            let mut s = lock(seen);
+            s.longest_silence = s.longest_silence.max(silence);
+        }
+        // Section 6.5: the hold timer (0: none).
+        if !hold.is_zero() && silence > hold {
+            return fail(
+                seen,
+                format!(
+                    "hold timer expired: nothing from the receiver for {:.1} s (hold time {} s)",
+                    silence.as_secs_f64(),
+                    hold.as_secs()
+                ),
+            );
+        }
         match sock.read(&mut chunk) {
             Ok(0) => return fail(seen, "the receiver closed the connection".into()),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
@@ -310,6 +340,12 @@ fn read_loop(mut sock: TcpStream, seen: &Mutex<Seen>) {
             Err(e) => return fail(seen, format!("reading from the receiver: {e}")),
         }
         while let Some(len) = whole_message(&buf) {
+            let now = Instant::now();
+            {
+                let mut s = lock(seen);
+                s.longest_silence = s.longest_silence.max(now - last_heard);
+            }
+            last_heard = now;
             if buf[18] == 3 {
                 let text = match Message::decode(&buf[..len], &Codec::default()) {
                     Ok(Message::Notification(n)) => n.to_string(),

@@ -20,8 +20,20 @@ pub const RECEIVER_AS: u32 = 65000;
 pub const INJECTOR_AS: u32 = 65001;
 /// Hold time every side proposes, in seconds.
 pub const HOLD_TIME: u16 = 90;
+/// The watcher's timers, in seconds: Calico's tight ones.
+pub const WATCHER_KEEPALIVE: u16 = 1;
+pub const WATCHER_HOLD: u16 = 3;
 /// How long a receiver may take to start and answer its control socket.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How a receiver is set up for one figure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The injectors, each a BGP peer of AS [`INJECTOR_AS`] (fan-in: many).
+    pub injectors: Vec<std::net::Ipv4Addr>,
+    /// Install the routes into the kernel's FIB (else hold them only).
+    pub kernel: bool,
+}
 
 /// Which implementation receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,11 +64,11 @@ impl Kind {
     }
 
     /// Starts this receiver in `rig` and waits until it answers.
-    pub fn start(self, rig: &mut Rig) -> Result<Box<dyn Receiver>> {
+    pub fn start(self, rig: &mut Rig, plan: &Plan) -> Result<Box<dyn Receiver>> {
         Ok(match self {
-            Kind::Starling => Box::new(starling::Starling::start(rig)?),
-            Kind::Bird => Box::new(bird::Bird::start(rig)?),
-            Kind::Frr => Box::new(frr::Bgpd::start(rig)?),
+            Kind::Starling => Box::new(starling::Starling::start(rig, plan)?),
+            Kind::Bird => Box::new(bird::Bird::start(rig, plan)?),
+            Kind::Frr => Box::new(frr::Bgpd::start(rig, plan)?),
         })
     }
 }

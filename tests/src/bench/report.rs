@@ -27,6 +27,9 @@ pub struct Outcome {
     pub polls: u32,
     /// The longest any one answer took.
     pub slowest_poll: Duration,
+    /// The watcher session (1 s keepalive / 3 s hold): the longest the
+    /// receiver left it without a message, or why it went down.
+    pub watcher: std::result::Result<Duration, String>,
 }
 
 impl Outcome {
@@ -52,6 +55,7 @@ pub fn table(results: &[(Kind, Result<Outcome>)]) -> String {
         "time/BIRD",
         "RSS/BIRD",
         "sent at s",
+        "1s/3s session",
     ]
     .map(String::from)];
     let mut failures = Vec::new();
@@ -92,6 +96,37 @@ pub fn table(results: &[(Kind, Result<Outcome>)]) -> String {
     out
 }
 
+/// One figure: its title ("name: what"), and each receiver's result.
+pub type Figure = (String, Vec<(Kind, Result<Outcome>)>);
+
+/// Every figure's results as one Markdown table, ready for the README.
+pub fn markdown(figures: &[Figure]) -> String {
+    let mut out = String::from(
+        "| figure | receiver | seconds | peak RSS MB | CPU s | time / BIRD | RSS / BIRD | 1 s / 3 s session |\n\
+         |---|---|---:|---:|---:|---:|---:|---|\n",
+    );
+    for (title, results) in figures {
+        let figure = title.split(':').next().unwrap_or(title);
+        let bird = results.iter().find_map(|(k, r)| match r {
+            Ok(o) if *k == Kind::Bird => Some(o.clone()),
+            _ => None,
+        });
+        for (kind, r) in results {
+            match r {
+                Ok(o) => {
+                    let c = row(o, bird.as_ref());
+                    out.push_str(&format!(
+                        "| {figure} | {} | {} | {} | {} | {} | {} | {} |\n",
+                        c[0], c[1], c[3], c[4], c[5], c[6], c[8]
+                    ));
+                }
+                Err(_) => out.push_str(&format!("| {figure} | {kind} | failed | | | | | |\n")),
+            }
+        }
+    }
+    out
+}
+
 /// The rest of what was seen, in one line: how the receiver answered,
 /// its RSS once done, and where its CPU time went.
 pub fn notes(o: &Outcome) -> String {
@@ -104,8 +139,15 @@ pub fn notes(o: &Outcome) -> String {
         .take(4)
         .map(|(name, t)| format!("{name} {:.2}", t.as_secs_f64()))
         .collect();
+    let watcher = match &o.watcher {
+        Ok(gap) => format!(
+            "the 1s/3s session stayed up (longest silence {:.2} s)",
+            gap.as_secs_f64()
+        ),
+        Err(why) => format!("the 1s/3s session went down: {why}"),
+    };
     format!(
-        "{}: asked {} times, slowest answer {:.1} ms; RSS {rss} MB once all were held; CPU s by thread: {}",
+        "{}: asked {} times, slowest answer {:.1} ms; RSS {rss} MB once all were held; CPU s by thread: {}; {watcher}",
         o.kind,
         o.polls,
         o.slowest_poll.as_secs_f64() * 1000.0,
@@ -113,7 +155,7 @@ pub fn notes(o: &Outcome) -> String {
     )
 }
 
-fn row(o: &Outcome, bird: Option<&Outcome>) -> [String; 8] {
+fn row(o: &Outcome, bird: Option<&Outcome>) -> [String; 9] {
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
         _ => "-".to_string(),
@@ -132,6 +174,10 @@ fn row(o: &Outcome, bird: Option<&Outcome>) -> [String; 8] {
         ratio(rss(o), bird.and_then(rss)),
         o.sent
             .map_or("-".into(), |s| format!("{:.2}", s.as_secs_f64())),
+        match &o.watcher {
+            Ok(gap) => format!("up, gap {:.1} s", gap.as_secs_f64()),
+            Err(_) => "DROPPED".into(),
+        },
     ]
 }
 
@@ -152,6 +198,7 @@ mod tests {
             threads: vec![],
             polls: 10,
             slowest_poll: Duration::from_millis(2),
+            watcher: Ok(Duration::from_millis(1100)),
         }
     }
 
@@ -167,9 +214,39 @@ mod tests {
         assert!(lines[1].contains("2.00x"), "{t}");
         assert!(lines[1].contains("833333"), "{t}");
         assert!(lines[1].contains("200.0"), "{t}");
+        assert!(lines[1].ends_with("up, gap 1.1 s"), "{t}");
         assert!(lines[2].contains("1.00x"), "{t}");
         assert_eq!(lines[3], "frr        FAILED: it broke");
         assert_eq!(lines.len(), 4);
+    }
+
+    #[test]
+    fn markdown_has_a_row_per_receiver_and_figure() {
+        let figures = vec![
+            (
+                "receive: 1000000 prefixes".to_string(),
+                vec![
+                    (Kind::Starling, Ok(outcome(Kind::Starling, 0.5, 97_657))),
+                    (Kind::Bird, Ok(outcome(Kind::Bird, 0.6, 97_657))),
+                ],
+            ),
+            (
+                "fan-in: 50 peers".to_string(),
+                vec![(Kind::Frr, Err(Error::Setup("x".into())))],
+            ),
+        ];
+        let m = markdown(&figures);
+        let lines: Vec<&str> = m.lines().collect();
+        assert_eq!(lines.len(), 5, "{m}");
+        assert!(
+            lines[2].starts_with("| receive | starling | 0.50 | 100.0 |"),
+            "{m}"
+        );
+        assert!(
+            lines[2].contains("| 0.83x | 1.00x | up, gap 1.1 s |"),
+            "{m}"
+        );
+        assert_eq!(lines[4], "| fan-in | frr | failed | | | | | |");
     }
 
     #[test]
@@ -181,7 +258,11 @@ mod tests {
             n.starts_with("frr: asked 10 times, slowest answer 2.0 ms"),
             "{n}"
         );
-        assert!(n.ends_with("CPU s by thread: bgpd 4.50"), "{n}");
+        assert!(n.contains("CPU s by thread: bgpd 4.50;"), "{n}");
+        assert!(n.ends_with("stayed up (longest silence 1.10 s)"), "{n}");
+        o.watcher = Err("hold timer expired".into());
+        assert!(notes(&o).ends_with("went down: hold timer expired"));
+        assert!(table(&[(Kind::Frr, Ok(o))]).contains("DROPPED"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Two namespaces joined by a veth, injector `10.99.0.1/24` and receiver
-//! `10.99.0.2/24`, with a state directory for the receiver's files. It is
+//! Two namespaces joined by a veth, injector `10.99.0.1/24` (and the
+//! watcher `10.99.0.3/24`) and receiver `10.99.0.2/24`, with a state directory for the receiver's files. It is
 //! recorded like a lab (`/run/starling-lab/<name>/lab.json`), so the lab's
 //! cleanup removes it: at the start of the next run after a crash, and when
 //! the [`Rig`] is dropped, whatever happened.
@@ -13,6 +13,23 @@ use crate::state::{self, FileLock, ProcRecord, Record};
 
 /// The injector's address.
 pub const INJECTOR_ADDR: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
+/// The injectors' addresses when there are `n` (fan-in): 10.99.0.10 on.
+pub fn injector_addrs(n: usize) -> Vec<Ipv4Addr> {
+    if n <= 1 {
+        return vec![INJECTOR_ADDR];
+    }
+    (0..n.min(MAX_INJECTORS))
+        .map(|i| Ipv4Addr::new(10, 99, 0, 10 + i as u8))
+        .collect()
+}
+
+/// Most injectors the link has addresses for.
+pub const MAX_INJECTORS: usize = 200;
+
+/// The watcher's address: a second peer in the injector's namespace, with
+/// 1 s keepalive / 3 s hold timers and no routes, that must stay up while
+/// the receiver loads the stream.
+pub const WATCHER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 3);
 /// The receiver's address.
 pub const RECEIVER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
 /// Prefix length of the link.
@@ -31,7 +48,7 @@ pub struct Rig {
 impl Rig {
     /// Removes what a crashed run with this namespace prefix left, then
     /// builds the namespaces and the link.
-    pub fn up(prefix: &str) -> Result<Rig> {
+    pub fn up(prefix: &str, injectors: &[Ipv4Addr]) -> Result<Rig> {
         let name = state::lab_name(prefix)?;
         let lock_path = state::lab_lock_path(&name);
         let lock = FileLock::try_acquire(&lock_path)?.ok_or_else(|| {
@@ -64,7 +81,9 @@ impl Rig {
         netns::create(&rcv)?;
         let (inj_if, rcv_if) = (format!("{}i", rig.prefix), format!("{}r", rig.prefix));
         netns::veth(&inj, &inj_if, &rcv, &rcv_if)?;
-        netns::add_addr(&inj, &inj_if, &format!("{INJECTOR_ADDR}/{LINK_LEN}"))?;
+        for addr in injectors.iter().chain([&WATCHER_ADDR]) {
+            netns::add_addr(&inj, &inj_if, &format!("{addr}/{LINK_LEN}"))?;
+        }
         netns::add_addr(&rcv, &rcv_if, &format!("{RECEIVER_ADDR}/{LINK_LEN}"))?;
         Ok(rig)
     }

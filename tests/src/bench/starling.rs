@@ -9,8 +9,11 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::receiver::{launch, Receiver, HOLD_TIME, INJECTOR_AS, READY_TIMEOUT, RECEIVER_AS};
-use super::rig::{Rig, INJECTOR_ADDR, RECEIVER_ADDR};
+use super::receiver::{
+    launch, Plan, Receiver, HOLD_TIME, INJECTOR_AS, READY_TIMEOUT, RECEIVER_AS, WATCHER_HOLD,
+    WATCHER_KEEPALIVE,
+};
+use super::rig::{Rig, RECEIVER_ADDR, WATCHER_ADDR};
 use crate::agent::{self, Ctl, AGENT_BIN, CTL_BIN};
 use crate::cmd;
 use crate::error::{Error, Result};
@@ -31,28 +34,30 @@ pub struct Starling {
 }
 
 impl Starling {
-    pub fn start(rig: &mut Rig) -> Result<Starling> {
+    pub fn start(rig: &mut Rig, plan: &Plan) -> Result<Starling> {
         let bin = agent::binary(AGENT_BIN)?;
         agent::binary(CTL_BIN)?;
         let dir = rig.dir().join("starling");
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let yaml = dir.join("cluster.yaml");
-        std::fs::write(&yaml, cluster_yaml())
+        std::fs::write(&yaml, cluster_yaml(&plan.injectors))
             .map_err(|e| Error::io(format!("writing {}", yaml.display()), e))?;
         let socket = dir.join("ctl.sock");
         let log = dir.join("agent.log");
         let datastore = format!("file:{}", yaml.display());
         let socket_arg = socket.display().to_string();
-        let args = [
+        let mut args = vec![
             "--node-name",
             NODE,
             "--datastore",
             &datastore,
             "--control-socket",
             &socket_arg,
-            "--no-kernel-routes",
         ];
+        if !plan.kernel {
+            args.push("--no-kernel-routes");
+        }
         let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
         let agent = launch(
             rig,
@@ -126,18 +131,26 @@ impl Receiver for Starling {
     }
 }
 
-/// Node `r` (no pod CIDRs), mesh off, the injector as a BGPPeer.
-fn cluster_yaml() -> String {
-    format!(
+/// Node `r` (no pod CIDRs), mesh off, the injectors and the watcher as
+/// BGPPeers.
+fn cluster_yaml(injectors: &[std::net::Ipv4Addr]) -> String {
+    let mut y = format!(
         "apiVersion: v1\nkind: Node\nmetadata: {{name: {NODE}}}\n\
          status: {{addresses: [{{type: InternalIP, address: {RECEIVER_ADDR}}}]}}\n\
          ---\n\
          apiVersion: starling.dev/v1alpha1\nkind: BGPConfiguration\nmetadata: {{name: default}}\n\
          spec: {{asNumber: {RECEIVER_AS}, nodeToNodeMeshEnabled: false}}\n\
          ---\n\
-         apiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {{name: injector}}\n\
-         spec: {{peerIP: {INJECTOR_ADDR}, asNumber: {INJECTOR_AS}, holdTime: {HOLD_TIME}s}}\n"
-    )
+         apiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {{name: watcher}}\n\
+         spec: {{peerIP: {WATCHER_ADDR}, asNumber: {INJECTOR_AS}, holdTime: {WATCHER_HOLD}s, keepaliveTime: {WATCHER_KEEPALIVE}s}}\n"
+    );
+    for (i, addr) in injectors.iter().enumerate() {
+        y.push_str(&format!(
+            "---\napiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {{name: injector{i}}}\n\
+             spec: {{peerIP: {addr}, asNumber: {INJECTOR_AS}, holdTime: {HOLD_TIME}s}}\n"
+        ));
+    }
+    y
 }
 
 #[cfg(test)]
@@ -155,10 +168,11 @@ mod tests {
 
     #[test]
     fn datastore_has_the_node_and_the_peer() {
-        let y = cluster_yaml();
+        let y = cluster_yaml(&[super::super::rig::INJECTOR_ADDR]);
         assert!(y.contains("address: 10.99.0.2"));
         assert!(y.contains("nodeToNodeMeshEnabled: false"));
         assert!(y.contains("peerIP: 10.99.0.1, asNumber: 65001"));
+        assert!(y.contains("peerIP: 10.99.0.3, asNumber: 65001, holdTime: 3s, keepaliveTime: 1s"));
         assert!(!y.contains("podCIDR"));
     }
 }

@@ -40,23 +40,34 @@ impl Stream {
     /// Encodes `prefixes` announcements from `peer_as` via `next_hop`, for a
     /// session where both sides announced 4-octet AS numbers.
     pub fn encode(prefixes: u64, peer_as: u32, next_hop: Ipv4Addr) -> Result<Stream> {
-        if prefixes == 0 || prefixes > MAX_PREFIXES {
+        Stream::encode_from(0, prefixes, peer_as, next_hop)
+    }
+
+    /// The same, starting at the `first`-th /24 after [`FIRST_PREFIX`] (so
+    /// that several injectors send distinct prefixes).
+    pub fn encode_from(
+        first: u64,
+        prefixes: u64,
+        peer_as: u32,
+        next_hop: Ipv4Addr,
+    ) -> Result<Stream> {
+        if prefixes == 0 || first + prefixes > MAX_PREFIXES {
             return Err(Error::Setup(format!(
                 "--prefixes must be from 1 to {MAX_PREFIXES}, not {prefixes}"
             )));
         }
         let codec = Codec::FOUR_OCTET_AS;
-        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15 ^ first);
         let mut bytes = Vec::with_capacity(prefixes as usize * 4 + 64 * 1024);
         let mut starts = Vec::new();
         let mut paths = HashSet::new();
-        let first = u32::from(FIRST_PREFIX) >> 8;
-        let mut next = 0u64;
-        while next < prefixes {
-            let end = (next + PREFIXES_PER_UPDATE as u64).min(prefixes);
+        let base = u32::from(FIRST_PREFIX) >> 8;
+        let mut next = first;
+        while next < first + prefixes {
+            let end = (next + PREFIXES_PER_UPDATE as u64).min(first + prefixes);
             let nlri = (next..end)
                 .map(|i| {
-                    let net = (first + i as u32) << 8;
+                    let net = (base + i as u32) << 8;
                     Prefix::new(IpAddr::V4(Ipv4Addr::from(net)), 24)
                 })
                 .collect::<std::result::Result<Vec<_>, _>>()
@@ -83,6 +94,16 @@ impl Stream {
             prefixes,
             attribute_sets: paths.len(),
         })
+    }
+
+    /// No UPDATE at all: a session that only exchanges KEEPALIVEs.
+    pub fn empty() -> Stream {
+        Stream {
+            bytes: Vec::new(),
+            starts: Vec::new(),
+            prefixes: 0,
+            attribute_sets: 0,
+        }
     }
 
     /// Prefixes announced.

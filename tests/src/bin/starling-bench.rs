@@ -40,6 +40,53 @@ struct Cli {
     /// milliseconds; 0: none.
     #[arg(long, default_value_t = 1000)]
     progress_ms: u64,
+    /// Figures to measure, in order: receive (one injector, RIB only),
+    /// kernel (the same, installed into the kernel; not FRR, whose kernel
+    /// routes go through zebra), fan-in (--peers injectors, each sending
+    /// its share of the prefixes).
+    #[arg(long, default_value = "receive")]
+    figures: String,
+    /// Injectors of the fan-in figure.
+    #[arg(long, default_value_t = 50)]
+    peers: usize,
+}
+
+/// One measured figure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Figure {
+    Receive,
+    Kernel,
+    FanIn,
+}
+
+impl Figure {
+    fn parse_list(s: &str) -> Result<Vec<Figure>> {
+        s.split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| match p.trim() {
+                "receive" => Ok(Figure::Receive),
+                "kernel" => Ok(Figure::Kernel),
+                "fan-in" | "fanin" => Ok(Figure::FanIn),
+                other => Err(Error::Setup(format!(
+                    "unknown figure {other:?}: use receive, kernel or fan-in"
+                ))),
+            })
+            .collect()
+    }
+
+    fn title(self, prefixes: u64, peers: usize) -> String {
+        match self {
+            Figure::Receive => {
+                format!("receive: {prefixes} prefixes from one peer, held in the RIB")
+            }
+            Figure::Kernel => {
+                format!("kernel: {prefixes} prefixes from one peer, installed into the kernel")
+            }
+            Figure::FanIn => {
+                format!("fan-in: {peers} peers, {prefixes} prefixes in all, held in the RIB")
+            }
+        }
+    }
 }
 
 /// How long to wait for the lab tests (which share the lock) to finish.
@@ -80,12 +127,7 @@ fn run(cli: &Cli) -> Result<bool> {
             "--poll-ms and --timeout must be positive".into(),
         ));
     }
-    let opts = Options {
-        prefix: cli.prefix.clone(),
-        timeout: Duration::from_secs(cli.timeout),
-        poll: Duration::from_millis(cli.poll_ms),
-        progress: (cli.progress_ms > 0).then(|| Duration::from_millis(cli.progress_ms)),
-    };
+    let figures = Figure::parse_list(&cli.figures)?;
     let bin_dir = agent::bin_dir();
     if kinds.contains(&Kind::Starling) && !bin_dir.ends_with("release") {
         eprintln!(
@@ -93,15 +135,6 @@ fn run(cli: &Cli) -> Result<bool> {
             bin_dir.display()
         );
     }
-    let stream = bench::encode_stream(cli.prefixes)?;
-    println!(
-        "stream: {} prefixes in {} UPDATEs ({:.1} MB), {} distinct AS paths; poll every {} ms",
-        stream.prefixes(),
-        stream.updates(),
-        stream.len() as f64 / 1e6,
-        stream.attribute_sets(),
-        cli.poll_ms
-    );
     println!("agent: {}", bin_dir.join(agent::AGENT_BIN).display());
     let _lock = match state::tests_lock(Duration::ZERO) {
         Ok(l) => l,
@@ -110,22 +143,63 @@ fn run(cli: &Cli) -> Result<bool> {
             state::tests_lock(LOCK_WAIT)?
         }
     };
-    println!("load average before: {}", load_average());
-    let results = bench::run(&kinds, &stream, &opts);
-    println!("load average after:  {}", load_average());
-    for (kind, r) in &results {
-        if let Err(e) = r {
-            eprintln!("--- {kind} failed:\n{e}");
+    let mut ok = true;
+    let mut tables = Vec::new();
+    for figure in figures {
+        let opts = Options {
+            prefix: cli.prefix.clone(),
+            timeout: Duration::from_secs(cli.timeout),
+            poll: Duration::from_millis(cli.poll_ms),
+            progress: (cli.progress_ms > 0).then(|| Duration::from_millis(cli.progress_ms)),
+            kernel: figure == Figure::Kernel,
+        };
+        let streams = match figure {
+            Figure::FanIn => bench::encode_fan_in(cli.prefixes, cli.peers)?,
+            _ => vec![bench::encode_stream(cli.prefixes)?],
+        };
+        let kinds: Vec<Kind> = kinds
+            .iter()
+            .copied()
+            .filter(|k| figure != Figure::Kernel || *k != Kind::Frr)
+            .collect();
+        let title = figure.title(cli.prefixes, cli.peers);
+        println!();
+        println!("== {title}");
+        println!(
+            "streams: {} of {} prefixes in {} UPDATEs ({:.1} MB); poll every {} ms",
+            streams.len(),
+            streams.iter().map(|s| s.prefixes()).sum::<u64>(),
+            streams.iter().map(|s| s.updates()).sum::<usize>(),
+            streams.iter().map(|s| s.len()).sum::<usize>() as f64 / 1e6,
+            cli.poll_ms
+        );
+        println!("load average before: {}", load_average());
+        let results = bench::run(&kinds, &streams, &opts);
+        println!("load average after:  {}", load_average());
+        for (kind, r) in &results {
+            if let Err(e) = r {
+                eprintln!("--- {kind} failed:\n{e}");
+            }
         }
-    }
-    for (_, r) in &results {
-        if let Ok(o) = r {
-            println!("{}", bench::report::notes(o));
+        for (_, r) in &results {
+            if let Ok(o) = r {
+                println!("{}", bench::report::notes(o));
+            }
+        }
+        println!();
+        print!("{}", bench::report::table(&results));
+        ok &= results.len() == kinds.len() && results.iter().all(|(_, r)| r.is_ok());
+        let interrupted = results.len() < kinds.len();
+        tables.push((title, results));
+        if interrupted {
+            break;
         }
     }
     println!();
-    print!("{}", bench::report::table(&results));
-    Ok(results.len() == kinds.len() && results.iter().all(|(_, r)| r.is_ok()))
+    println!("README table (load average now {}):", load_average());
+    println!();
+    print!("{}", bench::report::markdown(&tables));
+    Ok(ok)
 }
 
 fn load_average() -> String {
