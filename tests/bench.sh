@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The BGP receive benchmark (issue #5): the same pre-encoded stream of IPv4
+# The BGP benchmarks (issue #5): the same pre-encoded streams of IPv4
 # prefixes (1,000,000 by default) fed to Starling, BIRD 2 and FRR in turn,
-# each in its own network namespaces and installing nothing into the
-# kernel; prints seconds from Established until all are held, routes/s,
-# peak RSS and the ratios to BIRD. Needs root. Release builds only.
+# each in its own network namespaces, in three figures: receive (one peer,
+# held in the RIB), kernel (installed into the kernel; BIRD and Starling)
+# and fan-in (50 peers x 20,000). Prints seconds from Established until all
+# are held, routes/s, peak RSS, the ratios to BIRD, whether a 1 s / 3 s
+# session stayed up, and at the end a Markdown table for the README.
+# Needs root. Release builds only.
 #
-#   tests/bench.sh                                  # all three, 1,000,000 prefixes
-#   tests/bench.sh --prefixes 200000 --receivers starling,bird
+#   tests/bench.sh                                  # all figures, all receivers
+#   tests/bench.sh --figures receive --prefixes 200000 --receivers starling,bird
 #
 # Measure on a quiet machine (`uptime`: load average below ~1).
 set -euo pipefail

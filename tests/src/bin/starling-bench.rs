@@ -1,8 +1,11 @@
-//! `starling-bench`: the BGP receive benchmark of issue #5. One injector
-//! peer feeds the same pre-encoded stream of IPv4 prefixes to Starling,
-//! BIRD 2 and FRR in turn (each in its own namespaces, none installing into
-//! the kernel) and prints, per receiver, the time from Established until it
-//! holds every prefix, routes/s, peak RSS, CPU time and the ratios to BIRD.
+//! `starling-bench`: the BGP benchmarks of issue #5. Injector peers feed
+//! the same pre-encoded streams of IPv4 prefixes to Starling, BIRD 2 and FRR
+//! in turn (each in its own namespaces) and it prints, per receiver, the
+//! time from Established until it holds every prefix, routes/s, peak RSS,
+//! CPU time, the ratios to BIRD and whether a second session with 1 s / 3 s
+//! timers stayed up; three figures: receive (one peer, RIB only), kernel
+//! (installed into the kernel) and fan-in (50 peers); then one Markdown
+//! table of all of them.
 //!
 //! Run it from release builds: `tests/bench.sh [ARGS]`. The workspace
 //! binaries are taken from `STARLING_BIN_DIR`, else from the directory this
@@ -44,7 +47,7 @@ struct Cli {
     /// kernel (the same, installed into the kernel; not FRR, whose kernel
     /// routes go through zebra), fan-in (--peers injectors, each sending
     /// its share of the prefixes).
-    #[arg(long, default_value = "receive")]
+    #[arg(long, default_value = "receive,kernel,fan-in")]
     figures: String,
     /// Injectors of the fan-in figure.
     #[arg(long, default_value_t = 50)]
