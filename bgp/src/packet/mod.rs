@@ -21,7 +21,7 @@ pub use as_path::{AsPath, AsSegment, SegmentKind};
 pub use attributes::{community, MpReach, MpUnreach, Origin, PathAttributes, RawAttribute};
 pub use error::DecodeError;
 pub use notification::Notification;
-pub use open::{Capability, GracefulRestart, Open, AS_TRANS};
+pub use open::{AddPathMode, Capability, GracefulRestart, Open, AS_TRANS};
 pub use route_refresh::{RefreshSubtype, RouteRefresh};
 pub use update::Update;
 

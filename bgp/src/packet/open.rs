@@ -19,6 +19,7 @@ const CAP_ROUTE_REFRESH: u8 = 2;
 const CAP_EXTENDED_MESSAGE: u8 = 6;
 const CAP_GRACEFUL_RESTART: u8 = 64;
 const CAP_FOUR_OCTET_AS: u8 = 65;
+const CAP_ADD_PATH: u8 = 69;
 const CAP_ENHANCED_ROUTE_REFRESH: u8 = 70;
 
 /// The Graceful Restart capability (RFC 4724 section 3).
@@ -75,6 +76,26 @@ impl GracefulRestart {
     }
 }
 
+/// The Send/Receive field of the ADD-PATH capability (RFC 7911 section 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddPathMode {
+    pub receive: bool,
+    pub send: bool,
+}
+
+impl AddPathMode {
+    fn octet(self) -> u8 {
+        u8::from(self.receive) | (u8::from(self.send) << 1)
+    }
+
+    fn from_octet(v: u8) -> Option<AddPathMode> {
+        (1..=3).contains(&v).then_some(AddPathMode {
+            receive: v & 1 != 0,
+            send: v & 2 != 0,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Capability {
     /// RFC 4760 section 8.
@@ -86,6 +107,9 @@ pub enum Capability {
     ExtendedMessage,
     /// RFC 7313: refreshed routes come between BoRR and EoRR markers.
     EnhancedRouteRefresh,
+    /// RFC 7911 section 4: per family, whether the speaker can receive
+    /// and/or send several paths per prefix. Read, not yet announced.
+    AddPath(Vec<(Family, AddPathMode)>),
     /// RFC 6793.
     FourOctetAs(u32),
     /// RFC 4724.
@@ -179,6 +203,14 @@ impl Open {
         self.capabilities.contains(&Capability::RouteRefresh)
     }
 
+    /// What the speaker announced of ADD-PATH for `family` (RFC 7911).
+    pub fn add_path(&self, family: Family) -> Option<AddPathMode> {
+        self.capabilities.iter().find_map(|c| match c {
+            Capability::AddPath(fams) => fams.iter().find(|(f, _)| *f == family).map(|(_, m)| *m),
+            _ => None,
+        })
+    }
+
     /// Whether the speaker announced Enhanced Route Refresh (RFC 7313).
     pub fn enhanced_route_refresh(&self) -> bool {
         self.capabilities
@@ -201,6 +233,15 @@ impl Open {
                 Capability::RouteRefresh => (CAP_ROUTE_REFRESH, vec![]),
                 Capability::ExtendedMessage => (CAP_EXTENDED_MESSAGE, vec![]),
                 Capability::EnhancedRouteRefresh => (CAP_ENHANCED_ROUTE_REFRESH, vec![]),
+                Capability::AddPath(fams) => (
+                    CAP_ADD_PATH,
+                    fams.iter()
+                        .flat_map(|(f, m)| {
+                            let [a0, a1] = f.afi.to_be_bytes();
+                            [a0, a1, f.safi, m.octet()]
+                        })
+                        .collect(),
+                ),
                 Capability::FourOctetAs(asn) => (CAP_FOUR_OCTET_AS, asn.to_be_bytes().to_vec()),
                 Capability::GracefulRestart(gr) => (CAP_GRACEFUL_RESTART, gr.encode()),
                 Capability::Unknown { code, value } => (*code, value.clone()),
@@ -275,6 +316,28 @@ fn decode_capabilities(mut input: Input, out: &mut Vec<Capability>) -> Result<()
             (CAP_ROUTE_REFRESH, 0) => Capability::RouteRefresh,
             (CAP_EXTENDED_MESSAGE, 0) => Capability::ExtendedMessage,
             (CAP_ENHANCED_ROUTE_REFRESH, 0) => Capability::EnhancedRouteRefresh,
+            // RFC 7911 section 4: a list of AFI, SAFI, Send/Receive; a
+            // Send/Receive other than 1-3 makes the capability one we do
+            // not understand, kept as unknown.
+            (CAP_ADD_PATH, n) if n % 4 == 0 => {
+                let fams: Option<Vec<(Family, AddPathMode)>> = value
+                    .chunks_exact(4)
+                    .map(|c| {
+                        let family = Family {
+                            afi: u16::from_be_bytes([c[0], c[1]]),
+                            safi: c[2],
+                        };
+                        AddPathMode::from_octet(c[3]).map(|m| (family, m))
+                    })
+                    .collect();
+                match fams {
+                    Some(fams) => Capability::AddPath(fams),
+                    None => Capability::Unknown {
+                        code,
+                        value: value.to_vec(),
+                    },
+                }
+            }
             (CAP_GRACEFUL_RESTART, _) => {
                 Capability::GracefulRestart(GracefulRestart::decode(value).ok_or_else(bad)?)
             }
@@ -297,4 +360,55 @@ fn decode_capabilities(mut input: Input, out: &mut Vec<Capability>) -> Result<()
         out.push(cap);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(value: &[u8]) -> Result<Vec<Capability>, DecodeError> {
+        let mut input = vec![CAP_ADD_PATH, value.len() as u8];
+        input.extend(value);
+        let mut out = Vec::new();
+        decode_capabilities(&input, &mut out).map(|()| out)
+    }
+
+    /// RFC 7911 section 4: AFI, SAFI and Send/Receive (1 receive, 2 send,
+    /// 3 both) per family, as FRR announces it.
+    #[test]
+    fn add_path_capability() {
+        let both = AddPathMode {
+            receive: true,
+            send: true,
+        };
+        let rx = AddPathMode {
+            receive: true,
+            send: false,
+        };
+        let got = caps(&[0, 1, 1, 3, 0, 2, 1, 1]).unwrap();
+        let want = Capability::AddPath(vec![
+            (Family::IPV4_UNICAST, both),
+            (Family::IPV6_UNICAST, rx),
+        ]);
+        assert_eq!(got, vec![want.clone()]);
+        let open = Open {
+            capabilities: got,
+            ..Open::new(64512, 90, Ipv4Addr::new(10, 0, 0, 1), &[])
+        };
+        assert_eq!(open.add_path(Family::IPV6_UNICAST), Some(rx));
+        let mut buf = BytesMut::new();
+        open.encode(&mut buf);
+        let back = Open::decode(&buf).unwrap();
+        assert!(back.capabilities.contains(&want));
+        // A Send/Receive of 0 or 4: not understood, kept as unknown.
+        assert!(matches!(
+            caps(&[0, 1, 1, 4]).unwrap()[0],
+            Capability::Unknown { code: 69, .. }
+        ));
+        // Not a multiple of 4 octets: unknown too, the session stays.
+        assert!(matches!(
+            caps(&[0, 1, 1]).unwrap()[0],
+            Capability::Unknown { code: 69, .. }
+        ));
+    }
 }
