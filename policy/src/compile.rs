@@ -85,9 +85,13 @@ pub fn compile(
         .filter(|p| node.is_none() || p.node.as_deref() == node)
         .filter(|p| !p.ips.is_empty());
     for pod in local {
+        // The policies of the pod's namespace: a range of the map.
+        let ns = &pod.key.namespace;
         let selecting: Vec<&Policy> = policies
-            .values()
-            .filter(|p| p.key.namespace == pod.key.namespace && p.pod_selector.matches(&pod.labels))
+            .range(ObjectKey::new(ns, "")..)
+            .take_while(|(k, _)| &k.namespace == ns)
+            .map(|(_, p)| p)
+            .filter(|p| p.pod_selector.matches(&pod.labels))
             .collect();
         for direction in [Direction::Ingress, Direction::Egress] {
             let with_rules: Vec<(&Policy, &Vec<Rule>)> = selecting
@@ -204,20 +208,49 @@ fn peer_ranges(snapshot: &Snapshot, peer: &Peer, family: Family) -> Vec<IpRange>
             .filter(|r| r.family == family)
             .copied()
             .collect(),
-        Peer::Pods { namespaces, pods } => snapshot
-            .pods
-            .values()
-            .filter(|p| match namespaces {
-                NamespaceScope::Own(ns) => &p.key.namespace == ns,
-                NamespaceScope::Selected(s) => {
-                    s.matches(&snapshot.namespace_labels(&p.key.namespace))
-                }
-            })
-            .filter(|p| pods.matches(&p.labels))
-            .flat_map(|p| p.ips.iter().filter(|a| Family::of(a) == family))
-            .map(|a| IpRange::host(*a))
-            .collect(),
+        Peer::Pods { namespaces, pods } => {
+            let in_scope: Vec<&str> = match namespaces {
+                NamespaceScope::Own(ns) => vec![ns.as_str()],
+                NamespaceScope::Selected(s) => namespaces_with_pods(snapshot)
+                    .filter(|ns| s.matches(&snapshot.namespace_labels(ns)))
+                    .collect(),
+            };
+            in_scope
+                .into_iter()
+                .flat_map(|ns| pods_of(snapshot, ns))
+                .filter(|p| pods.matches(&p.labels))
+                .flat_map(|p| p.ips.iter().filter(|a| Family::of(a) == family))
+                .map(|a| IpRange::host(*a))
+                .collect()
+        }
     }
+}
+
+/// The pods of one namespace: a range of the map (keys sort by namespace
+/// first), not a scan of every pod.
+fn pods_of<'a>(snapshot: &'a Snapshot, ns: &str) -> impl Iterator<Item = &'a PodInfo> {
+    let ns = ns.to_string();
+    snapshot
+        .pods
+        .range(ObjectKey::new(&ns, "")..)
+        .take_while(move |(k, _)| k.namespace == ns)
+        .map(|(_, p)| p)
+}
+
+/// Each namespace that has pods, once, jumping from one to the next.
+fn namespaces_with_pods(snapshot: &Snapshot) -> impl Iterator<Item = &str> {
+    let mut next = snapshot.pods.keys().next();
+    std::iter::from_fn(move || {
+        let ns = next?.namespace.as_str();
+        // Right after every key of `ns`: "ns\0" sorts after "ns", before
+        // any other namespace starting with "ns".
+        next = snapshot
+            .pods
+            .range(ObjectKey::new(&format!("{ns}\0"), "")..)
+            .next()
+            .map(|(k, _)| k);
+        Some(ns)
+    })
 }
 
 #[cfg(test)]

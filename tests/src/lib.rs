@@ -18,6 +18,7 @@ pub mod lab;
 pub mod metrics;
 pub mod netns;
 pub mod pods;
+pub mod policy_bench;
 pub mod policy_lab;
 pub mod policy_pods;
 pub mod policy_probe;
