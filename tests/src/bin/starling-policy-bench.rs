@@ -40,7 +40,6 @@ fn main() -> ExitCode {
         policies: cli.policies,
         added_pods: cli.added_pods,
         stream: Duration::from_secs(cli.stream_seconds),
-        ..Workload::full()
     };
     match policy_bench::run(&cli.prefix, w, &|s| eprintln!("policy-bench: {s}")) {
         Ok(r) => {
