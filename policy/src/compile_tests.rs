@@ -125,3 +125,34 @@ fn ip_blocks_and_namespace_selectors() {
     // IPv6 sources: no v6 block, and b has no v6 address.
     assert!(!explain(&m, &flow("fd00::9", "fd00:244:1::2", Protocol::Tcp, 81)).allowed());
 }
+
+#[test]
+fn pods_are_found_by_namespace_even_when_names_share_a_prefix() {
+    let mut snap = Snapshot::default();
+    for (ns, name) in [
+        ("a", "p"),
+        ("a", "q"),
+        ("a-b", "p"),
+        ("ab", "p"),
+        ("b", "p"),
+    ] {
+        let key = ObjectKey::new(ns, name);
+        snap.pods.insert(
+            key.clone(),
+            PodInfo {
+                key,
+                node: None,
+                labels: Default::default(),
+                ips: vec![],
+                named_ports: vec![],
+            },
+        );
+    }
+    let names =
+        |ns: &str| -> Vec<String> { pods_of(&snap, ns).map(|p| p.key.to_string()).collect() };
+    assert_eq!(names("a"), ["a/p", "a/q"]);
+    assert_eq!(names("ab"), ["ab/p"]);
+    assert!(names("c").is_empty());
+    let all: Vec<&str> = namespaces_with_pods(&snap).collect();
+    assert_eq!(all, ["a", "a-b", "ab", "b"]);
+}
