@@ -244,6 +244,9 @@ impl Agent {
         }
         let datastore = format!("file:{}", self.datastore.display());
         let socket = self.socket().display().to_string();
+        // The IPAM store the lab's starling-cni writes (read when the
+        // cluster has IPPools).
+        let ipam_dir = self.ipam_dir().display().to_string();
         let args = [
             "--node-name",
             self.node.as_str(),
@@ -253,16 +256,11 @@ impl Agent {
             socket.as_str(),
             "--metrics-address",
             crate::metrics::METRICS_ADDRESS,
+            "--state-dir",
+            ipam_dir.as_str(),
         ];
         let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| self.rust_log.clone());
-        // The IPAM store the lab's starling-cni writes (used when the
-        // cluster has IPPools).
-        let ipam_dir = self.ipam_dir();
-        let ipam_dir = ipam_dir.display().to_string();
-        let env = [
-            ("RUST_LOG", rust_log.as_str()),
-            ("STARLING_STATE_DIR", ipam_dir.as_str()),
-        ];
+        let env = [("RUST_LOG", rust_log.as_str())];
         let child = netns::spawn(&self.ns, &bin, &args, &env, &log)?;
         let m = Managed::new(format!("agent of {}", self.node), child, &log);
         let pid = m.pid();

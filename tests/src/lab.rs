@@ -1,5 +1,6 @@
 //! `Lab`: one whole lab (switch, ToR with FRR, three nodes with agents, six
-//! pods) owned by one value and torn down when it is dropped.
+//! pods plugged in by starling-cni) owned by one value and torn down when it
+//! is dropped.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -7,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::agent::{self, Agent};
+use crate::cni;
 use crate::datastore;
 use crate::error::{Error, Result};
 use crate::frr::{self, Afi, Frr};
 use crate::kernel::{self, KernelRoute};
 use crate::netns;
-use crate::pods;
 use crate::state::{self, FileLock, ProcRecord, Record};
 use crate::topology::{self, Cidr, NodeSpec, PodSpec};
 use crate::wait::{wait_until, Check};
@@ -139,7 +140,14 @@ impl Lab {
         };
         lab.save_record()?;
         lab.build_topology()?;
-        lab.write_datastore(&options.cluster_yaml)?;
+        // The datastore first: starling-cni reads the pools from it.
+        let yaml = format!(
+            "{}\n{}",
+            cni::label_nodes(&options.cluster_yaml, &lab.nodes),
+            cni::lab_pools(&lab.nodes)
+        );
+        lab.write_datastore(&yaml)?;
+        lab.plug_pods()?;
         if options.frr {
             lab.start_frr(&options)?;
         }
@@ -193,18 +201,41 @@ impl Lab {
                 &[format!("{}/24", n.v4), format!("{}/64", n.v6)],
             )?;
             topology::make_node_router(&node_ns)?;
-            for p in n.pods() {
+        }
+        Ok(())
+    }
+
+    /// Creates each node's pods, plugged in by starling-cni (ADD, as a
+    /// runtime runs it) with addresses from the node's IPPools.
+    fn plug_pods(&mut self) -> Result<()> {
+        for n in self.nodes.clone() {
+            for mut p in n.pods() {
                 let pod_ns = self.ns(&p.base_name());
                 self.create_ns(&pod_ns)?;
-                let host_if = pods::plug(&node_ns, &pod_ns, &p)?;
+                let added = cni::added(&self.cni(&n.name, "ADD", &p.base_name(), &pod_ns)?)?;
+                p.v4 = added.v4;
+                p.v6 = added.v6;
                 self.pods.push(Pod {
                     spec: p,
                     ns: pod_ns,
-                    host_if,
+                    host_if: added.host_if,
                 });
             }
         }
         Ok(())
+    }
+
+    /// Runs starling-cni's `verb` in `node`'s namespace for container `id`
+    /// whose namespace is `pod_ns`, with the lab's datastore and IPAM
+    /// store, as a container runtime does; returns its JSON output.
+    pub fn cni(&self, node: &str, verb: &str, id: &str, pod_ns: &str) -> Result<serde_json::Value> {
+        let conf = cni::config(node, &self.datastore_path(), &self.ipam_dir())?;
+        cni::run(&self.ns(node), verb, id, pod_ns, &conf)
+    }
+
+    /// The IPAM store shared by starling-cni and every agent (`--state-dir`).
+    pub fn ipam_dir(&self) -> PathBuf {
+        self.dir.join("ipam")
     }
 
     fn create_ns(&mut self, ns: &str) -> Result<()> {

@@ -1,5 +1,6 @@
 //! Starling's lab: network namespaces wired into a small rack (a switch, a
-//! ToR running FRR, three nodes running `starling-agent`, two pods per node),
+//! ToR running FRR, three nodes running `starling-agent`, two pods per node
+//! plugged in by `starling-cni` with addresses from the lab's IPPools),
 //! used by the integration tests (`tests/tests/lab.rs`) and by the lab
 //! command (`starling-lab up|down`, wrapped by `examples/lab/lab.sh`).
 //!
@@ -10,6 +11,7 @@ pub mod agent;
 pub mod bench;
 pub mod bfd_probe;
 pub mod cmd;
+pub mod cni;
 pub mod datastore;
 pub mod error;
 pub mod frr;

@@ -1,5 +1,7 @@
-//! Plugging pod namespaces into a node, Calico-style (to be replaced by the
-//! CNI plugin of issue #3).
+//! Plugging pod namespaces into a node with fixed addresses, Calico-style,
+//! as starling-cni does: the NetworkPolicy e2e pods, whose addresses the
+//! policy cases name. The lab's own pods are plugged by starling-cni itself
+//! (`crate::cni`).
 //!
 //! A veth pair per pod: `eth0` inside the pod, `cali<hash>` in the node. The
 //! pod has its /32 and /128, a default route via the link-local gateway

@@ -49,6 +49,22 @@ impl Cidr {
     pub fn is_ipv4(&self) -> bool {
         self.addr.is_ipv4()
     }
+
+    /// Whether `ip` is inside this prefix.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let bits = |a: IpAddr| match a {
+            IpAddr::V4(a) => u128::from(u32::from(a)) << 96,
+            IpAddr::V6(a) => u128::from(a),
+        };
+        if self.is_ipv4() != ip.is_ipv4() {
+            return false;
+        }
+        // IPv4 addresses take the top 32 bits: the length counts from there.
+        let mask = u128::MAX
+            .checked_shl(128 - u32::from(self.len))
+            .unwrap_or(0);
+        bits(self.addr) & mask == bits(ip) & mask
+    }
 }
 
 impl FromStr for Cidr {
@@ -130,7 +146,9 @@ impl NodeSpec {
         [self.pod_cidr_v4, self.pod_cidr_v6]
     }
 
-    /// The pods the lab plugs into this node: pod-a (.10) and pod-b (.11).
+    /// The pods the lab plugs into this node: pod-a and pod-b. The
+    /// addresses here are placeholders: the lab's pods get theirs from
+    /// starling-cni (see `Lab::pods`).
     pub fn pods(&self) -> Vec<PodSpec> {
         // IPv4 .10/.11; IPv6 ::10/::11 (written the same, so hex 0x10/0x11).
         [("pod-a", 10u8, 0x10u16), ("pod-b", 11, 0x11)]
@@ -251,6 +269,12 @@ mod tests {
         assert_eq!(n.v4.to_string(), "10.0.0.12");
         assert_eq!(n.v6.to_string(), "fd00::12");
         assert_eq!(n.pod_cidr_v4.to_string(), "10.244.2.0/24");
+        assert!(n.pod_cidr_v4.contains("10.244.2.0".parse().unwrap()));
+        assert!(n.pod_cidr_v4.contains("10.244.2.255".parse().unwrap()));
+        assert!(!n.pod_cidr_v4.contains("10.244.3.0".parse().unwrap()));
+        assert!(n.pod_cidr_v6.contains("fd00:244:2::ffff".parse().unwrap()));
+        assert!(!n.pod_cidr_v6.contains("10.244.2.1".parse().unwrap()));
+        assert!(Cidr::new("0.0.0.0".parse().unwrap(), 0).contains("1.2.3.4".parse().unwrap()));
         assert_eq!(n.pod_cidr_v6.to_string(), "fd00:244:2::/64");
         let pods = n.pods();
         assert_eq!(pods[1].v4.to_string(), "10.244.2.11");

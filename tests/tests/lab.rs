@@ -93,6 +93,33 @@ fn topology_and_pods() {
         for ns in lab.namespaces().to_vec() {
             ensure(netns::exists(&ns), || format!("namespace {ns} missing"))?;
         }
+        // starling-cni plugged the pods from the lab's IPPools: each node
+        // holds one block per family, its pod CIDR, and its pods' addresses
+        // are in it.
+        let blocks: std::collections::BTreeSet<String> =
+            std::fs::read_dir(lab.ipam_dir().join("blocks"))
+                .map_err(|e| Error::Setup(format!("reading the IPAM store: {e}")))?
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect();
+        let want: std::collections::BTreeSet<String> = lab
+            .nodes()
+            .iter()
+            .flat_map(|n| n.pod_cidrs())
+            .map(|c| format!("{}.json", c.to_string().replace('/', "-")))
+            .collect();
+        ensure(blocks == want, || {
+            format!("IPAM blocks {blocks:?}, expected {want:?}")
+        })?;
+        ensure(lab.read_datastore()?.contains("kind: IPPool"), || {
+            "no IPPool in the lab's datastore".into()
+        })?;
+        for p in lab.pods() {
+            let n = lab.node(&p.spec.node)?;
+            ensure(
+                n.pod_cidr_v4.contains(p.v4()) && n.pod_cidr_v6.contains(p.v6()),
+                || format!("{p:?} is outside {}'s pod CIDRs", n.name),
+            )?;
+        }
         // The fabric: each node reaches the ToR over IPv4 and IPv6.
         for n in lab.nodes().to_vec() {
             for tor in [IpAddr::V4(topology::TOR_V4), IpAddr::V6(topology::TOR_V6)] {
@@ -726,47 +753,6 @@ fn pods_between(lab: &Lab, from: &str, to: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs the lab's `starling-cni` as a container runtime does, inside the
-/// node's namespace; returns the result JSON.
-fn cni(lab: &Lab, node: &str, verb: &str, id: &str, pod_ns: &str) -> Result<serde_json::Value> {
-    use std::io::Write;
-    let conf = serde_json::json!({
-        "cniVersion": "1.1.0",
-        "name": "starling",
-        "type": "starling-cni",
-        "nodeName": node,
-        "datastore": format!("file:{}", lab.datastore_path().display()),
-        "stateDir": lab.state_dir().join("ipam").display().to_string(),
-    });
-    let bin = starling_lab::agent::bin_dir().join("starling-cni");
-    let netns = format!("/run/netns/{pod_ns}");
-    let mut child = std::process::Command::new("ip")
-        .args(["netns", "exec", &lab.ns(node)])
-        .arg(&bin)
-        .env("CNI_COMMAND", verb)
-        .env("CNI_CONTAINERID", id)
-        .env("CNI_NETNS", &netns)
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", "/opt/cni/bin")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::Setup(format!("running {}: {e}", bin.display())))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(conf.to_string().as_bytes())
-            .map_err(|e| Error::Setup(format!("writing to starling-cni: {e}")))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| Error::Setup(format!("waiting for starling-cni: {e}")))?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    ensure(out.status.success(), || {
-        format!("starling-cni {verb} failed: {text}")
-    })?;
-    Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
-}
-
 /// The IPv4 address starling-cni gave, from its result JSON.
 fn cni_ipv4(result: &serde_json::Value) -> Result<std::net::Ipv4Addr> {
     result["ips"]
@@ -799,30 +785,31 @@ fn wait_block_route(lab: &Lab, node: &str, block: &str, via: Option<&str>) -> Re
     })
 }
 
-/// IPAM and routing together (issue #3): with an IPPool, pods plugged in by
-/// starling-cni on node-1 and node-3 take addresses from blocks their nodes
-/// claim; the agents route each block to its node (which blackholes it),
-/// the two pods talk, and when they go the blocks' routes go.
+/// IPAM and routing together (issue #3): with an IPPool added at run time
+/// (the lab's own IPv4 pools taken out), pods plugged in by starling-cni on
+/// node-1 and node-3 take addresses from new blocks their nodes claim; the
+/// agents route each block to its node (which blackholes it), the two pods
+/// talk, and when they go the blocks' routes go.
 #[test]
 fn ipam_blocks_are_routed_and_withdrawn() {
-    let mut yaml = starling_lab::datastore::DEFAULT_CLUSTER_YAML.to_string();
-    yaml.push_str(
-        "\n---\napiVersion: starling.dev/v1alpha1\nkind: IPPool\nmetadata: {name: pods-v4}\n\
-         spec: {cidr: 10.250.0.0/16, blockSize: 26}\n",
-    );
-    let options = LabOptions {
-        cluster_yaml: yaml,
-        ..LabOptions::default()
-    };
-    run_lab("t11-", options, |lab| {
+    run_lab("t11-", LabOptions::default(), |lab| {
         lab.wait_agents_established(SESSIONS_UP)?;
+        let mut yaml = lab.read_datastore()?;
+        for n in lab.node_names() {
+            yaml = starling_lab::datastore::remove_object(&yaml, "IPPool", &format!("lab-{n}-v4"))?;
+        }
+        yaml.push_str(
+            "---\napiVersion: starling.dev/v1alpha1\nkind: IPPool\nmetadata: {name: pods-v4}\n\
+             spec: {cidr: 10.250.0.0/16, blockSize: 26}\n",
+        );
+        lab.write_datastore(&yaml)?;
         let mut pods = Vec::new();
         let mut guards = Vec::new();
         for node in ["node-1", "node-3"] {
             let ns = lab.ns(&format!("{node}-pod-ipam"));
             netns::create(&ns)?;
             guards.push(ExtraNamespace(ns.clone()));
-            let ip = cni_ipv4(&cni(lab, node, "ADD", &format!("ipam-{node}"), &ns)?)?;
+            let ip = cni_ipv4(&lab.cni(node, "ADD", &format!("ipam-{node}"), &ns)?)?;
             ensure(ip.octets()[..2] == [10, 250], || {
                 format!("{ip} is not from the pool")
             })?;
@@ -846,7 +833,7 @@ fn ipam_blocks_are_routed_and_withdrawn() {
 
         // The pods go, their blocks are freed, the routes are withdrawn.
         for (node, ns, _, _) in &pods {
-            cni(lab, node, "DEL", &format!("ipam-{node}"), ns)?;
+            lab.cni(node, "DEL", &format!("ipam-{node}"), ns)?;
         }
         for (node, _, _, block) in &pods {
             for other in ["node-1", "node-2", "node-3"].iter().filter(|n| *n != node) {
