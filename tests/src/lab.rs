@@ -37,6 +37,10 @@ pub struct LabOptions {
     pub rust_log: String,
     /// How long each agent may take to answer after starting.
     pub agent_ready_timeout: Duration,
+    /// Write the lab's IPPools (`cni::lab_pools`) into the datastore (the
+    /// default). Without them starling-cni hands out, and the agents route,
+    /// each node's `spec.podCIDRs` (for tests that give two nodes one CIDR).
+    pub ip_pools: bool,
     /// Nodes node-1..node-N (default 3, at most `topology::MAX_NODES`); the
     /// cluster YAML and FRR's neighbors must match.
     pub node_count: u8,
@@ -54,6 +58,7 @@ impl Default for LabOptions {
             rust_log: "info".to_string(),
             agent_ready_timeout: Duration::from_secs(20),
             node_count: topology::NODE_COUNT,
+            ip_pools: true,
         }
     }
 }
@@ -141,12 +146,16 @@ impl Lab {
         lab.save_record()?;
         lab.build_topology()?;
         // The datastore first: starling-cni reads the pools from it.
-        let yaml = format!(
-            "{}\n{}",
-            cni::label_nodes(&options.cluster_yaml, &lab.nodes),
-            cni::lab_pools(&lab.nodes)
-        );
-        lab.write_datastore(&yaml)?;
+        if options.ip_pools {
+            let yaml = format!(
+                "{}\n{}",
+                cni::label_nodes(&options.cluster_yaml, &lab.nodes),
+                cni::lab_pools(&lab.nodes)
+            );
+            lab.write_datastore(&yaml)?;
+        } else {
+            lab.write_datastore(&options.cluster_yaml)?;
+        }
         lab.plug_pods()?;
         if options.frr {
             lab.start_frr(&options)?;

@@ -69,6 +69,9 @@ fn wait_hops(lab: &starling_lab::Lab, count: usize) -> Result<Vec<Vec<String>>> 
 fn router_id_annotation_and_ecmp_bound() {
     let options = LabOptions {
         cluster_yaml: cluster_yaml(1),
+        // Two nodes announce one anycast CIDR: pod CIDRs can, IPAM blocks
+        // (one node each) cannot.
+        ip_pools: false,
         ..LabOptions::default()
     };
     run_lab("t22-", options, |lab| {
