@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
 
-use crate::store::{BlockStore, StoreError};
+use crate::store::{BlockStore, StoreError, Stored};
 
 /// The routes one node originates for its pods.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,8 +21,13 @@ pub struct NodeBlocks {
 /// Reads `node`'s blocks and borrowed addresses from `store`. Cheap enough
 /// to poll every second (one directory listing for the file store).
 pub fn node_blocks(store: &dyn BlockStore, node: &str) -> Result<NodeBlocks, StoreError> {
+    Ok(node_blocks_in(&store.list()?, node))
+}
+
+/// `node`'s blocks and borrowed addresses among `blocks` (a store's listing).
+pub fn node_blocks_in(blocks: &[Stored], node: &str) -> NodeBlocks {
     let mut out = NodeBlocks::default();
-    for s in store.list()? {
+    for s in blocks {
         if s.block.affinity.as_deref() == Some(node) {
             out.blocks.push(s.block.cidr);
             continue;
@@ -37,5 +42,5 @@ pub fn node_blocks(store: &dyn BlockStore, node: &str) -> Result<NodeBlocks, Sto
     }
     out.blocks.sort();
     out.borrowed.sort();
-    Ok(out)
+    out
 }

@@ -19,7 +19,7 @@ mod pool;
 mod requested;
 mod store;
 
-pub use advertise::{node_blocks, NodeBlocks};
+pub use advertise::{node_blocks, node_blocks_in, NodeBlocks};
 pub use allocator::{Ipam, IpamError};
 pub use file_store::FileStore;
 pub use gc::{gone_handles, release_gone};

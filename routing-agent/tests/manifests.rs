@@ -457,6 +457,9 @@ fn the_cluster_role_grants_what_the_agent_uses_and_nothing_more() {
             verb.to_string(),
         )
     };
+    // kubernetes::publish_node_blocks: the node's IPAMBlocks, routed.
+    used.insert(starling("ipamblocks", "list"));
+    used.insert(starling("ipamblocks", "watch"));
     used.insert(starling("bgpnodestatuses", "create"));
     used.insert(starling("bgpnodestatuses", "patch"));
     used.insert(starling("bgpnodestatuses/status", "patch"));

@@ -12,10 +12,10 @@ use starling_agent::config::{DatastoreSpec, FileDatastore};
 use starling_agent::control::{self, DEFAULT_SOCKET_PATH};
 use starling_agent::kernel::Kernel;
 use starling_agent::kubernetes::{
-    EventRecorder, KubeDatastore, NodeStatusWriter, SessionStatusSink,
+    publish_node_blocks, EventRecorder, KubeDatastore, NodeStatusWriter, SessionStatusSink,
 };
 use starling_agent::metrics::{self, Metrics, MetricsAddress};
-use starling_agent::speaker::Speaker;
+use starling_agent::speaker::{IpamView, Speaker};
 
 #[derive(Parser)]
 #[command(version, about = "Starling's per-node BGP routing agent")]
@@ -96,6 +96,9 @@ async fn run(args: Args) -> Result<(), String> {
     };
     // Where session states are written back (Kubernetes mode only).
     let mut status_sink: Option<std::sync::Arc<dyn SessionStatusSink>> = None;
+    // What IPAM gave the node: the IPAMBlocks (Kubernetes mode) or the
+    // --state-dir file store.
+    let mut ipam: Option<IpamView> = None;
     let config = match &args.datastore {
         DatastoreSpec::File(path) => FileDatastore::new(path.clone())
             .watch(Duration::from_millis(500))
@@ -109,6 +112,10 @@ async fn run(args: Args) -> Result<(), String> {
                 store.client().clone(),
                 &args.node_name,
             ));
+            ipam = Some(IpamView::Published(publish_node_blocks(
+                store.client().clone(),
+                args.node_name.clone(),
+            )));
             tracing::info!("waiting for the first lists of the Kubernetes datastore");
             store
                 .with_rejections(std::sync::Arc::new(events))
@@ -151,7 +158,10 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(dir) = &args.state_dir {
         let store = starling_ipam::FileStore::open(dir)
             .map_err(|e| format!("cannot open the IPAM store {}: {e}", dir.display()))?;
-        speaker = speaker.with_ipam(store);
+        ipam = Some(IpamView::File(store));
+    }
+    if let Some(view) = ipam {
+        speaker = speaker.with_ipam(view);
     }
     if let Some(sink) = status_sink {
         speaker = speaker.with_status_sink(sink);

@@ -320,7 +320,7 @@ fn to_spec(block: &Block) -> IPAMBlockSpec {
 }
 
 /// The block an object holds, checked as a file's is.
-fn from_object(object: &IPAMBlock) -> Result<Stored, StoreError> {
+pub(super) fn from_object(object: &IPAMBlock) -> Result<Stored, StoreError> {
     let name = object.name_any();
     let corrupt = |reason: String| StoreError::CorruptObject {
         object: format!("IPAMBlock {name}"),

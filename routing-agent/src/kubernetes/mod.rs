@@ -8,6 +8,7 @@
 mod datastore;
 mod events;
 mod ipam_store;
+mod node_blocks;
 mod objects;
 pub mod reflect;
 mod status;
@@ -15,6 +16,7 @@ mod status;
 pub use datastore::{KubeDatastore, KubeDatastoreError, HEALTH_PART};
 pub use events::{EventRecorder, RejectionSink};
 pub use ipam_store::{affinity_name, block_name, KubeBlockStore};
+pub use node_blocks::publish_node_blocks;
 pub use objects::{ObjectKey, WatchedKind};
 pub use reflect::{Reflection, Watchable};
 pub use status::{session_statuses, NodeStatusWriter, SessionStatusSink};

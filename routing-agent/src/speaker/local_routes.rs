@@ -8,11 +8,35 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use starling_bgp::Prefix;
+use starling_ipam::NodeBlocks;
+use tokio::sync::watch;
 
 use super::peers::to_network;
 use super::Speaker;
 use crate::config::ClusterConfig;
 use crate::kernel::KernelRoute;
+
+/// Where the speaker reads what IPAM gave its node.
+pub enum IpamView {
+    /// The file store (standalone mode), read each second.
+    File(starling_ipam::FileStore),
+    /// The latest listing published by a task that reads the store (the
+    /// Kubernetes store, whose reads are requests to the API server);
+    /// `None` until its first listing.
+    Published(watch::Receiver<Option<NodeBlocks>>),
+}
+
+impl IpamView {
+    /// `Ok(None)` while nothing has been read yet.
+    fn node_blocks(&self, node: &str) -> Result<Option<NodeBlocks>, String> {
+        match self {
+            IpamView::File(store) => starling_ipam::node_blocks(store, node)
+                .map(Some)
+                .map_err(|e| e.to_string()),
+            IpamView::Published(rx) => Ok(rx.borrow().clone()),
+        }
+    }
+}
 
 impl Speaker {
     /// Recomputes the node's own routes from IPAM or the Node object, and
@@ -23,8 +47,9 @@ impl Speaker {
         };
         let mut want: BTreeMap<Prefix, bool> = BTreeMap::new();
         match (&self.ipam, cfg.ip_pools.is_empty()) {
-            (Some(store), false) => match starling_ipam::node_blocks(store, &local.name) {
-                Ok(nb) => {
+            (Some(view), false) => match view.node_blocks(&local.name) {
+                Ok(None) => return,
+                Ok(Some(nb)) => {
                     want.extend(
                         nb.blocks
                             .iter()

@@ -15,6 +15,8 @@ mod routes;
 mod sockopt;
 mod status;
 
+pub use local_routes::IpamView;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::net::IpAddr;
@@ -85,7 +87,7 @@ pub struct Speaker {
     local_routes: BTreeMap<Prefix, bool>,
     /// The IPAM store (`--state-dir`), read for the node's blocks when the
     /// cluster has IPPools.
-    ipam: Option<starling_ipam::FileStore>,
+    ipam: Option<IpamView>,
     /// The configuration last applied.
     config: Option<Arc<ClusterConfig>>,
     /// Told the sessions' states every second (Kubernetes status).
@@ -105,10 +107,10 @@ pub struct Speaker {
 }
 
 impl Speaker {
-    /// Reads the node's routes from this IPAM store (the directory
-    /// `starling-cni` writes) when the cluster has IPPools.
-    pub fn with_ipam(mut self, store: starling_ipam::FileStore) -> Speaker {
-        self.ipam = Some(store);
+    /// Reads the node's routes from IPAM (the store `starling-cni` writes)
+    /// when the cluster has IPPools.
+    pub fn with_ipam(mut self, view: IpamView) -> Speaker {
+        self.ipam = Some(view);
         self
     }
 
