@@ -94,7 +94,21 @@ fn route(method: &str, path: &str, metrics: &Metrics) -> (&'static str, &'static
     }
     match path {
         "/metrics" => ("200 OK", CONTENT_TYPE, metrics.encode()),
-        "/livez" => ("200 OK", TEXT, "ok\n".into()),
+        "/livez" => {
+            let stalled = metrics.health().stalled(std::time::Instant::now());
+            if stalled.is_empty() {
+                ("200 OK", TEXT, "ok\n".into())
+            } else {
+                let mut body = String::from("not alive:\n");
+                for (part, silent) in stalled {
+                    body.push_str(&format!(
+                        "{part}: silent for {:.1}s\n",
+                        silent.as_secs_f64()
+                    ));
+                }
+                ("503 Service Unavailable", TEXT, body)
+            }
+        }
         "/readyz" => {
             let reasons = metrics.health().reasons();
             if reasons.is_empty() {
@@ -190,6 +204,18 @@ mod tests {
             "not ready:\nkubernetes: watch of bgppeers broken, retrying\n"
         );
         // Liveness does not depend on readiness.
+        let (status, _, _) = get(addr, &request("/livez")).await;
+        assert_eq!(status, "HTTP/1.1 200 OK");
+
+        // A loop that stopped beating makes the process not alive.
+        metrics.health().beat("speaker", Duration::ZERO);
+        let (status, _, body) = get(addr, &request("/livez")).await;
+        assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
+        assert!(
+            body.starts_with("not alive:\nspeaker: silent for"),
+            "{body}"
+        );
+        metrics.health().beat("speaker", Duration::from_secs(30));
         let (status, _, _) = get(addr, &request("/livez")).await;
         assert_eq!(status, "HTTP/1.1 200 OK");
 

@@ -29,7 +29,8 @@
 //! of this module build metrics of the very version registered here.
 //!
 //! The endpoint answers `GET /metrics` (OpenMetrics text), `GET /livez`
-//! (200 while the process serves HTTP) and `GET /readyz` (200, or 503 with
+//! (200 while every loop that beats through [`Health::beat`] has beaten in
+//! time, or 503 naming the silent ones) and `GET /readyz` (200, or 503 with
 //! one line per reason not to be ready).
 
 mod address;

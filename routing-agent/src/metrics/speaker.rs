@@ -74,6 +74,7 @@ pub struct SpeakerMetrics {
     /// The peers that have series now, with the BFD transitions counted.
     peers: Arc<Mutex<BTreeMap<PeerLabels, u64>>>,
     pub bfd: super::BfdMetrics,
+    health: super::Health,
 }
 
 impl SpeakerMetrics {
@@ -92,6 +93,7 @@ impl SpeakerMetrics {
             bfd_transitions: Family::default(),
             peers: Arc::default(),
             bfd: super::BfdMetrics::register(metrics),
+            health: metrics.health().clone(),
         };
         for state in STATES {
             m.sessions
@@ -146,6 +148,13 @@ impl SpeakerMetrics {
             netlink_errors,
         );
         m
+    }
+
+    /// The speaker's loop is turning: `/livez` fails if it has not said so
+    /// for 30 s (it does every second; a full table load pauses it for well
+    /// under one).
+    pub fn alive(&self) {
+        self.health.beat("speaker", Duration::from_secs(30));
     }
 
     /// A session went from one state to another.

@@ -223,6 +223,7 @@ impl Speaker {
                         // Counting installed routes walks the table.
                         let installed = ticks.is_multiple_of(10).then(|| self.installed_per_peer());
                         m.sessions(&self.peer_status(), installed.as_ref());
+                        m.alive();
                         self.bfd_drops_to_metrics();
                     }
                     ticks += 1;
