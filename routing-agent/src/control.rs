@@ -480,22 +480,36 @@ pub(crate) fn table(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn peer(name: &str, address: &str, state: &str, uptime_seconds: u64) -> PeerStatus {
+impl PeerStatus {
+    /// A mesh session of AS 64512 in `state`, every count at zero, no BFD:
+    /// what the unit tests of its readers start from.
+    pub(crate) fn sample(name: &str, address: &str, state: &str) -> PeerStatus {
         PeerStatus {
             name: name.to_string(),
             address: address.parse().expect("test address"),
             asn: 64512,
             kind: "mesh".to_string(),
             state: state.to_string(),
-            uptime_seconds,
-            prefixes_received: 1,
-            prefixes_sent: 1,
+            uptime_seconds: 0,
+            prefixes_received: 0,
+            prefixes_sent: 0,
             last_error: None,
             bfd_state: None,
             bfd_transitions: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(name: &str, address: &str, state: &str, uptime_seconds: u64) -> PeerStatus {
+        PeerStatus {
+            uptime_seconds,
+            prefixes_received: 1,
+            prefixes_sent: 1,
+            ..PeerStatus::sample(name, address, state)
         }
     }
 

@@ -99,17 +99,8 @@ mod tests {
 
     fn peer(name: &str, address: &str, bfd: Option<&str>) -> PeerStatus {
         PeerStatus {
-            name: name.to_string(),
-            address: address.parse().expect("address"),
-            asn: 64512,
-            kind: "mesh".to_string(),
-            state: "Established".to_string(),
-            uptime_seconds: 0,
-            prefixes_received: 0,
-            prefixes_sent: 0,
-            last_error: None,
             bfd_state: bfd.map(str::to_string),
-            bfd_transitions: 0,
+            ..PeerStatus::sample(name, address, "Established")
         }
     }
 

@@ -252,17 +252,11 @@ mod tests {
 
     fn peer(name: &str, address: &str, state: &str, received: u64, sent: u64) -> PeerStatus {
         PeerStatus {
-            name: name.to_string(),
-            address: address.parse().unwrap(),
             asn: 65000,
             kind: "peer".to_string(),
-            state: state.to_string(),
-            uptime_seconds: 0,
             prefixes_received: received,
             prefixes_sent: sent,
-            last_error: None,
-            bfd_state: None,
-            bfd_transitions: 0,
+            ..PeerStatus::sample(name, address, state)
         }
     }
 
