@@ -413,30 +413,12 @@ impl Frr {
 
     /// Last lines of bgpd's and zebra's logs and outputs.
     pub fn diagnostics(&self, lines: usize) -> String {
-        let mut s = String::new();
-        for f in [
-            "bgpd.log",
-            "bgpd.out",
-            "zebra.log",
-            "zebra.out",
-            "bfdd.log",
-            "bfdd.out",
-        ] {
-            if f.starts_with("bfdd") && self.bfdd.is_none() {
-                continue;
-            }
-            let p = self.dir.join(f);
-            s.push_str(&format!(
-                "--- {} (last {lines} lines)\n{}\n",
-                p.display(),
-                cmd::tail_file(&p, lines)
-            ));
+        let mut files = vec!["bgpd.log", "bgpd.out", "zebra.log", "zebra.out"];
+        if self.bfdd.is_some() {
+            files.extend(["bfdd.log", "bfdd.out"]);
         }
-        match self.vtysh("show bgp summary") {
-            Ok(t) => s.push_str(&format!("--- show bgp summary\n{t}\n")),
-            Err(e) => s.push_str(&format!("--- show bgp summary: {e}\n")),
-        }
-        s
+        let show = "show bgp summary";
+        daemon_diagnostics(&self.dir, &files, lines, show, self.vtysh(show))
     }
 
     /// Stops bgpd then zebra (SIGTERM, SIGKILL after a grace period).
@@ -472,6 +454,31 @@ impl Drop for Frr {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The last `lines` lines of each of a daemon's `files` in `dir`, then
+/// what the vtysh command `show` answered (or why it did not).
+fn daemon_diagnostics(
+    dir: &Path,
+    files: &[&str],
+    lines: usize,
+    show: &str,
+    answer: Result<String>,
+) -> String {
+    let mut s = String::new();
+    for f in files {
+        let p = dir.join(f);
+        s.push_str(&format!(
+            "--- {} (last {lines} lines)\n{}\n",
+            p.display(),
+            cmd::tail_file(&p, lines)
+        ));
+    }
+    match answer {
+        Ok(t) => s.push_str(&format!("--- {show}\n{t}\n")),
+        Err(e) => s.push_str(&format!("--- {show}: {e}\n")),
+    }
+    s
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
@@ -605,20 +612,14 @@ impl Bfdd {
 
     /// The last lines of bfdd's log and output, and its peers.
     pub fn diagnostics(&self, lines: usize) -> String {
-        let mut s = String::new();
-        for f in ["bfdd.log", "bfdd.out"] {
-            let p = self.dir.join(f);
-            s.push_str(&format!(
-                "--- {}\n{}\n",
-                p.display(),
-                cmd::tail_file(&p, lines)
-            ));
-        }
-        match self.vtysh("show bfd peers") {
-            Ok(t) => s.push_str(&format!("--- show bfd peers\n{t}\n")),
-            Err(e) => s.push_str(&format!("--- show bfd peers: {e}\n")),
-        }
-        s
+        let show = "show bfd peers";
+        daemon_diagnostics(
+            &self.dir,
+            &["bfdd.log", "bfdd.out"],
+            lines,
+            show,
+            self.vtysh(show),
+        )
     }
 
     /// Stops bfdd (SIGTERM, SIGKILL after a grace period).
