@@ -303,19 +303,10 @@ async fn watches_resume_after_bookmark_410_and_dropped_connection() {
     for s in &seen {
         assert!(states.contains(s), "{s:?}");
     }
-    let watches: Vec<String> = api
-        .requests()
-        .iter()
-        .filter(|r| r.path == PODS && r.is_watch())
-        .map(|r| r.param("resourceVersion").unwrap_or("").to_string())
-        .collect();
+    let watches = api.watch_versions(PODS);
     // The list's version, the relist's after the 410, then the last event's.
     assert_eq!(watches[..3], ["200", "300", "301"], "{watches:?}");
-    let lists = api
-        .requests()
-        .iter()
-        .filter(|r| r.path == PODS && !r.is_watch())
-        .count();
+    let lists = api.list_count(PODS);
     assert_eq!(lists, 2, "one list, and one relist after the 410");
 }
 

@@ -291,19 +291,10 @@ async fn watches_resume_after_bookmark_410_and_dropped_connection() {
         assert_eq!(cfg.nodes.len(), 2);
     }
 
-    let watches: Vec<String> = api
-        .requests()
-        .iter()
-        .filter(|r| r.path == PEERS && r.is_watch())
-        .map(|r| r.param("resourceVersion").unwrap_or("").to_string())
-        .collect();
+    let watches = api.watch_versions(PEERS);
     // The list's version, the relist's after the 410, then the last event's.
     assert_eq!(watches[..3], ["200", "300", "301"], "{watches:?}");
-    let lists = api
-        .requests()
-        .iter()
-        .filter(|r| r.path == PEERS && !r.is_watch())
-        .count();
+    let lists = api.list_count(PEERS);
     assert_eq!(lists, 2, "one list, and one relist after the 410");
 }
 

@@ -113,10 +113,5 @@ async fn blocks_follow_the_watch_and_a_relist_after_410() {
     };
     wait_for(&mut rx, want).await;
     // The relist came after the 410 (a second list request).
-    let lists = api
-        .requests()
-        .iter()
-        .filter(|r| r.path == BLOCKS && !r.is_watch())
-        .count();
-    assert!(lists >= 2, "{:#?}", api.requests());
+    assert!(api.list_count(BLOCKS) >= 2, "{:#?}", api.requests());
 }

@@ -115,6 +115,23 @@ impl FakeApi {
         self.state.lock().unwrap().requests.clone()
     }
 
+    /// The `resourceVersion` each watch of `path` started from, in order.
+    pub fn watch_versions(&self, path: &str) -> Vec<String> {
+        self.requests()
+            .iter()
+            .filter(|r| r.path == path && r.is_watch())
+            .map(|r| r.param("resourceVersion").unwrap_or("").to_string())
+            .collect()
+    }
+
+    /// How many times `path` was listed (GETs that are not watches).
+    pub fn list_count(&self, path: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.path == path && r.method == "GET" && !r.is_watch())
+            .count()
+    }
+
     /// Waits (10s at most) until a request satisfies `done`, and returns it.
     pub async fn wait_for_request(&self, what: &str, done: impl Fn(&Request) -> bool) -> Request {
         let deadline = Instant::now() + Duration::from_secs(10);
