@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use starling_bgp::bfd::{ControlPacket, SessionConfig, Sessions};
-use starling_bgp::packet::{Codec, Framer, Message};
+use starling_bgp::packet::{AddPathCodec, Codec, Framer, Message};
 
 /// The message without the decoder's RFC 7606 notes, which are never
 /// encoded (a treat-as-withdraw UPDATE re-encodes as a plain withdrawal).
@@ -31,19 +31,36 @@ fn round_trip(msg: &Message, codec: &Codec) {
 }
 
 /// Any bytes, as one message and as a TCP stream cut in two, through the
-/// BGP decoder with both codecs (4-octet AS numbers with Extended Messages,
-/// and 2-octet AS numbers with the 4096-octet limit): never a panic, and whatever decodes re-encodes to a message that decodes equal.
-/// Returns whether it decoded as one message, with 4- and 2-octet AS.
+/// BGP decoder with three codecs (4-octet AS numbers with Extended Messages;
+/// 2-octet AS numbers with the 4096-octet limit; 4-octet AS numbers with
+/// ADD-PATH Path Identifiers both ways in IPv4 and IPv6, RFC 7911): never a
+/// panic, and whatever decodes re-encodes to a message that decodes equal.
+/// Returns whether it decoded as one message, with 4- and 2-octet AS
+/// (without ADD-PATH).
 pub fn bgp_message(data: &[u8]) -> [bool; 2] {
     let mut decoded = [false; 2];
-    for (i, four_octet_as) in [true, false].into_iter().enumerate() {
+    let add_path = AddPathCodec {
+        rx: [true; 2],
+        tx: [true; 2],
+    };
+    for (i, (four_octet_as, add_path)) in [
+        (true, AddPathCodec::default()),
+        (false, AddPathCodec::default()),
+        (true, add_path),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let codec = Codec {
             four_octet_as,
             extended_messages: four_octet_as,
+            add_path,
         };
         if let Ok(msg) = Message::decode(data, &codec) {
             round_trip(&msg, &codec);
-            decoded[i] = true;
+            if let Some(d) = decoded.get_mut(i) {
+                *d = true;
+            }
         }
         // The first byte says where the stream is cut.
         let cut = data

@@ -6,12 +6,18 @@ use std::time::Instant;
 
 use super::tests::{cfg, drain, keepalive, sent};
 use super::*;
-use crate::packet::{Capability, RefreshSubtype, RouteRefresh};
+use crate::packet::{AddPathMode, Capability, RefreshSubtype, RouteRefresh};
 
 /// Brings a session to OpenConfirm with the peer's OPEN `theirs`.
 fn opened_with(theirs: Open) -> Session {
+    opened_as(cfg(64512), theirs)
+}
+
+/// Brings a session configured with `ours` to OpenConfirm with the peer's
+/// OPEN `theirs`.
+fn opened_as(ours: SessionConfig, theirs: Open) -> Session {
     let t0 = Instant::now();
-    let mut s = Session::new(cfg(64512));
+    let mut s = Session::new(ours);
     s.handle(t0, Event::Start);
     s.handle(
         t0,
@@ -135,4 +141,61 @@ fn requests_need_the_capability_and_the_family() {
     assert_eq!(sent(&drain(&mut s), 1), [want]);
     let mut old = established_with(without(Capability::RouteRefresh));
     assert!(!old.request_refresh(t0, Family::IPV4_UNICAST));
+}
+
+/// RFC 7911 sections 4 and 5: we announce what the configuration says, and
+/// each family and direction is negotiated on its own; the codec then
+/// reads the peer's Path Identifiers where it sends them.
+#[test]
+fn add_path_is_announced_and_negotiated_per_family() {
+    let t0 = Instant::now();
+    let (v4, v6) = (Family::IPV4_UNICAST, Family::IPV6_UNICAST);
+    let ours = SessionConfig {
+        families: vec![v4, v6],
+        add_path: vec![(v4, AddPathMode::BOTH), (v6, AddPathMode::RECEIVE)],
+        ..cfg(64512)
+    };
+    let mut s = Session::new(ours.clone());
+    s.handle(t0, Event::Start);
+    s.handle(
+        t0,
+        Event::Connected {
+            conn: 1,
+            outgoing: true,
+        },
+    );
+    let Some(Message::Open(open)) = sent(&drain(&mut s), 1).into_iter().next() else {
+        panic!("no OPEN")
+    };
+    assert_eq!(open.add_path(v4), Some(AddPathMode::BOTH));
+    assert_eq!(open.add_path(v6), Some(AddPathMode::RECEIVE));
+
+    let mut theirs = Open::new(64512, 9, Ipv4Addr::new(10, 0, 0, 12), &[v4, v6]);
+    theirs.capabilities.push(Capability::AddPath(vec![
+        (v4, AddPathMode::RECEIVE),
+        (v6, AddPathMode::BOTH),
+    ]));
+    let s = opened_as(ours.clone(), theirs.clone());
+    assert_eq!(s.add_path(v4), AddPathMode::SEND);
+    assert_eq!(s.add_path(v6), AddPathMode::RECEIVE);
+    assert!(s.codec().add_path.sends(v4) && s.codec().add_path.receives(v6));
+
+    // The peer without the capability: no Path Identifiers either way.
+    let s = opened_as(
+        ours.clone(),
+        Open::new(64512, 9, Ipv4Addr::new(10, 0, 0, 12), &[v4, v6]),
+    );
+    assert_eq!(
+        (s.add_path(v4), s.add_path(v6)),
+        (AddPathMode::NONE, AddPathMode::NONE)
+    );
+    // We announce none: none, whatever the peer says.
+    let s = opened_as(
+        SessionConfig {
+            add_path: vec![],
+            ..ours
+        },
+        theirs,
+    );
+    assert_eq!(s.add_path(v6), AddPathMode::NONE);
 }

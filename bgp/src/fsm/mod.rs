@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::packet::{Codec, Framer, GracefulRestart, Message, Notification, Open, Update};
+use crate::packet::{
+    AddPathMode, Codec, Framer, GracefulRestart, Message, Notification, Open, Update,
+};
 use crate::prefix::Family;
 
 /// The states of section 8.2.2.
@@ -77,6 +79,9 @@ pub struct SessionConfig {
     pub families: Vec<Family>,
     /// The Graceful Restart capability to announce (RFC 4724), if any.
     pub graceful_restart: Option<GracefulRestart>,
+    /// The ADD-PATH capability to announce (RFC 7911): per family, whether
+    /// we receive and/or send several paths per prefix. Empty: none.
+    pub add_path: Vec<(Family, AddPathMode)>,
 }
 
 impl SessionConfig {
@@ -249,6 +254,16 @@ impl Session {
 
     pub fn codec(&self) -> Codec {
         self.codec
+    }
+
+    /// What ADD-PATH does on this session for `family` once the OPENs are
+    /// exchanged (RFC 7911 section 5): `receive`, the peer's UPDATEs carry
+    /// Path Identifiers; `send`, ours do.
+    pub fn add_path(&self, family: Family) -> AddPathMode {
+        AddPathMode {
+            receive: self.codec.add_path.receives(family),
+            send: self.codec.add_path.sends(family),
+        }
     }
 
     /// The negotiated hold time in seconds (0 before OPEN, or when disabled).

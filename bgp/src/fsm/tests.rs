@@ -20,6 +20,7 @@ pub(super) fn cfg(remote_as: u32) -> SessionConfig {
         passive: false,
         families: vec![Family::IPV4_UNICAST],
         graceful_restart: None,
+        add_path: vec![],
     }
 }
 

@@ -4,7 +4,9 @@ use std::time::{Duration, Instant};
 
 use super::{Action, Conn, ConnId, DownReason, Event, Session, State, OPEN_HOLD};
 use crate::packet::error::{cease, code, fsm, open as open_err};
-use crate::packet::{Codec, DecodeError, Message, Notification, Open, Update};
+use crate::packet::{
+    AddPathCodec, AddPathMode, Capability, Codec, DecodeError, Message, Notification, Open, Update,
+};
 
 impl Session {
     pub fn handle(&mut self, now: Instant, event: Event<'_>) {
@@ -233,9 +235,15 @@ impl Session {
         self.hold_time = self.cfg.hold_time.min(open.hold_time);
         // We announce both capabilities in every OPEN (`Open::new`), so
         // the peer's announcement decides.
+        let mut add_path = AddPathCodec::default();
+        for (family, ours) in &self.cfg.add_path {
+            let n = AddPathMode::negotiate(Some(*ours), open.add_path(*family));
+            add_path.set(*family, n.receive, n.send);
+        }
         self.codec = Codec {
             four_octet_as: open.four_octet_as().is_some(),
             extended_messages: open.extended_message(),
+            add_path,
         };
         self.peer_open = Some(open);
         self.send_main(now, &Message::Keepalive);
@@ -326,6 +334,10 @@ impl Session {
         );
         if let Some(gr) = &self.cfg.graceful_restart {
             open = open.with_graceful_restart(gr.clone());
+        }
+        if !self.cfg.add_path.is_empty() {
+            open.capabilities
+                .push(Capability::AddPath(self.cfg.add_path.clone()));
         }
         self.send_on(id, &Message::Open(open));
     }

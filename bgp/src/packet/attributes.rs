@@ -104,6 +104,16 @@ pub struct MpReach {
     /// The global next hop, then for IPv6 an optional link-local one.
     pub next_hops: Vec<IpAddr>,
     pub nlri: Vec<Prefix>,
+    /// With ADD-PATH (RFC 7911), the Path Identifier of each of `nlri`;
+    /// empty without.
+    pub path_ids: Vec<u32>,
+}
+
+impl MpReach {
+    /// The routes announced, with their Path Identifiers.
+    pub fn paths(&self) -> impl Iterator<Item = (Prefix, u32)> + '_ {
+        super::update::paths(&self.nlri, &self.path_ids)
+    }
 }
 
 /// MP_UNREACH_NLRI (RFC 4760 section 4).
@@ -111,6 +121,15 @@ pub struct MpReach {
 pub struct MpUnreach {
     pub family: Family,
     pub withdrawn: Vec<Prefix>,
+    /// The Path Identifiers of `withdrawn`, as `MpReach::path_ids` are.
+    pub path_ids: Vec<u32>,
+}
+
+impl MpUnreach {
+    /// The routes withdrawn, with their Path Identifiers.
+    pub fn paths(&self) -> impl Iterator<Item = (Prefix, u32)> + '_ {
+        super::update::paths(&self.withdrawn, &self.path_ids)
+    }
 }
 
 /// What attribute decoding yields: the route attributes, the MP ones, and
@@ -387,8 +406,8 @@ fn decode_known(
             let asn = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
             out.as4_aggregator = Some((asn, Ipv4Addr::new(v[4], v[5], v[6], v[7])));
         }
-        MP_REACH_NLRI => out.mp_reach = Some(decode_mp_reach(value, whole)?),
-        MP_UNREACH_NLRI => out.mp_unreach = Some(decode_mp_unreach(value, whole)?),
+        MP_REACH_NLRI => out.mp_reach = Some(decode_mp_reach(value, whole, codec)?),
+        MP_UNREACH_NLRI => out.mp_unreach = Some(decode_mp_unreach(value, whole, codec)?),
         // expected_flags() lists only the codes handled above.
         _ => {}
     }
@@ -407,7 +426,7 @@ fn mp_family<'a>(value: Input<'a>, whole: &[u8]) -> Result<(Input<'a>, Family, u
     Ok((rest, family, max))
 }
 
-fn decode_mp_reach(value: Input, whole: Vec<u8>) -> Result<MpReach, DecodeError> {
+fn decode_mp_reach(value: Input, whole: Vec<u8>, codec: &Codec) -> Result<MpReach, DecodeError> {
     let bad = || DecodeError::OptionalAttribute {
         type_code: type_code::MP_REACH_NLRI,
         attribute: whole.clone(),
@@ -428,18 +447,29 @@ fn decode_mp_reach(value: Input, whole: Vec<u8>) -> Result<MpReach, DecodeError>
             .collect(),
         _ => return Err(bad()),
     };
-    let nlri = decode_prefixes(rest, family.afi == 1, max)?;
+    let with_ids = codec.add_path.receives(family);
+    let (nlri, path_ids) = decode_prefixes(rest, family.afi == 1, max, with_ids)?;
     Ok(MpReach {
         family,
         next_hops,
         nlri,
+        path_ids,
     })
 }
 
-fn decode_mp_unreach(value: Input, whole: Vec<u8>) -> Result<MpUnreach, DecodeError> {
+fn decode_mp_unreach(
+    value: Input,
+    whole: Vec<u8>,
+    codec: &Codec,
+) -> Result<MpUnreach, DecodeError> {
     let (rest, family, max) = mp_family(value, &whole)?;
-    let withdrawn = decode_prefixes(rest, family.afi == 1, max)?;
-    Ok(MpUnreach { family, withdrawn })
+    let with_ids = codec.add_path.receives(family);
+    let (withdrawn, path_ids) = decode_prefixes(rest, family.afi == 1, max, with_ids)?;
+    Ok(MpUnreach {
+        family,
+        withdrawn,
+        path_ids,
+    })
 }
 
 fn put_attr(buf: &mut BytesMut, flags: u8, tcode: u8, value: &[u8]) {
@@ -524,14 +554,16 @@ pub(super) fn encode(
         v.put_u8(nh.len() as u8);
         v.put_slice(&nh);
         v.put_u8(0);
-        encode_prefixes(&r.nlri, &mut v);
+        let with_ids = codec.add_path.sends(r.family);
+        encode_prefixes(&r.nlri, &r.path_ids, with_ids, &mut v);
         put_attr(buf, OPTIONAL, MP_REACH_NLRI, &v);
     }
     if let Some(u) = mp_unreach {
         let mut v = BytesMut::new();
         v.put_u16(u.family.afi);
         v.put_u8(u.family.safi);
-        encode_prefixes(&u.withdrawn, &mut v);
+        let with_ids = codec.add_path.sends(u.family);
+        encode_prefixes(&u.withdrawn, &u.path_ids, with_ids, &mut v);
         put_attr(buf, OPTIONAL, MP_UNREACH_NLRI, &v);
     }
     if !a.ext_communities.is_empty() {

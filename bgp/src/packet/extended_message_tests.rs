@@ -7,8 +7,8 @@ use super::*;
 use crate::prefix::{Family, Prefix};
 
 const EXTENDED: Codec = Codec {
-    four_octet_as: true,
     extended_messages: true,
+    ..Codec::FOUR_OCTET_AS
 };
 
 fn prefixes(n: u32) -> Vec<Prefix> {
@@ -65,6 +65,7 @@ fn large_update_needs_the_capability() {
         &igp(),
         "10.0.0.1".parse().unwrap(),
         &prefixes(3000),
+        &[],
         &EXTENDED,
     );
     assert_eq!(big.len(), 1, "3000 prefixes fit one extended UPDATE");
@@ -105,8 +106,8 @@ fn announce_and_withdraw_fill_the_negotiated_size() {
         (Codec::FOUR_OCTET_AS, MAX_MESSAGE_LEN),
         (EXTENDED, MAX_EXTENDED_MESSAGE_LEN),
     ] {
-        let ann = Update::announce(&igp(), "10.0.0.1".parse().unwrap(), &ps, &codec);
-        let wd = Update::withdraw(&ps, &codec);
+        let ann = Update::announce(&igp(), "10.0.0.1".parse().unwrap(), &ps, &[], &codec);
+        let wd = Update::withdraw(&ps, &[], &codec);
         for ups in [ann, wd] {
             let sizes: Vec<usize> = ups
                 .into_iter()
@@ -123,7 +124,7 @@ fn announce_and_withdraw_fill_the_negotiated_size() {
 #[test]
 fn framer_reads_a_65535_octet_message() {
     let ps = prefixes(16_000);
-    let ups = Update::withdraw(&ps, &EXTENDED);
+    let ups = Update::withdraw(&ps, &[], &EXTENDED);
     let b = Message::Update(ups[0].clone()).encode(&EXTENDED);
     assert!(b.len() > 60_000, "{}", b.len());
     let mut f = Framer::default();

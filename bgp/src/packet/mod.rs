@@ -10,6 +10,8 @@ mod route_refresh;
 mod update;
 
 #[cfg(test)]
+mod add_path_tests;
+#[cfg(test)]
 mod extended_message_tests;
 #[cfg(test)]
 mod tests;
@@ -17,13 +19,15 @@ mod tests;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use nom::number::complete::be_u8;
 
+use crate::prefix::Family;
+
 pub use as_path::{AsPath, AsSegment, SegmentKind};
 pub use attributes::{community, MpReach, MpUnreach, Origin, PathAttributes, RawAttribute};
 pub use error::DecodeError;
 pub use notification::Notification;
 pub use open::{AddPathMode, Capability, GracefulRestart, Open, AS_TRANS};
 pub use route_refresh::{RefreshSubtype, RouteRefresh};
-pub use update::Update;
+pub use update::{paths, Update};
 
 pub const HEADER_LEN: usize = 19;
 pub const MAX_MESSAGE_LEN: usize = 4096;
@@ -53,6 +57,46 @@ pub struct Codec {
     pub four_octet_as: bool,
     /// Both sides announced the Extended Message capability (RFC 8654).
     pub extended_messages: bool,
+    /// The families whose NLRI carry Path Identifiers, per direction
+    /// (RFC 7911).
+    pub add_path: AddPathCodec,
+}
+
+/// Which families carry a Path Identifier before each NLRI (RFC 7911
+/// section 3), in each direction: `rx` what we read, `tx` what we write.
+/// Indexed IPv4 unicast, IPv6 unicast; other families never carry one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AddPathCodec {
+    pub rx: [bool; 2],
+    pub tx: [bool; 2],
+}
+
+impl AddPathCodec {
+    fn index(family: Family) -> Option<usize> {
+        match family {
+            Family::IPV4_UNICAST => Some(0),
+            Family::IPV6_UNICAST => Some(1),
+            _ => None,
+        }
+    }
+
+    /// Whether NLRI of `family` we read carry Path Identifiers.
+    pub fn receives(&self, family: Family) -> bool {
+        Self::index(family).is_some_and(|i| self.rx[i])
+    }
+
+    /// Whether NLRI of `family` we write carry Path Identifiers.
+    pub fn sends(&self, family: Family) -> bool {
+        Self::index(family).is_some_and(|i| self.tx[i])
+    }
+
+    /// Sets what was negotiated for `family` (ignored for other families).
+    pub fn set(&mut self, family: Family, rx: bool, tx: bool) {
+        if let Some(i) = Self::index(family) {
+            self.rx[i] = rx;
+            self.tx[i] = tx;
+        }
+    }
 }
 
 impl Codec {
@@ -61,6 +105,10 @@ impl Codec {
     pub const FOUR_OCTET_AS: Codec = Codec {
         four_octet_as: true,
         extended_messages: false,
+        add_path: AddPathCodec {
+            rx: [false; 2],
+            tx: [false; 2],
+        },
     };
 
     /// The largest UPDATE, NOTIFICATION or ROUTE-REFRESH this codec reads

@@ -94,6 +94,38 @@ impl AddPathMode {
             send: v & 2 != 0,
         })
     }
+
+    /// What the session does for a family given what each side announced
+    /// for it (`None`: not announced). RFC 7911 section 5: we may send
+    /// several paths iff we announced Send and the peer Receive; we receive
+    /// them iff we announced Receive and the peer Send.
+    pub fn negotiate(ours: Option<AddPathMode>, theirs: Option<AddPathMode>) -> AddPathMode {
+        let (Some(ours), Some(theirs)) = (ours, theirs) else {
+            return AddPathMode::NONE;
+        };
+        AddPathMode {
+            receive: ours.receive && theirs.send,
+            send: ours.send && theirs.receive,
+        }
+    }
+
+    /// Neither direction.
+    pub const NONE: AddPathMode = AddPathMode {
+        receive: false,
+        send: false,
+    };
+    pub const RECEIVE: AddPathMode = AddPathMode {
+        receive: true,
+        send: false,
+    };
+    pub const SEND: AddPathMode = AddPathMode {
+        receive: false,
+        send: true,
+    };
+    pub const BOTH: AddPathMode = AddPathMode {
+        receive: true,
+        send: true,
+    };
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +140,7 @@ pub enum Capability {
     /// RFC 7313: refreshed routes come between BoRR and EoRR markers.
     EnhancedRouteRefresh,
     /// RFC 7911 section 4: per family, whether the speaker can receive
-    /// and/or send several paths per prefix. Read, not yet announced.
+    /// and/or send several paths per prefix.
     AddPath(Vec<(Family, AddPathMode)>),
     /// RFC 6793.
     FourOctetAs(u32),
@@ -410,5 +442,29 @@ mod tests {
             caps(&[0, 1, 1]).unwrap()[0],
             Capability::Unknown { code: 69, .. }
         ));
+    }
+
+    /// RFC 7911 section 5, every combination: paths are sent only where
+    /// one side announced Send and the other Receive, in that direction,
+    /// and never when either side left the family out.
+    #[test]
+    fn add_path_negotiation() {
+        use AddPathMode as M;
+        let modes = [None, Some(M::RECEIVE), Some(M::SEND), Some(M::BOTH)];
+        for ours in modes {
+            for theirs in modes {
+                let got = M::negotiate(ours, theirs);
+                let o = ours.unwrap_or(M::NONE);
+                let t = theirs.unwrap_or(M::NONE);
+                assert_eq!(got.receive, o.receive && t.send, "{ours:?} {theirs:?}");
+                assert_eq!(got.send, o.send && t.receive, "{ours:?} {theirs:?}");
+            }
+        }
+        assert_eq!(M::negotiate(Some(M::BOTH), Some(M::BOTH)), M::BOTH);
+        assert_eq!(M::negotiate(Some(M::RECEIVE), Some(M::BOTH)), M::RECEIVE);
+        assert_eq!(M::negotiate(Some(M::BOTH), Some(M::RECEIVE)), M::SEND);
+        assert_eq!(M::negotiate(Some(M::RECEIVE), Some(M::RECEIVE)), M::NONE);
+        assert_eq!(M::negotiate(Some(M::BOTH), None), M::NONE);
+        assert_eq!(M::negotiate(None, Some(M::BOTH)), M::NONE);
     }
 }

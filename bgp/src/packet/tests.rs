@@ -274,6 +274,7 @@ fn treat_as_withdraw_covers_ipv6_routes() {
             family: Family::IPV6_UNICAST,
             next_hops: vec!["fd00::12".parse().unwrap()],
             nlri: vec!["fd00:244:2::/64".parse().unwrap()],
+            path_ids: vec![],
         }),
         ..Default::default()
     };
@@ -349,7 +350,7 @@ fn announce_splits_to_fit() {
         origin: Some(Origin::Igp),
         ..Default::default()
     };
-    let ups = Update::announce(&attrs, "10.0.0.11".parse().unwrap(), &prefixes, &FOUR);
+    let ups = Update::announce(&attrs, "10.0.0.11".parse().unwrap(), &prefixes, &[], &FOUR);
     assert!(ups.len() > 1);
     let mut back = Vec::new();
     for u in ups {
@@ -471,10 +472,12 @@ fn message() -> impl Strategy<Value = Message> {
                     family: Family::IPV6_UNICAST,
                     next_hops: vec!["fd00::11".parse().unwrap()],
                     nlri,
+                    path_ids: vec![],
                 }),
                 mp_unreach: Some(MpUnreach {
                     family: Family::IPV6_UNICAST,
                     withdrawn,
+                    path_ids: vec![],
                 }),
                 ..Default::default()
             })

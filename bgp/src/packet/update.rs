@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use bytes::{BufMut, BytesMut};
 use nom::bytes::complete::take;
-use nom::number::complete::{be_u16, be_u8};
+use nom::number::complete::{be_u16, be_u32, be_u8};
 
 use super::attributes::{self, type_code, MpReach, MpUnreach, PathAttributes};
 use super::error::DecodeError;
@@ -15,9 +15,14 @@ use crate::prefix::{Family, Prefix};
 pub struct Update {
     /// IPv4 unicast routes withdrawn.
     pub withdrawn: Vec<Prefix>,
+    /// With ADD-PATH (RFC 7911), the Path Identifier of each of
+    /// `withdrawn`, in order; empty without (every path is path 0).
+    pub withdrawn_path_ids: Vec<u32>,
     pub attributes: PathAttributes,
     /// IPv4 unicast routes announced, with `attributes.next_hop`.
     pub nlri: Vec<Prefix>,
+    /// The Path Identifiers of `nlri`, as `withdrawn_path_ids` are.
+    pub nlri_path_ids: Vec<u32>,
     pub mp_reach: Option<MpReach>,
     pub mp_unreach: Option<MpUnreach>,
     /// Malformations whose handling is "treat-as-withdraw" (RFC 7606): when
@@ -33,10 +38,18 @@ impl Update {
     /// announces become withdrawals, in every family it carries.
     pub fn treat_as_withdraw(&mut self) {
         let nlri = std::mem::take(&mut self.nlri);
-        self.withdrawn.extend(nlri);
+        let ids = std::mem::take(&mut self.nlri_path_ids);
+        append_paths(&mut self.withdrawn, &mut self.withdrawn_path_ids, nlri, ids);
         if let Some(reach) = self.mp_reach.take() {
             match &mut self.mp_unreach {
-                Some(u) if u.family == reach.family => u.withdrawn.extend(reach.nlri),
+                Some(u) if u.family == reach.family => {
+                    append_paths(
+                        &mut u.withdrawn,
+                        &mut u.path_ids,
+                        reach.nlri,
+                        reach.path_ids,
+                    );
+                }
                 _ => {
                     // One MP_UNREACH per UPDATE: a second family's routes
                     // go as IPv4 withdrawals only if they are IPv4.
@@ -44,9 +57,15 @@ impl Update {
                         self.mp_unreach = Some(MpUnreach {
                             family: reach.family,
                             withdrawn: reach.nlri,
+                            path_ids: reach.path_ids,
                         });
                     } else if reach.family == Family::IPV4_UNICAST {
-                        self.withdrawn.extend(reach.nlri);
+                        append_paths(
+                            &mut self.withdrawn,
+                            &mut self.withdrawn_path_ids,
+                            reach.nlri,
+                            reach.path_ids,
+                        );
                     }
                 }
             }
@@ -63,9 +82,20 @@ impl Update {
             mp_unreach: Some(MpUnreach {
                 family,
                 withdrawn: vec![],
+                path_ids: vec![],
             }),
             ..Update::default()
         }
+    }
+
+    /// The IPv4 routes this UPDATE withdraws, with their Path Identifiers.
+    pub fn withdrawn_paths(&self) -> impl Iterator<Item = (Prefix, u32)> + '_ {
+        paths(&self.withdrawn, &self.withdrawn_path_ids)
+    }
+
+    /// The IPv4 routes this UPDATE announces, with their Path Identifiers.
+    pub fn nlri_paths(&self) -> impl Iterator<Item = (Prefix, u32)> + '_ {
+        paths(&self.nlri, &self.nlri_path_ids)
     }
 
     /// The family this UPDATE is an End-of-RIB marker for, if it is one.
@@ -87,11 +117,13 @@ impl Update {
 
     /// Announcements of `prefixes` (all of one family) via `next_hop`,
     /// split into as many UPDATEs as the codec's size limit needs (4096
-    /// octets, or 65535 with Extended Messages, RFC 8654).
+    /// octets, or 65535 with Extended Messages, RFC 8654). `path_ids` are
+    /// their Path Identifiers (RFC 7911), or empty for path 0 throughout.
     pub fn announce(
         attrs: &PathAttributes,
         next_hop: IpAddr,
         prefixes: &[Prefix],
+        path_ids: &[u32],
         codec: &Codec,
     ) -> Vec<Update> {
         let mut base = attrs.clone();
@@ -107,11 +139,12 @@ impl Update {
             .first()
             .map(Prefix::family)
             .unwrap_or(Family::IPV4_UNICAST);
-        let make = |chunk: Vec<Prefix>| {
+        let make = |(chunk, ids): (Vec<Prefix>, Vec<u32>)| {
             if ipv4 {
                 Update {
                     attributes: base.clone(),
                     nlri: chunk,
+                    nlri_path_ids: ids,
                     ..Update::default()
                 }
             } else {
@@ -121,6 +154,7 @@ impl Update {
                         family,
                         next_hops: vec![next_hop],
                         nlri: chunk,
+                        path_ids: ids,
                     }),
                     ..Update::default()
                 }
@@ -133,26 +167,27 @@ impl Update {
             .max_message_len()
             .saturating_sub(HEADER_LEN + 4 + attr_buf.len() + 42)
             .max(1);
-        chunk_prefixes(prefixes, room)
+        chunk_prefixes(prefixes, path_ids, codec.add_path.sends(family), room)
             .into_iter()
             .map(make)
             .collect()
     }
 
-    /// Withdrawals of `prefixes` (all of one family), split to fit the
-    /// codec's size limit.
-    pub fn withdraw(prefixes: &[Prefix], codec: &Codec) -> Vec<Update> {
+    /// Withdrawals of `prefixes` (all of one family), with `path_ids` as
+    /// for `announce`, split to fit the codec's size limit.
+    pub fn withdraw(prefixes: &[Prefix], path_ids: &[u32], codec: &Codec) -> Vec<Update> {
         let room = codec.max_message_len() - HEADER_LEN - 4 - 10;
         let family = prefixes
             .first()
             .map(Prefix::family)
             .unwrap_or(Family::IPV4_UNICAST);
-        chunk_prefixes(prefixes, room)
+        chunk_prefixes(prefixes, path_ids, codec.add_path.sends(family), room)
             .into_iter()
-            .map(|chunk| {
+            .map(|(chunk, ids)| {
                 if family == Family::IPV4_UNICAST {
                     Update {
                         withdrawn: chunk,
+                        withdrawn_path_ids: ids,
                         ..Update::default()
                     }
                 } else {
@@ -160,6 +195,7 @@ impl Update {
                         mp_unreach: Some(MpUnreach {
                             family,
                             withdrawn: chunk,
+                            path_ids: ids,
                         }),
                         ..Update::default()
                     }
@@ -169,8 +205,14 @@ impl Update {
     }
 
     pub(super) fn encode(&self, codec: &Codec, buf: &mut BytesMut) {
+        let v4 = codec.add_path.sends(Family::IPV4_UNICAST);
         let mut withdrawn = BytesMut::new();
-        encode_prefixes(&self.withdrawn, &mut withdrawn);
+        encode_prefixes(
+            &self.withdrawn,
+            &self.withdrawn_path_ids,
+            v4,
+            &mut withdrawn,
+        );
         buf.put_u16(withdrawn.len() as u16);
         buf.put_slice(&withdrawn);
         let mut attrs = BytesMut::new();
@@ -183,7 +225,7 @@ impl Update {
         );
         buf.put_u16(attrs.len() as u16);
         buf.put_slice(&attrs);
-        encode_prefixes(&self.nlri, buf);
+        encode_prefixes(&self.nlri, &self.nlri_path_ids, v4, buf);
     }
 
     /// Decodes an UPDATE body with the checks of section 6.3.
@@ -194,9 +236,10 @@ impl Update {
         let (rest, alen) = be_u16(rest).map_err(nom_err(list("truncated")))?;
         let (nlri_data, adata) =
             take(alen)(rest).map_err(nom_err(list("total path attribute length")))?;
-        let withdrawn = decode_prefixes(wdata, true, 32)?;
+        let v4 = codec.add_path.receives(Family::IPV4_UNICAST);
+        let (withdrawn, withdrawn_path_ids) = decode_prefixes(wdata, true, 32, v4)?;
         let decoded = attributes::decode(adata, codec)?;
-        let nlri = decode_prefixes(nlri_data, true, 32)?;
+        let (nlri, nlri_path_ids) = decode_prefixes(nlri_data, true, 32, v4)?;
 
         // Section 6.3: well-known mandatory attributes when routes are announced
         // (RFC 4760 section 3: NEXT_HOP is not needed for MP_REACH alone).
@@ -217,8 +260,10 @@ impl Update {
         }
         let mut update = Update {
             withdrawn,
+            withdrawn_path_ids,
             attributes: decoded.attrs,
             nlri,
+            nlri_path_ids,
             mp_reach: decoded.mp_reach,
             mp_unreach: decoded.mp_unreach,
             withdraw_reasons,
@@ -231,43 +276,105 @@ impl Update {
     }
 }
 
-fn chunk_prefixes(prefixes: &[Prefix], room: usize) -> Vec<Vec<Prefix>> {
+/// Prefixes paired with their Path Identifiers: `path_ids` in order, or
+/// path 0 for every prefix when `path_ids` is empty (no ADD-PATH).
+pub fn paths<'a>(
+    prefixes: &'a [Prefix],
+    path_ids: &'a [u32],
+) -> impl Iterator<Item = (Prefix, u32)> + 'a {
+    prefixes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (*p, path_ids.get(i).copied().unwrap_or(0)))
+}
+
+/// Appends prefixes with their Path Identifiers to a list that has its
+/// own, keeping the two in step when only one side carries any.
+fn append_paths(
+    prefixes: &mut Vec<Prefix>,
+    path_ids: &mut Vec<u32>,
+    more: Vec<Prefix>,
+    more_ids: Vec<u32>,
+) {
+    if path_ids.is_empty() && more_ids.is_empty() {
+        prefixes.extend(more);
+        return;
+    }
+    path_ids.resize(prefixes.len(), 0);
+    prefixes.extend(more);
+    path_ids.extend(more_ids);
+    path_ids.resize(prefixes.len(), 0);
+}
+
+/// Splits prefixes (and their Path Identifiers, if any) into runs that fit
+/// in `room` octets; each NLRI takes 4 more octets when `with_ids` (RFC
+/// 7911 section 3).
+fn chunk_prefixes(
+    prefixes: &[Prefix],
+    path_ids: &[u32],
+    with_ids: bool,
+    room: usize,
+) -> Vec<(Vec<Prefix>, Vec<u32>)> {
     let mut chunks = Vec::new();
     let mut cur = Vec::new();
+    let mut cur_ids = Vec::new();
     let mut used = 0;
-    for p in prefixes {
-        let size = 1 + usize::from(p.length()).div_ceil(8);
+    let id_len = if with_ids { 4 } else { 0 };
+    for (i, p) in prefixes.iter().enumerate() {
+        let size = id_len + 1 + usize::from(p.length()).div_ceil(8);
         if used + size > room && !cur.is_empty() {
-            chunks.push(std::mem::take(&mut cur));
+            chunks.push((std::mem::take(&mut cur), std::mem::take(&mut cur_ids)));
             used = 0;
         }
         used += size;
         cur.push(*p);
+        if let Some(id) = path_ids.get(i) {
+            cur_ids.push(*id);
+        }
     }
     if !cur.is_empty() {
-        chunks.push(cur);
+        chunks.push((cur, cur_ids));
     }
     chunks
 }
 
-/// Encodes prefixes as `length, significant octets` (section 4.3).
-pub(super) fn encode_prefixes(prefixes: &[Prefix], buf: &mut BytesMut) {
-    for p in prefixes {
+/// Encodes prefixes as `length, significant octets` (section 4.3), each
+/// after its 4-octet Path Identifier when `with_ids` (RFC 7911 section 3;
+/// path 0 where `path_ids` has none).
+pub(super) fn encode_prefixes(
+    prefixes: &[Prefix],
+    path_ids: &[u32],
+    with_ids: bool,
+    buf: &mut BytesMut,
+) {
+    for (p, id) in paths(prefixes, path_ids) {
+        if with_ids {
+            buf.put_u32(id);
+        }
         buf.put_u8(p.length());
         buf.put_slice(&p.significant_octets());
     }
 }
 
-/// Decodes a run of prefixes. A length beyond the address or a prefix that
-/// overruns the field is an Invalid Network Field (section 6.3).
+/// Decodes a run of prefixes, each after a 4-octet Path Identifier when
+/// `with_ids` (RFC 7911 section 3). A length beyond the address, a prefix
+/// or Path Identifier that overruns the field is an Invalid Network Field
+/// (section 6.3). The identifiers come back empty without `with_ids`.
 pub(super) fn decode_prefixes(
     mut input: Input,
     ipv4: bool,
     max: u8,
-) -> Result<Vec<Prefix>, DecodeError> {
+    with_ids: bool,
+) -> Result<(Vec<Prefix>, Vec<u32>), DecodeError> {
     let bad = || DecodeError::InvalidNetworkField;
     let mut out = Vec::new();
+    let mut ids = Vec::new();
     while !input.is_empty() {
+        if with_ids {
+            let (rest, id) = be_u32(input).map_err(nom_err(bad))?;
+            ids.push(id);
+            input = rest;
+        }
         let (rest, len) = be_u8(input).map_err(nom_err(bad))?;
         if len > max {
             return Err(bad());
@@ -285,5 +392,5 @@ pub(super) fn decode_prefixes(
         };
         out.push(Prefix::new(addr, len).map_err(|_| bad())?);
     }
-    Ok(out)
+    Ok((out, ids))
 }

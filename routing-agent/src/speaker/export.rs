@@ -166,11 +166,11 @@ impl Speaker {
                 .copied()
                 .collect();
             if !of_family.is_empty() {
-                updates.extend(Update::withdraw(&of_family, &codec));
+                updates.extend(Update::withdraw(&of_family, &[], &codec));
             }
         }
         for ((_, nh), (attrs, prefixes)) in groups {
-            updates.extend(Update::announce(&attrs, nh, &prefixes, &codec));
+            updates.extend(Update::announce(&attrs, nh, &prefixes, &[], &codec));
         }
         if end_of_rib {
             updates.extend(

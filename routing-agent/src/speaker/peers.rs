@@ -215,5 +215,6 @@ fn session_config(
         // One family per session, the family of the session's addresses, as
         // Calico runs separate IPv4 and IPv6 sessions.
         families: vec![family],
+        add_path: vec![],
     }
 }
