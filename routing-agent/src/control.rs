@@ -79,6 +79,11 @@ pub struct PeerStatus {
     /// BFD state changes since the session was configured.
     #[serde(default)]
     pub bfd_transitions: u64,
+    /// ADD-PATH (RFC 7911) as negotiated for the session's family: "rx"
+    /// (the peer sends us several paths per prefix), "tx" (we send it
+    /// several), "rx+tx"; None when neither.
+    #[serde(default)]
+    pub add_path: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -361,6 +366,7 @@ pub fn peers_table(peers: &[PeerStatus]) -> String {
         "KIND",
         "STATE",
         "BFD",
+        "ADD-PATH",
         "UPTIME",
         "RECEIVED",
         "SENT",
@@ -381,6 +387,7 @@ pub fn peers_table(peers: &[PeerStatus]) -> String {
                 peer.kind.clone(),
                 peer.state.clone(),
                 peer.bfd_state.clone().unwrap_or_else(|| "-".to_string()),
+                peer.add_path.clone().unwrap_or_else(|| "-".to_string()),
                 uptime,
                 peer.prefixes_received.to_string(),
                 peer.prefixes_sent.to_string(),
@@ -388,7 +395,7 @@ pub fn peers_table(peers: &[PeerStatus]) -> String {
             ]
         })
         .collect();
-    let right_aligned = |column: usize| matches!(column, 7 | 8);
+    let right_aligned = |column: usize| matches!(column, 8 | 9);
     table(&header, &rows, right_aligned)
 }
 
@@ -496,6 +503,7 @@ impl PeerStatus {
             last_error: None,
             bfd_state: None,
             bfd_transitions: 0,
+            add_path: None,
         }
     }
 }
@@ -523,6 +531,7 @@ mod tests {
         tor.last_error = Some("connection refused\nretrying".to_string());
         let mut node_2 = peer("node-2", "10.0.0.12", "Established", 192);
         node_2.bfd_state = Some("Up".to_string());
+        node_2.add_path = Some("rx+tx".to_string());
         let peers = [
             node_2,
             peer(
@@ -534,10 +543,10 @@ mod tests {
             tor,
         ];
         let expected = "\
-NAME    ADDRESS    ASN    KIND  STATE        BFD  UPTIME      RECEIVED   SENT  LAST ERROR
-node-2  10.0.0.12  64512  mesh  Established  Up   00:03:12           1      1
-node-3  10.0.0.13  64512  mesh  Established  -    3d04:05:06         1      1
-tor-a   fd00::1    65000  peer  Active       -    -                  0  12345  connection refused retrying
+NAME    ADDRESS    ASN    KIND  STATE        BFD  ADD-PATH  UPTIME      RECEIVED   SENT  LAST ERROR
+node-2  10.0.0.12  64512  mesh  Established  Up   rx+tx     00:03:12           1      1
+node-3  10.0.0.13  64512  mesh  Established  -    -         3d04:05:06         1      1
+tor-a   fd00::1    65000  peer  Active       -    -         -                  0  12345  connection refused retrying
 ";
         assert_eq!(peers_table(&peers), expected);
     }
@@ -546,7 +555,7 @@ tor-a   fd00::1    65000  peer  Active       -    -                  0  12345  c
     fn empty_tables_are_just_the_header() {
         assert_eq!(
             peers_table(&[]),
-            "NAME  ADDRESS  ASN  KIND  STATE  BFD  UPTIME  RECEIVED  SENT  LAST ERROR\n"
+            "NAME  ADDRESS  ASN  KIND  STATE  BFD  ADD-PATH  UPTIME  RECEIVED  SENT  LAST ERROR\n"
         );
         assert_eq!(
             routes_table(&[]),

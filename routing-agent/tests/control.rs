@@ -44,6 +44,7 @@ fn peers() -> Vec<PeerStatus> {
         last_error: None,
         bfd_state: None,
         bfd_transitions: 0,
+        add_path: None,
     }]
 }
 

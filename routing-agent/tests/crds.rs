@@ -175,6 +175,7 @@ fn every_crd_field_is_read_by_the_agent() {
                 multiplier: Some(5),
             }),
             max_ecmp_paths: Some(4),
+            add_paths: Some(false),
         },
     );
     let peer = BGPPeer::new(
@@ -232,6 +233,7 @@ fn every_crd_field_is_read_by_the_agent() {
     assert_eq!(cfg.bgp.listen_port, 1179);
     assert_eq!(cfg.bgp.bfd.multiplier, 5);
     assert_eq!(cfg.bgp.max_ecmp_paths, 4);
+    assert!(!cfg.bgp.add_paths);
     assert_eq!(
         cfg.bgp.bfd.min_rx_interval,
         std::time::Duration::from_millis(200)

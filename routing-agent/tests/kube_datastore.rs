@@ -311,6 +311,7 @@ fn session(name: &str, address: &str, state: &str, received: u64) -> PeerStatus 
         last_error: None,
         bfd_state: None,
         bfd_transitions: 0,
+        add_path: None,
     }
 }
 

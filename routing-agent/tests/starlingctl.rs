@@ -38,6 +38,7 @@ fn peers() -> Vec<PeerStatus> {
         last_error: None,
         bfd_state: Some("Up".to_string()),
         bfd_transitions: 3,
+        add_path: Some("rx".to_string()),
     }]
 }
 
@@ -84,8 +85,8 @@ async fn prints_tables_and_json_and_fails_on_errors() {
     assert_eq!(
         text(&out.stdout),
         "\
-NAME    ADDRESS    ASN    KIND  STATE        BFD  UPTIME    RECEIVED  SENT  LAST ERROR
-node-2  10.0.0.12  64512  mesh  Established  Up   00:03:12         1     1
+NAME    ADDRESS    ASN    KIND  STATE        BFD  ADD-PATH  UPTIME    RECEIVED  SENT  LAST ERROR
+node-2  10.0.0.12  64512  mesh  Established  Up   rx        00:03:12         1     1
 "
     );
 

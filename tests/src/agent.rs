@@ -71,6 +71,9 @@ pub struct Peer {
     pub bfd_state: Option<String>,
     #[serde(default)]
     pub bfd_transitions: u64,
+    /// ADD-PATH negotiated: "rx", "tx", "rx+tx"; None when neither.
+    #[serde(default)]
+    pub add_path: Option<String>,
 }
 
 impl Peer {

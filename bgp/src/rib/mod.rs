@@ -152,7 +152,8 @@ impl Rib {
         changed.first().and_then(|p| self.best_change(*p))
     }
 
-    /// One UPDATE's announcements: `peer`'s routes for `prefixes`, all with
+    /// One UPDATE's announcements: `peer`'s routes for `prefixes`, each
+    /// with its ADD-PATH Path Identifier (0 without ADD-PATH), all with
     /// `attrs` and `next_hop`. The prefixes whose selection changed are
     /// added to `changed`. Shared work (the peer and path lookups) is done
     /// once for all.
@@ -161,13 +162,13 @@ impl Rib {
         peer: &Arc<PeerInfo>,
         attrs: &Arc<PathAttributes>,
         next_hop: IpAddr,
-        prefixes: impl IntoIterator<Item = Prefix>,
+        prefixes: impl IntoIterator<Item = (Prefix, u32)>,
         changed: &mut Vec<Prefix>,
     ) {
         let peer = self.store.peer_id(peer);
         let path = self.store.path_id(attrs, next_hop);
-        for prefix in prefixes {
-            self.announce_stored(prefix, Stored::new(peer, path, 0), changed);
+        for (prefix, path_id) in prefixes {
+            self.announce_stored(prefix, Stored::new(peer, path, path_id), changed);
         }
         self.store.release_unused(path);
     }
@@ -181,10 +182,10 @@ impl Rib {
         }
     }
 
-    /// Removes `peer`'s route for `prefix`, if it had one.
+    /// Removes `peer`'s route for `prefix` (path 0), if it had one.
     pub fn withdraw(&mut self, peer: IpAddr, prefix: Prefix) -> Option<BestChange> {
         let mut changed = Vec::new();
-        self.withdraw_all(peer, [prefix], &mut changed);
+        self.withdraw_all(peer, [(prefix, 0)], &mut changed);
         let prefix = changed.first()?;
         Some(self.best_change(*prefix).unwrap_or(BestChange {
             prefix: *prefix,
@@ -193,18 +194,20 @@ impl Rib {
         }))
     }
 
-    /// Removes `peer`'s routes for `prefixes`; the prefixes whose selection
-    /// changed (or that have no route left) are added to `changed`.
+    /// Removes `peer`'s routes for `prefixes`, each by its ADD-PATH Path
+    /// Identifier (RFC 7911: a withdrawal names one path); the prefixes
+    /// whose selection changed (or that have no route left) are added to
+    /// `changed`.
     pub fn withdraw_all(
         &mut self,
         peer: IpAddr,
-        prefixes: impl IntoIterator<Item = Prefix>,
+        prefixes: impl IntoIterator<Item = (Prefix, u32)>,
         changed: &mut Vec<Prefix>,
     ) {
-        for prefix in prefixes {
+        for (prefix, path_id) in prefixes {
             let (store, max_paths) = (&mut self.store, self.max_paths);
             let change = on_table!(self, prefix, |t, k| {
-                remove(t, k, peer, Some(0), false, store, max_paths)
+                remove(t, k, peer, Some(path_id), false, store, max_paths)
             });
             if change {
                 changed.push(prefix);
@@ -307,6 +310,23 @@ impl Rib {
     /// The selected route for `prefix`.
     pub fn best(&self, prefix: &Prefix) -> Option<Route> {
         self.slot(prefix).map(|s| self.store.route(s.best()))
+    }
+
+    /// Every route held for `prefix` (from every peer, every ADD-PATH path),
+    /// best first, each with a key of its path (its attributes and next
+    /// hop): routes with equal keys are the same path, and a path keeps its
+    /// key while any route holds it, so a reflector can send each path
+    /// with a Path Identifier that stays put (RFC 7911).
+    pub fn routes(&self, prefix: &Prefix) -> Vec<(u32, Route)> {
+        let Some(slot) = self.slot(prefix) else {
+            return vec![];
+        };
+        let best = slot.best();
+        let rest = slot.routes().iter().filter(|r| **r != best);
+        std::iter::once(&best)
+            .chain(rest)
+            .map(|r| (r.path, self.store.route(*r)))
+            .collect()
     }
 
     /// The next hops to install for `prefix` (the best route's, and with

@@ -200,19 +200,31 @@ fn one_update_goes_in_at_once_and_reports_what_changed() {
     let attrs = rib.intern(route(&a, vec![65001], None).attrs.as_ref().clone());
     let longer = rib.intern(route(&b, vec![65002, 65009], None).attrs.as_ref().clone());
     let mut changed = Vec::new();
-    rib.announce_all(&a, &attrs, a.address, (0..100).map(v4), &mut changed);
+    rib.announce_all(
+        &a,
+        &attrs,
+        a.address,
+        (0..100).map(|i| (v4(i), 0)),
+        &mut changed,
+    );
     assert_eq!(changed.len(), 100);
     assert_eq!(rib.peer_prefix_count(a.address), 100);
     // A worse path for half of them changes no selection...
     changed.clear();
-    rib.announce_all(&b, &longer, b.address, (0..50).map(v4), &mut changed);
+    rib.announce_all(
+        &b,
+        &longer,
+        b.address,
+        (0..50).map(|i| (v4(i), 0)),
+        &mut changed,
+    );
     assert!(changed.is_empty());
     assert_eq!(rib.peer_prefix_count(b.address), 50);
     assert_eq!(rib.next_hops(&v4(7)), [a.address]);
     // ...until the better one goes: then b's is selected, and the prefixes
     // only a had are gone.
     changed.clear();
-    rib.withdraw_all(a.address, (0..100).map(v4), &mut changed);
+    rib.withdraw_all(a.address, (0..100).map(|i| (v4(i), 0)), &mut changed);
     assert_eq!(changed.len(), 100);
     assert_eq!(rib.len(), 50);
     assert_eq!(rib.next_hops(&v4(7)), [b.address]);
@@ -239,6 +251,79 @@ fn a_peer_holds_one_route_per_path_identifier() {
     let c = rib.remove_peer(a.address);
     assert_eq!(c.len(), 1);
     assert!(rib.is_empty());
+}
+
+/// A reflector's attributes for a path it reflects from `originator`.
+fn reflected(rib: &mut Rib, originator: [u8; 4]) -> Arc<PathAttributes> {
+    rib.intern(PathAttributes {
+        origin: Some(Origin::Igp),
+        local_pref: Some(100),
+        originator_id: Some(Ipv4Addr::from(originator)),
+        cluster_list: vec![Ipv4Addr::new(1, 1, 1, 1)],
+        ..Default::default()
+    })
+}
+
+/// RFC 7911: two paths for one prefix from one reflector, each with its
+/// own next hop, make an ECMP route; withdrawing one Path Identifier keeps
+/// the other.
+#[test]
+fn paths_from_one_peer_by_path_identifier() {
+    let mut rib = Rib::new(8);
+    let rr = peer("10.0.0.11", [10, 0, 0, 11], false);
+    let (h4, h5): (IpAddr, IpAddr) = ("10.0.0.14".parse().unwrap(), "10.0.0.15".parse().unwrap());
+    let (a4, a5) = (
+        reflected(&mut rib, [10, 0, 0, 14]),
+        reflected(&mut rib, [10, 0, 0, 15]),
+    );
+    let mut changed = Vec::new();
+    rib.announce_all(&rr, &a4, h4, [(pfx(), 1)], &mut changed);
+    rib.announce_all(&rr, &a5, h5, [(pfx(), 2)], &mut changed);
+    assert_eq!(rib.next_hops(&pfx()), [h4, h5]);
+    assert_eq!(rib.routes(&pfx()).len(), 2);
+    // The same identifier again replaces that path only.
+    rib.announce_all(&rr, &a5, h5, [(pfx(), 2)], &mut changed);
+    assert_eq!(rib.routes(&pfx()).len(), 2);
+    changed.clear();
+    rib.withdraw_all(rr.address, [(pfx(), 1)], &mut changed);
+    assert_eq!(changed, [pfx()]);
+    assert_eq!(rib.next_hops(&pfx()), [h5]);
+    // A path identifier the peer never sent withdraws nothing.
+    changed.clear();
+    rib.withdraw_all(rr.address, [(pfx(), 9)], &mut changed);
+    assert!(changed.is_empty());
+    assert_eq!(rib.next_hops(&pfx()), [h5]);
+    rib.withdraw_all(rr.address, [(pfx(), 2)], &mut changed);
+    assert!(rib.is_empty());
+}
+
+/// A client of two reflectors gets each path from both: still one next
+/// hop per path, and `routes` keys the same path alike.
+#[test]
+fn the_same_path_from_two_reflectors_is_one_next_hop() {
+    let mut rib = Rib::new(8);
+    let rr1 = peer("10.0.0.11", [10, 0, 0, 11], false);
+    let rr2 = peer("10.0.0.12", [10, 0, 0, 12], false);
+    let (h4, h5): (IpAddr, IpAddr) = ("10.0.0.14".parse().unwrap(), "10.0.0.15".parse().unwrap());
+    let (a4, a5) = (
+        reflected(&mut rib, [10, 0, 0, 14]),
+        reflected(&mut rib, [10, 0, 0, 15]),
+    );
+    let mut changed = Vec::new();
+    for rr in [&rr1, &rr2] {
+        rib.announce_all(rr, &a4, h4, [(pfx(), 1)], &mut changed);
+        rib.announce_all(rr, &a5, h5, [(pfx(), 2)], &mut changed);
+    }
+    assert_eq!(rib.next_hops(&pfx()), [h4, h5]);
+    let routes = rib.routes(&pfx());
+    assert_eq!(routes.len(), 4);
+    let mut keys: Vec<u32> = routes.iter().map(|(k, _)| *k).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 2, "two distinct paths");
+    // One reflector gone: both paths remain.
+    rib.remove_peer(rr1.address);
+    assert_eq!(rib.next_hops(&pfx()), [h4, h5]);
 }
 
 #[test]

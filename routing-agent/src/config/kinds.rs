@@ -155,6 +155,7 @@ pub(crate) fn bgp_configuration(object: &Fields) -> FieldResult<BgpConfig> {
         "gracefulRestart",
         "bfd",
         "maxEcmpPaths",
+        "addPaths",
     ])?;
     let defaults = BgpConfig::default();
     Ok(BgpConfig {
@@ -166,6 +167,7 @@ pub(crate) fn bgp_configuration(object: &Fields) -> FieldResult<BgpConfig> {
             .unwrap_or(defaults.node_to_node_mesh),
         listen_port: spec.u16("listenPort")?.unwrap_or(defaults.listen_port),
         max_ecmp_paths: spec.u16("maxEcmpPaths")?.unwrap_or(defaults.max_ecmp_paths),
+        add_paths: spec.bool("addPaths")?.unwrap_or(defaults.add_paths),
     })
 }
 
@@ -434,6 +436,12 @@ mod tests {
         );
         assert_eq!(decode_bgp("{}").unwrap().max_ecmp_paths, 8);
         assert_eq!(decode_bgp("{maxEcmpPaths: 2}").unwrap().max_ecmp_paths, 2);
+        assert!(decode_bgp("{}").unwrap().add_paths);
+        assert!(!decode_bgp("{addPaths: false}").unwrap().add_paths);
+        assert_eq!(
+            decode_bgp("{addPaths: 3}").unwrap_err().field,
+            "spec.addPaths"
+        );
         assert_eq!(
             decode_bgp("{maxEcmpPaths: -1}").unwrap_err().field,
             "spec.maxEcmpPaths"

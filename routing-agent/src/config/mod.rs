@@ -37,7 +37,7 @@ pub use objects::{
     parse_documents, yaml_documents, Object, YamlDocument, KIND_BGP_CONFIGURATION, KIND_BGP_PEER,
     KIND_NODE, STARLING_API_VERSION,
 };
-pub use peers::{desired_peers, DesiredPeer, PeerSource};
+pub use peers::{desired_peers, reflection_role, DesiredPeer, PeerSource};
 pub use secret::{SecretData, SecretKeyRef, KIND_SECRET};
 pub use selector::{LabelSelector, LabelSelectorRequirement, SelectorOperator};
 pub use validate::{build, DEFAULT_BGP_CONFIGURATION};

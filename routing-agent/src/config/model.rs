@@ -62,6 +62,9 @@ pub struct BgpConfig {
     pub bfd: BfdSpec,
     /// Equal-cost paths installed as one multipath kernel route, at most.
     pub max_ecmp_paths: u16,
+    /// ADD-PATH (RFC 7911) on iBGP sessions: receive every path, and on a
+    /// route reflector send every path to its clients.
+    pub add_paths: bool,
 }
 
 impl Default for BgpConfig {
@@ -73,6 +76,7 @@ impl Default for BgpConfig {
             graceful_restart: GracefulRestartSpec::default(),
             bfd: BfdSpec::off(),
             max_ecmp_paths: DEFAULT_MAX_ECMP_PATHS,
+            add_paths: true,
         }
     }
 }

@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+use starling_bgp::packet::AddPathMode;
+use starling_bgp::reflection::PeerRole;
+
 use super::local::LocalNode;
 use super::model::{
     first_of_family, BfdSpec, BgpPeerSpec, ClusterConfig, NodeInfo, DEFAULT_HOLD_TIME,
@@ -44,6 +47,8 @@ pub struct DesiredPeer {
     pub password: Option<String>,
     /// BFD (RFC 5880) timers when enabled for the session.
     pub bfd: Option<BfdSpec>,
+    /// The ADD-PATH capability to announce (RFC 7911), if any.
+    pub add_path: Option<AddPathMode>,
     pub source: PeerSource,
     /// For humans: the remote node's name for mesh and selector sessions,
     /// the BGPPeer's name otherwise.
@@ -115,6 +120,7 @@ pub fn desired_peers(cfg: &ClusterConfig, local: &LocalNode) -> Vec<DesiredPeer>
                     ttl_security: peer.ttl_security,
                     password,
                     bfd: peer.bfd.filter(|b| b.enabled),
+                    add_path: None,
                     source: PeerSource::BgpPeer {
                         name: peer.name.clone(),
                         node: None,
@@ -149,7 +155,62 @@ pub fn desired_peers(cfg: &ClusterConfig, local: &LocalNode) -> Vec<DesiredPeer>
             }
         }
     }
-    chosen.into_values().collect()
+    chosen
+        .into_values()
+        .map(|mut d| {
+            d.add_path = add_path(cfg, local, &d);
+            d
+        })
+        .collect()
+}
+
+/// What `d` is to `local` for route reflection (RFC 4456), as Calico's BIRD
+/// template decides: on a node with a cluster ID, every internal peer not of
+/// that cluster is a client, whether another node or a BGPPeer by peerIP
+/// (an FRR router in the cluster AS can so be a client of the reflector
+/// nodes); another node of the same cluster is a non-client.
+pub fn reflection_role(d: &DesiredPeer, cfg: &ClusterConfig, local: &str) -> PeerRole {
+    if d.remote_as != d.local_as {
+        return PeerRole::External;
+    }
+    let Some(ours) = cfg
+        .nodes
+        .get(local)
+        .and_then(|n| n.route_reflector_cluster_id)
+    else {
+        return PeerRole::NonClient;
+    };
+    let theirs = match &d.source {
+        PeerSource::Mesh { node }
+        | PeerSource::BgpPeer {
+            node: Some(node), ..
+        } => cfg
+            .nodes
+            .get(node)
+            .and_then(|n| n.route_reflector_cluster_id),
+        PeerSource::BgpPeer { node: None, .. } => None,
+    };
+    if theirs == Some(ours) {
+        PeerRole::NonClient
+    } else {
+        PeerRole::Client
+    }
+}
+
+/// The ADD-PATH capability `local` announces to `d` (RFC 7911), with
+/// `addPaths` on: on internal sessions, Receive (every path a reflector
+/// holds comes in and is installed as ECMP); a route reflector adds Send
+/// towards its clients (it sends them every path it may reflect). None on
+/// external sessions, where a node has one path of its own to offer.
+fn add_path(cfg: &ClusterConfig, local: &LocalNode, d: &DesiredPeer) -> Option<AddPathMode> {
+    if !cfg.bgp.add_paths {
+        return None;
+    }
+    match reflection_role(d, cfg, &local.name) {
+        PeerRole::External => None,
+        PeerRole::Client => Some(AddPathMode::BOTH),
+        PeerRole::NonClient => Some(AddPathMode::RECEIVE),
+    }
 }
 
 fn node_as(cfg: &ClusterConfig, node: &NodeInfo) -> u32 {
@@ -201,6 +262,7 @@ fn node_sessions(
                 ttl_security: peer.and_then(|p| p.ttl_security),
                 password: password.clone(),
                 bfd: node_bfd(cfg, peer),
+                add_path: None,
                 source,
                 name: remote.name.clone(),
             })
@@ -281,7 +343,11 @@ spec: {peerIP: 'fd00::1', asNumber: 65000, holdTime: 9s, keepaliveTime: 3s}
 ";
 
     fn config(extra: &str) -> ClusterConfig {
-        let (objects, errors) = parse_documents(&format!("{CLUSTER}{extra}"), "test.yaml");
+        config_from(&format!("{CLUSTER}{extra}"))
+    }
+
+    fn config_from(yaml: &str) -> ClusterConfig {
+        let (objects, errors) = parse_documents(yaml, "test.yaml");
         assert!(errors.is_empty(), "{errors:?}");
         let (cfg, errors) = build(objects);
         assert!(errors.is_empty(), "{errors:?}");
@@ -456,6 +522,55 @@ data: {edge: czNjcmV0}
             ..a.clone()
         };
         assert!(!held.same_session(b));
+    }
+
+    /// ADD-PATH (RFC 7911): Receive on internal sessions, Send too from a
+    /// reflector to its clients (nodes of no or another cluster, and
+    /// internal BGPPeers by peerIP, as in Calico), none on external ones
+    /// or with `addPaths: false`; the change is a new session only where
+    /// the announcement changes.
+    #[test]
+    fn add_path_by_role() {
+        let internal = "---\napiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {name: frr-client}\nspec: {peerIP: 10.0.0.9, asNumber: 64512}\n";
+        let with_rr = CLUSTER.replacen(
+            "metadata: {name: node-1, labels: {rack: a}}",
+            "metadata: {name: node-1, labels: {rack: a}, annotations: {starling.dev/route-reflector-cluster-id: 1.1.1.1}}",
+            1,
+        );
+        assert_ne!(with_rr, CLUSTER);
+        let modes = |cfg: &ClusterConfig, node: &str| -> Vec<(String, Option<AddPathMode>)> {
+            peers_of(cfg, node)
+                .into_iter()
+                .map(|p| (p.name, p.add_path))
+                .collect()
+        };
+        let cfg = config_from(&format!("{with_rr}{internal}"));
+        let on_rr = modes(&cfg, "node-1");
+        let of = |name: &str| on_rr.iter().find(|(n, _)| n == name).unwrap().1;
+        assert_eq!(of("node-2"), Some(AddPathMode::BOTH));
+        assert_eq!(of("frr-client"), Some(AddPathMode::BOTH));
+        assert_eq!(of("tor"), None, "external");
+        let on_client = modes(&cfg, "node-2");
+        let of = |name: &str| on_client.iter().find(|(n, _)| n == name).unwrap().1;
+        assert_eq!(of("node-1"), Some(AddPathMode::RECEIVE));
+        assert_eq!(of("node-3"), None, "AS 65003: external");
+
+        let off = config_from(&format!(
+            "{with_rr}{internal}---\napiVersion: starling.dev/v1alpha1\nkind: BGPConfiguration\nmetadata: {{name: default}}\nspec: {{addPaths: false}}\n"
+        ));
+        for (before, after) in peers_of(&cfg, "node-1")
+            .iter()
+            .zip(peers_of(&off, "node-1"))
+        {
+            assert_eq!(after.add_path, None);
+            // Only the sessions whose OPEN changes start again.
+            assert_eq!(
+                before.same_session(&after),
+                before.add_path.is_none(),
+                "{}",
+                after.name
+            );
+        }
     }
 
     #[test]

@@ -70,6 +70,11 @@ pub struct BGPConfigurationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 256))]
     pub max_ecmp_paths: Option<u16>,
+    /// ADD-PATH (RFC 7911) on iBGP sessions (default true): nodes receive
+    /// every path of a prefix, and route reflectors send their clients
+    /// every path they hold, so clients install every equal-cost next hop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add_paths: Option<bool>,
 }
 
 /// `bfd: {enabled, minTxInterval, minRxInterval, multiplier}`: sub-second

@@ -1,6 +1,7 @@
 //! What each peer is sent (its Adj-RIB-Out): the node's own prefixes to
-//! every peer, and on a route reflector the best routes of its iBGP peers
-//! as RFC 4456 says.
+//! every peer, and on a route reflector the routes of its iBGP peers as
+//! RFC 4456 says: the best one, or with ADD-PATH (RFC 7911) every path it
+//! may reflect, each with its own Path Identifier.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -17,14 +18,21 @@ use super::Speaker;
 /// One route as sent to a peer: its attributes and next hop.
 pub(super) type Export = (Arc<PathAttributes>, IpAddr);
 
+/// A route of a peer's Adj-RIB-Out: its prefix and the Path Identifier it
+/// is sent with (0 without ADD-PATH).
+type Key = (Prefix, u32);
+
 impl Speaker {
-    /// What `addr` should hold for `prefix`, if anything.
-    fn export_for(&mut self, addr: IpAddr, prefix: &Prefix) -> Option<Export> {
-        let p = self.peers.get(&addr)?;
+    /// What `addr` should hold for `prefix`: nothing, one route (path 0),
+    /// or with ADD-PATH send negotiated one route per path.
+    fn exports_for(&mut self, addr: IpAddr, prefix: &Prefix) -> Vec<(u32, Export)> {
+        let Some(p) = self.peers.get(&addr) else {
+            return vec![];
+        };
         if p.desired.local_address.is_ipv4() != prefix.is_ipv4()
             || !p.session.negotiated_families().contains(&prefix.family())
         {
-            return None;
+            return vec![];
         }
         let ebgp = p.desired.remote_as != p.desired.local_as;
         if self.local_routes.contains_key(prefix) {
@@ -41,35 +49,53 @@ impl Speaker {
                 ..PathAttributes::default()
             };
             let nh = p.desired.local_address;
-            return Some((self.rib.intern(attrs), nh));
+            return vec![(0, (self.rib.intern(attrs), nh))];
         }
-        let cluster_id = self.cluster_id?;
+        let Some(cluster_id) = self.cluster_id else {
+            return vec![];
+        };
         let to_role = p.role;
-        let best = self.rib.best(prefix)?;
-        let from = best.peer.address;
-        let from_role = self.peers.get(&from).map(|f| f.role)?;
-        let reflect = from != addr
-            && !best.stale
-            && reflection::should_reflect(from_role, to_role)
-            && best.attrs.may_advertise_to(false);
-        if !reflect {
-            return None;
+        // RFC 7911: with Send negotiated, every path (as FRR's
+        // addpath-tx-all-paths), each under a Path Identifier the RIB keeps
+        // for that path while it exists; without, the best route only.
+        let candidates = if p.session.add_path(prefix.family()).send {
+            self.rib.routes(prefix)
+        } else {
+            self.rib.best(prefix).map(|b| (0, b)).into_iter().collect()
+        };
+        let mut out: Vec<(u32, Export)> = Vec::with_capacity(candidates.len());
+        for (path_id, route) in candidates {
+            let from = route.peer.address;
+            let Some(from_role) = self.peers.get(&from).map(|f| f.role) else {
+                continue;
+            };
+            let reflect = from != addr
+                && !route.stale
+                && reflection::should_reflect(from_role, to_role)
+                && route.attrs.may_advertise_to(false)
+                // The same path from two peers goes once.
+                && !out.iter().any(|(id, _)| *id == path_id);
+            if reflect {
+                let attrs = reflection::reflect(&route.attrs, route.peer.router_id, cluster_id);
+                out.push((path_id, (self.rib.intern(attrs), route.next_hop)));
+            }
         }
-        let attrs = reflection::reflect(&best.attrs, best.peer.router_id, cluster_id);
-        let nh = best.next_hop;
-        Some((self.rib.intern(attrs), nh))
+        out
     }
 
     /// Everything `addr` should hold now.
-    fn full_export(&mut self, addr: IpAddr) -> BTreeMap<Prefix, Export> {
+    fn full_export(&mut self, addr: IpAddr) -> BTreeMap<Key, Export> {
         let mut candidates: Vec<Prefix> = self.local_routes.keys().copied().collect();
         if self.cluster_id.is_some() {
             candidates.extend(self.rib.prefixes());
         }
-        candidates
-            .into_iter()
-            .filter_map(|p| self.export_for(addr, &p).map(|e| (p, e)))
-            .collect()
+        let mut want = BTreeMap::new();
+        for p in candidates {
+            for (id, e) in self.exports_for(addr, &p) {
+                want.insert((p, id), e);
+            }
+        }
+        want
     }
 
     /// Brings the peer's Adj-RIB-Out in line with what it should hold; with
@@ -82,7 +108,7 @@ impl Speaker {
         let Some(p) = self.peers.get(&addr) else {
             return;
         };
-        let mut changes: Vec<(Prefix, Option<Export>)> = p
+        let mut changes: Vec<(Key, Option<Export>)> = p
             .sent
             .keys()
             .filter(|k| !want.contains_key(k))
@@ -112,10 +138,20 @@ impl Speaker {
         for addr in addrs {
             let mut changes = Vec::new();
             for prefix in prefixes {
-                let want = self.export_for(addr, prefix);
-                let had = self.peers.get(&addr).and_then(|p| p.sent.get(prefix));
-                if had != want.as_ref() {
-                    changes.push((*prefix, want));
+                let want = self.exports_for(addr, prefix);
+                let Some(p) = self.peers.get(&addr) else {
+                    continue;
+                };
+                let had = p.sent.range((*prefix, 0)..=(*prefix, u32::MAX));
+                for (key, _) in had {
+                    if !want.iter().any(|(id, _)| *id == key.1) {
+                        changes.push((*key, None));
+                    }
+                }
+                for (id, e) in want {
+                    if p.sent.get(&(*prefix, id)) != Some(&e) {
+                        changes.push(((*prefix, id), Some(e)));
+                    }
                 }
             }
             self.send_exports(addr, changes, false);
@@ -127,31 +163,30 @@ impl Speaker {
     fn send_exports(
         &mut self,
         addr: IpAddr,
-        changes: Vec<(Prefix, Option<Export>)>,
+        changes: Vec<(Key, Option<Export>)>,
         end_of_rib: bool,
     ) {
         let Some(p) = self.peers.get_mut(&addr) else {
             return;
         };
         let codec = p.session.codec();
-        let mut withdrawn: Vec<Prefix> = Vec::new();
-        let mut groups: HashMap<(usize, IpAddr), (Arc<PathAttributes>, Vec<Prefix>)> =
-            HashMap::new();
-        for (prefix, export) in changes {
+        let mut withdrawn: Vec<Key> = Vec::new();
+        type Group = (Arc<PathAttributes>, Vec<Prefix>, Vec<u32>);
+        let mut groups: HashMap<(usize, IpAddr), Group> = HashMap::new();
+        for (key, export) in changes {
             match export {
                 None => {
-                    if p.sent.remove(&prefix).is_some() {
-                        withdrawn.push(prefix);
+                    if p.sent.remove(&key).is_some() {
+                        withdrawn.push(key);
                     }
                 }
                 Some((attrs, nh)) => {
-                    let key = (Arc::as_ptr(&attrs) as usize, nh);
-                    groups
-                        .entry(key)
-                        .or_insert_with(|| (attrs.clone(), Vec::new()))
-                        .1
-                        .push(prefix);
-                    p.sent.insert(prefix, (attrs, nh));
+                    let group = groups
+                        .entry((Arc::as_ptr(&attrs) as usize, nh))
+                        .or_insert_with(|| (attrs.clone(), Vec::new(), Vec::new()));
+                    group.1.push(key.0);
+                    group.2.push(key.1);
+                    p.sent.insert(key, (attrs, nh));
                 }
             }
         }
@@ -160,17 +195,17 @@ impl Speaker {
             starling_bgp::Family::IPV4_UNICAST,
             starling_bgp::Family::IPV6_UNICAST,
         ] {
-            let of_family: Vec<Prefix> = withdrawn
+            let (prefixes, ids): (Vec<Prefix>, Vec<u32>) = withdrawn
                 .iter()
-                .filter(|w| w.family() == family)
+                .filter(|(w, _)| w.family() == family)
                 .copied()
-                .collect();
-            if !of_family.is_empty() {
-                updates.extend(Update::withdraw(&of_family, &[], &codec));
+                .unzip();
+            if !prefixes.is_empty() {
+                updates.extend(Update::withdraw(&prefixes, &ids, &codec));
             }
         }
-        for ((_, nh), (attrs, prefixes)) in groups {
-            updates.extend(Update::announce(&attrs, nh, &prefixes, &[], &codec));
+        for ((_, nh), (attrs, prefixes, ids)) in groups {
+            updates.extend(Update::announce(&attrs, nh, &prefixes, &ids, &codec));
         }
         if end_of_rib {
             updates.extend(

@@ -53,8 +53,9 @@ struct Peer {
     port: u16,
     /// The connect attempt whose result we wait for.
     attempt: u64,
-    /// What the peer was sent (its Adj-RIB-Out).
-    sent: BTreeMap<Prefix, export::Export>,
+    /// What the peer was sent (its Adj-RIB-Out), by prefix and the Path
+    /// Identifier it went with (0 without ADD-PATH).
+    sent: BTreeMap<(Prefix, u32), export::Export>,
     /// Client, non-client or external (RFC 4456).
     role: PeerRole,
     /// Families the peer sent End-of-RIB for since it came up.

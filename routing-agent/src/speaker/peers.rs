@@ -14,7 +14,9 @@ use starling_bgp::rib::PeerInfo;
 use starling_bgp::{Family, Prefix};
 
 use super::{connection, Peer, Speaker};
-use crate::config::{desired_peers, local_node, ClusterConfig, DesiredPeer, PeerSource};
+use crate::config::{
+    desired_peers, local_node, reflection_role, ClusterConfig, DesiredPeer, PeerSource,
+};
 
 /// Connect retry: short, because peers in a cluster come and go with pods
 /// of the DaemonSet rather than with links.
@@ -120,7 +122,7 @@ impl Speaker {
             .get(&self.node_name)
             .and_then(|n| n.route_reflector_cluster_id);
         for p in self.peers.values_mut() {
-            p.role = role_of(&p.desired, self.cluster_id, cfg);
+            p.role = reflection_role(&p.desired, cfg, &self.node_name);
         }
         let max_paths = usize::from(cfg.bgp.max_ecmp_paths);
         let changes = self.rib.set_max_paths(max_paths);
@@ -155,35 +157,6 @@ impl Speaker {
     }
 }
 
-/// What a peer is to this node for route reflection.
-fn role_of(
-    d: &DesiredPeer,
-    cluster_id: Option<std::net::Ipv4Addr>,
-    cfg: &ClusterConfig,
-) -> PeerRole {
-    if d.remote_as != d.local_as {
-        return PeerRole::External;
-    }
-    let Some(ours) = cluster_id else {
-        return PeerRole::NonClient;
-    };
-    let node = match &d.source {
-        PeerSource::Mesh { node }
-        | PeerSource::BgpPeer {
-            node: Some(node), ..
-        } => node,
-        PeerSource::BgpPeer { node: None, .. } => return PeerRole::NonClient,
-    };
-    match cfg
-        .nodes
-        .get(node)
-        .and_then(|n| n.route_reflector_cluster_id)
-    {
-        Some(theirs) if theirs == ours => PeerRole::NonClient,
-        _ => PeerRole::Client,
-    }
-}
-
 pub(super) fn to_network(p: &Prefix) -> ipnetwork::IpNetwork {
     ipnetwork::IpNetwork::new(p.addr(), p.length()).expect("a Prefix always has a valid length")
 }
@@ -215,6 +188,6 @@ fn session_config(
         // One family per session, the family of the session's addresses, as
         // Calico runs separate IPv4 and IPv6 sessions.
         families: vec![family],
-        add_path: vec![],
+        add_path: d.add_path.map(|m| vec![(family, m)]).unwrap_or_default(),
     }
 }

@@ -27,7 +27,7 @@ impl Speaker {
         let now = Instant::now();
         let enhanced = p.session.begin_refresh(now, family);
         tracing::info!(peer = %addr, name = %p.desired.name, %family, enhanced, "route refresh requested: sending our routes again");
-        p.sent.retain(|pr, _| pr.family() != family);
+        p.sent.retain(|(pr, _), _| pr.family() != family);
         self.advertise(addr, false);
         if let Some(p) = self.peers.get_mut(&addr) {
             p.session.end_refresh(Instant::now(), family);

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use starling_bgp::packet::Update;
+use starling_bgp::packet::{paths, Update};
 use starling_bgp::reflection;
 use starling_bgp::rib::BestChange;
 use starling_bgp::Prefix;
@@ -44,38 +44,61 @@ impl Speaker {
         };
         let mut changed = std::mem::take(&mut self.changed);
         changed.clear();
-        self.rib.withdraw_all(addr, u.withdrawn, &mut changed);
-        if let Some(un) = u.mp_unreach {
-            self.rib.withdraw_all(addr, un.withdrawn, &mut changed);
+        // Routes are keyed by prefix and ADD-PATH Path Identifier (RFC 7911
+        // section 3; 0 for every route without ADD-PATH).
+        self.rib.withdraw_all(
+            addr,
+            paths(&u.withdrawn, &u.withdrawn_path_ids),
+            &mut changed,
+        );
+        if let Some(un) = &u.mp_unreach {
+            self.rib.withdraw_all(addr, un.paths(), &mut changed);
         }
         // One next hop for all of a set of NLRI: the IPv4 NEXT_HOP for the
         // plain NLRI, the first MP_REACH next hop for its NLRI.
-        let mut announced: Vec<(IpAddr, Vec<Prefix>)> = Vec::with_capacity(2);
+        let mut announced: Vec<(IpAddr, &[Prefix], &[u32])> = Vec::with_capacity(2);
         if let Some(nh) = attrs.next_hop {
-            announced.push((IpAddr::V4(nh), u.nlri));
+            announced.push((IpAddr::V4(nh), &u.nlri, &u.nlri_path_ids));
         }
-        if let Some(r) = u.mp_reach {
+        if let Some(r) = &u.mp_reach {
             if let Some(nh) = r.next_hops.first() {
-                announced.push((*nh, r.nlri));
+                announced.push((*nh, &r.nlri, &r.path_ids));
             }
         }
         let local_routes = &self.local_routes;
-        for (next_hop, nlri) in announced {
+        for (next_hop, nlri, ids) in announced {
             let usable = |prefix: &Prefix| {
                 !looped
                     && families.contains(&prefix.family())
                     && next_hop.is_ipv4() == prefix.is_ipv4()
                     && !local_routes.contains_key(prefix)
             };
-            let good = nlri.iter().copied().filter(|p| usable(p));
+            let good = paths(nlri, ids).filter(|(p, _)| usable(p));
             self.rib
                 .announce_all(&info, &attrs, next_hop, good, &mut changed);
             if nlri.iter().any(|p| !usable(p)) {
-                let bad = nlri.iter().copied().filter(|p| !usable(p));
+                let bad = paths(nlri, ids).filter(|(p, _)| !usable(p));
                 self.rib.withdraw_all(addr, bad, &mut changed);
             }
         }
-        self.apply_changed(&changed);
+        if self.cluster_id.is_some() {
+            // A reflector sending every path (ADD-PATH) must tell its
+            // clients of paths that change no selection too: everything
+            // this UPDATE named is looked at again.
+            self.install(&changed);
+            let mut touched: Vec<Prefix> = u.withdrawn.iter().chain(&u.nlri).copied().collect();
+            if let Some(un) = &u.mp_unreach {
+                touched.extend(&un.withdrawn);
+            }
+            if let Some(r) = &u.mp_reach {
+                touched.extend(&r.nlri);
+            }
+            touched.sort_unstable();
+            touched.dedup();
+            self.export_changes(&touched);
+        } else {
+            self.apply_changed(&changed);
+        }
         self.changed = changed;
         self.check_max_prefixes(addr);
     }
@@ -100,15 +123,38 @@ impl Speaker {
     }
 
     /// Best-route changes into the kernel. The node's own prefixes keep
-    /// their blackhole.
+    /// their blackhole. These come in bulk (a peer's routes gone or swept):
+    /// a reflector's peers that get every path (ADD-PATH) may have held
+    /// paths that were never selected, so they get their whole table
+    /// compared again.
     pub(super) fn apply_changes(&mut self, changes: Vec<BestChange>) {
         let prefixes: Vec<Prefix> = changes.iter().map(|c| c.prefix).collect();
         self.apply_changed(&prefixes);
+        if self.cluster_id.is_some() {
+            let all_paths: Vec<IpAddr> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| {
+                    let s = &p.session;
+                    s.negotiated_families().iter().any(|f| s.add_path(*f).send)
+                })
+                .map(|(a, _)| *a)
+                .collect();
+            for addr in all_paths {
+                self.advertise(addr, false);
+            }
+        }
     }
 
     /// The kernel and the reflected routes brought in line with the RIB for
     /// `prefixes`, whose selection changed.
     pub(super) fn apply_changed(&mut self, prefixes: &[Prefix]) {
+        self.install(prefixes);
+        self.export_changes(prefixes);
+    }
+
+    /// The kernel brought in line with the RIB for `prefixes`.
+    fn install(&mut self, prefixes: &[Prefix]) {
         if self.kernel.enabled() {
             for prefix in prefixes {
                 if self.local_routes.contains_key(prefix) {
@@ -126,6 +172,5 @@ impl Speaker {
                 }
             }
         }
-        self.export_changes(prefixes);
     }
 }

@@ -95,6 +95,7 @@ impl Speaker {
                     .and(self.bfd.session(*addr))
                     .map(|s| s.state.name().to_string()),
                 bfd_transitions: self.bfd.session(*addr).map_or(0, |s| s.transitions),
+                add_path: add_path_text(&p.session),
             })
             .collect()
     }
@@ -144,5 +145,22 @@ impl Speaker {
             });
         }
         out
+    }
+}
+
+/// ADD-PATH as negotiated on the session's families (RFC 7911): "rx",
+/// "tx", "rx+tx", or None.
+fn add_path_text(session: &starling_bgp::fsm::Session) -> Option<String> {
+    let (mut rx, mut tx) = (false, false);
+    for f in session.negotiated_families() {
+        let m = session.add_path(f);
+        rx |= m.receive;
+        tx |= m.send;
+    }
+    match (rx, tx) {
+        (true, true) => Some("rx+tx".to_string()),
+        (true, false) => Some("rx".to_string()),
+        (false, true) => Some("tx".to_string()),
+        (false, false) => None,
     }
 }
