@@ -13,6 +13,8 @@ use starling_lab::frr::Afi;
 use starling_lab::wait::{wait_until, Check};
 use starling_lab::{metrics, netns, probe, state, topology, Error, Lab, LabOptions, Result};
 
+#[path = "lab/add_path.rs"]
+mod add_path;
 #[path = "lab/protocol.rs"]
 mod protocol;
 #[path = "lab/routing.rs"]
@@ -667,23 +669,29 @@ fn reflector_cluster_yaml(nodes: &[topology::NodeSpec]) -> String {
     let mut yaml = String::new();
     for n in nodes {
         let rr = n.index <= 2;
-        let annotations = if rr {
-            "  annotations: {starling.dev/route-reflector-cluster-id: 1.1.1.1}\n"
-        } else {
-            ""
-        };
-        yaml += &format!(
-            "apiVersion: v1\nkind: Node\nmetadata:\n  name: {}\n  labels: {{route-reflector: \"{rr}\"}}\n{annotations}\
-             spec: {{podCIDRs: [\"{}\", \"{}\"]}}\n\
-             status: {{addresses: [{{type: InternalIP, address: \"{}\"}}, {{type: InternalIP, address: \"{}\"}}]}}\n---\n",
-            n.name, n.pod_cidr_v4, n.pod_cidr_v6, n.v4, n.v6
-        );
+        let labels = format!("{{route-reflector: \"{rr}\"}}");
+        yaml += &node_yaml(n, &labels, rr.then_some("1.1.1.1"));
     }
     yaml += "apiVersion: starling.dev/v1alpha1\nkind: BGPConfiguration\nmetadata: {name: default}\n\
              spec: {asNumber: 64512, nodeToNodeMeshEnabled: false}\n---\n\
              apiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {name: to-reflectors}\n\
              spec: {nodeSelector: {}, peerSelector: {matchLabels: {route-reflector: \"true\"}}, holdTime: 9s, keepaliveTime: 3s}\n";
     yaml
+}
+
+/// Lab node `n` as a Node object of the cluster YAML (with its `---`):
+/// `labels` a YAML flow map, and the route reflector cluster ID to
+/// annotate it with, if any.
+fn node_yaml(n: &topology::NodeSpec, labels: &str, cluster_id: Option<&str>) -> String {
+    let annotations = cluster_id
+        .map(|id| format!("  annotations: {{starling.dev/route-reflector-cluster-id: {id}}}\n"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {}\n  labels: {labels}\n{annotations}\
+         spec: {{podCIDRs: [\"{}\", \"{}\"]}}\n\
+         status: {{addresses: [{{type: InternalIP, address: \"{}\"}}, {{type: InternalIP, address: \"{}\"}}]}}\n---\n",
+        n.name, n.pod_cidr_v4, n.pod_cidr_v6, n.v4, n.v6
+    )
 }
 
 /// Route reflection (RFC 4456): two reflector nodes and four clients, no

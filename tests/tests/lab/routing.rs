@@ -30,9 +30,10 @@ fn cluster_yaml(max_ecmp_paths: u16) -> String {
         )
 }
 
-/// node-1's kernel next hops for the anycast blocks, IPv4 and IPv6.
-fn anycast_hops(lab: &starling_lab::Lab) -> Result<Vec<Vec<String>>> {
-    let routes = lab.kernel_routes("node-1")?;
+/// `node`'s kernel next hops for the anycast blocks (10.244.99.0/24 and
+/// fd00:244:99::/64), IPv4 and IPv6, sorted.
+pub(super) fn anycast_hops(lab: &starling_lab::Lab, node: &str) -> Result<Vec<Vec<String>>> {
+    let routes = lab.kernel_routes(node)?;
     Ok(["10.244.99.0/24", "fd00:244:99::/64"]
         .iter()
         .map(|want| {
@@ -50,12 +51,17 @@ fn anycast_hops(lab: &starling_lab::Lab) -> Result<Vec<Vec<String>>> {
         .collect())
 }
 
-fn wait_hops(lab: &starling_lab::Lab, count: usize) -> Result<Vec<Vec<String>>> {
+/// Waits until `node` routes both anycast blocks via `count` next hops.
+pub(super) fn wait_hops(
+    lab: &starling_lab::Lab,
+    node: &str,
+    count: usize,
+) -> Result<Vec<Vec<String>>> {
     starling_lab::wait_until(
         ROUTES_IN,
-        &format!("node-1 to route the anycast blocks via {count} next hops"),
+        &format!("{node} to route the anycast blocks via {count} next hops"),
         || {
-            let hops = anycast_hops(lab)?;
+            let hops = anycast_hops(lab, node)?;
             let ok = hops.iter().all(|h| h.len() == count);
             Ok(Check::when(ok, hops.clone(), || format!("{hops:?}")))
         },
@@ -90,10 +96,10 @@ fn router_id_annotation_and_ecmp_bound() {
             format!("FRR sees node-1 over IPv6 as {}", nb["remoteRouterId"])
         })?;
 
-        let one = wait_hops(lab, 1)?;
+        let one = wait_hops(lab, "node-1", 1)?;
         println!("maxEcmpPaths 1: {one:?}");
         lab.write_datastore(&cluster_yaml(2))?;
-        let two = wait_hops(lab, 2)?;
+        let two = wait_hops(lab, "node-1", 2)?;
         println!("maxEcmpPaths 2: {two:?}");
         let want_v4: Vec<String> = [12, 13]
             .iter()
@@ -101,7 +107,7 @@ fn router_id_annotation_and_ecmp_bound() {
             .collect();
         ensure(two[0] == want_v4, || format!("IPv4 next hops {:?}", two[0]))?;
         lab.write_datastore(&cluster_yaml(1))?;
-        wait_hops(lab, 1)?;
+        wait_hops(lab, "node-1", 1)?;
         Ok(())
     });
 }
