@@ -1,7 +1,8 @@
 //! The short fuzz run of CI: every committed seed of the fuzz corpus
 //! (`bgp/fuzz/seeds/`) through the same checks as the fuzz targets, without
 //! cargo-fuzz. Seeds captured from FRR (`frr-*`, by
-//! `tests/tests/fuzz_seeds.rs`) must also decode; `fuzz-*` seeds are the
+//! `tests/tests/fuzz_seeds.rs`) must also decode, and so must `addpath-*`
+//! seeds (written by hand in RFC 7911's layout) with ADD-PATH; `fuzz-*` seeds are the
 //! minimized corpus of long runs (`cargo fuzz cmin`).
 
 #[path = "../fuzz/checks.rs"]
@@ -32,10 +33,15 @@ fn bgp_message_seeds() {
     let frr: Vec<_> = all.iter().filter(|(n, _)| n.starts_with("frr-")).collect();
     assert!(frr.len() >= 8, "FRR seeds: {}", frr.len());
     for (name, data) in &all {
-        let [four_octet, _] = checks::bgp_message(data);
+        let [four_octet, _, add_path] = checks::bgp_message(data);
         // FRR negotiated 4-octet AS numbers with the capturing peer.
         if name.starts_with("frr-") {
             assert!(four_octet, "{name} does not decode");
+        }
+        // UPDATEs with Path Identifiers (RFC 7911 section 3) before each
+        // NLRI, IPv4 and in MP_REACH/MP_UNREACH.
+        if name.starts_with("addpath-") {
+            assert!(add_path, "{name} does not decode with ADD-PATH");
         }
     }
     println!("{} BGP seeds ({} from FRR)", all.len(), frr.len());
