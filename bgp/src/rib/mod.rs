@@ -218,10 +218,21 @@ impl Rib {
     /// Removes every route of `peer` (its session went down). Walks the
     /// table once, as BIRD does when a protocol goes down.
     pub fn remove_peer(&mut self, peer: IpAddr) -> Vec<BestChange> {
+        self.remove_peer_touching(peer, None)
+    }
+
+    /// As `remove_peer`; also adds to `touched` every prefix that lost a
+    /// route, whether its selection changed or not: what a speaker that
+    /// sends every path (ADD-PATH, RFC 7911) must look at again.
+    pub fn remove_peer_touching(
+        &mut self,
+        peer: IpAddr,
+        touched: Option<&mut Vec<Prefix>>,
+    ) -> Vec<BestChange> {
         if self.store.counts.remove(&peer).unwrap_or(0) == 0 {
             return vec![];
         }
-        let changes = self.remove_where(peer, None, false);
+        let changes = self.remove_where(peer, None, false, touched);
         self.store.sweep();
         changes
     }
@@ -253,39 +264,53 @@ impl Rib {
     /// Removes the peer's routes still stale (of `family`, or all): after
     /// its End-of-RIB, or when its restart time ran out.
     pub fn sweep_stale(&mut self, peer: IpAddr, family: Option<Family>) -> Vec<BestChange> {
-        self.remove_where(peer, family, true)
+        self.remove_where(peer, family, true, None)
+    }
+
+    /// As `sweep_stale`, with `touched` as for `remove_peer_touching`.
+    pub fn sweep_stale_touching(
+        &mut self,
+        peer: IpAddr,
+        family: Option<Family>,
+        touched: Option<&mut Vec<Prefix>>,
+    ) -> Vec<BestChange> {
+        self.remove_where(peer, family, true, touched)
     }
 
     /// Removes `peer`'s routes (only stale ones, with `stale_only`) of
-    /// `family` or all; the changes, sorted by prefix.
+    /// `family` or all; the changes, sorted by prefix; every prefix that
+    /// lost a route added to `touched`, if given.
     fn remove_where(
         &mut self,
         peer: IpAddr,
         family: Option<Family>,
         stale_only: bool,
+        mut touched: Option<&mut Vec<Prefix>>,
     ) -> Vec<BestChange> {
         let mut changes = Vec::new();
         let max_paths = self.max_paths;
         let wants = |f: Family| family.is_none_or(|x| x == f);
         if wants(Family::IPV4_UNICAST) {
+            let from = Removing {
+                peer,
+                stale_only,
+                max_paths,
+            };
             remove_all(
                 &mut self.v4,
                 &mut self.store,
-                max_paths,
-                peer,
-                stale_only,
+                from,
                 &mut changes,
+                touched.as_deref_mut(),
             );
         }
         if wants(Family::IPV6_UNICAST) {
-            remove_all(
-                &mut self.v6,
-                &mut self.store,
-                max_paths,
+            let from = Removing {
                 peer,
                 stale_only,
-                &mut changes,
-            );
+                max_paths,
+            };
+            remove_all(&mut self.v6, &mut self.store, from, &mut changes, touched);
         }
         changes.sort_by_key(|c| c.prefix);
         changes
@@ -443,20 +468,42 @@ fn reselect_all<K: Key>(
     }
 }
 
-/// Removes every route of `peer` (only stale ones, with `stale_only`) in
-/// one walk of the table, adding the changes to `changes`.
+/// Whose routes `remove_all` removes, and the multipath bound.
+#[derive(Clone, Copy)]
+struct Removing {
+    peer: IpAddr,
+    /// Only its stale routes.
+    stale_only: bool,
+    max_paths: usize,
+}
+
+/// Removes every route of `from.peer` in one walk of the table, adding
+/// the changes to `changes` and every prefix that lost a route to
+/// `touched`.
 fn remove_all<K: Key>(
     t: &mut Table<K>,
     store: &mut Store,
-    max_paths: usize,
-    peer: IpAddr,
-    stale_only: bool,
+    from: Removing,
     changes: &mut Vec<BestChange>,
+    mut touched: Option<&mut Vec<Prefix>>,
 ) {
+    let Removing {
+        peer,
+        stale_only,
+        max_paths,
+    } = from;
     t.retain(|k, slot| {
         let mut changed = false;
+        let mut removed = false;
         loop {
-            match slot.remove(peer, None, stale_only, store, max_paths) {
+            let removal = slot.remove(peer, None, stale_only, store, max_paths);
+            if !matches!(removal, Removal::NotFound) && !removed {
+                removed = true;
+                if let Some(t) = touched.as_deref_mut() {
+                    t.push(k.prefix());
+                }
+            }
+            match removal {
                 Removal::NotFound => break,
                 Removal::Kept { changed: c } => changed |= c,
                 Removal::Emptied => {

@@ -326,6 +326,33 @@ fn the_same_path_from_two_reflectors_is_one_next_hop() {
     assert_eq!(rib.next_hops(&pfx()), [h4, h5]);
 }
 
+/// Removing a route that was not selected changes no selection, yet the
+/// prefix is reported as touched: a speaker that sent that path (ADD-PATH)
+/// must withdraw it.
+#[test]
+fn bulk_removals_report_every_prefix_that_lost_a_route() {
+    let mut rib = Rib::new(1);
+    let a = peer("10.0.0.1", [1, 1, 1, 1], false);
+    let b = peer("10.0.0.2", [2, 2, 2, 2], false);
+    let other: Prefix = "10.244.7.0/24".parse().unwrap();
+    rib.announce(pfx(), route(&a, vec![], Some(200)));
+    rib.announce(pfx(), route(&b, vec![], Some(100)));
+    rib.announce(other, route(&b, vec![], Some(100)));
+    rib.mark_stale(b.address, None);
+    let mut touched = Vec::new();
+    let changes = rib.sweep_stale_touching(b.address, None, Some(&mut touched));
+    assert_eq!(changes.len(), 1, "only `other` changed: {changes:?}");
+    assert_eq!(changes[0].prefix, other);
+    touched.sort();
+    assert_eq!(touched, [pfx(), other]);
+    rib.announce(pfx(), route(&b, vec![], Some(100)));
+    touched.clear();
+    assert!(rib
+        .remove_peer_touching(b.address, Some(&mut touched))
+        .is_empty());
+    assert_eq!(touched, [pfx()]);
+}
+
 #[test]
 fn ipv6_prefixes_have_their_own_table() {
     let mut rib = Rib::new(1);

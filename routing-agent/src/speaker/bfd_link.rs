@@ -274,8 +274,7 @@ impl Speaker {
             Verdict::AbortRestart => {
                 tracing::warn!(peer = %addr, %name, "BFD down while the peer restarts, and its BFD is control-plane independent: its forwarding failed, its stale routes go now");
                 p.stale_until = None;
-                let changes = self.rib.sweep_stale(addr, None);
-                self.apply_changes(changes);
+                self.remove_routes(addr, None, true);
             }
         }
     }

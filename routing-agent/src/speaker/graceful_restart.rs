@@ -92,8 +92,7 @@ impl Speaker {
             }
             _ => {
                 p.stale_until = None;
-                let changes = self.rib.remove_peer(addr);
-                self.apply_changes(changes);
+                self.remove_routes(addr, None, false);
             }
         }
     }
@@ -117,8 +116,7 @@ impl Speaker {
             p.stale_until = Some(until.max(now + DEFAULT_DEFERRAL.min(Duration::from_secs(60))));
         } else {
             p.stale_until = None;
-            let changes = self.rib.sweep_stale(addr, None);
-            self.apply_changes(changes);
+            self.remove_routes(addr, None, true);
         }
     }
 
@@ -134,11 +132,10 @@ impl Speaker {
             .iter()
             .all(|f| p.eor.contains(f));
         if p.stale_until.is_some() {
-            let changes = self.rib.sweep_stale(addr, Some(family));
             if all {
                 p.stale_until = None;
             }
-            self.apply_changes(changes);
+            self.remove_routes(addr, Some(family), true);
         }
         self.maybe_reconcile(now);
     }
@@ -162,8 +159,7 @@ impl Speaker {
                 p.stale_until = None;
                 tracing::info!(peer = %addr, name = %p.desired.name, "restart time over: removing the peer's stale routes");
             }
-            let changes = self.rib.sweep_stale(addr, None);
-            self.apply_changes(changes);
+            self.remove_routes(addr, None, true);
         }
         self.maybe_reconcile(now);
     }

@@ -55,9 +55,8 @@ impl Speaker {
             tracing::debug!(peer = %addr, %family, "EoRR without BoRR: ignored");
             return;
         }
-        let changes = self.rib.sweep_stale(addr, Some(family));
-        tracing::info!(peer = %addr, %family, removed = changes.len(), "peer finished sending its routes again (EoRR)");
-        self.apply_changes(changes);
+        let removed = self.remove_routes(addr, Some(family), true);
+        tracing::info!(peer = %addr, %family, removed, "peer finished sending its routes again (EoRR)");
     }
 
     /// The earliest time routes stale since a BoRR must go.

@@ -7,7 +7,7 @@ use std::time::Instant;
 use starling_bgp::packet::{paths, Update};
 use starling_bgp::reflection;
 use starling_bgp::rib::BestChange;
-use starling_bgp::Prefix;
+use starling_bgp::{Family, Prefix};
 
 use super::peers::to_network;
 use super::Speaker;
@@ -123,27 +123,37 @@ impl Speaker {
     }
 
     /// Best-route changes into the kernel. The node's own prefixes keep
-    /// their blackhole. These come in bulk (a peer's routes gone or swept):
-    /// a reflector's peers that get every path (ADD-PATH) may have held
-    /// paths that were never selected, so they get their whole table
-    /// compared again.
+    /// their blackhole.
     pub(super) fn apply_changes(&mut self, changes: Vec<BestChange>) {
         let prefixes: Vec<Prefix> = changes.iter().map(|c| c.prefix).collect();
         self.apply_changed(&prefixes);
+    }
+
+    /// Removes the routes of `addr` (only its stale ones of `family`, or of
+    /// all, with `stale_only`) and applies the changes; how many prefixes
+    /// changed. A reflector looks again at every prefix that lost a route:
+    /// a peer sent every path (ADD-PATH) may hold one never selected.
+    pub(super) fn remove_routes(
+        &mut self,
+        addr: IpAddr,
+        family: Option<Family>,
+        stale_only: bool,
+    ) -> usize {
+        let mut touched = Vec::new();
+        let sink = self.cluster_id.is_some().then_some(&mut touched);
+        let changes = if stale_only {
+            self.rib.sweep_stale_touching(addr, family, sink)
+        } else {
+            self.rib.remove_peer_touching(addr, sink)
+        };
+        let prefixes: Vec<Prefix> = changes.iter().map(|c| c.prefix).collect();
         if self.cluster_id.is_some() {
-            let all_paths: Vec<IpAddr> = self
-                .peers
-                .iter()
-                .filter(|(_, p)| {
-                    let s = &p.session;
-                    s.negotiated_families().iter().any(|f| s.add_path(*f).send)
-                })
-                .map(|(a, _)| *a)
-                .collect();
-            for addr in all_paths {
-                self.advertise(addr, false);
-            }
+            self.install(&prefixes);
+            self.export_changes(&touched);
+        } else {
+            self.apply_changed(&prefixes);
         }
+        prefixes.len()
     }
 
     /// The kernel and the reflected routes brought in line with the RIB for

@@ -43,9 +43,10 @@ fn add_path_of(lab: &Lab, node: &str, peers: &[IpAddr]) -> Result<Vec<Option<Str
 
 /// Two reflector nodes, four clients, no mesh; node-4 and node-5 announce
 /// the anycast blocks. Every other client installs one multipath route
-/// with both next hops (IPv4 and IPv6), still with one reflector stopped;
-/// with `addPaths: false` the reflectors send their best path only and the
-/// clients fall back to one next hop.
+/// with both next hops (IPv4 and IPv6); with `addPaths: false` the
+/// reflectors send their best path only and the clients fall back to one
+/// next hop, and back to two with it on again; still two with one
+/// reflector stopped; one when node-5 stops.
 #[test]
 fn reflectors_send_every_path_to_their_clients() {
     let nodes = topology::nodes_up_to(6);
@@ -84,6 +85,36 @@ fn reflectors_send_every_path_to_their_clients() {
             format!("node-1's ADD-PATH towards its clients: {modes:?}")
         })?;
 
+        // Without ADD-PATH a reflector sends one path: one next hop.
+        let reflectors_up = |lab: &mut Lab, rr: &[IpAddr]| -> Result<()> {
+            for c in ["node-3", "node-6"] {
+                lab.wait_agent_established(c, rr, SESSIONS_UP)?;
+            }
+            Ok(())
+        };
+        let without = yaml.replace(
+            "nodeToNodeMeshEnabled: false}",
+            "nodeToNodeMeshEnabled: false, addPaths: false}",
+        );
+        lab.write_datastore(&without)?;
+        for c in ["node-3", "node-6"] {
+            let hops = wait_hops(lab, c, 1)?;
+            println!("{c} without ADD-PATH: {hops:?}");
+        }
+        reflectors_up(lab, &reflectors)?;
+        for c in ["node-3", "node-6"] {
+            let modes = add_path_of(lab, c, &reflectors)?;
+            ensure(modes.iter().all(Option::is_none), || {
+                format!("{c}'s ADD-PATH with addPaths false: {modes:?}")
+            })?;
+        }
+        // And back.
+        lab.write_datastore(&yaml)?;
+        for c in ["node-3", "node-6"] {
+            wait_hops(lab, c, 2)?;
+        }
+        reflectors_up(lab, &reflectors)?;
+
         lab.stop_agent("node-1")?;
         let rr1 = nodes[0].addrs();
         for c in ["node-3", "node-6"] {
@@ -102,19 +133,15 @@ fn reflectors_send_every_path_to_their_clients() {
             })?;
         }
 
-        // Without ADD-PATH a reflector sends one path: one next hop.
-        lab.write_datastore(&yaml.replace(
-            "nodeToNodeMeshEnabled: false}",
-            "nodeToNodeMeshEnabled: false, addPaths: false}",
-        ))?;
+        // node-5 stops (Cease): the reflector withdraws its path by Path
+        // Identifier; the clients keep node-4's.
+        lab.stop_agent("node-5")?;
+        let only: Vec<Vec<String>> =
+            vec![vec![nodes[3].v4.to_string()], vec![nodes[3].v6.to_string()]];
         for c in ["node-3", "node-6"] {
             let hops = wait_hops(lab, c, 1)?;
-            println!("{c} without ADD-PATH: {hops:?}");
-            let reflectors2 = nodes[1].addrs();
-            lab.wait_agent_established(c, &reflectors2, SESSIONS_UP)?;
-            let modes = add_path_of(lab, c, &reflectors2)?;
-            ensure(modes.iter().all(Option::is_none), || {
-                format!("{c}'s ADD-PATH with addPaths false: {modes:?}")
+            ensure(hops == only, || {
+                format!("{c} with node-5 stopped routes the anycast blocks via {hops:?}")
             })?;
         }
         Ok(())
