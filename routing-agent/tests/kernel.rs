@@ -11,7 +11,7 @@ use std::process::Command;
 
 use ipnetwork::IpNetwork;
 use serde_json::Value;
-use starling_agent::kernel::{Kernel, KernelError, KernelRoute};
+use starling_agent::kernel::{Change, Kernel, KernelError, KernelRoute};
 
 /// A network namespace deleted on drop, even when the test fails.
 struct Netns {
@@ -356,4 +356,80 @@ fn bad_routes_are_refused_naming_the_prefix() {
         assert!(err.to_string().contains("10.5.0.0/24"), "{err}");
         assert_eq!(kernel.list().await.expect("list"), []);
     });
+}
+
+/// The speaker's path: thousands of changes a call, many per netlink
+/// datagram, each refusal naming its prefix.
+#[test]
+fn batches_install_and_remove_thousands_of_routes() {
+    let Some(ns) = Netns::create("batch") else {
+        return;
+    };
+    ns.ip("route add 10.9.0.0/24 via 10.0.0.12 proto static");
+    let v4 = |i: u32| format!("11.{}.{}.0/24", i >> 8, i & 0xff);
+    let mut changes: Vec<Change> = (0..4000)
+        .map(|i| Change::Replace(via(&v4(i), &["10.0.0.12"])))
+        .collect();
+    changes.push(Change::Replace(via(
+        "10.1.0.0/24",
+        &["10.0.0.12", "10.0.0.13"],
+    )));
+    changes.push(Change::Replace(via(
+        "fd00:1::/64",
+        &["fd00::12", "fd00::13"],
+    )));
+    changes.push(Change::Replace(blackhole("10.2.0.0/24")));
+    changes.push(Change::Replace(via("fd00:3::/64", &["fd00::12"])));
+    // Refused by the kernel (no connected subnet), and by us (host bits).
+    changes.push(Change::Replace(via("10.5.0.0/24", &["192.0.2.1"])));
+    changes.push(Change::Replace(via("10.6.0.1/24", &["10.0.0.12"])));
+    // The last change per prefix wins, in order.
+    changes.push(Change::Replace(via(&v4(7), &["10.0.0.13"])));
+    changes.push(Change::Delete(net(&v4(8))));
+    ns.run(|kernel| {
+        let changes = changes.clone();
+        async move {
+            let results = kernel.apply(&changes);
+            let refused: Vec<String> = results.iter().flatten().map(ToString::to_string).collect();
+            assert_eq!(refused.len(), 2, "{refused:?}");
+            assert!(refused[0].contains("10.5.0.0/24"), "{refused:?}");
+            assert!(refused[1].contains("10.6.0.1/24"), "{refused:?}");
+        }
+    });
+    let ours = ns.ours();
+    assert_eq!(ours.len(), 4000 - 1 + 4, "{:?}", &ours[..10]);
+    for expected in [
+        "11.0.0.0/24 via 10.0.0.12",
+        "11.0.7.0/24 via 10.0.0.13",
+        "11.15.159.0/24 via 10.0.0.12",
+        "10.1.0.0/24 via 10.0.0.12,10.0.0.13",
+        "blackhole 10.2.0.0/24",
+        "fd00:1::/64 via fd00::12,fd00::13",
+        "fd00:3::/64 via fd00::12",
+    ] {
+        assert!(ours.iter().any(|r| r == expected), "{expected} missing");
+    }
+    assert!(!ours.iter().any(|r| r.starts_with("11.0.8.0/24")));
+
+    // Everything away again, deletes of routes that are gone included.
+    let deletes: Vec<Change> = changes
+        .iter()
+        .map(|c| Change::Delete(c.prefix()))
+        .filter(|d| d.prefix() != net("10.6.0.1/24"))
+        .collect();
+    ns.run(|kernel| async move {
+        let errors: Vec<String> = kernel
+            .apply(&deletes)
+            .iter()
+            .flatten()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(errors, Vec::<String>::new());
+        assert_eq!(kernel.list().await.expect("list"), []);
+    });
+    assert_eq!(ns.ours(), Vec::<String>::new());
+    assert_eq!(
+        ns.routes("route show 10.9.0.0/24"),
+        ["10.9.0.0/24 via 10.0.0.12"]
+    );
 }

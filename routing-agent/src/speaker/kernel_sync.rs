@@ -1,39 +1,46 @@
 //! Hands route changes to a task that programs the kernel, so that netlink
-//! never holds up the sessions. Changes are applied in order: what is
-//! queued meanwhile goes as one batch of pipelined requests, the last
-//! change per prefix.
+//! never holds up the sessions. Changes wait packed in a [`Queue`] and go
+//! in order, a chunk of thousands at a time, many per netlink datagram
+//! ([`Kernel::apply`], on a blocking thread).
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use futures::StreamExt;
 use ipnetwork::IpNetwork;
 use prometheus_client::metrics::counter::Counter;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, Notify};
 
-use crate::kernel::{Kernel, KernelRoute};
+use super::installed::Installed;
+use super::kernel_queue::{decode, Item, Queue};
+use crate::kernel::{Change, Kernel, KernelError, KernelRoute};
 
-/// Route changes taken from the queue at once, at most.
-const BATCH: usize = 4096;
-/// Netlink requests in flight at once.
-const IN_FLIGHT: usize = 64;
+/// What the speaker and the kernel task share.
+#[derive(Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Rung when the queue stops being empty, and when the last
+    /// [`KernelSync`] goes.
+    wake: Notify,
+    closed: std::sync::atomic::AtomicBool,
+    installed: Mutex<Installed>,
+}
 
-/// The last change queued per prefix: a route, or None to delete.
-type Batch = HashMap<IpNetwork, Option<KernelRoute>>;
+/// The speaker's end; the task drains what is queued and stops once the
+/// last clone is dropped.
+struct Sender(Arc<Shared>);
 
-enum Op {
-    Replace(KernelRoute),
-    Delete(IpNetwork),
-    /// Remove every route of ours, then report.
-    Flush(oneshot::Sender<()>),
-    /// Remove these routes of the last run unless installed since.
-    Reconcile(BTreeSet<IpNetwork>),
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.0
+            .closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.0.wake.notify_one();
+    }
 }
 
 #[derive(Clone)]
 pub struct KernelSync {
-    tx: mpsc::UnboundedSender<Op>,
-    installed: Arc<Mutex<BTreeSet<IpNetwork>>>,
+    sender: Arc<Sender>,
     /// Changes netlink refused.
     errors: Counter,
     /// False when routes are only held in the RIB.
@@ -45,99 +52,16 @@ impl KernelSync {
     /// held in the RIB (for benchmarks and for running beside another
     /// routing daemon).
     pub fn spawn(kernel: Option<Kernel>) -> KernelSync {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Op>();
-        let installed: Arc<Mutex<BTreeSet<IpNetwork>>> = Arc::default();
-        let set = installed.clone();
+        let shared = Arc::new(Shared::default());
         let errors = Counter::default();
-        let failed = errors.clone();
-        let Some(kernel) = kernel else {
-            tokio::spawn(async move {
-                while let Some(op) = rx.recv().await {
-                    if let Op::Flush(done) = op {
-                        let _ = done.send(());
-                    }
-                }
-            });
-            return KernelSync {
-                tx,
-                installed,
-                errors,
-                enabled: false,
-            };
-        };
-        tokio::spawn(async move {
-            let mut next = None;
-            loop {
-                let op = match next.take() {
-                    Some(op) => op,
-                    None => match rx.recv().await {
-                        Some(op) => op,
-                        None => return,
-                    },
-                };
-                let mut batch = Batch::default();
-                let mut op = Some(op);
-                // Route changes queued meanwhile go together: the last one
-                // per prefix, many requests in flight. Flush and Reconcile
-                // wait for the changes before them.
-                while let Some(o) = op.take() {
-                    match o {
-                        Op::Replace(route) => {
-                            batch.insert(route.prefix(), Some(route));
-                        }
-                        Op::Delete(prefix) => {
-                            batch.insert(prefix, None);
-                        }
-                        barrier => {
-                            next = Some(barrier);
-                            break;
-                        }
-                    }
-                    if batch.len() < BATCH {
-                        op = rx.try_recv().ok();
-                    }
-                }
-                if !batch.is_empty() {
-                    apply(&kernel, &set, &failed, batch).await;
-                }
-                let Some(op) = next.take() else {
-                    continue;
-                };
-                match op {
-                    Op::Replace(_) | Op::Delete(_) => next = Some(op),
-                    Op::Reconcile(stale) => {
-                        let keep = lock(&set).clone();
-                        let mut removed = 0;
-                        for prefix in stale.difference(&keep) {
-                            match kernel.delete(*prefix).await {
-                                Ok(()) => removed += 1,
-                                Err(e) => {
-                                    failed.inc();
-                                    tracing::error!(%prefix, error = %e, "stale kernel route not removed")
-                                }
-                            }
-                        }
-                        tracing::info!(removed, "removed kernel routes of the last run");
-                    }
-                    Op::Flush(done) => {
-                        match kernel.flush_stale().await {
-                            Ok(n) => tracing::info!(routes = n, "removed our kernel routes"),
-                            Err(e) => {
-                                failed.inc();
-                                tracing::error!(error = %e, "kernel routes not removed")
-                            }
-                        }
-                        lock(&set).clear();
-                        let _ = done.send(());
-                    }
-                }
-            }
-        });
+        let enabled = kernel.is_some();
+        if let Some(kernel) = kernel {
+            tokio::spawn(run(kernel, shared.clone(), errors.clone()));
+        }
         KernelSync {
-            tx,
-            installed,
+            sender: Arc::new(Sender(shared)),
             errors,
-            enabled: true,
+            enabled,
         }
     }
 
@@ -147,38 +71,60 @@ impl KernelSync {
     }
 
     pub fn replace(&self, route: KernelRoute) {
-        let _ = self.tx.send(Op::Replace(route));
+        self.push_change(&Change::Replace(route));
     }
 
     pub fn delete(&self, prefix: IpNetwork) {
-        let _ = self.tx.send(Op::Delete(prefix));
+        self.push_change(&Change::Delete(prefix));
+    }
+
+    fn push_change(&self, change: &Change) {
+        if !self.enabled {
+            return;
+        }
+        let mut queue = lock(&self.sender.0.queue);
+        let was_empty = queue.is_empty();
+        queue.push_change(change);
+        drop(queue);
+        if was_empty {
+            self.sender.0.wake.notify_one();
+        }
+    }
+
+    fn push(&self, item: Item) {
+        lock(&self.sender.0.queue).push(item);
+        self.sender.0.wake.notify_one();
     }
 
     /// Removes the routes of the last run in `stale` that were not
     /// installed again since start-up (graceful restart).
     pub fn reconcile(&self, stale: BTreeSet<IpNetwork>) {
-        let _ = self.tx.send(Op::Reconcile(stale));
+        if self.enabled {
+            self.push(Item::Reconcile(stale));
+        }
     }
 
     /// Removes all our routes, after every change queued before.
     pub async fn flush(&self) {
-        let (done, wait) = oneshot::channel();
-        if self.tx.send(Op::Flush(done)).is_ok() {
-            let _ = wait.await;
+        if !self.enabled {
+            return;
         }
+        let (done, wait) = oneshot::channel();
+        self.push(Item::Flush(done));
+        let _ = wait.await;
     }
 
     pub fn installed_count(&self) -> usize {
-        lock(&self.installed).len()
+        lock(&self.sender.0.installed).len()
     }
 
     pub fn is_installed(&self, prefix: &IpNetwork) -> bool {
-        lock(&self.installed).contains(prefix)
+        lock(&self.sender.0.installed).contains(prefix)
     }
 
     /// Runs `f` on the set of routes in the kernel, locked once.
-    pub fn with_installed<R>(&self, f: impl FnOnce(&BTreeSet<IpNetwork>) -> R) -> R {
-        f(&lock(&self.installed))
+    pub fn with_installed<R>(&self, f: impl FnOnce(&Installed) -> R) -> R {
+        f(&lock(&self.sender.0.installed))
     }
 
     /// Counts the changes netlink refused.
@@ -187,34 +133,117 @@ impl KernelSync {
     }
 }
 
-/// One batch into the kernel, requests pipelined on the netlink socket.
-/// Each prefix appears once, so their order does not matter.
-async fn apply(kernel: &Kernel, set: &Mutex<BTreeSet<IpNetwork>>, failed: &Counter, batch: Batch) {
-    futures::stream::iter(batch)
-        .for_each_concurrent(IN_FLIGHT, |(prefix, route)| async move {
-            match route {
-                Some(route) => match kernel.replace(&route).await {
-                    Ok(()) => {
-                        lock(set).insert(prefix);
-                    }
-                    Err(e) => {
-                        lock(set).remove(&prefix);
-                        failed.inc();
-                        tracing::error!(%prefix, error = %e, "kernel route not installed");
-                    }
-                },
-                None => {
-                    if let Err(e) = kernel.delete(prefix).await {
-                        failed.inc();
-                        tracing::error!(%prefix, error = %e, "kernel route not removed");
-                    }
-                    lock(set).remove(&prefix);
-                }
+/// The kernel task: what is queued, in order, until the speaker is gone.
+async fn run(kernel: Kernel, shared: Arc<Shared>, failed: Counter) {
+    loop {
+        let item = lock(&shared.queue).pop();
+        let Some(item) = item else {
+            if shared.closed.load(std::sync::atomic::Ordering::Acquire) {
+                return;
             }
-        })
-        .await;
+            shared.wake.notified().await;
+            continue;
+        };
+        match item {
+            Item::Changes(chunk) => {
+                let changes = decode(&chunk);
+                drop(chunk);
+                apply(&kernel, &shared.installed, &failed, changes).await;
+            }
+            Item::Reconcile(stale) => {
+                let gone: Vec<Change> = {
+                    let keep = lock(&shared.installed);
+                    stale
+                        .into_iter()
+                        .filter(|p| !keep.contains(p))
+                        .map(Change::Delete)
+                        .collect()
+                };
+                let results = apply_blocking(&kernel, &failed, gone).await;
+                let mut removed = 0;
+                for (change, result) in results {
+                    match result {
+                        None => removed += 1,
+                        Some(e) => {
+                            failed.inc();
+                            let prefix = change.prefix();
+                            tracing::error!(%prefix, error = %e, "stale kernel route not removed")
+                        }
+                    }
+                }
+                tracing::info!(removed, "removed kernel routes of the last run");
+            }
+            Item::Flush(done) => {
+                match kernel.flush_stale().await {
+                    Ok(n) => tracing::info!(routes = n, "removed our kernel routes"),
+                    Err(e) => {
+                        failed.inc();
+                        tracing::error!(error = %e, "kernel routes not removed")
+                    }
+                }
+                lock(&shared.installed).clear();
+                let _ = done.send(());
+            }
+        }
+    }
 }
 
-fn lock(m: &Mutex<BTreeSet<IpNetwork>>) -> std::sync::MutexGuard<'_, BTreeSet<IpNetwork>> {
+/// One chunk of changes into the kernel, and the installed set after it.
+async fn apply(
+    kernel: &Kernel,
+    installed: &Mutex<Installed>,
+    failed: &Counter,
+    changes: Vec<Change>,
+) {
+    let results = apply_blocking(kernel, failed, changes).await;
+    let mut installed = lock(installed);
+    for (change, result) in results {
+        let prefix = change.prefix();
+        match (change, result) {
+            (Change::Replace(_), None) => installed.insert(prefix),
+            (Change::Replace(_), Some(e)) => {
+                installed.remove(&prefix);
+                failed.inc();
+                tracing::error!(%prefix, error = %e, "kernel route not installed");
+            }
+            (Change::Delete(_), result) => {
+                if let Some(e) = result {
+                    failed.inc();
+                    tracing::error!(%prefix, error = %e, "kernel route not removed");
+                }
+                installed.remove(&prefix);
+            }
+        }
+    }
+}
+
+/// [`Kernel::apply`] on a blocking thread: each change with its outcome.
+async fn apply_blocking(
+    kernel: &Kernel,
+    failed: &Counter,
+    changes: Vec<Change>,
+) -> Vec<(Change, Option<KernelError>)> {
+    if changes.is_empty() {
+        return Vec::new();
+    }
+    let kernel = kernel.clone();
+    let count = changes.len();
+    match tokio::task::spawn_blocking(move || {
+        let results = kernel.apply(&changes);
+        changes.into_iter().zip(results).collect::<Vec<_>>()
+    })
+    .await
+    {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            // The changes are gone with the thread; say how many.
+            failed.inc_by(count as u64);
+            tracing::error!(changes = count, error = %e, "kernel changes lost");
+            Vec::new()
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

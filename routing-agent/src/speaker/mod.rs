@@ -7,6 +7,8 @@ mod bfd_link;
 mod connection;
 mod export;
 mod graceful_restart;
+mod installed;
+mod kernel_queue;
 mod kernel_sync;
 mod local_routes;
 mod peers;

@@ -4,9 +4,19 @@
 //! [`RTPROT_STARLING`] and lives in the main table, so our routes can be told
 //! apart from everyone else's (`ip route show proto 87`) and flushed when the
 //! agent starts.
+//!
+//! The speaker's changes go through [`Kernel::apply`]: many requests per
+//! netlink datagram ([`batch`]). The single-route calls, listing and
+//! flushing use rtnetlink's asynchronous connection.
+
+mod batch;
+mod socket;
+
+pub use batch::Change;
 
 use std::io;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
 use ipnetwork::IpNetwork;
@@ -72,6 +82,7 @@ impl KernelRoute {
 #[derive(Clone)]
 pub struct Kernel {
     handle: rtnetlink::Handle,
+    batch: Arc<Mutex<socket::BatchSocket>>,
 }
 
 impl Kernel {
@@ -80,8 +91,21 @@ impl Kernel {
     pub fn new() -> Result<Self, KernelError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| KernelError::NoRuntime)?;
         let (connection, handle, _) = rtnetlink::new_connection().map_err(KernelError::Connect)?;
+        let batch = socket::BatchSocket::open().map_err(KernelError::Connect)?;
         runtime.spawn(connection);
-        Ok(Kernel { handle })
+        Ok(Kernel {
+            handle,
+            batch: Arc::new(Mutex::new(batch)),
+        })
+    }
+
+    /// Applies `changes` in order, many per netlink datagram; per change,
+    /// None or why the kernel refused it. Deleting a route that is already
+    /// gone is no error. Blocks while the kernel works (run it on a
+    /// blocking thread); one caller at a time.
+    pub fn apply(&self, changes: &[Change]) -> Vec<Option<KernelError>> {
+        let mut socket = self.batch.lock().unwrap_or_else(|e| e.into_inner());
+        socket.apply(changes)
     }
 
     /// Delete every route of our protocol in the main table (IPv4 and IPv6);
@@ -333,7 +357,12 @@ fn network_of(prefix: IpNetwork) -> IpNetwork {
 /// The kernel has no such route: ESRCH (IPv4) or ENOENT (IPv6).
 fn is_missing(err: &rtnetlink::Error) -> bool {
     matches!(err, rtnetlink::Error::NetlinkError(ErrorMessage { code: Some(code), .. })
-        if code.get().abs() == libc::ESRCH || code.get().abs() == libc::ENOENT)
+        if missing_code(code.get().abs()))
+}
+
+/// ESRCH (IPv4) or ENOENT (IPv6): no such route.
+fn missing_code(errno: i32) -> bool {
+    errno == libc::ESRCH || errno == libc::ENOENT
 }
 
 /// Netlink errors as the errno they carry, so messages read "File exists"
