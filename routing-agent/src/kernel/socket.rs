@@ -38,20 +38,9 @@ impl BatchSocket {
         // Errors carry only the request's header back, not the request.
         socket.set_cap_ack(true)?;
         let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
-        for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-            // SAFETY: a valid socket and a c_int option value of its size.
-            let rc = unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    option,
-                    (&size as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            if rc == 0 {
-                break;
-            }
+        // As root the buffer may exceed net.core.rmem_max.
+        if set_option(fd, libc::SO_RCVBUFFORCE, &size).is_err() {
+            set_option(fd, libc::SO_RCVBUF, &size)?;
         }
         // The kernel answers before `send` returns; a wait for a lost answer
         // ends here.
@@ -59,19 +48,7 @@ impl BatchSocket {
             tv_sec: 5,
             tv_usec: 0,
         };
-        // SAFETY: a valid socket and a timeval option value of its size.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&timeout as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        set_option(fd, libc::SO_RCVTIMEO, &timeout)?;
         Ok(BatchSocket {
             socket,
             seq: 1,
@@ -182,6 +159,26 @@ impl BatchSocket {
                 Err(_) => return,
             }
         }
+    }
+}
+
+/// setsockopt(SOL_SOCKET, option, value).
+fn set_option<T>(fd: std::os::fd::RawFd, option: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `value` is a live T and the length given is its size; the
+    // kernel only reads it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
