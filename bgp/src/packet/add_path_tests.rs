@@ -246,3 +246,15 @@ fn treat_as_withdraw_keeps_path_ids() {
     let v6: Vec<(Prefix, u32)> = u.mp_unreach.as_ref().unwrap().paths().collect();
     assert_eq!(v6, vec![(p("fd00:244:1::/64"), 4)]);
 }
+
+/// Filtering keeps each kept prefix with its own Path Identifier, and
+/// without identifiers every kept prefix is path 0.
+#[test]
+fn paths_where_keeps_each_prefix_with_its_path_id() {
+    let prefixes = [p("10.244.1.0/24"), p("fd00:244:1::/64"), p("10.244.3.0/24")];
+    let v4 = |x: &Prefix| x.is_ipv4();
+    let kept: Vec<(Prefix, u32)> = paths_where(&prefixes, &[7, 8, 9], v4).collect();
+    assert_eq!(kept, vec![(prefixes[0], 7), (prefixes[2], 9)]);
+    let kept: Vec<(Prefix, u32)> = paths_where(&prefixes, &[], v4).collect();
+    assert_eq!(kept, vec![(prefixes[0], 0), (prefixes[2], 0)]);
+}

@@ -27,7 +27,7 @@ pub use error::DecodeError;
 pub use notification::Notification;
 pub use open::{AddPathMode, Capability, GracefulRestart, Open, AS_TRANS};
 pub use route_refresh::{RefreshSubtype, RouteRefresh};
-pub use update::{paths, Update};
+pub use update::{paths, paths_where, Update};
 
 pub const HEADER_LEN: usize = 19;
 pub const MAX_MESSAGE_LEN: usize = 4096;

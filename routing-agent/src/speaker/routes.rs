@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use starling_bgp::packet::{paths, Update};
+use starling_bgp::packet::{paths, paths_where, Update};
 use starling_bgp::reflection;
 use starling_bgp::rib::BestChange;
 use starling_bgp::{Family, Prefix};
@@ -73,11 +73,11 @@ impl Speaker {
                     && next_hop.is_ipv4() == prefix.is_ipv4()
                     && !local_routes.contains_key(prefix)
             };
-            let good = paths(nlri, ids).filter(|(p, _)| usable(p));
+            let good = paths_where(nlri, ids, usable);
             self.rib
                 .announce_all(&info, &attrs, next_hop, good, &mut changed);
             if nlri.iter().any(|p| !usable(p)) {
-                let bad = paths(nlri, ids).filter(|(p, _)| !usable(p));
+                let bad = paths_where(nlri, ids, |p| !usable(p));
                 self.rib.withdraw_all(addr, bad, &mut changed);
             }
         }
