@@ -11,4 +11,5 @@ pub mod crd;
 pub mod kernel;
 pub mod kubernetes;
 pub mod metrics;
+mod socket_option;
 pub mod speaker;

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use super::tests::{cfg, drain, keepalive, sent};
+use super::tests::{cfg, connected, drain, keepalive, sent};
 use super::*;
 use crate::packet::{AddPathMode, Capability, RefreshSubtype, RouteRefresh};
 
@@ -17,15 +17,7 @@ fn opened_with(theirs: Open) -> Session {
 /// OPEN `theirs`.
 fn opened_as(ours: SessionConfig, theirs: Open) -> Session {
     let t0 = Instant::now();
-    let mut s = Session::new(ours);
-    s.handle(t0, Event::Start);
-    s.handle(
-        t0,
-        Event::Connected {
-            conn: 1,
-            outgoing: true,
-        },
-    );
+    let mut s = connected(ours, t0);
     let b = Message::Open(theirs).encode(&Codec::FOUR_OCTET_AS);
     s.handle(t0, Event::Bytes(1, &b));
     assert_eq!(s.state(), State::OpenConfirm);
@@ -155,15 +147,7 @@ fn add_path_is_announced_and_negotiated_per_family() {
         add_path: vec![(v4, AddPathMode::BOTH), (v6, AddPathMode::RECEIVE)],
         ..cfg(64512)
     };
-    let mut s = Session::new(ours.clone());
-    s.handle(t0, Event::Start);
-    s.handle(
-        t0,
-        Event::Connected {
-            conn: 1,
-            outgoing: true,
-        },
-    );
+    let mut s = connected(ours.clone(), t0);
     let Some(Message::Open(open)) = sent(&drain(&mut s), 1).into_iter().next() else {
         panic!("no OPEN")
     };

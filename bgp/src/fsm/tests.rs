@@ -59,9 +59,10 @@ pub(super) fn notification_sent(actions: &[Action], conn: ConnId) -> Option<(u8,
     })
 }
 
-/// A session brought to Established over connection 1.
-pub(super) fn established(remote_as: u32, t0: Instant) -> Session {
-    let mut s = Session::new(cfg(remote_as));
+/// A session configured with `cfg`, started and connected (connection 1,
+/// outgoing): it has sent its OPEN.
+pub(super) fn connected(cfg: SessionConfig, t0: Instant) -> Session {
+    let mut s = Session::new(cfg);
     s.handle(t0, Event::Start);
     s.handle(
         t0,
@@ -70,6 +71,12 @@ pub(super) fn established(remote_as: u32, t0: Instant) -> Session {
             outgoing: true,
         },
     );
+    s
+}
+
+/// A session brought to Established over connection 1.
+pub(super) fn established(remote_as: u32, t0: Instant) -> Session {
+    let mut s = connected(cfg(remote_as), t0);
     s.handle(
         t0,
         Event::Bytes(1, &open_from(remote_as, [10, 0, 0, 12], 9)),
@@ -169,15 +176,7 @@ fn failed_connect_retries_after_connect_retry_time() {
 #[test]
 fn handshake_reaches_established() {
     let t0 = Instant::now();
-    let mut s = Session::new(cfg(64512));
-    s.handle(t0, Event::Start);
-    s.handle(
-        t0,
-        Event::Connected {
-            conn: 1,
-            outgoing: true,
-        },
-    );
+    let mut s = connected(cfg(64512), t0);
     assert_eq!(s.state(), State::OpenSent);
     let a = drain(&mut s);
     assert!(matches!(sent(&a, 1)[0], Message::Open(_)));
@@ -233,15 +232,7 @@ fn messages_restart_the_hold_timer() {
 #[test]
 fn wrong_peer_as_is_bad_peer_as() {
     let t0 = Instant::now();
-    let mut s = Session::new(cfg(65000));
-    s.handle(t0, Event::Start);
-    s.handle(
-        t0,
-        Event::Connected {
-            conn: 1,
-            outgoing: true,
-        },
-    );
+    let mut s = connected(cfg(65000), t0);
     s.handle(t0, Event::Bytes(1, &open_from(65001, [10, 0, 0, 1], 9)));
     assert_eq!(notification_sent(&drain(&mut s), 1), Some((2, 2)));
     assert_eq!(s.state(), State::Idle);
@@ -250,15 +241,7 @@ fn wrong_peer_as_is_bad_peer_as() {
 #[test]
 fn same_router_id_in_ibgp_is_bad_identifier() {
     let t0 = Instant::now();
-    let mut s = Session::new(cfg(64512));
-    s.handle(t0, Event::Start);
-    s.handle(
-        t0,
-        Event::Connected {
-            conn: 1,
-            outgoing: true,
-        },
-    );
+    let mut s = connected(cfg(64512), t0);
     s.handle(t0, Event::Bytes(1, &open_from(64512, LOCAL_ID.octets(), 9)));
     assert_eq!(notification_sent(&drain(&mut s), 1), Some((2, 3)));
 }
@@ -266,15 +249,7 @@ fn same_router_id_in_ibgp_is_bad_identifier() {
 #[test]
 fn unexpected_message_in_opensent_is_fsm_error() {
     let t0 = Instant::now();
-    let mut s = Session::new(cfg(64512));
-    s.handle(t0, Event::Start);
-    s.handle(
-        t0,
-        Event::Connected {
-            conn: 1,
-            outgoing: true,
-        },
-    );
+    let mut s = connected(cfg(64512), t0);
     s.handle(t0, Event::Bytes(1, &keepalive()));
     assert_eq!(notification_sent(&drain(&mut s), 1), Some((5, 1)));
     assert_eq!(s.state(), State::Idle);
@@ -405,15 +380,7 @@ fn ebgp_update_not_starting_with_the_peer_as_is_withdrawn() {
 fn collision_keeps_the_connection_of_the_higher_identifier() {
     // Peer 10.0.0.12 > local 10.0.0.11: the peer's connection (incoming) wins.
     let t0 = Instant::now();
-    let mut s = Session::new(cfg(64512));
-    s.handle(t0, Event::Start);
-    s.handle(
-        t0,
-        Event::Connected {
-            conn: 1,
-            outgoing: true,
-        },
-    );
+    let mut s = connected(cfg(64512), t0);
     s.handle(
         t0,
         Event::Connected {
@@ -432,15 +399,7 @@ fn collision_keeps_the_connection_of_the_higher_identifier() {
     assert_eq!(s.state(), State::Established);
 
     // Peer 10.0.0.5 < local: our connection (outgoing, conn 1) wins.
-    let mut s = Session::new(cfg(64512));
-    s.handle(t0, Event::Start);
-    s.handle(
-        t0,
-        Event::Connected {
-            conn: 1,
-            outgoing: true,
-        },
-    );
+    let mut s = connected(cfg(64512), t0);
     s.handle(
         t0,
         Event::Connected {
@@ -490,15 +449,7 @@ fn idle_refuses_connections() {
 #[test]
 fn restart_backoff_doubles() {
     let t0 = Instant::now();
-    let mut s = Session::new(cfg(64512));
-    s.handle(t0, Event::Start);
-    s.handle(
-        t0,
-        Event::Connected {
-            conn: 1,
-            outgoing: true,
-        },
-    );
+    let mut s = connected(cfg(64512), t0);
     s.handle(t0, Event::Closed(1));
     assert_eq!(s.state(), State::Idle);
     assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(1)));

@@ -11,6 +11,7 @@ use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 use super::batch::{encode, replies, Change, Datagram};
 use super::{missing_code, KernelError};
+use crate::socket_option::set as set_option;
 
 /// Octets per datagram: well below the default socket send buffer (the
 /// kernel refuses datagrams larger than it), about 1,000 IPv4 routes.
@@ -39,8 +40,8 @@ impl BatchSocket {
         socket.set_cap_ack(true)?;
         let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
         // As root the buffer may exceed net.core.rmem_max.
-        if set_option(fd, libc::SO_RCVBUFFORCE, &size).is_err() {
-            set_option(fd, libc::SO_RCVBUF, &size)?;
+        if set_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size).is_err() {
+            set_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &size)?;
         }
         // The kernel answers before `send` returns; a wait for a lost answer
         // ends here.
@@ -48,7 +49,7 @@ impl BatchSocket {
             tv_sec: 5,
             tv_usec: 0,
         };
-        set_option(fd, libc::SO_RCVTIMEO, &timeout)?;
+        set_option(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout)?;
         Ok(BatchSocket {
             socket,
             seq: 1,
@@ -159,26 +160,6 @@ impl BatchSocket {
                 Err(_) => return,
             }
         }
-    }
-}
-
-/// setsockopt(SOL_SOCKET, option, value).
-fn set_option<T>(fd: std::os::fd::RawFd, option: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: `value` is a live T and the length given is its size; the
-    // kernel only reads it.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            option,
-            (value as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 
