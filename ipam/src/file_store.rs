@@ -5,6 +5,12 @@
 //! old block or the new one, never half of one. Files are not fsynced: the
 //! state lives as long as the machine's namespaces do.
 //!
+//! A block's version is a store-wide revision (as etcd's, behind a
+//! Kubernetes resourceVersion), kept in the lock file: a block deleted and
+//! created again never shows a version it had before, so a writer holding
+//! a listing of the old block cannot pass the compare-and-swap against the
+//! new one and write its allocations away.
+//!
 //! Listing re-parses only files whose identity (inode, size, times) changed
 //! since the last listing. A stale entry could only make a compare-and-swap
 //! fail (writes re-read the file under the lock), never hand an address out
@@ -12,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, ErrorKind};
+use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -60,8 +66,26 @@ struct BlockFile {
     block: Block,
 }
 
-/// The exclusive lock, released when dropped (the file is closed).
-struct Locked(#[allow(dead_code)] File);
+/// The exclusive lock, released when dropped (the file is closed). The
+/// file holds the last revision given out.
+struct Locked(File);
+
+impl Locked {
+    /// The next revision: above the last one given out and above
+    /// `at_least` (the block's current version, should the lock file have
+    /// been lost), recorded before it is used.
+    fn next_revision(&mut self, at_least: u64) -> io::Result<u64> {
+        let mut text = String::new();
+        self.0.seek(SeekFrom::Start(0))?;
+        self.0.read_to_string(&mut text)?;
+        let last = text.trim().parse::<u64>().unwrap_or(0);
+        let next = last.max(at_least) + 1;
+        self.0.set_len(0)?;
+        self.0.seek(SeekFrom::Start(0))?;
+        self.0.write_all(next.to_string().as_bytes())?;
+        Ok(next)
+    }
+}
 
 impl FileStore {
     /// Opens (creating if needed) the store in `dir`.
@@ -99,6 +123,7 @@ impl FileStore {
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
+            .read(true)
             .write(true)
             .open(&path)
             .map_err(io_error)?;
@@ -112,6 +137,16 @@ impl FileStore {
                 return Err(io_error(e));
             }
         }
+    }
+
+    /// The next store-wide revision (see the module's notes).
+    fn revision(&self, lock: &mut Locked, at_least: u64) -> Result<u64, StoreError> {
+        lock.next_revision(at_least)
+            .map_err(|source| StoreError::Io {
+                what: "cannot record the revision in",
+                path: self.dir.join("ipam.lock"),
+                source,
+            })
     }
 
     /// Reads one block file; `None` if it does not exist.
@@ -215,21 +250,21 @@ impl BlockStore for FileStore {
     }
 
     fn create(&self, block: &Block) -> Result<(), StoreError> {
-        let _lock = self.lock()?;
+        let mut lock = self.lock()?;
         if self.block_path(&block.cidr).exists() {
             return Err(StoreError::Conflict { cidr: block.cidr });
         }
         self.write(&BlockFile {
-            version: 1,
+            version: self.revision(&mut lock, 0)?,
             block: block.clone(),
         })
     }
 
     fn update(&self, block: &Block, version: &str) -> Result<(), StoreError> {
-        let _lock = self.lock()?;
+        let mut lock = self.lock()?;
         let current = self.current(block.cidr, version)?;
         self.write(&BlockFile {
-            version: current.version + 1,
+            version: self.revision(&mut lock, current.version)?,
             block: block.clone(),
         })
     }

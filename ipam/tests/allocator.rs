@@ -268,3 +268,24 @@ fn requested_addresses_claim_their_block_or_are_refused() {
         ips(&["10.244.1.0", "fd00:244:1::"])
     );
 }
+
+/// A block deleted and created again never shows a version it had before:
+/// a writer still holding the old block cannot write over the new one (the
+/// eight-allocator stress test once lost an allocation that way).
+#[test]
+fn a_block_created_again_refuses_writes_meant_for_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let block = starling_ipam::Block::new("10.0.0.0/30".parse().unwrap(), "p", Some("n1"));
+    store.create(&block).unwrap();
+    let old = store.list().unwrap().remove(0);
+    store.delete(block.cidr, &old.version).unwrap();
+    store.create(&block).unwrap();
+    let new = store.list().unwrap().remove(0);
+    assert_ne!(new.version, old.version);
+    assert!(matches!(
+        store.update(&block, &old.version),
+        Err(StoreError::Conflict { .. })
+    ));
+    store.update(&block, &new.version).unwrap();
+}
