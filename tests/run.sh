@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/install-deps.sh
 cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
 cargo test --workspace "$@"
