@@ -11,5 +11,6 @@ pub mod crd;
 pub mod kernel;
 pub mod kubernetes;
 pub mod metrics;
+pub mod route_policy;
 mod socket_option;
 pub mod speaker;

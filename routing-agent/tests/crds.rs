@@ -145,10 +145,11 @@ fn node_status_has_a_status_subresource() {
 #[test]
 fn every_crd_field_is_read_by_the_agent() {
     use starling_agent::crd::{
-        BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec, Bfd, GracefulRestart, IPPool,
-        IPPoolSpec, LabelSelector, LabelSelectorRequirement, PasswordSource, SecretKeyRef,
-        SelectorOperator,
+        Aggregation, BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec, Bfd,
+        GracefulRestart, IPPool, IPPoolSpec, LabelSelector, LabelSelectorRequirement,
+        PasswordSource, SecretKeyRef, SelectorOperator, ServiceIPBlock,
     };
+    let block = |cidr: &str| ServiceIPBlock { cidr: cidr.into() };
     let selector = LabelSelector {
         match_labels: [("rack".to_string(), "a".to_string())].into(),
         match_expressions: vec![LabelSelectorRequirement {
@@ -176,6 +177,10 @@ fn every_crd_field_is_read_by_the_agent() {
             }),
             max_ecmp_paths: Some(4),
             add_paths: Some(false),
+            service_cluster_ips: vec![block("10.96.0.0/12"), block("fd00:96::/108")],
+            service_external_ips: vec![block("192.0.2.0/24")],
+            service_load_balancer_ips: vec![block("198.51.100.0/24")],
+            service_load_balancer_aggregation: Some(Aggregation::Disabled),
         },
     );
     let peer = BGPPeer::new(
@@ -234,6 +239,10 @@ fn every_crd_field_is_read_by_the_agent() {
     assert_eq!(cfg.bgp.bfd.multiplier, 5);
     assert_eq!(cfg.bgp.max_ecmp_paths, 4);
     assert!(!cfg.bgp.add_paths);
+    assert_eq!(cfg.bgp.service_cluster_ips.len(), 2);
+    assert_eq!(cfg.bgp.service_external_ips.len(), 1);
+    assert_eq!(cfg.bgp.service_load_balancer_ips.len(), 1);
+    assert!(!cfg.bgp.service_load_balancer_aggregation);
     assert_eq!(
         cfg.bgp.bfd.min_rx_interval,
         std::time::Duration::from_millis(200)

@@ -25,6 +25,8 @@ const NODES: &str = "/api/v1/nodes";
 const CONFIGS: &str = "/apis/starling.dev/v1alpha1/bgpconfigurations";
 const PEERS: &str = "/apis/starling.dev/v1alpha1/bgppeers";
 const POOLS: &str = "/apis/starling.dev/v1alpha1/ippools";
+const SERVICES: &str = "/api/v1/services";
+const SLICES: &str = "/apis/discovery.k8s.io/v1/endpointslices";
 /// The agent's namespace is its client's default one.
 const SECRETS: &str = "/api/v1/namespaces/default/secrets";
 
@@ -77,6 +79,16 @@ fn bookmark(rv: &str) -> Value {
 /// Serves the first lists: two nodes, the default BGPConfiguration, a
 /// pool, no Secrets; nothing more on their watches.
 fn cluster(api: &FakeApi) {
+    api.list(SERVICES, list("v1", "ServiceList", "100", vec![]));
+    api.list(
+        SLICES,
+        list("discovery.k8s.io/v1", "EndpointSliceList", "100", vec![]),
+    );
+    cluster_without_services(api);
+}
+
+/// `cluster` without its (empty) lists of Services and EndpointSlices.
+fn cluster_without_services(api: &FakeApi) {
     api.list(SECRETS, list("v1", "SecretList", "100", vec![]));
     api.list(
         NODES,
@@ -560,4 +572,69 @@ async fn a_peers_password_follows_its_secret_and_other_secrets_are_not_read() {
     assert_eq!(paths, BTreeSet::from([SECRETS.to_string()]));
     // The Helm release was never read, so never rejected either.
     assert!(!api.requests().iter().any(|r| r.method == "POST"));
+}
+
+fn web_slice(ready: bool, rv: &str) -> Value {
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "web-x1", "namespace": "shop", "resourceVersion": rv,
+            "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.244.2.5"], "nodeName": "node-2",
+            "conditions": {"ready": ready}, "targetRef": {"kind": "Pod", "name": "web-1"}}]
+    })
+}
+
+/// Services and EndpointSlices of every namespace are read through the
+/// same parser as files; an endpoint turning ready is seen from the watch.
+#[tokio::test]
+async fn services_and_endpoint_slices_of_every_namespace_are_read() {
+    let api = FakeApi::start().await;
+    cluster_without_services(&api);
+    api.list(PEERS, peer_list("200", vec![]));
+    api.list(
+        SERVICES,
+        list(
+            "v1",
+            "ServiceList",
+            "300",
+            vec![json!({
+                "metadata": {"name": "web", "namespace": "shop", "resourceVersion": "280"},
+                "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
+                    "externalTrafficPolicy": "Local", "ports": [{"port": 80, "nodePort": 30080}]},
+                "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.7", "ipMode": "VIP"}]}}
+            })],
+        ),
+    );
+    api.list(
+        SLICES,
+        list(
+            "discovery.k8s.io/v1",
+            "EndpointSliceList",
+            "300",
+            vec![web_slice(false, "290")],
+        ),
+    );
+    api.watch(
+        SLICES,
+        vec![event("MODIFIED", web_slice(true, "301"))],
+        End::Hang,
+    );
+    let mut rx = start(&api).await;
+    let seen = wait_for(&mut rx, "node-2's endpoint of shop/web ready", |c| {
+        c.endpoint_slices
+            .first()
+            .is_some_and(|s| s.ready_nodes == ["node-2"])
+    })
+    .await;
+    assert!(seen[0].endpoint_slices[0].ready_nodes.is_empty());
+    let cfg = seen.last().expect("a configuration").clone();
+    let svc = &cfg.services[0];
+    assert_eq!(svc.key(), "shop/web");
+    assert!(svc.external_traffic_local);
+    assert_eq!(
+        svc.load_balancer_ips,
+        ["198.51.100.7".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(cfg.endpoint_slices[0].service.as_deref(), Some("web"));
 }

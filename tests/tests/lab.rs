@@ -19,6 +19,8 @@ mod add_path;
 mod protocol;
 #[path = "lab/routing.rs"]
 mod routing;
+#[path = "lab/services.rs"]
+mod services;
 
 const LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
 const SESSIONS_UP: Duration = Duration::from_secs(60);

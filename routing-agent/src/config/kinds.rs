@@ -156,8 +156,23 @@ pub(crate) fn bgp_configuration(object: &Fields) -> FieldResult<BgpConfig> {
         "bfd",
         "maxEcmpPaths",
         "addPaths",
+        "serviceClusterIPs",
+        "serviceExternalIPs",
+        "serviceLoadBalancerIPs",
+        "serviceLoadBalancerAggregation",
     ])?;
     let defaults = BgpConfig::default();
+    let service_load_balancer_aggregation =
+        match spec.string("serviceLoadBalancerAggregation")?.as_deref() {
+            None | Some("Enabled") => true,
+            Some("Disabled") => false,
+            Some(other) => {
+                return Err(FieldError::new(
+                    spec.path_of("serviceLoadBalancerAggregation"),
+                    format!("{other:?}: expected Enabled or Disabled"),
+                ))
+            }
+        };
     Ok(BgpConfig {
         bfd: bfd(&spec)?.unwrap_or(defaults.bfd),
         graceful_restart: graceful_restart(&spec)?.unwrap_or_default(),
@@ -168,7 +183,25 @@ pub(crate) fn bgp_configuration(object: &Fields) -> FieldResult<BgpConfig> {
         listen_port: spec.u16("listenPort")?.unwrap_or(defaults.listen_port),
         max_ecmp_paths: spec.u16("maxEcmpPaths")?.unwrap_or(defaults.max_ecmp_paths),
         add_paths: spec.bool("addPaths")?.unwrap_or(defaults.add_paths),
+        service_cluster_ips: cidr_blocks(&spec, "serviceClusterIPs")?,
+        service_external_ips: cidr_blocks(&spec, "serviceExternalIPs")?,
+        service_load_balancer_ips: cidr_blocks(&spec, "serviceLoadBalancerIPs")?,
+        service_load_balancer_aggregation,
     })
+}
+
+/// A list of `{cidr}` (Calico's `serviceClusterIPs` and the like).
+fn cidr_blocks(spec: &Fields, key: &str) -> FieldResult<Vec<IpNetwork>> {
+    let mut out = Vec::new();
+    for (i, v) in spec.list(key)?.iter().enumerate() {
+        let entry = Fields::new(v, &format!("{}[{i}]", spec.path_of(key)))?;
+        entry.deny_unknown(&["cidr"])?;
+        let value = entry
+            .get("cidr")
+            .ok_or_else(|| FieldError::new(entry.path_of("cidr"), "required"))?;
+        out.push(cidr(value, &entry.path_of("cidr"))?);
+    }
+    Ok(out)
 }
 
 pub(crate) fn bgp_peer(object: &Fields, meta: Meta) -> FieldResult<BgpPeerSpec> {
@@ -446,6 +479,47 @@ mod tests {
             decode_bgp("{maxEcmpPaths: -1}").unwrap_err().field,
             "spec.maxEcmpPaths"
         );
+    }
+
+    #[test]
+    fn service_cidrs() {
+        let c = decode_bgp(
+            "{serviceClusterIPs: [{cidr: 10.96.0.0/12}, {cidr: 'fd00:96::/108'}], serviceExternalIPs: [{cidr: 192.0.2.0/24}],
+              serviceLoadBalancerIPs: [{cidr: 198.51.100.0/24}], serviceLoadBalancerAggregation: Disabled}",
+        )
+        .unwrap();
+        assert_eq!(c.service_cluster_ips.len(), 2);
+        assert_eq!(c.service_external_ips[0].to_string(), "192.0.2.0/24");
+        assert_eq!(
+            c.service_load_balancer_ips[0].to_string(),
+            "198.51.100.0/24"
+        );
+        assert!(!c.service_load_balancer_aggregation);
+        assert!(decode_bgp("{}").unwrap().service_load_balancer_aggregation);
+        for (spec, field) in [
+            (
+                "{serviceClusterIPs: [{cidr: 10.96.0.1/12}]}",
+                "spec.serviceClusterIPs[0].cidr",
+            ),
+            (
+                "{serviceExternalIPs: [{}]}",
+                "spec.serviceExternalIPs[0].cidr",
+            ),
+            (
+                "{serviceLoadBalancerIPs: [{cidr: 1.2.3.0/24, x: 1}]}",
+                "spec.serviceLoadBalancerIPs[0].x",
+            ),
+            (
+                "{serviceClusterIPs: 10.96.0.0/12}",
+                "spec.serviceClusterIPs",
+            ),
+            (
+                "{serviceLoadBalancerAggregation: Off}",
+                "spec.serviceLoadBalancerAggregation",
+            ),
+        ] {
+            assert_eq!(decode_bgp(spec).unwrap_err().field, field, "{spec}");
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod objects;
 mod peers;
 mod secret;
 mod selector;
+mod service;
 mod validate;
 
 pub use datastore::{DatastoreSpec, DatastoreSpecError};
@@ -40,4 +41,8 @@ pub use objects::{
 pub use peers::{desired_peers, reflection_role, DesiredPeer, PeerSource};
 pub use secret::{SecretData, SecretKeyRef, KIND_SECRET};
 pub use selector::{LabelSelector, LabelSelectorRequirement, SelectorOperator};
+pub use service::{
+    EndpointSliceInfo, ServiceInfo, ServiceType, DISCOVERY_API_VERSION, KIND_ENDPOINT_SLICE,
+    KIND_SERVICE, SERVICE_NAME_LABEL,
+};
 pub use validate::{build, DEFAULT_BGP_CONFIGURATION};

@@ -9,6 +9,7 @@ use ipnetwork::IpNetwork;
 use super::ip_pool::IpPoolSpec;
 use super::secret::{SecretData, SecretKeyRef};
 use super::selector::LabelSelector;
+use super::service::{EndpointSliceInfo, ServiceInfo};
 
 /// AS number used when neither the BGPConfiguration nor the node sets one.
 pub const DEFAULT_AS_NUMBER: u32 = 64512;
@@ -47,6 +48,10 @@ pub struct ClusterConfig {
     pub ip_pools: Vec<IpPoolSpec>,
     /// Secrets by name (for BGPPeer passwords).
     pub secrets: BTreeMap<String, SecretData>,
+    /// Services, sorted by namespace and name (service announcement).
+    pub services: Vec<ServiceInfo>,
+    /// EndpointSlices, sorted by namespace and name.
+    pub endpoint_slices: Vec<EndpointSliceInfo>,
 }
 
 /// Cluster-wide BGP settings (BGPConfiguration `default`).
@@ -65,6 +70,16 @@ pub struct BgpConfig {
     /// ADD-PATH (RFC 7911) on iBGP sessions: receive every path, and on a
     /// route reflector send every path to its clients.
     pub add_paths: bool,
+    /// `serviceClusterIPs[].cidr`: announced by every node; Services' cluster
+    /// IPs are announced only inside them.
+    pub service_cluster_ips: Vec<IpNetwork>,
+    /// `serviceExternalIPs[].cidr`, likewise for `spec.externalIPs`.
+    pub service_external_ips: Vec<IpNetwork>,
+    /// `serviceLoadBalancerIPs[].cidr`, likewise for LoadBalancer ingress.
+    pub service_load_balancer_ips: Vec<IpNetwork>,
+    /// `serviceLoadBalancerAggregation`: Enabled (true, the default)
+    /// announces the LoadBalancer CIDRs; Disabled a /32 (/128) per address.
+    pub service_load_balancer_aggregation: bool,
 }
 
 impl Default for BgpConfig {
@@ -77,6 +92,10 @@ impl Default for BgpConfig {
             bfd: BfdSpec::off(),
             max_ecmp_paths: DEFAULT_MAX_ECMP_PATHS,
             add_paths: true,
+            service_cluster_ips: Vec::new(),
+            service_external_ips: Vec::new(),
+            service_load_balancer_ips: Vec::new(),
+            service_load_balancer_aggregation: true,
         }
     }
 }

@@ -11,6 +11,9 @@ use super::ip_pool::{self, IpPoolSpec, KIND_IP_POOL};
 use super::kinds;
 use super::model::{BgpConfig, BgpPeerSpec, NodeInfo};
 use super::secret::{self, SecretData, KIND_SECRET};
+use super::service::{
+    self, EndpointSliceInfo, ServiceInfo, DISCOVERY_API_VERSION, KIND_ENDPOINT_SLICE, KIND_SERVICE,
+};
 
 /// `apiVersion` of Starling's own kinds.
 pub const STARLING_API_VERSION: &str = "starling.dev/v1alpha1";
@@ -47,6 +50,17 @@ pub enum Object {
         name: String,
         data: SecretData,
     },
+    /// `key` is `namespace/name`, as for the next one.
+    Service {
+        source: String,
+        key: String,
+        service: ServiceInfo,
+    },
+    EndpointSlice {
+        source: String,
+        key: String,
+        slice: EndpointSliceInfo,
+    },
 }
 
 impl Object {
@@ -58,11 +72,15 @@ impl Object {
             Object::BgpPeer { .. } => KIND_BGP_PEER,
             Object::IpPool { .. } => KIND_IP_POOL,
             Object::Secret { .. } => KIND_SECRET,
+            Object::Service { .. } => KIND_SERVICE,
+            Object::EndpointSlice { .. } => KIND_ENDPOINT_SLICE,
         }
     }
 
+    /// The name; `namespace/name` for the namespaced kinds.
     pub fn name(&self) -> &str {
         match self {
+            Object::Service { key, .. } | Object::EndpointSlice { key, .. } => key,
             Object::Node { node, .. } => &node.name,
             Object::BgpConfiguration { name, .. } => name,
             Object::BgpPeer { peer, .. } => &peer.name,
@@ -77,7 +95,9 @@ impl Object {
             | Object::BgpConfiguration { source, .. }
             | Object::BgpPeer { source, .. }
             | Object::IpPool { source, .. }
-            | Object::Secret { source, .. } => source,
+            | Object::Secret { source, .. }
+            | Object::Service { source, .. }
+            | Object::EndpointSlice { source, .. } => source,
         }
     }
 }
@@ -234,6 +254,26 @@ fn parse_value(
                 source: source.to_string(),
                 name,
                 data,
+            }),
+        ("v1", KIND_SERVICE) => kinds::metadata(&top)
+            .and_then(|meta| {
+                let ns = service::namespace(&top)?;
+                service::service(&top, meta, ns)
+            })
+            .map(|service| Object::Service {
+                source: source.to_string(),
+                key: service.key(),
+                service,
+            }),
+        (DISCOVERY_API_VERSION, KIND_ENDPOINT_SLICE) => kinds::metadata(&top)
+            .and_then(|meta| {
+                let ns = service::namespace(&top)?;
+                service::endpoint_slice(&top, meta, ns)
+            })
+            .map(|slice| Object::EndpointSlice {
+                source: source.to_string(),
+                key: format!("{}/{}", slice.namespace, slice.name),
+                slice,
             }),
         ("v1", "List") => {
             match top.list("items") {

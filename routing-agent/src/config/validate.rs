@@ -63,7 +63,7 @@ pub fn build(objects: Vec<Object>) -> (ClusterConfig, Vec<ConfigError>) {
             Object::BgpConfiguration { name, bgp, .. } => check_bgp_configuration(name, bgp),
             Object::BgpPeer { peer, .. } => check_bgp_peer(peer),
             Object::IpPool { pool, .. } => check_ip_pool(pool, &cfg.ip_pools),
-            Object::Secret { .. } => Ok(()),
+            Object::Secret { .. } | Object::Service { .. } | Object::EndpointSlice { .. } => Ok(()),
         };
         if let Err(e) = checked {
             errors.push(ConfigError::new(
@@ -85,8 +85,12 @@ pub fn build(objects: Vec<Object>) -> (ClusterConfig, Vec<ConfigError>) {
             Object::Secret { name, data, .. } => {
                 cfg.secrets.insert(name, data);
             }
+            Object::Service { service, .. } => cfg.services.push(service),
+            Object::EndpointSlice { slice, .. } => cfg.endpoint_slices.push(slice),
         }
     }
+    cfg.services.sort();
+    cfg.endpoint_slices.sort();
     cfg.peers.sort_by(|a, b| a.name.cmp(&b.name));
     cfg.ip_pools.sort_by(|a, b| a.name.cmp(&b.name));
     (cfg, errors)

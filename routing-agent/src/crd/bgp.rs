@@ -75,6 +75,50 @@ pub struct BGPConfigurationSpec {
     /// every path they hold, so clients install every equal-cost next hop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub add_paths: Option<bool>,
+    /// Service cluster IP ranges every node announces; a Service's cluster
+    /// IPs are announced (as /32 or /128, `externalTrafficPolicy: Local`)
+    /// only inside them.
+    #[serde(
+        default,
+        rename = "serviceClusterIPs",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub service_cluster_ips: Vec<ServiceIPBlock>,
+    /// Ranges of Services' `spec.externalIPs`, likewise.
+    #[serde(
+        default,
+        rename = "serviceExternalIPs",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub service_external_ips: Vec<ServiceIPBlock>,
+    /// Ranges of LoadBalancer addresses (`status.loadBalancer.ingress`),
+    /// likewise.
+    #[serde(
+        default,
+        rename = "serviceLoadBalancerIPs",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub service_load_balancer_ips: Vec<ServiceIPBlock>,
+    /// Enabled (default): announce the serviceLoadBalancerIPs ranges;
+    /// Disabled: a /32 (/128) per LoadBalancer address instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_load_balancer_aggregation: Option<Aggregation>,
+}
+
+/// `{cidr}`: one range of service addresses, as Calico's
+/// `ServiceClusterIPBlock` and the like.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct ServiceIPBlock {
+    #[schemars(extend("format" = "cidr"))]
+    #[x_kube(validation = Rule::new("isCIDR(self) && cidr(self).masked() == cidr(self)").message("must be a CIDR in network form, such as 10.96.0.0/12"))]
+    pub cidr: String,
+}
+
+/// `serviceLoadBalancerAggregation`.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Aggregation {
+    Enabled,
+    Disabled,
 }
 
 /// `bfd: {enabled, minTxInterval, minRxInterval, multiplier}`: sub-second

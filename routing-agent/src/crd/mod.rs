@@ -15,8 +15,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use bgp::{
-    BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec, Bfd, GracefulRestart,
-    PasswordSource, SecretKeyRef,
+    Aggregation, BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec, Bfd,
+    GracefulRestart, PasswordSource, SecretKeyRef, ServiceIPBlock,
 };
 pub use ip_pool::{IPPool, IPPoolSpec};
 pub use ipam::{BlockAffinity, BlockAffinitySpec, IPAMAllocation, IPAMBlock, IPAMBlockSpec};

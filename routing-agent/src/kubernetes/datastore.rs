@@ -310,9 +310,11 @@ fn report(
         }
         tracing::error!(kind = %e.kind, name = %e.name, field = %e.field,
             "invalid configuration, object ignored: {e}");
+        // Services and EndpointSlices are other controllers' objects, in
+        // namespaces an Event's reference here cannot name: only logged.
         let object = WatchedKind::ALL
             .iter()
-            .filter(|k| k.kind() == e.kind)
+            .filter(|k| k.kind() == e.kind && !k.namespaced_elsewhere())
             .find_map(|k| state.get(*k, &e.name))
             .map(|entry| entry.key.clone());
         if let (Some(sink), Some(object)) = (sink, object) {

@@ -17,21 +17,31 @@ pub enum WatchedKind {
     IpPool,
     /// Only in the agent's namespace; only those BGPPeers name are read.
     Secret,
+    /// Every namespace's (service announcement).
+    Service,
+    EndpointSlice,
 }
 
 impl WatchedKind {
     /// In the order the objects are handed to `config::build`.
-    pub const ALL: [WatchedKind; 5] = [
+    pub const ALL: [WatchedKind; 7] = [
         WatchedKind::Node,
         WatchedKind::BgpConfiguration,
         WatchedKind::BgpPeer,
         WatchedKind::IpPool,
         WatchedKind::Secret,
+        WatchedKind::Service,
+        WatchedKind::EndpointSlice,
     ];
 
     /// Watched in one namespace (the agent's), not cluster-wide.
     pub fn namespaced(self) -> bool {
         self == WatchedKind::Secret
+    }
+
+    /// Namespaced objects watched in every namespace.
+    pub fn namespaced_elsewhere(self) -> bool {
+        matches!(self, WatchedKind::Service | WatchedKind::EndpointSlice)
     }
 
     pub fn resource(self) -> ApiResource {
@@ -41,6 +51,10 @@ impl WatchedKind {
             WatchedKind::BgpPeer => ApiResource::erase::<BGPPeer>(&()),
             WatchedKind::IpPool => ApiResource::erase::<IPPool>(&()),
             WatchedKind::Secret => ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&()),
+            WatchedKind::Service => ApiResource::erase::<k8s_openapi::api::core::v1::Service>(&()),
+            WatchedKind::EndpointSlice => {
+                ApiResource::erase::<k8s_openapi::api::discovery::v1::EndpointSlice>(&())
+            }
         }
     }
 
@@ -52,6 +66,8 @@ impl WatchedKind {
             WatchedKind::BgpPeer => "BGPPeer",
             WatchedKind::IpPool => "IPPool",
             WatchedKind::Secret => "Secret",
+            WatchedKind::Service => "Service",
+            WatchedKind::EndpointSlice => "EndpointSlice",
         }
     }
 
@@ -63,12 +79,15 @@ impl WatchedKind {
             WatchedKind::BgpPeer => "bgppeers",
             WatchedKind::IpPool => "ippools",
             WatchedKind::Secret => "secrets",
+            WatchedKind::Service => "services",
+            WatchedKind::EndpointSlice => "endpointslices",
         }
     }
 
     fn api_version(self) -> &'static str {
         match self {
-            WatchedKind::Node | WatchedKind::Secret => "v1",
+            WatchedKind::Node | WatchedKind::Secret | WatchedKind::Service => "v1",
+            WatchedKind::EndpointSlice => crate::config::DISCOVERY_API_VERSION,
             _ => crate::config::STARLING_API_VERSION,
         }
     }
@@ -79,9 +98,17 @@ impl super::reflect::Watchable for WatchedKind {
         WatchedKind::plural(self)
     }
 
-    /// By name: the kinds are cluster-scoped, or (Secrets) in one namespace.
+    /// By name: the kinds are cluster-scoped, or (Secrets) in one
+    /// namespace; Services and EndpointSlices by `namespace/name`, as
+    /// `config::Object::name` names them.
     fn key(self, o: &DynamicObject) -> String {
-        o.metadata.name.clone().unwrap_or_default()
+        let name = o.metadata.name.clone().unwrap_or_default();
+        match self {
+            WatchedKind::Service | WatchedKind::EndpointSlice => {
+                format!("{}/{name}", o.metadata.namespace.as_deref().unwrap_or(""))
+            }
+            _ => name,
+        }
     }
 }
 
@@ -148,6 +175,62 @@ pub(crate) fn parser_input(kind: WatchedKind, object: &DynamicObject) -> Value {
             }
             secret
         }
+        WatchedKind::Service => {
+            let spec = data.get("spec");
+            let mut kept = Map::new();
+            for key in [
+                "type",
+                "clusterIP",
+                "clusterIPs",
+                "externalIPs",
+                "externalTrafficPolicy",
+            ] {
+                if let Some(v) = spec.and_then(|s| s.get(key)) {
+                    kept.insert(key.to_string(), v.clone());
+                }
+            }
+            let ingress = data
+                .pointer("/status/loadBalancer/ingress")
+                .cloned()
+                .unwrap_or(Value::Null);
+            json!({
+                "apiVersion": kind.api_version(),
+                "kind": kind.kind(),
+                "metadata": {"name": name, "namespace": object.metadata.namespace},
+                "spec": kept,
+                "status": {"loadBalancer": {"ingress": ingress}},
+            })
+        }
+        WatchedKind::EndpointSlice => {
+            // Of each endpoint, its node and readiness: pods coming and
+            // going elsewhere change nothing here.
+            let endpoints: Vec<Value> = data
+                .get("endpoints")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    json!({
+                        "nodeName": e.get("nodeName").cloned().unwrap_or(Value::Null),
+                        "conditions": {"ready": e.pointer("/conditions/ready").cloned().unwrap_or(Value::Null)},
+                    })
+                })
+                .collect();
+            let service: Map<String, Value> = object
+                .metadata
+                .labels
+                .iter()
+                .flatten()
+                .filter(|(k, _)| *k == crate::config::SERVICE_NAME_LABEL)
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            json!({
+                "apiVersion": kind.api_version(),
+                "kind": kind.kind(),
+                "metadata": {"name": name, "namespace": object.metadata.namespace, "labels": service},
+                "endpoints": endpoints,
+            })
+        }
         _ => json!({
             "apiVersion": kind.api_version(),
             "kind": kind.kind(),
@@ -194,6 +277,42 @@ mod tests {
                 "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.11"}]}})
         );
         assert_eq!(key(WatchedKind::Node, &node).uid.as_deref(), Some("u1"));
+    }
+
+    #[test]
+    fn services_and_slices_keep_only_what_announcement_reads() {
+        let svc = object(json!({
+            "metadata": {"name": "web", "namespace": "shop", "uid": "u"},
+            "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10", "ports": [{"port": 80}],
+                "externalTrafficPolicy": "Local", "selector": {"app": "web"}},
+            "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.7"}]}, "conditions": []}
+        }));
+        assert_eq!(
+            parser_input(WatchedKind::Service, &svc),
+            json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "web", "namespace": "shop"},
+                "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10", "externalTrafficPolicy": "Local"},
+                "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.7"}]}}})
+        );
+        assert_eq!(
+            super::super::reflect::Watchable::key(WatchedKind::Service, &svc),
+            "shop/web"
+        );
+        let slice = object(json!({
+            "metadata": {"name": "web-1", "namespace": "shop",
+                "labels": {"kubernetes.io/service-name": "web", "endpointslice.kubernetes.io/managed-by": "x"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.244.1.5"], "conditions": {"ready": true, "serving": true},
+                "nodeName": "node-1", "targetRef": {"kind": "Pod", "name": "web-abc"}}],
+            "ports": [{"port": 80}]
+        }));
+        assert_eq!(
+            parser_input(WatchedKind::EndpointSlice, &slice),
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "web-1", "namespace": "shop",
+                    "labels": {"kubernetes.io/service-name": "web"}},
+                "endpoints": [{"nodeName": "node-1", "conditions": {"ready": true}}]})
+        );
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The node's own routes: what IPAM gave it (its blocks, and the addresses
 //! it borrowed from other nodes' blocks) or, when the cluster has no IPPool,
-//! its `spec.podCIDRs`. Each is advertised to the peers; blocks and pod
-//! CIDRs also get a blackhole, so that addresses no pod holds are never
-//! forwarded elsewhere (a pod's own /32 host route is more specific).
+//! its `spec.podCIDRs`; and the service prefixes it announces
+//! (`route_policy::service_prefixes`). Each is advertised to the peers;
+//! blocks and pod CIDRs also get a blackhole, so that addresses no pod holds
+//! are never forwarded elsewhere (a pod's own /32 host route is more
+//! specific).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use starling_bgp::Prefix;
@@ -15,6 +17,7 @@ use super::peers::to_network;
 use super::Speaker;
 use crate::config::ClusterConfig;
 use crate::kernel::KernelRoute;
+use crate::route_policy::service_prefixes;
 
 /// Where the speaker reads what IPAM gave its node.
 pub enum IpamView {
@@ -45,11 +48,11 @@ impl Speaker {
         let Some(local) = &self.local else {
             return;
         };
-        let mut want: BTreeMap<Prefix, bool> = BTreeMap::new();
-        match (&self.ipam, cfg.ip_pools.is_empty()) {
+        let own = match (&self.ipam, cfg.ip_pools.is_empty()) {
             (Some(view), false) => match view.node_blocks(&local.name) {
-                Ok(None) => return,
+                Ok(None) => None,
                 Ok(Some(nb)) => {
+                    let mut want: BTreeMap<Prefix, bool> = BTreeMap::new();
                     want.extend(
                         nb.blocks
                             .iter()
@@ -62,20 +65,47 @@ impl Speaker {
                             .filter_map(|a| prefix(*a, if a.is_ipv4() { 32 } else { 128 }))
                             .map(|p| (p, false)),
                     );
+                    Some(want)
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the IPAM store; keeping the node's routes as they are");
-                    return;
+                    tracing::warn!(error = %e, "cannot read the IPAM store; keeping the node's pod routes as they are");
+                    None
                 }
             },
-            _ => want.extend(
+            _ => Some(
                 local
                     .pod_cidrs
                     .iter()
                     .filter_map(|n| prefix(n.network(), n.prefix()))
-                    .map(|p| (p, true)),
+                    .map(|p| (p, true))
+                    .collect(),
             ),
+        };
+        // IPAM not read (yet): the pod routes stay as they are, the service
+        // routes follow the configuration all the same.
+        let mut want = own.unwrap_or_else(|| {
+            self.local_routes
+                .iter()
+                .filter(|(p, blackhole)| **blackhole || !self.service_routes.contains(p))
+                .map(|(p, b)| (*p, *b))
+                .collect()
+        });
+        let services: BTreeSet<Prefix> = cfg
+            .nodes
+            .get(&local.name)
+            .map(|node| service_prefixes(&cfg.bgp, &cfg.services, &cfg.endpoint_slices, node))
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|n| prefix(n.network(), n.prefix()))
+            .collect();
+        if services != self.service_routes {
+            tracing::info!(routes = ?services.iter().map(ToString::to_string).collect::<Vec<_>>(), "the node's service routes");
         }
+        // Announced, never blackholed: kube-proxy answers for them.
+        for p in &services {
+            want.entry(*p).or_insert(false);
+        }
+        self.service_routes = services;
         self.set_local_routes(want);
     }
 

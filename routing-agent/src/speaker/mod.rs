@@ -88,6 +88,8 @@ pub struct Speaker {
     /// The node's own prefixes (its pod CIDRs), advertised and blackholed.
     /// The node's own prefixes, each with whether it is blackholed.
     local_routes: BTreeMap<Prefix, bool>,
+    /// Which of `local_routes` are service prefixes.
+    service_routes: BTreeSet<Prefix>,
     /// The IPAM store (`--state-dir`), read for the node's blocks when the
     /// cluster has IPPools.
     ipam: Option<IpamView>,
@@ -156,6 +158,7 @@ impl Speaker {
             changed: Vec::new(),
             cluster_id: None,
             local_routes: BTreeMap::new(),
+            service_routes: BTreeSet::new(),
             ipam: None,
             config: None,
             status_sink: None,

@@ -1,0 +1,218 @@
+//! Lab tests of service announcement (BGPConfiguration `serviceClusterIPs`,
+//! `serviceExternalIPs`, `serviceLoadBalancerIPs`,
+//! `serviceLoadBalancerAggregation`; Services and EndpointSlices in the
+//! file datastore), read from FRR's own BGP tables, IPv4 and IPv6.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use starling_lab::frr::Afi;
+use starling_lab::{Check, Lab, LabOptions, Result};
+
+use super::{run_lab, ROUTES_IN, SESSIONS_UP};
+
+const BGP_SPEC: &str = "spec: {asNumber: 64512, nodeToNodeMeshEnabled: true, listenPort: 179}";
+
+/// The lab's BGPConfiguration with the service ranges (and, unless
+/// `aggregate`, `serviceLoadBalancerAggregation: Disabled`).
+fn bgp_spec(aggregate: bool) -> String {
+    format!(
+        "spec: {{asNumber: 64512, nodeToNodeMeshEnabled: true, listenPort: 179, \
+         serviceClusterIPs: [{{cidr: 10.96.0.0/16}}, {{cidr: \"fd00:96::/112\"}}], \
+         serviceExternalIPs: [{{cidr: 192.0.2.0/24}}, {{cidr: \"2001:db8:e::/64\"}}], \
+         serviceLoadBalancerIPs: [{{cidr: 198.51.100.0/24}}, {{cidr: \"2001:db8:5::/64\"}}], \
+         serviceLoadBalancerAggregation: {}}}",
+        if aggregate { "Enabled" } else { "Disabled" }
+    )
+}
+
+/// Service `shop/web` (LoadBalancer, `externalTrafficPolicy: Local`, one
+/// external IP outside every configured range) with ready endpoints on
+/// `nodes`, unless `web` is false; and `shop/api` (LoadBalancer, Cluster).
+fn services(web: bool, nodes: &[&str]) -> String {
+    let mut s = String::from(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: shop}\n\
+         spec: {type: LoadBalancer, clusterIPs: [10.96.0.20, \"fd00:96::20\"], externalTrafficPolicy: Cluster}\n\
+         status: {loadBalancer: {ingress: [{ip: 198.51.100.8}, {ip: \"2001:db8:5::8\"}]}}\n",
+    );
+    if web {
+        s += "---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n\
+              spec: {type: LoadBalancer, clusterIP: 10.96.0.10, clusterIPs: [10.96.0.10, \"fd00:96::10\"], \
+              externalIPs: [192.0.2.10, \"2001:db8:e::10\", 203.0.113.10], externalTrafficPolicy: Local}\n\
+              status: {loadBalancer: {ingress: [{ip: 198.51.100.7}, {ip: \"2001:db8:5::7\"}, {ip: 203.0.113.7}]}}\n";
+        let endpoints: Vec<String> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                format!("{{addresses: [10.244.9.{i}], conditions: {{ready: true}}, nodeName: {n}}}")
+            })
+            .chain(std::iter::once(
+                // Not ready: never counts.
+                "{addresses: [10.244.9.99], conditions: {ready: false}, nodeName: node-2}".into(),
+            ))
+            .collect();
+        s += &format!(
+            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+             metadata: {{name: web-x1, namespace: shop, labels: {{kubernetes.io/service-name: web}}}}\n\
+             addressType: IPv4\nendpoints: [{}]\n",
+            endpoints.join(", ")
+        );
+    }
+    s
+}
+
+/// What FRR holds outside the pod CIDRs: prefix → the next hops of its
+/// valid paths (the announcing nodes' addresses), IPv4 and IPv6.
+fn frr_services(lab: &Lab) -> Result<BTreeMap<String, BTreeSet<String>>> {
+    let mut out = BTreeMap::new();
+    for afi in [Afi::Ipv4, Afi::Ipv6] {
+        let table = lab.frr()?.table(afi)?;
+        for (prefix, paths) in &table.routes {
+            if prefix.starts_with("10.244.") || prefix.starts_with("fd00:244:") {
+                continue;
+            }
+            let hops: BTreeSet<String> = paths
+                .iter()
+                .filter(|p| p.valid)
+                .flat_map(|p| &p.nexthops)
+                .filter(|h| h.scope.as_deref() != Some("link-local"))
+                .map(|h| h.ip.clone())
+                .collect();
+            if !hops.is_empty() {
+                out.insert(prefix.clone(), hops);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `prefix` announced by nodes `n` (1..=3): their IPv4 or IPv6 addresses.
+fn by(prefix: &str, nodes: &[u8]) -> (String, BTreeSet<String>) {
+    let v6 = prefix.contains(':');
+    let hops = nodes
+        .iter()
+        .map(|n| {
+            if v6 {
+                format!("fd00::1{n}")
+            } else {
+                format!("10.0.0.1{n}")
+            }
+        })
+        .collect();
+    (prefix.to_string(), hops)
+}
+
+/// Waits until FRR holds exactly `want` besides the pod CIDRs; returns how
+/// long that took.
+fn wait_frr(lab: &Lab, what: &str, want: &[(String, BTreeSet<String>)]) -> Result<Duration> {
+    let want: BTreeMap<String, BTreeSet<String>> = want.iter().cloned().collect();
+    let start = Instant::now();
+    starling_lab::wait_until(ROUTES_IN, what, || {
+        let have = frr_services(lab)?;
+        Ok(Check::when(have == want, (), || {
+            format!("FRR holds {have:?}, expected {want:?}")
+        }))
+    })?;
+    Ok(start.elapsed())
+}
+
+/// Every node announces the configured ranges; a Local Service's /32s and
+/// /128s come only from the nodes with a ready endpoint and follow them;
+/// addresses outside the ranges never leave; the exclude label; aggregation
+/// off; withdrawal when the Service goes.
+#[test]
+fn services_are_announced_as_calico_does() {
+    let cluster = starling_lab::datastore::DEFAULT_CLUSTER_YAML.replace(BGP_SPEC, &bgp_spec(true));
+    let options = LabOptions {
+        cluster_yaml: cluster,
+        ..LabOptions::default()
+    };
+    run_lab("v1-", options, |lab| {
+        lab.wait_frr_established(SESSIONS_UP)?;
+        let base = lab.read_datastore()?;
+        let write = |base: &str, web: bool, nodes: &[&str]| {
+            lab.write_datastore(&format!("{base}\n{}", services(web, nodes)))
+        };
+        let ranges = |nodes: &[u8], external: &[u8]| {
+            vec![
+                by("10.96.0.0/16", nodes),
+                by("fd00:96::/112", nodes),
+                by("192.0.2.0/24", external),
+                by("2001:db8:e::/64", external),
+                by("198.51.100.0/24", external),
+                by("2001:db8:5::/64", external),
+            ]
+        };
+        let web = |nodes: &[u8], external: &[u8]| {
+            vec![
+                by("10.96.0.10/32", nodes),
+                by("fd00:96::10/128", nodes),
+                by("192.0.2.10/32", external),
+                by("2001:db8:e::10/128", external),
+                by("198.51.100.7/32", external),
+                by("2001:db8:5::7/128", external),
+            ]
+        };
+        let all = [1, 2, 3];
+
+        wait_frr(
+            lab,
+            "the service ranges from every node",
+            &ranges(&all, &all),
+        )?;
+
+        write(&base, true, &["node-2"])?;
+        let want = [ranges(&all, &all), web(&[2], &[2])].concat();
+        wait_frr(lab, "shop/web's addresses from node-2 only", &want)?;
+
+        write(&base, true, &["node-3"])?;
+        let want = [ranges(&all, &all), web(&[3], &[3])].concat();
+        let moved = wait_frr(
+            lab,
+            "shop/web's addresses following its endpoint to node-3",
+            &want,
+        )?;
+        println!("the endpoint moved: FRR saw it within {moved:?}");
+
+        write(&base, true, &["node-1", "node-3"])?;
+        let want = [ranges(&all, &all), web(&[1, 3], &[1, 3])].concat();
+        wait_frr(lab, "shop/web from node-1 and node-3", &want)?;
+
+        let excluded = base.replace(
+            "metadata: {name: node-3, labels: {",
+            "metadata: {name: node-3, labels: {node.kubernetes.io/exclude-from-external-load-balancers: \"\", ",
+        );
+        write(&excluded, true, &["node-1", "node-3"])?;
+        let want = [ranges(&all, &[1, 2]), web(&[1, 3], &[1])].concat();
+        wait_frr(
+            lab,
+            "node-3, excluded, announcing no external or LoadBalancer address",
+            &want,
+        )?;
+
+        let no_aggregation = excluded.replace(&bgp_spec(true), &bgp_spec(false));
+        write(&no_aggregation, true, &["node-1", "node-3"])?;
+        let mut want = ranges(&all, &[1, 2]);
+        want.retain(|(p, _)| !p.starts_with("198.51.100.") && !p.starts_with("2001:db8:5:"));
+        want.extend(web(&[1, 3], &[1]));
+        want.extend([
+            by("198.51.100.8/32", &[1, 2]),
+            by("2001:db8:5::8/128", &[1, 2]),
+        ]);
+        wait_frr(
+            lab,
+            "a /32 and /128 per LoadBalancer address instead of the ranges",
+            &want,
+        )?;
+
+        write(&no_aggregation, false, &[])?;
+        want.retain(|(p, _)| !web(&[], &[]).iter().any(|(w, _)| w == p));
+        let gone = wait_frr(
+            lab,
+            "shop/web's addresses withdrawn with the Service",
+            &want,
+        )?;
+        println!("the Service deleted: FRR saw the withdrawal within {gone:?}");
+        Ok(())
+    });
+}
