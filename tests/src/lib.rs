@@ -12,6 +12,7 @@ pub mod bench;
 pub mod bfd_probe;
 pub mod cmd;
 pub mod cni;
+pub mod control_plane;
 pub mod datastore;
 pub mod error;
 pub mod frr;
