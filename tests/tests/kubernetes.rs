@@ -54,7 +54,10 @@ fn cluster() -> &'static ControlPlane {
 /// message; it must name `field` and contain `says`.
 fn refused(yaml: &str, field: &str, says: &str) -> String {
     let cp = cluster();
-    let file = cp.dir().join(format!("refused-{}.yaml", field.replace(['.', '[', ']'], "_")));
+    let file = cp.dir().join(format!(
+        "refused-{}.yaml",
+        field.replace(['.', '[', ']'], "_")
+    ));
     std::fs::write(&file, yaml).unwrap();
     let out = cp
         .kubectl_unchecked(&["apply", "-f", path_str(&file)])
@@ -91,11 +94,21 @@ fn every_crd_is_accepted_and_the_samples_apply() {
     let got = cp
         .kubectl(&["get", "bgpconfigurations,bgppeers,ippools", "-o", "name"])
         .unwrap();
-    assert!(got.contains("bgpconfiguration.starling.dev/default"), "{got}");
+    assert!(
+        got.contains("bgpconfiguration.starling.dev/default"),
+        "{got}"
+    );
     assert!(got.contains("ippool.starling.dev/default-ipv4"), "{got}");
     // rbac.yaml's objects exist as written.
     let sa = cp
-        .kubectl(&["get", "serviceaccounts", "-n", "starling-system", "-o", "name"])
+        .kubectl(&[
+            "get",
+            "serviceaccounts",
+            "-n",
+            "starling-system",
+            "-o",
+            "name",
+        ])
         .unwrap();
     assert!(sa.contains("serviceaccount/starling-agent"), "{sa}");
     assert!(sa.contains("serviceaccount/starling-cni"), "{sa}");
@@ -106,10 +119,20 @@ fn the_controller_manager_gives_nodes_pod_cidrs() {
     let cp = cluster();
     cp.apply_yaml("apiVersion: v1\nkind: Node\nmetadata:\n  name: k1-cidr-node\n")
         .unwrap();
-    let cidrs = wait_until(Duration::from_secs(60), "spec.podCIDRs of a new Node", || {
-        let out = cp.kubectl(&["get", "node", "k1-cidr-node", "-o", "jsonpath={.spec.podCIDRs}"])?;
-        Ok(Some(out).filter(|o| o.contains('.') && o.contains(':')))
-    })
+    let cidrs = wait_until(
+        Duration::from_secs(60),
+        "spec.podCIDRs of a new Node",
+        || {
+            let out = cp.kubectl(&[
+                "get",
+                "node",
+                "k1-cidr-node",
+                "-o",
+                "jsonpath={.spec.podCIDRs}",
+            ])?;
+            Ok(Some(out).filter(|o| o.contains('.') && o.contains(':')))
+        },
+    )
     .unwrap();
     assert!(cidrs.contains("10.244."), "{cidrs}");
     assert!(cidrs.contains("fd00:244:"), "{cidrs}");
@@ -123,9 +146,17 @@ fn as_numbers_out_of_range_or_as_trans_are_refused() {
             asn.len()
         )
     };
-    refused(&peer("23456"), "spec.asNumber", "AS 23456 is AS_TRANS, reserved");
+    refused(
+        &peer("23456"),
+        "spec.asNumber",
+        "AS 23456 is AS_TRANS, reserved",
+    );
     refused(&peer("0"), "spec.asNumber", "greater than or equal to 1");
-    refused(&peer("4294967296"), "spec.asNumber", "less than or equal to 4294967295");
+    refused(
+        &peer("4294967296"),
+        "spec.asNumber",
+        "less than or equal to 4294967295",
+    );
     let conf = "apiVersion: starling.dev/v1alpha1\nkind: BGPConfiguration\nmetadata:\n  name: k1-as-conf\nspec:\n  asNumber: 23456\n";
     refused(conf, "spec.asNumber", "AS_TRANS");
 }
@@ -137,7 +168,11 @@ fn cidrs_not_in_network_form_are_refused() {
             "apiVersion: starling.dev/v1alpha1\nkind: IPPool\nmetadata:\n  name: k1-pool\nspec:\n  cidr: {cidr}\n{extra}"
         )
     };
-    refused(&pool("10.244.1.5/16", ""), "spec.cidr", "must be a CIDR in network form");
+    refused(
+        &pool("10.244.1.5/16", ""),
+        "spec.cidr",
+        "must be a CIDR in network form",
+    );
     // The schema's `format: cidr` is checked by the server before the CEL rule.
     refused(&pool("not-a-cidr", ""), "spec.cidr", "must be of type cidr");
     refused(

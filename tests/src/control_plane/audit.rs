@@ -74,7 +74,11 @@ pub struct Request {
 
 impl std::fmt::Display for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let group = if self.group.is_empty() { "core" } else { &self.group };
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            &self.group
+        };
         write!(f, "{} {}/{}", self.verb, group, self.resource)?;
         if !self.namespace.is_empty() {
             write!(f, " in {}", self.namespace)?;

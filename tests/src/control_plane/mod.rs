@@ -56,8 +56,7 @@ pub const SA_ISSUER: &str = "https://kubernetes.default.svc";
 pub fn binaries() -> Result<PathBuf> {
     static DIR: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
     DIR.get_or_init(|| {
-        if let Some(d) = std::env::var_os("STARLING_CONTROL_PLANE_DIR").filter(|d| !d.is_empty())
-        {
+        if let Some(d) = std::env::var_os("STARLING_CONTROL_PLANE_DIR").filter(|d| !d.is_empty()) {
             return Ok(PathBuf::from(d));
         }
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("control-plane/build.sh");
@@ -145,11 +144,9 @@ impl ControlPlane {
                 free_port()?,
                 free_port()?,
             ),
-            Placement::Netns { address, .. } => (
-                vec![IpAddr::V4(Ipv4Addr::LOCALHOST), *address],
-                2379,
-                6443,
-            ),
+            Placement::Netns { address, .. } => {
+                (vec![IpAddr::V4(Ipv4Addr::LOCALHOST), *address], 2379, 6443)
+            }
         };
         let pki = Pki::create(&dir, &addresses, SERVICE_IP)?;
         let admin = kubeconfig::write(
@@ -295,7 +292,10 @@ impl ControlPlane {
             format!("--client-ca-file={}", p.ca_cert.display()),
             format!("--tls-cert-file={}", p.serving_cert.display()),
             format!("--tls-private-key-file={}", p.serving_key.display()),
-            format!("--service-account-key-file={}", p.service_account_pub.display()),
+            format!(
+                "--service-account-key-file={}",
+                p.service_account_pub.display()
+            ),
             format!(
                 "--service-account-signing-key-file={}",
                 p.service_account_key.display()
@@ -392,7 +392,15 @@ impl ControlPlane {
             cm.check_running()?;
             let (program, full) = self.kubectl_command(
                 &admin,
-                &["get", "serviceaccount", "default", "-n", "default", "-o", "name"],
+                &[
+                    "get",
+                    "serviceaccount",
+                    "default",
+                    "-n",
+                    "default",
+                    "-o",
+                    "name",
+                ],
             )?;
             let refs: Vec<&str> = full.iter().map(String::as_str).collect();
             let out = cmd::run_unchecked(&program, &refs, Duration::from_secs(10))?;
