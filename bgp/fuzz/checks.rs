@@ -19,7 +19,10 @@ fn without_notes(msg: &Message) -> Message {
 }
 
 fn round_trip(msg: &Message, codec: &Codec) {
-    let bytes = msg.encode(codec);
+    let bytes = match msg.encode(codec) {
+        Ok(b) => b,
+        Err(e) => panic!("{msg:?} decoded but does not re-encode: {e}"),
+    };
     match Message::decode(&bytes, codec) {
         Ok(again) => assert_eq!(
             without_notes(&again),

@@ -181,6 +181,13 @@ fn every_crd_field_is_read_by_the_agent() {
             service_external_ips: vec![block("192.0.2.0/24")],
             service_load_balancer_ips: vec![block("198.51.100.0/24")],
             service_load_balancer_aggregation: Some(Aggregation::Disabled),
+            node_mesh_password: Some(PasswordSource {
+                secret_key_ref: SecretKeyRef {
+                    name: "bgp-secrets".into(),
+                    key: "mesh".into(),
+                },
+            }),
+            node_mesh_max_prefixes: Some(500),
         },
     );
     let peer = BGPPeer::new(
@@ -243,6 +250,11 @@ fn every_crd_field_is_read_by_the_agent() {
     assert_eq!(cfg.bgp.service_external_ips.len(), 1);
     assert_eq!(cfg.bgp.service_load_balancer_ips.len(), 1);
     assert!(!cfg.bgp.service_load_balancer_aggregation);
+    assert_eq!(cfg.bgp.node_mesh_max_prefixes, 500);
+    assert_eq!(
+        cfg.bgp.node_mesh_password.as_ref().map(|r| r.key.as_str()),
+        Some("mesh")
+    );
     assert_eq!(
         cfg.bgp.bfd.min_rx_interval,
         std::time::Duration::from_millis(200)

@@ -115,7 +115,7 @@ fn collect(peer: &mut RawPeer, until: Instant, codec: &Codec) -> Vec<Vec<u8>> {
         match peer.recv_bgp_message(left) {
             Ok(m) => {
                 if kind(&m) == "keepalive" {
-                    let _ = peer.send(&Message::Keepalive.encode(codec));
+                    let _ = peer.send(&Message::Keepalive.encode(codec).expect("encodes"));
                 }
                 got.push(m);
             }
@@ -131,8 +131,8 @@ fn capture_bgp(frr: &Frr, family: usize) -> Result<Vec<Vec<u8>>> {
     let mut msgs = vec![peer.recv_bgp_message(Duration::from_secs(10))?];
     let fam = [Family::IPV4_UNICAST, Family::IPV6_UNICAST][family];
     let open = Open::new(64512, 9, "10.96.0.2".parse().unwrap(), &[fam]);
-    peer.send(&Message::Open(open).encode(&codec))?;
-    peer.send(&Message::Keepalive.encode(&codec))?;
+    peer.send(&Message::Open(open).encode(&codec).expect("encodes"))?;
+    peer.send(&Message::Keepalive.encode(&codec).expect("encodes"))?;
     msgs.extend(collect(
         &mut peer,
         Instant::now() + Duration::from_secs(4),

@@ -15,6 +15,8 @@ use starling_lab::{metrics, netns, probe, state, topology, Error, Lab, LabOption
 
 #[path = "lab/add_path.rs"]
 mod add_path;
+#[path = "lab/origination.rs"]
+mod origination;
 #[path = "lab/protocol.rs"]
 mod protocol;
 #[path = "lab/routing.rs"]
@@ -445,8 +447,8 @@ fn malformed_update_gets_its_notification() {
         ensure(open[18] == 1, || format!("expected OPEN, got {open:02x?}"))?;
         let codec = Codec::default();
         let ours = Open::new(65099, 90, RAW_V4.parse().unwrap(), &[Family::IPV4_UNICAST]);
-        peer.send(&Message::Open(ours).encode(&codec))?;
-        peer.send(&Message::Keepalive.encode(&codec))?;
+        peer.send(&Message::Open(ours).encode(&codec).expect("encodes"))?;
+        peer.send(&Message::Keepalive.encode(&codec).expect("encodes"))?;
         let ka = peer.recv_bgp_message(wait)?;
         ensure(ka[18] == 4, || format!("expected KEEPALIVE, got {ka:02x?}"))?;
         let raw_ip: IpAddr = RAW_V4.parse().unwrap();
@@ -467,7 +469,7 @@ fn malformed_update_gets_its_notification() {
             0x40u8, 1, 1, 7, 0x40, 2, 6, 2, 1, 0, 0, 0xfe, 0x4b, 0x40, 3, 4, 10, 0, 0, 99,
         ];
         peer.send(&update(&origin_7, origin_7.len() as u8))?;
-        peer.send(&Message::Keepalive.encode(&codec))?;
+        peer.send(&Message::Keepalive.encode(&codec).expect("encodes"))?;
         lab.wait_agent_established("node-1", &[raw_ip], Duration::from_secs(5))?;
 
         // A Total Attribute Length beyond the end of the message: where the
@@ -513,8 +515,8 @@ fn malformed_update_gets_its_notification() {
         let open = peer.recv_bgp_message(wait)?;
         ensure(open[18] == 1, || format!("expected OPEN, got {open:02x?}"))?;
         let ours = Open::new(65099, 90, RAW_V4.parse().unwrap(), &[Family::IPV4_UNICAST]);
-        peer.send(&Message::Open(ours).encode(&codec))?;
-        peer.send(&Message::Keepalive.encode(&codec))?;
+        peer.send(&Message::Open(ours).encode(&codec).expect("encodes"))?;
+        peer.send(&Message::Keepalive.encode(&codec).expect("encodes"))?;
         lab.wait_agent_established("node-1", &[raw_ip], wait)?;
         let three = starling_bgp::packet::Update {
             attributes: starling_bgp::packet::PathAttributes {
@@ -530,7 +532,7 @@ fn malformed_update_gets_its_notification() {
             ..Default::default()
         };
         let four = Codec::FOUR_OCTET_AS;
-        peer.send(&Message::Update(three).encode(&four))?;
+        peer.send(&Message::Update(three).encode(&four).expect("encodes"))?;
         let deadline = Instant::now() + wait;
         let cease = loop {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -18,7 +18,9 @@ fn opened_with(theirs: Open) -> Session {
 fn opened_as(ours: SessionConfig, theirs: Open) -> Session {
     let t0 = Instant::now();
     let mut s = connected(ours, t0);
-    let b = Message::Open(theirs).encode(&Codec::FOUR_OCTET_AS);
+    let b = Message::Open(theirs)
+        .encode(&Codec::FOUR_OCTET_AS)
+        .expect("encodes");
     s.handle(t0, Event::Bytes(1, &b));
     assert_eq!(s.state(), State::OpenConfirm);
     drain(&mut s);
@@ -66,6 +68,7 @@ fn established_with(theirs: Open) -> Session {
 fn refresh(family: Family, subtype: RefreshSubtype) -> Vec<u8> {
     Message::RouteRefresh(RouteRefresh { family, subtype })
         .encode(&Codec::FOUR_OCTET_AS)
+        .expect("encodes")
         .to_vec()
 }
 

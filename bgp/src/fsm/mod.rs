@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::packet::{
-    AddPathMode, Codec, Framer, GracefulRestart, Message, Notification, Open, Update,
+    AddPathMode, Codec, EncodeError, Framer, GracefulRestart, Message, Notification, Open, Update,
 };
 use crate::prefix::Family;
 
@@ -335,14 +335,15 @@ impl Session {
     }
 
     /// Sends an UPDATE; only in Established (elsewhere it is dropped, and
-    /// false returned).
-    pub fn send_update(&mut self, now: Instant, update: &Update) -> bool {
+    /// false returned). An UPDATE too large for the peer (RFC 8654) is not
+    /// sent: the error says by how much.
+    pub fn send_update(&mut self, now: Instant, update: &Update) -> Result<bool, EncodeError> {
         if self.state != State::Established {
-            return false;
+            return Ok(false);
         }
+        self.try_send_main(now, &Message::Update(update.clone()))?;
         self.stats.updates_sent += 1;
-        self.send_main(now, &Message::Update(update.clone()));
-        true
+        Ok(true)
     }
 
     /// Ends the session with a Cease (RFC 4486), e.g. subcode 1 when the
@@ -358,21 +359,37 @@ impl Session {
         }
     }
 
+    /// A KEEPALIVE or ROUTE-REFRESH on the main connection: fixed sizes,
+    /// which always encode.
     fn send_main(&mut self, now: Instant, msg: &Message) {
+        let _ = self.try_send_main(now, msg);
+    }
+
+    /// Sends on the main connection; an error (and nothing sent) when the
+    /// message cannot be encoded, which only an UPDATE too large can be.
+    fn try_send_main(&mut self, now: Instant, msg: &Message) -> Result<(), EncodeError> {
         if let Some(id) = self.main.as_ref().map(|c| c.id) {
-            self.send_on(id, msg);
+            self.try_send_on(id, msg)?;
             // Section 8.2.2: each KEEPALIVE or UPDATE sent restarts the
             // KeepaliveTimer.
             if matches!(msg, Message::Keepalive | Message::Update(_)) {
                 self.keepalive_at = self.keepalive_interval().map(|d| now + d);
             }
         }
+        Ok(())
     }
 
+    /// An OPEN (our own capabilities, far below 255 octets), KEEPALIVE or
+    /// NOTIFICATION (data cut to fit): these always encode.
     fn send_on(&mut self, id: ConnId, msg: &Message) {
+        let _ = self.try_send_on(id, msg);
+    }
+
+    fn try_send_on(&mut self, id: ConnId, msg: &Message) -> Result<(), EncodeError> {
+        let bytes = msg.encode(&self.codec)?;
         self.stats.messages_sent += 1;
-        self.actions
-            .push_back(Action::Send(id, msg.encode(&self.codec)));
+        self.actions.push_back(Action::Send(id, bytes));
+        Ok(())
     }
 
     fn keepalive_interval(&self) -> Option<Duration> {

@@ -45,11 +45,14 @@ pub(super) fn sent(actions: &[Action], conn: ConnId) -> Vec<Message> {
 
 pub(super) fn open_from(asn: u32, id: [u8; 4], hold: u16) -> Vec<u8> {
     let o = Open::new(asn, hold, Ipv4Addr::from(id), &[Family::IPV4_UNICAST]);
-    Message::Open(o).encode(&codec()).to_vec()
+    Message::Open(o).encode(&codec()).expect("encodes").to_vec()
 }
 
 pub(super) fn keepalive() -> Vec<u8> {
-    Message::Keepalive.encode(&codec()).to_vec()
+    Message::Keepalive
+        .encode(&codec())
+        .expect("encodes")
+        .to_vec()
 }
 
 pub(super) fn notification_sent(actions: &[Action], conn: ConnId) -> Option<(u8, u8)> {
@@ -119,7 +122,10 @@ fn graceful_restart_is_announced_and_negotiated() {
         &[Family::IPV4_UNICAST],
     )
     .with_graceful_restart(gr);
-    s.handle(t0, Event::Bytes(1, &Message::Open(theirs).encode(&codec())));
+    s.handle(
+        t0,
+        Event::Bytes(1, &Message::Open(theirs).encode(&codec()).expect("encodes")),
+    );
     assert_eq!(s.negotiated_graceful_restart().unwrap().restart_time, 120);
 }
 
@@ -303,7 +309,9 @@ fn malformed_attribute_is_treat_as_withdraw_and_the_session_stays() {
 fn received_notification_ends_the_session_without_reply() {
     let t0 = Instant::now();
     let mut s = established(64512, t0);
-    let n = Message::Notification(Notification::cease(2)).encode(&codec());
+    let n = Message::Notification(Notification::cease(2))
+        .encode(&codec())
+        .expect("encodes");
     s.handle(t0, Event::Bytes(1, &n));
     let a = drain(&mut s);
     assert_eq!(notification_sent(&a, 1), None);
@@ -346,7 +354,12 @@ fn updates_are_passed_up_and_restart_nothing_else() {
     };
     s.handle(
         t0,
-        Event::Bytes(1, &Message::Update(u.clone()).encode(&codec())),
+        Event::Bytes(
+            1,
+            &Message::Update(u.clone())
+                .encode(&codec())
+                .expect("encodes"),
+        ),
     );
     assert_eq!(drain(&mut s), vec![Action::Update(u)]);
 }
@@ -365,7 +378,10 @@ fn ebgp_update_not_starting_with_the_peer_as_is_withdrawn() {
         nlri: vec!["192.0.2.0/24".parse().unwrap()],
         ..Default::default()
     };
-    s.handle(t0, Event::Bytes(1, &Message::Update(u).encode(&codec())));
+    s.handle(
+        t0,
+        Event::Bytes(1, &Message::Update(u).encode(&codec()).expect("encodes")),
+    );
     let a = drain(&mut s);
     assert_eq!(notification_sent(&a, 1), None);
     let [Action::Update(u)] = a.as_slice() else {

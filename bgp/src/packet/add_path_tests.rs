@@ -31,7 +31,7 @@ fn attrs() -> PathAttributes {
 }
 
 fn round_trip(u: Update, codec: &Codec) -> Update {
-    let b = Message::Update(u).encode(codec);
+    let b = Message::Update(u).encode(codec).expect("encodes");
     match Message::decode(&b, codec).unwrap() {
         Message::Update(u) => u,
         m => panic!("{m:?}"),
@@ -154,7 +154,7 @@ fn families_and_directions_are_separate() {
     };
     let sender = codec([false; 2], [true, false]);
     let receiver = codec([true, false], [false; 2]);
-    let b = Message::Update(u.clone()).encode(&sender);
+    let b = Message::Update(u.clone()).encode(&sender).expect("encodes");
     assert_eq!(Message::decode(&b, &receiver).unwrap(), Message::Update(u));
     // A receiver that did not negotiate IPv4 reads it wrong.
     let wrong = Message::decode(&b, &codec([false, true], [false; 2]));
@@ -170,7 +170,10 @@ fn families_and_directions_are_separate() {
         }),
         ..Update::default()
     });
-    assert_eq!(v6.encode(&sender), v6.encode(&Codec::FOUR_OCTET_AS));
+    assert_eq!(
+        v6.encode(&sender).expect("encodes"),
+        v6.encode(&Codec::FOUR_OCTET_AS).expect("encodes")
+    );
 }
 
 /// Splitting into UPDATEs counts the 4 octets of each identifier: every
@@ -200,10 +203,11 @@ fn announce_and_withdraw_chunks_count_the_path_ids() {
         let mut got = Vec::new();
         let mut gone = Vec::new();
         let ups = Update::announce(&attrs(), nh, &prefixes, &ids, &c)
+            .expect("fits")
             .into_iter()
             .chain(Update::withdraw(&prefixes, &ids, &c));
         for u in ups {
-            let b = Message::Update(u).encode(&c);
+            let b = Message::Update(u).encode(&c).expect("encodes");
             assert!(b.len() <= MAX_MESSAGE_LEN, "{} octets", b.len());
             let Message::Update(u) = Message::decode(&b, &c).unwrap() else {
                 panic!()

@@ -142,13 +142,20 @@ pub(super) fn decode(mut input: Input, four_octet: bool) -> Result<AsPath, Decod
 }
 
 /// Encodes a path with 4-octet or 2-octet AS numbers; in the latter, an AS
-/// that needs 4 octets becomes AS_TRANS (RFC 6793 section 4.2.2).
+/// that needs 4 octets becomes AS_TRANS (RFC 6793 section 4.2.2). A segment
+/// of more than 255 AS numbers goes as several of the same kind, as RFC
+/// 4271 section 5.1.2 does when prepending overflows one.
 pub(super) fn encode(path: &AsPath, four_octet: bool) -> BytesMut {
     let mut v = BytesMut::new();
-    for s in &path.segments {
-        v.put_u8(s.kind as u8);
-        v.put_u8(s.asns.len() as u8);
-        for asn in &s.asns {
+    let pieces = path
+        .segments
+        .iter()
+        .flat_map(|s| s.asns.chunks(255).map(move |c| (s.kind, c)));
+    for (kind, asns) in pieces {
+        v.put_u8(kind as u8);
+        // chunks(255): at most 255.
+        v.put_u8(u8::try_from(asns.len()).unwrap_or(u8::MAX));
+        for asn in asns {
             if four_octet {
                 v.put_u32(*asn);
             } else {

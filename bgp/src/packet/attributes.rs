@@ -7,7 +7,7 @@ use nom::bytes::complete::take;
 use nom::number::complete::{be_u16, be_u8};
 
 use super::as_path::{self, AsPath};
-use super::error::DecodeError;
+use super::error::{len_u16, len_u8, DecodeError, EncodeError};
 use super::update::{decode_prefixes, encode_prefixes};
 use super::{nom_err, Codec, Input};
 use crate::prefix::{Family, Prefix};
@@ -472,17 +472,19 @@ fn decode_mp_unreach(
     })
 }
 
-fn put_attr(buf: &mut BytesMut, flags: u8, tcode: u8, value: &[u8]) {
-    if value.len() > 255 {
-        buf.put_u8(flags | flag::EXTENDED_LENGTH);
-        buf.put_u8(tcode);
-        buf.put_u16(value.len() as u16);
-    } else {
+fn put_attr(buf: &mut BytesMut, flags: u8, tcode: u8, value: &[u8]) -> Result<(), EncodeError> {
+    if let Ok(len) = u8::try_from(value.len()) {
         buf.put_u8(flags & !flag::EXTENDED_LENGTH);
         buf.put_u8(tcode);
-        buf.put_u8(value.len() as u8);
+        buf.put_u8(len);
+    } else {
+        let len = len_u16("attribute", value.len())?;
+        buf.put_u8(flags | flag::EXTENDED_LENGTH);
+        buf.put_u8(tcode);
+        buf.put_u16(len);
     }
     buf.put_slice(value);
+    Ok(())
 }
 
 /// Encodes the attributes in type-code order, as section 5 recommends.
@@ -492,11 +494,11 @@ pub(super) fn encode(
     mp_unreach: Option<&MpUnreach>,
     codec: &Codec,
     buf: &mut BytesMut,
-) {
+) -> Result<(), EncodeError> {
     use flag::*;
     use type_code::*;
     if let Some(o) = a.origin {
-        put_attr(buf, TRANSITIVE, ORIGIN, &[o as u8]);
+        put_attr(buf, TRANSITIVE, ORIGIN, &[o as u8])?;
     }
     if a.origin.is_some() || !a.as_path.segments.is_empty() {
         put_attr(
@@ -504,19 +506,19 @@ pub(super) fn encode(
             TRANSITIVE,
             AS_PATH,
             &as_path::encode(&a.as_path, codec.four_octet_as),
-        );
+        )?;
     }
     if let Some(nh) = a.next_hop {
-        put_attr(buf, TRANSITIVE, NEXT_HOP, &nh.octets());
+        put_attr(buf, TRANSITIVE, NEXT_HOP, &nh.octets())?;
     }
     if let Some(med) = a.med {
-        put_attr(buf, OPTIONAL, MED, &med.to_be_bytes());
+        put_attr(buf, OPTIONAL, MED, &med.to_be_bytes())?;
     }
     if let Some(lp) = a.local_pref {
-        put_attr(buf, TRANSITIVE, LOCAL_PREF, &lp.to_be_bytes());
+        put_attr(buf, TRANSITIVE, LOCAL_PREF, &lp.to_be_bytes())?;
     }
     if a.atomic_aggregate {
-        put_attr(buf, TRANSITIVE, ATOMIC_AGGREGATE, &[]);
+        put_attr(buf, TRANSITIVE, ATOMIC_AGGREGATE, &[])?;
     }
     if let Some((asn, id)) = a.aggregator {
         let mut v = Vec::new();
@@ -526,18 +528,18 @@ pub(super) fn encode(
             v.extend(as_path::two_octet(asn).to_be_bytes());
         }
         v.extend(id.octets());
-        put_attr(buf, OPTIONAL | TRANSITIVE, AGGREGATOR, &v);
+        put_attr(buf, OPTIONAL | TRANSITIVE, AGGREGATOR, &v)?;
     }
     if !a.communities.is_empty() {
         let v: Vec<u8> = a.communities.iter().flat_map(|c| c.to_be_bytes()).collect();
-        put_attr(buf, OPTIONAL | TRANSITIVE, COMMUNITIES, &v);
+        put_attr(buf, OPTIONAL | TRANSITIVE, COMMUNITIES, &v)?;
     }
     if let Some(id) = a.originator_id {
-        put_attr(buf, OPTIONAL, ORIGINATOR_ID, &id.octets());
+        put_attr(buf, OPTIONAL, ORIGINATOR_ID, &id.octets())?;
     }
     if !a.cluster_list.is_empty() {
         let v: Vec<u8> = a.cluster_list.iter().flat_map(|c| c.octets()).collect();
-        put_attr(buf, OPTIONAL, CLUSTER_LIST, &v);
+        put_attr(buf, OPTIONAL, CLUSTER_LIST, &v)?;
     }
     if let Some(r) = mp_reach {
         let mut v = BytesMut::new();
@@ -551,12 +553,12 @@ pub(super) fn encode(
                 IpAddr::V6(a) => a.octets().to_vec(),
             })
             .collect();
-        v.put_u8(nh.len() as u8);
+        v.put_u8(len_u8("MP_REACH_NLRI next hop", nh.len())?);
         v.put_slice(&nh);
         v.put_u8(0);
         let with_ids = codec.add_path.sends(r.family);
         encode_prefixes(&r.nlri, &r.path_ids, with_ids, &mut v);
-        put_attr(buf, OPTIONAL, MP_REACH_NLRI, &v);
+        put_attr(buf, OPTIONAL, MP_REACH_NLRI, &v)?;
     }
     if let Some(u) = mp_unreach {
         let mut v = BytesMut::new();
@@ -564,7 +566,7 @@ pub(super) fn encode(
         v.put_u8(u.family.safi);
         let with_ids = codec.add_path.sends(u.family);
         encode_prefixes(&u.withdrawn, &u.path_ids, with_ids, &mut v);
-        put_attr(buf, OPTIONAL, MP_UNREACH_NLRI, &v);
+        put_attr(buf, OPTIONAL, MP_UNREACH_NLRI, &v)?;
     }
     if !a.ext_communities.is_empty() {
         let v: Vec<u8> = a
@@ -572,7 +574,7 @@ pub(super) fn encode(
             .iter()
             .flat_map(|c| c.to_be_bytes())
             .collect();
-        put_attr(buf, OPTIONAL | TRANSITIVE, EXTENDED_COMMUNITIES, &v);
+        put_attr(buf, OPTIONAL | TRANSITIVE, EXTENDED_COMMUNITIES, &v)?;
     }
     // RFC 6793 section 4.2.2: towards a 2-octet speaker, the real path and
     // aggregator travel in AS4_PATH and AS4_AGGREGATOR.
@@ -582,7 +584,7 @@ pub(super) fn encode(
             OPTIONAL | TRANSITIVE,
             AS4_PATH,
             &as_path::encode(&a.as_path.for_as4(), true),
-        );
+        )?;
     }
     if let Some((asn, id)) = a
         .aggregator
@@ -590,7 +592,7 @@ pub(super) fn encode(
     {
         let mut v = asn.to_be_bytes().to_vec();
         v.extend(id.octets());
-        put_attr(buf, OPTIONAL | TRANSITIVE, AS4_AGGREGATOR, &v);
+        put_attr(buf, OPTIONAL | TRANSITIVE, AS4_AGGREGATOR, &v)?;
     }
     if !a.large_communities.is_empty() {
         let v: Vec<u8> = a
@@ -599,9 +601,10 @@ pub(super) fn encode(
             .flatten()
             .flat_map(|w| w.to_be_bytes())
             .collect();
-        put_attr(buf, OPTIONAL | TRANSITIVE, LARGE_COMMUNITIES, &v);
+        put_attr(buf, OPTIONAL | TRANSITIVE, LARGE_COMMUNITIES, &v)?;
     }
     for raw in &a.unknown {
-        put_attr(buf, raw.flags, raw.type_code, &raw.value);
+        put_attr(buf, raw.flags, raw.type_code, &raw.value)?;
     }
+    Ok(())
 }

@@ -65,6 +65,36 @@ pub mod fsm {
 
 /// Why a message could not be decoded. Every variant names the NOTIFICATION
 /// that must be sent for it (`to_notification`).
+/// A message that cannot be written: some length does not fit its field,
+/// or the whole message exceeds what the peer accepts (4096 octets, or
+/// 65535 with Extended Messages, RFC 8654). Never written truncated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} would be {length} octets, more than the {max} its length allows")]
+pub struct EncodeError {
+    /// What does not fit: "message", "attribute", "path attributes", ...
+    pub what: &'static str,
+    pub length: usize,
+    pub max: usize,
+}
+
+/// `len` as a two-octet length field.
+pub(crate) fn len_u16(what: &'static str, len: usize) -> Result<u16, EncodeError> {
+    u16::try_from(len).map_err(|_| EncodeError {
+        what,
+        length: len,
+        max: usize::from(u16::MAX),
+    })
+}
+
+/// `len` as a one-octet length field.
+pub(crate) fn len_u8(what: &'static str, len: usize) -> Result<u8, EncodeError> {
+    u8::try_from(len).map_err(|_| EncodeError {
+        what,
+        length: len,
+        max: usize::from(u8::MAX),
+    })
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("message header marker is not all ones")]

@@ -34,7 +34,9 @@ fn capability_is_announced_and_read() {
         &[Family::IPV4_UNICAST],
     );
     assert!(open.extended_message());
-    let b = Message::Open(open).encode(&Codec::FOUR_OCTET_AS);
+    let b = Message::Open(open)
+        .encode(&Codec::FOUR_OCTET_AS)
+        .expect("encodes");
     let Message::Open(back) = Message::decode(&b, &Codec::FOUR_OCTET_AS).unwrap() else {
         panic!("not an OPEN")
     };
@@ -52,7 +54,9 @@ fn capability_with_a_value_is_malformed() {
         }],
         ..Open::new(64512, 90, Ipv4Addr::new(10, 0, 0, 1), &[])
     };
-    let b = Message::Open(open).encode(&Codec::FOUR_OCTET_AS);
+    let b = Message::Open(open)
+        .encode(&Codec::FOUR_OCTET_AS)
+        .expect("encodes");
     let e = Message::decode(&b, &Codec::FOUR_OCTET_AS).unwrap_err();
     assert_eq!(e.to_notification().code, error::code::OPEN_MESSAGE);
 }
@@ -67,9 +71,12 @@ fn large_update_needs_the_capability() {
         &prefixes(3000),
         &[],
         &EXTENDED,
-    );
+    )
+    .expect("fits");
     assert_eq!(big.len(), 1, "3000 prefixes fit one extended UPDATE");
-    let b = Message::Update(big[0].clone()).encode(&EXTENDED);
+    let b = Message::Update(big[0].clone())
+        .encode(&EXTENDED)
+        .expect("encodes");
     assert!(b.len() > MAX_MESSAGE_LEN && b.len() <= MAX_EXTENDED_MESSAGE_LEN);
     let (code, sub, data) = {
         let n = Message::decode(&b, &Codec::FOUR_OCTET_AS)
@@ -106,12 +113,13 @@ fn announce_and_withdraw_fill_the_negotiated_size() {
         (Codec::FOUR_OCTET_AS, MAX_MESSAGE_LEN),
         (EXTENDED, MAX_EXTENDED_MESSAGE_LEN),
     ] {
-        let ann = Update::announce(&igp(), "10.0.0.1".parse().unwrap(), &ps, &[], &codec);
+        let ann =
+            Update::announce(&igp(), "10.0.0.1".parse().unwrap(), &ps, &[], &codec).expect("fits");
         let wd = Update::withdraw(&ps, &[], &codec);
         for ups in [ann, wd] {
             let sizes: Vec<usize> = ups
                 .into_iter()
-                .map(|u| Message::Update(u).encode(&codec).len())
+                .map(|u| Message::Update(u).encode(&codec).expect("encodes").len())
                 .collect();
             assert!(sizes.iter().all(|s| *s <= max));
             // Every UPDATE but the last is at least three quarters full.
@@ -125,7 +133,9 @@ fn announce_and_withdraw_fill_the_negotiated_size() {
 fn framer_reads_a_65535_octet_message() {
     let ps = prefixes(16_000);
     let ups = Update::withdraw(&ps, &[], &EXTENDED);
-    let b = Message::Update(ups[0].clone()).encode(&EXTENDED);
+    let b = Message::Update(ups[0].clone())
+        .encode(&EXTENDED)
+        .expect("encodes");
     assert!(b.len() > 60_000, "{}", b.len());
     let mut f = Framer::default();
     f.push(&b[..4096]);

@@ -12,6 +12,8 @@ mod update;
 #[cfg(test)]
 mod add_path_tests;
 #[cfg(test)]
+mod bounds_tests;
+#[cfg(test)]
 mod extended_message_tests;
 #[cfg(test)]
 mod tests;
@@ -23,7 +25,7 @@ use crate::prefix::Family;
 
 pub use as_path::{AsPath, AsSegment, SegmentKind};
 pub use attributes::{community, MpReach, MpUnreach, Origin, PathAttributes, RawAttribute};
-pub use error::DecodeError;
+pub use error::{DecodeError, EncodeError};
 pub use notification::Notification;
 pub use open::{AddPathMode, Capability, GracefulRestart, Open, AS_TRANS};
 pub use route_refresh::{RefreshSubtype, RouteRefresh};
@@ -146,27 +148,35 @@ impl Message {
         }
     }
 
-    /// Encodes the whole message, header included.
-    pub fn encode(&self, codec: &Codec) -> Bytes {
+    /// Encodes the whole message, header included. An error, never a
+    /// truncated length, when it does not fit: OPEN and KEEPALIVE in 4096
+    /// octets, the others in `codec.max_message_len()` (RFC 8654 section
+    /// 3). A NOTIFICATION's data is cut to fit instead.
+    pub fn encode(&self, codec: &Codec) -> Result<Bytes, EncodeError> {
         let mut buf = BytesMut::with_capacity(64);
         buf.put_slice(&[0xff; 16]);
         buf.put_u16(0);
+        let max = match self {
+            Message::Open(_) | Message::Keepalive => MAX_MESSAGE_LEN,
+            _ => codec.max_message_len(),
+        };
         let t = match self {
             Message::Open(o) => {
                 buf.put_u8(TYPE_OPEN);
-                o.encode(&mut buf);
+                o.encode(&mut buf)?;
                 TYPE_OPEN
             }
             Message::Update(u) => {
                 buf.put_u8(TYPE_UPDATE);
-                u.encode(codec, &mut buf);
+                u.encode(codec, &mut buf)?;
                 TYPE_UPDATE
             }
             Message::Notification(n) => {
                 buf.put_u8(TYPE_NOTIFICATION);
                 buf.put_u8(n.code);
                 buf.put_u8(n.subcode);
-                buf.put_slice(&n.data);
+                let room = max.saturating_sub(HEADER_LEN + 2);
+                buf.put_slice(&n.data[..n.data.len().min(room)]);
                 TYPE_NOTIFICATION
             }
             Message::Keepalive => {
@@ -180,9 +190,16 @@ impl Message {
             }
         };
         debug_assert!(t != 0);
-        let len = buf.len() as u16;
+        if buf.len() > max {
+            return Err(EncodeError {
+                what: "message",
+                length: buf.len(),
+                max,
+            });
+        }
+        let len = error::len_u16("message", buf.len())?;
         buf[16..18].copy_from_slice(&len.to_be_bytes());
-        buf.freeze()
+        Ok(buf.freeze())
     }
 
     /// Decodes one complete message (header included).
@@ -210,8 +227,9 @@ impl Message {
 /// Needs only the first 19 octets.
 fn check_header(msg: &[u8], codec: &Codec) -> Result<(u8, u16), DecodeError> {
     if msg.len() < HEADER_LEN {
+        // Shorter than a header: fewer than 19 octets.
         return Err(DecodeError::BadLength {
-            length: msg.len() as u16,
+            length: u16::try_from(msg.len()).unwrap_or(u16::MAX),
         });
     }
     if msg[..16].iter().any(|b| *b != 0xff) {

@@ -6,7 +6,7 @@ use bytes::{BufMut, BytesMut};
 use nom::bytes::complete::take;
 use nom::number::complete::{be_u16, be_u32, be_u8};
 
-use super::error::DecodeError;
+use super::error::{len_u8, DecodeError, EncodeError};
 use super::{nom_err, Input};
 use crate::prefix::Family;
 
@@ -249,7 +249,7 @@ impl Open {
             .contains(&Capability::EnhancedRouteRefresh)
     }
 
-    pub(super) fn encode(&self, buf: &mut BytesMut) {
+    pub(super) fn encode(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
         buf.put_u8(self.version);
         buf.put_u16(self.my_as);
         buf.put_u16(self.hold_time);
@@ -280,13 +280,14 @@ impl Open {
             };
             // One capability per parameter, as most implementations send.
             caps.put_u8(PARAM_CAPABILITIES);
-            caps.put_u8((value.len() + 2) as u8);
+            caps.put_u8(len_u8("capability parameter", value.len() + 2)?);
             caps.put_u8(code);
-            caps.put_u8(value.len() as u8);
+            caps.put_u8(len_u8("capability", value.len())?);
             caps.put_slice(&value);
         }
-        buf.put_u8(caps.len() as u8);
+        buf.put_u8(len_u8("optional parameters", caps.len())?);
         buf.put_slice(&caps);
+        Ok(())
     }
 
     /// Decodes an OPEN body (after the header), applying the checks of
@@ -429,7 +430,7 @@ mod tests {
         };
         assert_eq!(open.add_path(Family::IPV6_UNICAST), Some(rx));
         let mut buf = BytesMut::new();
-        open.encode(&mut buf);
+        open.encode(&mut buf).expect("encodes");
         let back = Open::decode(&buf).unwrap();
         assert!(back.capabilities.contains(&want));
         // A Send/Receive of 0 or 4: not understood, kept as unknown.

@@ -82,7 +82,8 @@ impl RouteRefresh {
                 // A longer request would carry ORFs (RFC 5291), which we
                 // never announced: RFC 2918's Bad Message Length.
                 _ => DecodeError::BadLength {
-                    length: msg.len() as u16,
+                    // A whole message, so at most 65535 octets.
+                    length: u16::try_from(msg.len()).unwrap_or(u16::MAX),
                 },
             });
         }
@@ -106,7 +107,7 @@ mod tests {
     const CODEC: Codec = Codec::FOUR_OCTET_AS;
 
     fn raw(subtype: u8, extra: &[u8]) -> Vec<u8> {
-        let len = (HEADER_LEN + 4 + extra.len()) as u16;
+        let len = u16::try_from(HEADER_LEN + 4 + extra.len()).unwrap();
         let mut v = vec![0xff; 16];
         v.extend(len.to_be_bytes());
         v.extend([5, 0, 2, subtype, 1]);
@@ -129,7 +130,7 @@ mod tests {
                 subtype,
             };
             assert_eq!(m, Message::RouteRefresh(want));
-            assert_eq!(m.encode(&CODEC).as_ref(), raw(octet, &[]));
+            assert_eq!(m.encode(&CODEC).expect("encodes").as_ref(), raw(octet, &[]));
         }
     }
 
@@ -156,7 +157,7 @@ mod tests {
     fn enhanced_route_refresh_capability() {
         let open = Open::new(64512, 90, Ipv4Addr::new(10, 0, 0, 1), &[]);
         assert!(open.enhanced_route_refresh() && open.route_refresh());
-        let b = Message::Open(open).encode(&CODEC);
+        let b = Message::Open(open).encode(&CODEC).expect("encodes");
         assert!(b.windows(4).any(|w| w == [2, 2, 70, 0]));
         let Message::Open(back) = Message::decode(&b, &CODEC).unwrap() else {
             panic!("not an OPEN")

@@ -40,7 +40,7 @@ fn decode_err(msg: &[u8]) -> (u8, u8, Vec<u8>) {
 
 #[test]
 fn keepalive_round_trip() {
-    let b = Message::Keepalive.encode(&FOUR);
+    let b = Message::Keepalive.encode(&FOUR).expect("encodes");
     assert_eq!(b.len(), 19);
     assert_eq!(Message::decode(&b, &FOUR).unwrap(), Message::Keepalive);
 }
@@ -54,7 +54,7 @@ fn open_carries_capabilities() {
         &[Family::IPV4_UNICAST, Family::IPV6_UNICAST],
     );
     assert_eq!(open.my_as, AS_TRANS);
-    let b = Message::Open(open.clone()).encode(&FOUR);
+    let b = Message::Open(open.clone()).encode(&FOUR).expect("encodes");
     let Message::Open(back) = Message::decode(&b, &FOUR).unwrap() else {
         panic!("not an OPEN")
     };
@@ -81,7 +81,7 @@ fn graceful_restart_capability_round_trip() {
         &[Family::IPV4_UNICAST],
     )
     .with_graceful_restart(gr.clone());
-    let b = Message::Open(open).encode(&FOUR);
+    let b = Message::Open(open).encode(&FOUR).expect("encodes");
     let Message::Open(back) = Message::decode(&b, &FOUR).unwrap() else {
         panic!("not an OPEN")
     };
@@ -92,7 +92,7 @@ fn graceful_restart_capability_round_trip() {
 
 #[test]
 fn header_errors() {
-    let mut bad_marker = Message::Keepalive.encode(&FOUR).to_vec();
+    let mut bad_marker = Message::Keepalive.encode(&FOUR).expect("encodes").to_vec();
     bad_marker[3] = 0;
     assert_eq!(decode_err(&bad_marker), (1, 1, vec![]));
     // A KEEPALIVE must be exactly 19 octets; the data is the length field.
@@ -108,7 +108,9 @@ fn header_errors() {
 
 #[test]
 fn open_errors() {
-    let good = Message::Open(Open::new(64512, 90, Ipv4Addr::new(1, 1, 1, 1), &[])).encode(&FOUR);
+    let good = Message::Open(Open::new(64512, 90, Ipv4Addr::new(1, 1, 1, 1), &[]))
+        .encode(&FOUR)
+        .expect("encodes");
     let mut v3 = good.to_vec();
     v3[19] = 3;
     assert_eq!(decode_err(&v3), (2, 1, vec![0, 4]));
@@ -278,7 +280,7 @@ fn treat_as_withdraw_covers_ipv6_routes() {
         }),
         ..Default::default()
     };
-    let mut b = Message::Update(u).encode(&FOUR).to_vec();
+    let mut b = Message::Update(u).encode(&FOUR).expect("encodes").to_vec();
     // Turn ORIGIN's value into 9.
     let at = b.windows(4).position(|w| w == [0x40, 1, 1, 0]).unwrap();
     b[at + 3] = 9;
@@ -326,14 +328,16 @@ fn two_octet_as_path() {
         nlri: vec!["10.244.1.0/24".parse().unwrap()],
         ..Default::default()
     };
-    let b = Message::Update(u.clone()).encode(&two);
+    let b = Message::Update(u.clone()).encode(&two).expect("encodes");
     assert_eq!(Message::decode(&b, &two).unwrap(), Message::Update(u));
 }
 
 #[test]
 fn end_of_rib_markers() {
     for fam in [Family::IPV4_UNICAST, Family::IPV6_UNICAST] {
-        let b = Message::Update(Update::end_of_rib(fam)).encode(&FOUR);
+        let b = Message::Update(Update::end_of_rib(fam))
+            .encode(&FOUR)
+            .expect("encodes");
         let Message::Update(u) = Message::decode(&b, &FOUR).unwrap() else {
             panic!()
         };
@@ -350,11 +354,12 @@ fn announce_splits_to_fit() {
         origin: Some(Origin::Igp),
         ..Default::default()
     };
-    let ups = Update::announce(&attrs, "10.0.0.11".parse().unwrap(), &prefixes, &[], &FOUR);
+    let ups = Update::announce(&attrs, "10.0.0.11".parse().unwrap(), &prefixes, &[], &FOUR)
+        .expect("fits");
     assert!(ups.len() > 1);
     let mut back = Vec::new();
     for u in ups {
-        let b = Message::Update(u).encode(&FOUR);
+        let b = Message::Update(u).encode(&FOUR).expect("encodes");
         assert!(b.len() <= MAX_MESSAGE_LEN);
         let Message::Update(u) = Message::decode(&b, &FOUR).unwrap() else {
             panic!()
@@ -366,8 +371,12 @@ fn announce_splits_to_fit() {
 
 #[test]
 fn framer_splits_a_stream() {
-    let mut stream = Message::Keepalive.encode(&FOUR).to_vec();
-    stream.extend(Message::Notification(Notification::cease(2)).encode(&FOUR));
+    let mut stream = Message::Keepalive.encode(&FOUR).expect("encodes").to_vec();
+    stream.extend(
+        Message::Notification(Notification::cease(2))
+            .encode(&FOUR)
+            .expect("encodes"),
+    );
     let mut f = Framer::default();
     f.push(&stream[..10]);
     assert!(f.next_message(&FOUR).is_none());
@@ -529,7 +538,7 @@ fn four_octet_path_reaches_a_two_octet_peer_in_as4_path() {
         nlri: vec!["10.244.1.0/24".parse().unwrap()],
         ..Default::default()
     };
-    let b = Message::Update(u.clone()).encode(&two);
+    let b = Message::Update(u.clone()).encode(&two).expect("encodes");
     // On the wire: AS_TRANS in AS_PATH and AGGREGATOR, the truth in
     // AS4_PATH (17) and AS4_AGGREGATOR (18).
     assert!(b.windows(2).any(|w| w == [0xc0, 17]));
@@ -581,7 +590,7 @@ fn communities_limit_advertisement() {
 proptest! {
     #[test]
     fn round_trip(msg in message()) {
-        let bytes = msg.encode(&FOUR);
+        let bytes = msg.encode(&FOUR).expect("encodes");
         prop_assert_eq!(Message::decode(&bytes, &FOUR).unwrap(), msg);
     }
 

@@ -7,7 +7,7 @@ use nom::bytes::complete::take;
 use nom::number::complete::{be_u16, be_u32, be_u8};
 
 use super::attributes::{self, type_code, MpReach, MpUnreach, PathAttributes};
-use super::error::DecodeError;
+use super::error::{len_u16, DecodeError, EncodeError};
 use super::{nom_err, Codec, Input, HEADER_LEN};
 use crate::prefix::{Family, Prefix};
 
@@ -119,13 +119,17 @@ impl Update {
     /// split into as many UPDATEs as the codec's size limit needs (4096
     /// octets, or 65535 with Extended Messages, RFC 8654). `path_ids` are
     /// their Path Identifiers (RFC 7911), or empty for path 0 throughout.
+    ///
+    /// An error when the attributes leave no room for a route in one
+    /// message: RFC 8654 section 4 says such a route "must not be sent to
+    /// the neighbor"; the error gives the size it would need.
     pub fn announce(
         attrs: &PathAttributes,
         next_hop: IpAddr,
         prefixes: &[Prefix],
         path_ids: &[u32],
         codec: &Codec,
-    ) -> Vec<Update> {
+    ) -> Result<Vec<Update>, EncodeError> {
         let mut base = attrs.clone();
         let ipv4 = next_hop.is_ipv4() && prefixes.iter().all(Prefix::is_ipv4);
         if ipv4 {
@@ -161,16 +165,35 @@ impl Update {
             }
         };
         let mut attr_buf = BytesMut::new();
-        attributes::encode(&base, None, None, codec, &mut attr_buf);
-        // Header, two length fields, the MP_REACH framing (at most 4 + 5 + 33).
-        let room = codec
-            .max_message_len()
-            .saturating_sub(HEADER_LEN + 4 + attr_buf.len() + 42)
-            .max(1);
-        chunk_prefixes(prefixes, path_ids, codec.add_path.sends(family), room)
+        attributes::encode(&base, None, None, codec, &mut attr_buf)?;
+        // Header, two length fields, the attributes, and for other families
+        // than IPv4 the MP_REACH framing: attribute header (4 with an
+        // extended length), AFI, SAFI, next hop length and reserved octet
+        // (5), the next hop.
+        let framing = match (ipv4, next_hop) {
+            (true, _) => 0,
+            (false, IpAddr::V4(_)) => 4 + 5 + 4,
+            (false, IpAddr::V6(_)) => 4 + 5 + 16,
+        };
+        let fixed = HEADER_LEN + 4 + attr_buf.len() + framing;
+        let with_ids = codec.add_path.sends(family);
+        let largest = prefixes
+            .iter()
+            .map(|p| prefix_len(p, with_ids))
+            .max()
+            .unwrap_or(0);
+        let max = codec.max_message_len();
+        if fixed + largest > max {
+            return Err(EncodeError {
+                what: "UPDATE",
+                length: fixed + largest,
+                max,
+            });
+        }
+        Ok(chunk_prefixes(prefixes, path_ids, with_ids, max - fixed)
             .into_iter()
             .map(make)
-            .collect()
+            .collect())
     }
 
     /// Withdrawals of `prefixes` (all of one family), with `path_ids` as
@@ -204,7 +227,7 @@ impl Update {
             .collect()
     }
 
-    pub(super) fn encode(&self, codec: &Codec, buf: &mut BytesMut) {
+    pub(super) fn encode(&self, codec: &Codec, buf: &mut BytesMut) -> Result<(), EncodeError> {
         let v4 = codec.add_path.sends(Family::IPV4_UNICAST);
         let mut withdrawn = BytesMut::new();
         encode_prefixes(
@@ -213,7 +236,7 @@ impl Update {
             v4,
             &mut withdrawn,
         );
-        buf.put_u16(withdrawn.len() as u16);
+        buf.put_u16(len_u16("withdrawn routes", withdrawn.len())?);
         buf.put_slice(&withdrawn);
         let mut attrs = BytesMut::new();
         attributes::encode(
@@ -222,10 +245,11 @@ impl Update {
             self.mp_unreach.as_ref(),
             codec,
             &mut attrs,
-        );
-        buf.put_u16(attrs.len() as u16);
+        )?;
+        buf.put_u16(len_u16("path attributes", attrs.len())?);
         buf.put_slice(&attrs);
         encode_prefixes(&self.nlri, &self.nlri_path_ids, v4, buf);
+        Ok(())
     }
 
     /// Decodes an UPDATE body with the checks of section 6.3.
@@ -333,9 +357,8 @@ fn chunk_prefixes(
     let mut cur = Vec::new();
     let mut cur_ids = Vec::new();
     let mut used = 0;
-    let id_len = if with_ids { 4 } else { 0 };
     for (i, p) in prefixes.iter().enumerate() {
-        let size = id_len + 1 + usize::from(p.length()).div_ceil(8);
+        let size = prefix_len(p, with_ids);
         if used + size > room && !cur.is_empty() {
             chunks.push((std::mem::take(&mut cur), std::mem::take(&mut cur_ids)));
             used = 0;
@@ -350,6 +373,13 @@ fn chunk_prefixes(
         chunks.push((cur, cur_ids));
     }
     chunks
+}
+
+/// Octets `p` takes in NLRI: its Path Identifier, length and significant
+/// octets.
+fn prefix_len(p: &Prefix, with_ids: bool) -> usize {
+    let id_len = if with_ids { 4 } else { 0 };
+    id_len + 1 + usize::from(p.length()).div_ceil(8)
 }
 
 /// Encodes prefixes as `length, significant octets` (section 4.3), each

@@ -160,6 +160,8 @@ pub(crate) fn bgp_configuration(object: &Fields) -> FieldResult<BgpConfig> {
         "serviceExternalIPs",
         "serviceLoadBalancerIPs",
         "serviceLoadBalancerAggregation",
+        "nodeMeshPassword",
+        "nodeMeshMaxPrefixes",
     ])?;
     let defaults = BgpConfig::default();
     let service_load_balancer_aggregation =
@@ -187,6 +189,10 @@ pub(crate) fn bgp_configuration(object: &Fields) -> FieldResult<BgpConfig> {
         service_external_ips: cidr_blocks(&spec, "serviceExternalIPs")?,
         service_load_balancer_ips: cidr_blocks(&spec, "serviceLoadBalancerIPs")?,
         service_load_balancer_aggregation,
+        node_mesh_password: super::secret::password(&spec, "nodeMeshPassword")?,
+        node_mesh_max_prefixes: spec
+            .u32("nodeMeshMaxPrefixes")?
+            .unwrap_or(defaults.node_mesh_max_prefixes),
     })
 }
 
@@ -246,7 +252,7 @@ pub(crate) fn bgp_peer(object: &Fields, meta: Meta) -> FieldResult<BgpPeerSpec> 
         graceful_restart: graceful_restart(&spec)?,
         max_prefixes: spec.u32("maxPrefixes")?,
         ttl_security,
-        password: super::secret::password(&spec)?,
+        password: super::secret::password(&spec, "password")?,
         bfd: bfd(&spec)?,
     })
 }

@@ -7,6 +7,7 @@
 //! the configuration into what one node's BGP speaker runs; [`FileDatastore`]
 //! reads and watches files.
 
+mod admitted;
 mod datastore;
 mod duration;
 mod error;
@@ -17,12 +18,14 @@ mod kinds;
 mod local;
 mod model;
 mod objects;
+mod passwords;
 mod peers;
 mod secret;
 mod selector;
 mod service;
 mod validate;
 
+pub use admitted::{node_imports, node_originates, AdmittedRanges};
 pub use datastore::{DatastoreSpec, DatastoreSpecError};
 pub use duration::parse_go_duration;
 pub use error::{ConfigError, LoadError};

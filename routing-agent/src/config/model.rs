@@ -32,6 +32,11 @@ pub const ROUTE_REFLECTOR_ANNOTATION: &str = "starling.dev/route-reflector-clust
 pub const ROUTER_ID_ANNOTATION: &str = "starling.dev/router-id";
 /// Equal-cost paths installed per prefix unless `maxEcmpPaths` says.
 pub const DEFAULT_MAX_ECMP_PATHS: u16 = 8;
+/// The most prefixes (paths, with ADD-PATH) a node-to-node mesh session
+/// may send before it is closed (Cease, RFC 4486), unless the
+/// BGPConfiguration's `nodeMeshMaxPrefixes` says: a node announces its
+/// blocks and borrowed addresses, far fewer than this.
+pub const DEFAULT_NODE_MESH_MAX_PREFIXES: u32 = 10_000;
 /// The most `maxEcmpPaths` may be (the kernel takes far more; a node has a
 /// few dozen peers at most).
 pub const MAX_ECMP_PATHS: u16 = 256;
@@ -80,6 +85,11 @@ pub struct BgpConfig {
     /// `serviceLoadBalancerAggregation`: Enabled (true, the default)
     /// announces the LoadBalancer CIDRs; Disabled a /32 (/128) per address.
     pub service_load_balancer_aggregation: bool,
+    /// TCP MD5 password (RFC 2385) of the mesh sessions, from a Secret
+    /// (`nodeMeshPassword`, Calico's field).
+    pub node_mesh_password: Option<SecretKeyRef>,
+    /// `maxPrefixes` of the mesh sessions (`nodeMeshMaxPrefixes`).
+    pub node_mesh_max_prefixes: u32,
 }
 
 impl Default for BgpConfig {
@@ -96,6 +106,8 @@ impl Default for BgpConfig {
             service_external_ips: Vec::new(),
             service_load_balancer_ips: Vec::new(),
             service_load_balancer_aggregation: true,
+            node_mesh_password: None,
+            node_mesh_max_prefixes: DEFAULT_NODE_MESH_MAX_PREFIXES,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The BGP sessions a node should run: the node-to-node mesh and the
 //! BGPPeers that select it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
@@ -12,6 +12,10 @@ use super::local::LocalNode;
 use super::model::{
     first_of_family, BfdSpec, BgpPeerSpec, ClusterConfig, NodeInfo, DEFAULT_HOLD_TIME,
 };
+use super::objects::{KIND_BGP_CONFIGURATION, KIND_BGP_PEER};
+use super::passwords;
+use super::secret::SecretKeyRef;
+use super::validate::DEFAULT_BGP_CONFIGURATION;
 
 /// Where a session comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -90,43 +94,53 @@ pub fn desired_peers(cfg: &ClusterConfig, local: &LocalNode) -> Vec<DesiredPeer>
     let no_labels = BTreeMap::new();
     let local_labels = cfg.nodes.get(&local.name).map_or(&no_labels, |n| &n.labels);
     let mut chosen: BTreeMap<IpAddr, DesiredPeer> = BTreeMap::new();
-    let mut offer = |p: DesiredPeer| {
-        if !local.addresses.contains(&p.address) {
+    // Addresses whose BGPPeer has a password that cannot be used: no
+    // session at all to them, not even one a later BGPPeer or the mesh
+    // would offer without the password.
+    let mut blocked: BTreeSet<IpAddr> = BTreeSet::new();
+    let mut offer = |p: DesiredPeer, usable: bool| {
+        if local.addresses.contains(&p.address) || blocked.contains(&p.address) {
+            return;
+        }
+        if usable {
             chosen.entry(p.address).or_insert(p);
+        } else if !chosen.contains_key(&p.address) {
+            blocked.insert(p.address);
         }
     };
 
     // cfg.peers is sorted by name: the first BGPPeer is offered first.
     for peer in &cfg.peers {
         let selects_local = peer.selects_node(&local.name, local_labels);
-        // A password that cannot be found means no session at all, never
-        // one without the password.
-        let Ok(password) = resolve_password(cfg, peer) else {
-            continue;
-        };
+        let password = peer_password(cfg, KIND_BGP_PEER, &peer.name, peer.password.as_ref());
+        let usable = password.is_ok();
+        let password = password.unwrap_or_default();
         if let (Some(address), Some(remote_as)) = (peer.peer_ip, peer.as_number) {
             let local_address = first_of_family(&local.addresses, address);
             if let (true, Some(local_address)) = (selects_local, local_address) {
-                offer(DesiredPeer {
-                    address,
-                    local_address,
-                    remote_as,
-                    local_as: local.asn,
-                    passive: false,
-                    hold_time: peer.hold_time.unwrap_or(DEFAULT_HOLD_TIME),
-                    keepalive_time: peer.keepalive_time,
-                    graceful_restart: restart_time(cfg, Some(peer)),
-                    max_prefixes: peer.max_prefixes,
-                    ttl_security: peer.ttl_security,
-                    password,
-                    bfd: peer.bfd.filter(|b| b.enabled),
-                    add_path: None,
-                    source: PeerSource::BgpPeer {
+                offer(
+                    DesiredPeer {
+                        address,
+                        local_address,
+                        remote_as,
+                        local_as: local.asn,
+                        passive: false,
+                        hold_time: peer.hold_time.unwrap_or(DEFAULT_HOLD_TIME),
+                        keepalive_time: peer.keepalive_time,
+                        graceful_restart: restart_time(cfg, Some(peer)),
+                        max_prefixes: peer.max_prefixes,
+                        ttl_security: peer.ttl_security,
+                        password,
+                        bfd: peer.bfd.filter(|b| b.enabled),
+                        add_path: None,
+                        source: PeerSource::BgpPeer {
+                            name: peer.name.clone(),
+                            node: None,
+                        },
                         name: peer.name.clone(),
-                        node: None,
                     },
-                    name: peer.name.clone(),
-                });
+                    usable,
+                );
             }
             continue;
         }
@@ -142,16 +156,25 @@ pub fn desired_peers(cfg: &ClusterConfig, local: &LocalNode) -> Vec<DesiredPeer>
                 (false, true) => node_as(cfg, remote),
                 (false, false) => continue,
             };
-            for session in node_sessions(cfg, local, remote, remote_as, Some(peer)) {
-                offer(session);
+            for session in node_sessions(cfg, local, remote, remote_as, Some(peer), &password) {
+                offer(session, usable);
             }
         }
     }
 
     if cfg.bgp.node_to_node_mesh {
+        let password = peer_password(
+            cfg,
+            KIND_BGP_CONFIGURATION,
+            DEFAULT_BGP_CONFIGURATION,
+            cfg.bgp.node_mesh_password.as_ref(),
+        );
+        let usable = password.is_ok();
+        let password = password.unwrap_or_default();
         for remote in cfg.nodes.values().filter(|n| n.name != local.name) {
-            for session in node_sessions(cfg, local, remote, node_as(cfg, remote), None) {
-                offer(session);
+            let remote_as = node_as(cfg, remote);
+            for session in node_sessions(cfg, local, remote, remote_as, None, &password) {
+                offer(session, usable);
             }
         }
     }
@@ -225,16 +248,12 @@ fn node_sessions(
     remote: &NodeInfo,
     remote_as: u32,
     peer: Option<&BgpPeerSpec>,
+    password: &Option<String>,
 ) -> Vec<DesiredPeer> {
     let families = [
         IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     ];
-    let password = match peer.map(|p| resolve_password(cfg, p)) {
-        Some(Ok(p)) => p,
-        Some(Err(())) => return Vec::new(),
-        None => None,
-    };
     families
         .iter()
         .filter_map(|&family| {
@@ -258,7 +277,11 @@ fn node_sessions(
                 hold_time: peer.and_then(|p| p.hold_time).unwrap_or(DEFAULT_HOLD_TIME),
                 keepalive_time: peer.and_then(|p| p.keepalive_time),
                 graceful_restart: restart_time(cfg, peer),
-                max_prefixes: peer.and_then(|p| p.max_prefixes),
+                // The mesh has a bound of its own; a BGPPeer's is its own.
+                max_prefixes: match peer {
+                    Some(p) => p.max_prefixes,
+                    None => Some(cfg.bgp.node_mesh_max_prefixes),
+                },
                 ttl_security: peer.and_then(|p| p.ttl_security),
                 password: password.clone(),
                 bfd: node_bfd(cfg, peer),
@@ -270,26 +293,22 @@ fn node_sessions(
         .collect()
 }
 
-/// The TCP MD5 password a BGPPeer names: Ok(None) without one, Err when the
-/// Secret or its key is missing (logged, naming the BGPPeer and field).
-fn resolve_password(cfg: &ClusterConfig, peer: &BgpPeerSpec) -> Result<Option<String>, ()> {
-    let Some(r) = &peer.password else {
-        return Ok(None);
-    };
-    match cfg.secrets.get(&r.name).and_then(|s| s.get(&r.key)) {
-        Some(p) => Ok(Some(p.clone())),
-        None => {
-            tracing::error!(
-                bgp_peer = %peer.name,
-                field = "spec.password.secretKeyRef",
-                secret = %r.name,
-                key = %r.key,
-                "BGPPeer/{}: spec.password.secretKeyRef: Secret {:?} has no key {:?}; no session until it does",
-                peer.name, r.name, r.key
-            );
-            Err(())
-        }
-    }
+/// The TCP MD5 password `r` names for `kind`/`name`: Ok(None) without one,
+/// Err when it cannot be used (logged, naming the object and field).
+fn peer_password(
+    cfg: &ClusterConfig,
+    kind: &str,
+    name: &str,
+    r: Option<&SecretKeyRef>,
+) -> Result<Option<String>, ()> {
+    passwords::resolve(cfg, r).map_err(|e| {
+        let field = if kind == KIND_BGP_PEER {
+            "spec.password.secretKeyRef"
+        } else {
+            "spec.nodeMeshPassword.secretKeyRef"
+        };
+        tracing::error!(kind, name, field, "{kind}/{name}: {field}: {e}");
+    })
 }
 
 /// BFD of a session between nodes: the BGPPeer's block, else the

@@ -8,6 +8,10 @@ use base64::Engine;
 use super::fields::{FieldError, FieldResult, Fields};
 
 pub const KIND_SECRET: &str = "Secret";
+/// The lengths a TCP MD5 password may have, in octets: Linux takes keys of
+/// at most 80 (`TCP_MD5SIG_MAXKEYLEN`), and an empty key would remove the
+/// key, leaving the session unsigned.
+pub const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 1..=80;
 
 /// A Secret's keys and their values (decoded from `data`, or `stringData`).
 pub type SecretData = BTreeMap<String, String>;
@@ -36,12 +40,13 @@ pub(crate) fn secret(object: &Fields) -> FieldResult<SecretData> {
     Ok(out)
 }
 
-/// `password: {secretKeyRef: {name, key}}` in a BGPPeer's spec.
-pub(crate) fn password(spec: &Fields) -> FieldResult<Option<SecretKeyRef>> {
-    let Some(value) = spec.get("password") else {
+/// `field: {secretKeyRef: {name, key}}` in a spec: a BGPPeer's
+/// `password`, a BGPConfiguration's `nodeMeshPassword`.
+pub(crate) fn password(spec: &Fields, field: &str) -> FieldResult<Option<SecretKeyRef>> {
+    let Some(value) = spec.get(field) else {
         return Ok(None);
     };
-    let password = Fields::new(value, &spec.path_of("password"))?;
+    let password = Fields::new(value, &spec.path_of(field))?;
     password.deny_unknown(&["secretKeyRef"])?;
     let Some(r) = password.get("secretKeyRef") else {
         return Err(FieldError::new(

@@ -93,6 +93,7 @@ pub fn build(objects: Vec<Object>) -> (ClusterConfig, Vec<ConfigError>) {
     cfg.endpoint_slices.sort();
     cfg.peers.sort_by(|a, b| a.name.cmp(&b.name));
     cfg.ip_pools.sort_by(|a, b| a.name.cmp(&b.name));
+    errors.extend(super::passwords::check_passwords(&cfg));
     (cfg, errors)
 }
 
@@ -132,6 +133,12 @@ fn check_bgp_configuration(name: &str, bgp: &BgpConfig) -> Result<(), FieldError
         return Err(FieldError::new(
             "spec.maxEcmpPaths",
             format!("must be from 1 to {MAX_ECMP_PATHS}"),
+        ));
+    }
+    if bgp.node_mesh_max_prefixes == 0 {
+        return Err(FieldError::new(
+            "spec.nodeMeshMaxPrefixes",
+            "must be at least 1",
         ));
     }
     check_bfd(&bgp.bfd)

@@ -103,6 +103,15 @@ pub struct BGPConfigurationSpec {
     /// Disabled: a /32 (/128) per LoadBalancer address instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_load_balancer_aggregation: Option<Aggregation>,
+    /// TCP MD5 (RFC 2385) password of the mesh sessions, from a Secret in
+    /// the agent's namespace (1 to 80 octets), as in Calico.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_mesh_password: Option<PasswordSource>,
+    /// A mesh session whose peer sends more prefixes than this is closed
+    /// (Cease 6/1); default 10000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub node_mesh_max_prefixes: Option<u32>,
 }
 
 /// `{cidr}`: one range of service addresses, as Calico's

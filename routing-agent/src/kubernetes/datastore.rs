@@ -278,6 +278,7 @@ fn assemble(state: &Objects) -> (ClusterConfig, Vec<ConfigError>) {
         .iter()
         .filter_map(|o| match o {
             Object::BgpPeer { peer, .. } => peer.password.as_ref(),
+            Object::BgpConfiguration { bgp, .. } => bgp.node_mesh_password.as_ref(),
             _ => None,
         })
         .map(|r| r.name.as_str())

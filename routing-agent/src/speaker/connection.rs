@@ -142,7 +142,11 @@ pub fn spawn_connect(
                 sockopt::set_gtsm(fd, peer, hops)?;
             }
             if let Some(key) = &options.md5_key {
-                sockopt::set_md5(fd, peer.is_ipv6(), peer, Some(key))?;
+                // Fail closed: no connection without the password.
+                if let Err(e) = sockopt::set_md5(fd, peer.is_ipv6(), peer, Some(key)) {
+                    tracing::error!(%peer, error = %e, "cannot set the TCP MD5 key on the connecting socket: not connecting (never without the password)");
+                    return Err(e);
+                }
             }
             sock.bind(SocketAddr::new(local, 0))?;
             match tokio::time::timeout(timeout, sock.connect(SocketAddr::new(peer, port))).await {

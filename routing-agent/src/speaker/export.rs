@@ -3,7 +3,7 @@
 //! RFC 4456 says: the best one, or with ADD-PATH (RFC 7911) every path it
 //! may reflect, each with its own Path Identifier.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -173,6 +173,8 @@ impl Speaker {
         let mut withdrawn: Vec<Key> = Vec::new();
         type Group = (Arc<PathAttributes>, Vec<Prefix>, Vec<u32>);
         let mut groups: HashMap<(usize, IpAddr), Group> = HashMap::new();
+        // Routes this peer held before this change.
+        let mut replaced: HashSet<Key> = HashSet::new();
         for (key, export) in changes {
             match export {
                 None => {
@@ -186,7 +188,29 @@ impl Speaker {
                         .or_insert_with(|| (attrs.clone(), Vec::new(), Vec::new()));
                     group.1.push(key.0);
                     group.2.push(key.1);
-                    p.sent.insert(key, (attrs, nh));
+                    if p.sent.insert(key, (attrs, nh)).is_some() {
+                        replaced.insert(key);
+                    }
+                }
+            }
+        }
+        let mut announcements = Vec::new();
+        for ((_, nh), (attrs, prefixes, ids)) in groups {
+            match Update::announce(&attrs, nh, &prefixes, &ids, &codec) {
+                Ok(u) => announcements.extend(u),
+                Err(e) => {
+                    // RFC 8654 section 4: "If the message is still too big,
+                    // then it must not be sent to the neighbor ([RFC4271],
+                    // Section 9.2). Additionally, if the NLRI was previously
+                    // advertised to that peer, it must be withdrawn from
+                    // service ([RFC4271], Section 9.1.3)."
+                    tracing::warn!(peer = %addr, name = %p.desired.name, routes = prefixes.len(), first = %prefixes.first().map(ToString::to_string).unwrap_or_default(), error = %e, max_message = codec.max_message_len(), "routes too large for the peer's maximum message size are not sent to it (RFC 8654 section 4)");
+                    for key in prefixes.into_iter().zip(ids) {
+                        p.sent.remove(&key);
+                        if replaced.contains(&key) {
+                            withdrawn.push(key);
+                        }
+                    }
                 }
             }
         }
@@ -204,9 +228,7 @@ impl Speaker {
                 updates.extend(Update::withdraw(&prefixes, &ids, &codec));
             }
         }
-        for ((_, nh), (attrs, prefixes, ids)) in groups {
-            updates.extend(Update::announce(&attrs, nh, &prefixes, &ids, &codec));
-        }
+        updates.extend(announcements);
         if end_of_rib {
             updates.extend(
                 p.session
@@ -217,7 +239,9 @@ impl Speaker {
         }
         let now = Instant::now();
         for u in &updates {
-            p.session.send_update(now, u);
+            if let Err(e) = p.session.send_update(now, u) {
+                tracing::error!(peer = %addr, name = %p.desired.name, error = %e, "an UPDATE too large for the peer was not sent");
+            }
         }
         self.drive(addr);
     }

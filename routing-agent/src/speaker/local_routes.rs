@@ -15,8 +15,9 @@ use tokio::sync::watch;
 
 use super::peers::to_network;
 use super::Speaker;
-use crate::config::ClusterConfig;
+use crate::config::{node_originates, AdmittedRanges, ClusterConfig};
 use crate::kernel::KernelRoute;
+use crate::kubernetes::block_name;
 use crate::route_policy::service_prefixes;
 
 /// Where the speaker reads what IPAM gave its node.
@@ -48,39 +49,31 @@ impl Speaker {
         let Some(local) = &self.local else {
             return;
         };
-        let own = match (&self.ipam, cfg.ip_pools.is_empty()) {
+        let given = match (&self.ipam, cfg.ip_pools.is_empty()) {
             (Some(view), false) => match view.node_blocks(&local.name) {
                 Ok(None) => None,
-                Ok(Some(nb)) => {
-                    let mut want: BTreeMap<Prefix, bool> = BTreeMap::new();
-                    want.extend(
-                        nb.blocks
-                            .iter()
-                            .filter_map(|n| prefix(n.network(), n.prefix()))
-                            .map(|p| (p, true)),
-                    );
-                    want.extend(
-                        nb.borrowed
-                            .iter()
-                            .filter_map(|a| prefix(*a, if a.is_ipv4() { 32 } else { 128 }))
-                            .map(|p| (p, false)),
-                    );
-                    Some(want)
-                }
+                Ok(Some(nb)) => Some(nb),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the IPAM store; keeping the node's pod routes as they are");
                     None
                 }
             },
-            _ => Some(
-                local
-                    .pod_cidrs
-                    .iter()
-                    .filter_map(|n| prefix(n.network(), n.prefix()))
-                    .map(|p| (p, true))
-                    .collect(),
-            ),
+            _ => Some(NodeBlocks {
+                blocks: local.pod_cidrs.clone(),
+                borrowed: Vec::new(),
+            }),
         };
+        let own = given.map(|g| own_routes(&g, &node_originates(cfg, &local.name)));
+        let own = own.map(|own| {
+            if own.refused != self.refused_routes {
+                for p in own.refused.difference(&self.refused_routes) {
+                    let network = to_network(p);
+                    tracing::error!(node = %local.name, block = %block_name(&network), cidr = %network, "IPAM gave this node a block or address outside every enabled IPPool that selects it: not announced");
+                }
+                self.refused_routes = own.refused;
+            }
+            own.routes
+        });
         // IPAM not read (yet): the pod routes stay as they are, the service
         // routes follow the configuration all the same.
         let mut want = own.unwrap_or_else(|| {
@@ -152,4 +145,98 @@ impl Speaker {
 
 fn prefix(addr: IpAddr, len: u8) -> Option<Prefix> {
     Prefix::new(addr, len).ok()
+}
+
+/// A node's own routes, and what it refused to originate.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct OwnRoutes {
+    /// Each with whether it gets a blackhole (blocks do, borrowed
+    /// addresses do not).
+    routes: BTreeMap<Prefix, bool>,
+    /// Blocks and addresses outside `may`: never announced.
+    refused: BTreeSet<Prefix>,
+}
+
+/// What the node announces of what IPAM gave it (`given`): the blocks and
+/// borrowed addresses inside `may` (enabled IPPools that select it, issue
+/// #18), no others.
+fn own_routes(given: &NodeBlocks, may: &AdmittedRanges) -> OwnRoutes {
+    let blocks = given
+        .blocks
+        .iter()
+        .filter_map(|n| prefix(n.network(), n.prefix()))
+        .map(|p| (p, true));
+    let borrowed = given
+        .borrowed
+        .iter()
+        .filter_map(|a| prefix(*a, if a.is_ipv4() { 32 } else { 128 }))
+        .map(|p| (p, false));
+    let mut own = OwnRoutes::default();
+    for (p, blackhole) in blocks.chain(borrowed) {
+        if may.contains(to_network(&p)) {
+            own.routes.insert(p, blackhole);
+        } else {
+            own.refused.insert(p);
+        }
+    }
+    own
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> ipnetwork::IpNetwork {
+        s.parse().unwrap()
+    }
+
+    fn pfx(s: &str) -> Prefix {
+        let n = net(s);
+        Prefix::new(n.network(), n.prefix()).unwrap()
+    }
+
+    #[test]
+    fn only_blocks_and_addresses_inside_the_pools_are_announced() {
+        let may = AdmittedRanges::new(vec![net("10.244.0.0/16"), net("fd00:244::/48")]);
+        let given = NodeBlocks {
+            blocks: vec![
+                net("10.244.1.0/26"),
+                // A foreign IPAMBlock: the API server's address.
+                net("10.96.0.1/32"),
+                // Wider than the pool.
+                net("10.244.0.0/15"),
+                net("fd00:244::40/122"),
+            ],
+            borrowed: vec![
+                "10.244.9.7".parse().unwrap(),
+                "192.168.1.1".parse().unwrap(),
+            ],
+        };
+        let own = own_routes(&given, &may);
+        let want: BTreeMap<Prefix, bool> = [
+            (pfx("10.244.1.0/26"), true),
+            (pfx("fd00:244::40/122"), true),
+            (pfx("10.244.9.7/32"), false),
+        ]
+        .into();
+        assert_eq!(own.routes, want);
+        let refused: BTreeSet<Prefix> = [
+            pfx("10.96.0.1/32"),
+            pfx("10.244.0.0/15"),
+            pfx("192.168.1.1/32"),
+        ]
+        .into();
+        assert_eq!(own.refused, refused);
+    }
+
+    #[test]
+    fn nothing_is_announced_outside_every_range() {
+        let given = NodeBlocks {
+            blocks: vec![net("10.244.1.0/26")],
+            borrowed: vec![],
+        };
+        let own = own_routes(&given, &AdmittedRanges::default());
+        assert!(own.routes.is_empty());
+        assert_eq!(own.refused.len(), 1);
+    }
 }

@@ -33,7 +33,7 @@ use starling_bgp::reflection::PeerRole;
 use starling_bgp::rib::{PeerInfo, Rib};
 use starling_bgp::{Family, Prefix};
 
-use crate::config::{ClusterConfig, DesiredPeer, LocalNode};
+use crate::config::{AdmittedRanges, ClusterConfig, DesiredPeer, LocalNode};
 use crate::control::ControlRequest;
 use crate::kernel::Kernel;
 use connection::{ConnHandle, NetEvent};
@@ -68,6 +68,9 @@ struct Peer {
     /// Families the peer is sending again (after its BoRR, RFC 7313), and
     /// when their routes not sent again go if no EoRR comes.
     refresh_stale: BTreeMap<Family, Instant>,
+    /// The listening socket holds the peer's TCP MD5 key, or it needs none:
+    /// until then its incoming connections are refused.
+    listener_keyed: bool,
 }
 
 pub struct Speaker {
@@ -95,6 +98,11 @@ pub struct Speaker {
     ipam: Option<IpamView>,
     /// The configuration last applied.
     config: Option<Arc<ClusterConfig>>,
+    /// What other nodes may send us (inside the IPPools), from `config`.
+    node_imports: AdmittedRanges,
+    /// The node's own routes IPAM gave it that are outside what it may
+    /// originate, last logged.
+    refused_routes: BTreeSet<Prefix>,
     /// Told the sessions' states every second (Kubernetes status).
     status_sink: Option<Arc<dyn crate::kubernetes::SessionStatusSink>>,
     /// Prometheus metrics (`--metrics-address`).
@@ -161,6 +169,8 @@ impl Speaker {
             service_routes: BTreeSet::new(),
             ipam: None,
             config: None,
+            node_imports: AdmittedRanges::default(),
+            refused_routes: BTreeSet::new(),
             status_sink: None,
             metrics: None,
             kernel: KernelSync::spawn(kernel),
@@ -274,9 +284,13 @@ impl Speaker {
         match ev {
             NetEvent::Accepted(stream, from) => {
                 let addr = from.ip();
-                if !self.peers.contains_key(&addr) {
+                let Some(p) = self.peers.get(&addr) else {
                     // Only configured peers may connect.
                     tracing::info!(peer = %addr, "refused a BGP connection from an address that is not a configured peer");
+                    return;
+                };
+                if !p.listener_keyed {
+                    tracing::error!(peer = %addr, name = %p.desired.name, "refused a BGP connection: the TCP MD5 key could not be set on the listening socket, and a session never runs without its password");
                     return;
                 }
                 let id = self.register(addr, stream);

@@ -76,7 +76,7 @@ impl Speaker {
             self.handle(addr, now, Event::Stop);
             if let Some(p) = self.peers.remove(&addr) {
                 if p.desired.password.is_some() {
-                    self.set_listener_md5(addr, None);
+                    let _ = self.set_listener_md5(addr, None);
                 }
             }
         }
@@ -88,9 +88,12 @@ impl Speaker {
                 PeerSource::Mesh { .. } | PeerSource::BgpPeer { node: Some(_), .. } => mesh_port,
                 PeerSource::BgpPeer { node: None, .. } => 179,
             };
-            if let Some(key) = &d.password {
-                self.set_listener_md5(addr, Some(key.as_bytes()));
-            }
+            // Fail closed: connections from a peer with a password are
+            // accepted only once the listener holds its key.
+            let listener_keyed = match &d.password {
+                Some(key) => self.set_listener_md5(addr, Some(key.as_bytes())),
+                None => true,
+            };
             let session = Session::new(session_config(&d, &local, self.restarting()));
             tracing::info!(peer = %addr, name = %d.name, asn = d.remote_as, passive = d.passive, "peer added");
             let info = Arc::new(PeerInfo {
@@ -111,6 +114,7 @@ impl Speaker {
                     eor: BTreeSet::new(),
                     stale_until: None,
                     refresh_stale: BTreeMap::new(),
+                    listener_keyed,
                 },
             );
             self.handle(addr, now, Event::Start);
@@ -136,6 +140,26 @@ impl Speaker {
         self.apply_changes(changes);
         self.local = Some(local);
         self.config = Some(cfg.clone());
+        let imports = crate::config::node_imports(cfg);
+        if imports != self.node_imports {
+            // Routes from other nodes refused (or taken) under the old
+            // IPPools are asked for again and judged under the new.
+            self.node_imports = imports;
+            let from_nodes: Vec<IpAddr> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| {
+                    matches!(
+                        p.desired.source,
+                        PeerSource::Mesh { .. } | PeerSource::BgpPeer { node: Some(_), .. }
+                    )
+                })
+                .map(|(a, _)| *a)
+                .collect();
+            for addr in from_nodes {
+                self.request_refresh(Some(addr));
+            }
+        }
         self.refresh_local_routes(cfg);
         let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
         for addr in addrs {
@@ -147,11 +171,16 @@ impl Speaker {
     }
 
     /// TCP MD5 (RFC 2385) on the listening socket for connections from
-    /// `peer`.
-    fn set_listener_md5(&self, peer: IpAddr, key: Option<&[u8]>) {
-        if let Some(l) = &self.listener {
-            if let Err(e) = l.set_md5(peer, key) {
-                tracing::error!(%peer, error = %e, "cannot set the TCP MD5 key on the listener");
+    /// `peer`; whether it was set.
+    fn set_listener_md5(&self, peer: IpAddr, key: Option<&[u8]>) -> bool {
+        let Some(l) = &self.listener else {
+            return false;
+        };
+        match l.set_md5(peer, key) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(%peer, error = %e, "cannot set the TCP MD5 key on the listener: connections from this peer are refused (never a session without the password)");
+                false
             }
         }
     }

@@ -11,6 +11,7 @@ use starling_bgp::{Family, Prefix};
 
 use super::peers::to_network;
 use super::Speaker;
+use crate::config::PeerSource;
 use crate::kernel::KernelRoute;
 
 impl Speaker {
@@ -30,6 +31,13 @@ impl Speaker {
             tracing::warn!(peer = %addr, name = %p.desired.name, error = %e, "malformed attribute discarded (RFC 7606)");
         }
         let families = p.session.negotiated_families();
+        // From another Starling node: only addresses inside the cluster's
+        // IPPools (issue #18), whatever that node's agent says.
+        let from_node = matches!(
+            p.desired.source,
+            PeerSource::Mesh { .. } | PeerSource::BgpPeer { node: Some(_), .. }
+        );
+        let name = p.desired.name.clone();
         let info = p.info.clone();
         let local_as = p.desired.local_as;
         let attrs = self.rib.intern(u.attributes);
@@ -66,12 +74,20 @@ impl Speaker {
             }
         }
         let local_routes = &self.local_routes;
+        let admitted = &self.node_imports;
+        let admit = |prefix: &Prefix| !from_node || admitted.contains(to_network(prefix));
         for (next_hop, nlri, ids) in announced {
+            let refused = nlri.iter().filter(|p| !admit(p)).count();
+            if refused > 0 {
+                let first = nlri.iter().find(|p| !admit(p)).map(ToString::to_string);
+                tracing::warn!(peer = %addr, name = %name, routes = refused, first = first.unwrap_or_default(), "routes from another node outside every IPPool ignored");
+            }
             let usable = |prefix: &Prefix| {
                 !looped
                     && families.contains(&prefix.family())
                     && next_hop.is_ipv4() == prefix.is_ipv4()
                     && !local_routes.contains_key(prefix)
+                    && admit(prefix)
             };
             let good = paths_where(nlri, ids, usable);
             self.rib

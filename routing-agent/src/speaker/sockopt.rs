@@ -45,21 +45,31 @@ struct TcpMd5Sig {
     key: [u8; 80],
 }
 
+/// The lengths a TCP MD5 key may have: the kernel's
+/// `TCP_MD5SIG_MAXKEYLEN` is 80, and a key of 0 octets *removes* the key,
+/// which would leave the session unsigned.
+pub const MD5_KEY_LEN: std::ops::RangeInclusive<usize> = 1..=80;
+
 /// TCP MD5 signatures (RFC 2385) with `peer`: sets the key (or removes it
 /// with `None`). On an IPv6 socket an IPv4 peer is written as its
-/// IPv4-mapped address, which the kernel turns into an IPv4 key.
+/// IPv4-mapped address, which the kernel turns into an IPv4 key. A key
+/// outside [`MD5_KEY_LEN`] is an error, never a removal.
 pub fn set_md5(fd: RawFd, socket_is_v6: bool, peer: IpAddr, key: Option<&[u8]>) -> io::Result<()> {
-    let key = key.unwrap_or_default();
-    if key.len() > 80 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "TCP MD5 keys are at most 80 octets",
-        ));
-    }
+    let key = match key {
+        Some(k) if !MD5_KEY_LEN.contains(&k.len()) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a TCP MD5 key is 1 to 80 octets, this one is {}", k.len()),
+            ))
+        }
+        Some(k) => k,
+        None => &[],
+    };
     // SAFETY: an all-zero sockaddr_storage is a valid (unspecified) address.
     let mut sig: TcpMd5Sig = unsafe { std::mem::zeroed() };
     write_addr(&mut sig.addr, socket_is_v6, peer);
-    sig.keylen = key.len() as u16;
+    // At most 80 (checked above).
+    sig.keylen = u16::try_from(key.len()).unwrap_or(0);
     sig.key[..key.len()].copy_from_slice(key);
     setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_MD5SIG, &sig)
 }
@@ -124,12 +134,16 @@ mod tests {
             .unwrap();
             set_gtsm(l6.as_raw_fd(), "::1".parse().unwrap(), 2).unwrap();
         }
-        assert!(set_md5(
-            l4.as_raw_fd(),
-            false,
-            "127.0.0.2".parse().unwrap(),
-            Some(&[0; 81])
-        )
-        .is_err());
+        // Too long, and empty: an empty key would remove the key and leave
+        // the session unsigned.
+        for bad in [&[0u8; 81][..], &[0; 90][..], &[][..]] {
+            assert!(set_md5(
+                l4.as_raw_fd(),
+                false,
+                "127.0.0.2".parse().unwrap(),
+                Some(bad)
+            )
+            .is_err());
+        }
     }
 }

@@ -109,7 +109,11 @@ impl Session {
         let mut stream = stream;
         let codec = Codec::FOUR_OCTET_AS;
         let open = Open::new(me.asn, me.hold_time, me.router_id, &[Family::IPV4_UNICAST]);
-        write_all(&mut stream, &Message::Open(open).encode(&codec), timeout)?;
+        write_all(
+            &mut stream,
+            &Message::Open(open).encode(&codec).expect("encodes"),
+            timeout,
+        )?;
         let deadline = Instant::now() + timeout;
         let mut hold_time = None;
         loop {
@@ -129,7 +133,11 @@ impl Session {
                         ));
                     }
                     hold_time = Some(theirs.hold_time.min(me.hold_time));
-                    write_all(&mut stream, &Message::Keepalive.encode(&codec), timeout)?;
+                    write_all(
+                        &mut stream,
+                        &Message::Keepalive.encode(&codec).expect("encodes"),
+                        timeout,
+                    )?;
                 }
                 Ok(Message::Keepalive) => {
                     if let Some(hold_time) = hold_time {
@@ -261,7 +269,9 @@ fn write_loop(
     stop: &mpsc::Receiver<()>,
     seen: &Mutex<Seen>,
 ) {
-    let keepalive = Message::Keepalive.encode(&Codec::default());
+    let keepalive = Message::Keepalive
+        .encode(&Codec::default())
+        .expect("encodes");
     let every = (session.hold_time > 0)
         .then(|| Duration::from_secs(u64::from(session.hold_time / 3).max(1)));
     let mut next_keepalive = every.map(|e| session.established_at + e);
@@ -428,7 +438,9 @@ mod tests {
 
     #[test]
     fn whole_messages_are_found() {
-        let ka = Message::Keepalive.encode(&Codec::default());
+        let ka = Message::Keepalive
+            .encode(&Codec::default())
+            .expect("encodes");
         assert_eq!(whole_message(&ka), Some(19));
         assert_eq!(whole_message(&ka[..18]), None);
         let mut two = ka.to_vec();

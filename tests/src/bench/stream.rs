@@ -85,7 +85,7 @@ impl Stream {
                 ..Update::default()
             };
             starts.push(bytes.len());
-            bytes.extend_from_slice(&Message::Update(update).encode(&codec));
+            bytes.extend_from_slice(&Message::Update(update).encode(&codec).expect("encodes"));
             next = end;
         }
         Ok(Stream {
