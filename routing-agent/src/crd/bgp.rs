@@ -83,6 +83,7 @@ pub struct BGPConfigurationSpec {
         rename = "serviceClusterIPs",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(length(max = 64))]
     pub service_cluster_ips: Vec<ServiceIPBlock>,
     /// Ranges of Services' `spec.externalIPs`, likewise.
     #[serde(
@@ -90,6 +91,7 @@ pub struct BGPConfigurationSpec {
         rename = "serviceExternalIPs",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(length(max = 64))]
     pub service_external_ips: Vec<ServiceIPBlock>,
     /// Ranges of LoadBalancer addresses (`status.loadBalancer.ingress`),
     /// likewise.
@@ -98,6 +100,7 @@ pub struct BGPConfigurationSpec {
         rename = "serviceLoadBalancerIPs",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(length(max = 64))]
     pub service_load_balancer_ips: Vec<ServiceIPBlock>,
     /// Enabled (default): announce the serviceLoadBalancerIPs ranges;
     /// Disabled: a /32 (/128) per LoadBalancer address instead.
@@ -118,7 +121,9 @@ pub struct BGPConfigurationSpec {
 /// `ServiceClusterIPBlock` and the like.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct ServiceIPBlock {
-    #[schemars(extend("format" = "cidr"))]
+    // The bounds keep the CEL rule's estimated cost within what a real
+    // API server accepts (an IPv6 CIDR is at most 43 characters).
+    #[schemars(extend("format" = "cidr"), length(max = 43))]
     #[x_kube(validation = Rule::new("isCIDR(self) && cidr(self).masked() == cidr(self)").message("must be a CIDR in network form, such as 10.96.0.0/12"))]
     pub cidr: String,
 }
