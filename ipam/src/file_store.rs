@@ -15,12 +15,18 @@
 //! since the last listing. A stale entry could only make a compare-and-swap
 //! fail (writes re-read the file under the lock), never hand an address out
 //! twice.
+//!
+//! Nobody else may steer the store's writes: the directory and `blocks/`
+//! must be owned by the user running us (root in a cluster) and writable by
+//! no one else; every file is opened without following a symlink
+//! (`O_NOFOLLOW`), temporary files are created new (`O_EXCL`) with mode
+//! 0600, and so is the lock file.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -88,15 +94,23 @@ impl Locked {
 }
 
 impl FileStore {
-    /// Opens (creating if needed) the store in `dir`.
+    /// Opens (creating if needed, mode 0700) the store in `dir`, which and
+    /// whose `blocks/` must be directories (not symlinks) owned by the
+    /// effective user and writable by no one else.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let dir = dir.into();
         let blocks = dir.join("blocks");
-        fs::create_dir_all(&blocks).map_err(|source| StoreError::Io {
-            what: "cannot create",
-            path: blocks,
-            source,
-        })?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&blocks)
+            .map_err(|source| StoreError::Io {
+                what: "cannot create",
+                path: blocks.clone(),
+                source,
+            })?;
+        check_private_dir(&dir)?;
+        check_private_dir(&blocks)?;
         Ok(FileStore {
             dir,
             parsed: Arc::default(),
@@ -125,6 +139,8 @@ impl FileStore {
             .truncate(false)
             .read(true)
             .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
             .map_err(io_error)?;
         loop {
@@ -151,7 +167,16 @@ impl FileStore {
 
     /// Reads one block file; `None` if it does not exist.
     fn read(&self, path: &Path) -> Result<Option<BlockFile>, StoreError> {
-        let text = match fs::read_to_string(path) {
+        let read = || -> io::Result<String> {
+            let mut text = String::new();
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(path)?
+                .read_to_string(&mut text)?;
+            Ok(text)
+        };
+        let text = match read() {
             Ok(t) => t,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(source) => {
@@ -178,8 +203,11 @@ impl FileStore {
         Ok(Some(file))
     }
 
-    /// Writes `file` to a temporary name and renames it over its block's
-    /// file. Called with the lock held.
+    /// Writes `file` to a temporary name (created new, mode 0600, never
+    /// through a symlink) and renames it over its block's file. Called with
+    /// the lock held, so a temporary file already there was left by a
+    /// writer that died: it is removed (a symlink itself, not its target)
+    /// and the file created again.
     fn write(&self, file: &BlockFile) -> Result<(), StoreError> {
         let path = self.block_path(&file.block.cidr);
         let tmp = path.with_extension("json.tmp");
@@ -196,7 +224,16 @@ impl FileStore {
             path: path.clone(),
             source: e.into(),
         })?;
-        fs::write(&tmp, text).map_err(io_error(&tmp))?;
+        let mut out = match create_new_private(&tmp) {
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                fs::remove_file(&tmp).map_err(io_error(&tmp))?;
+                create_new_private(&tmp)
+            }
+            r => r,
+        }
+        .map_err(io_error(&tmp))?;
+        out.write_all(&text).map_err(io_error(&tmp))?;
+        drop(out);
         fs::rename(&tmp, &path).map_err(io_error(&path))
     }
 
@@ -207,6 +244,44 @@ impl FileStore {
             _ => Err(StoreError::Conflict { cidr }),
         }
     }
+}
+
+/// A new file, mode 0600: `O_CREAT | O_EXCL` (so also never through a
+/// symlink, which `O_NOFOLLOW` says once more).
+fn create_new_private(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// `path` is a directory (not a symlink to one) owned by the effective user
+/// and not writable by its group or others.
+fn check_private_dir(path: &Path) -> Result<(), StoreError> {
+    let meta = fs::symlink_metadata(path).map_err(|source| StoreError::Io {
+        what: "cannot inspect",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let reason = if meta.file_type().is_symlink() {
+        "is a symlink".to_string()
+    } else if !meta.is_dir() {
+        "is not a directory".to_string()
+    } else if meta.uid() != euid {
+        format!("is owned by uid {}, not by uid {euid} (us)", meta.uid())
+    } else if meta.mode() & 0o022 != 0 {
+        format!("is writable by others (mode {:o})", meta.mode() & 0o777)
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::Insecure {
+        path: path.to_path_buf(),
+        reason,
+    })
 }
 
 impl BlockStore for FileStore {

@@ -35,6 +35,10 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The store's directory could be changed by someone else: nothing is
+    /// read or written there.
+    #[error("IPAM store directory {} {reason}", path.display())]
+    Insecure { path: PathBuf, reason: String },
     /// A stored object that cannot be read back; nothing is allocated while
     /// it is there, as its addresses could be handed out twice.
     #[error("corrupt IPAM block {}: {reason}", path.display())]
