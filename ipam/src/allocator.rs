@@ -36,6 +36,18 @@ pub enum IpamError {
     },
     #[error("{ip} is not in any enabled IP pool of node {node}")]
     NotInPool { ip: IpAddr, node: String },
+    /// A caller chose `ip` (CNI `runtimeConfig.ips`) in a pool that does
+    /// not allow it.
+    #[error("{ip} was requested, and IPPool {pool} does not set allowRequestedAddresses: true")]
+    RequestNotAllowed { ip: IpAddr, pool: String },
+    /// A caller chose `ip` in another node's block: never handed out.
+    #[error("{ip} was requested, and it is in block {block} of node {owner}, not of node {node}")]
+    OtherNodesBlock {
+        ip: IpAddr,
+        block: ipnetwork::IpNetwork,
+        owner: String,
+        node: String,
+    },
     #[error("{ip} is already allocated to {holder}")]
     InUse { ip: IpAddr, holder: Handle },
     #[error("{handle} already holds {held}, not {ip}")]

@@ -25,6 +25,10 @@ pub struct IpPool {
     pub block_size: u8,
     /// A disabled pool hands out nothing new; what it handed out stays.
     pub disabled: bool,
+    /// A caller may choose its pod's address in this pool (CNI
+    /// `runtimeConfig.ips`); off unless the IPPool sets
+    /// `allowRequestedAddresses: true`.
+    pub allow_requested: bool,
 }
 
 /// A pool that cannot be used, naming it.
@@ -96,6 +100,7 @@ impl IpPool {
             cidr,
             block_size,
             disabled,
+            allow_requested: false,
         })
     }
 
@@ -108,7 +113,14 @@ impl IpPool {
             cidr,
             block_size: cidr.prefix(),
             disabled: false,
+            allow_requested: false,
         }
+    }
+
+    /// The same pool, letting callers choose addresses in it or not.
+    pub fn allowing_requested(mut self, allow: bool) -> Self {
+        self.allow_requested = allow;
+        self
     }
 
     pub fn is_ipv4(&self) -> bool {

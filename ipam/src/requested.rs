@@ -1,8 +1,11 @@
 //! Allocating addresses a caller asks for by name (a runtime's `ips`
-//! capability, a lab that wants stable addresses): the address must be free
-//! and in one of the node's enabled pools. Its block is claimed for the node
-//! if nobody holds it; an address in another node's block is borrowed
-//! (unless `strict_affinity`).
+//! capability): the address must be free and in one of the node's enabled
+//! pools that allows it (`allowRequestedAddresses: true`; off by default,
+//! since whoever calls the CNI plugin would otherwise pick any address of
+//! the pool). Its block is claimed for the node if nobody holds it; an
+//! address in a block of another node (or of none) is never handed out,
+//! whatever `strict_affinity` says: that node routes its block, so the
+//! address would be another node's to give.
 
 use std::net::IpAddr;
 
@@ -43,6 +46,12 @@ impl Ipam<'_> {
             .iter()
             .find(|p| !p.disabled && p.contains(ip))
             .ok_or_else(not_in_pool)?;
+        if !pool.allow_requested {
+            return Err(IpamError::RequestNotAllowed {
+                ip,
+                pool: pool.name.clone(),
+            });
+        }
         let blocks = self.store.list()?;
         let family = |b: &&crate::store::Stored| b.block.cidr.is_ipv4() == ip.is_ipv4();
         for s in blocks.iter().filter(family) {
@@ -71,9 +80,13 @@ impl Ipam<'_> {
                     holder: a.handle.clone(),
                 });
             }
-            let mine = s.block.affinity.as_deref() == Some(self.node.as_str());
-            if self.strict_affinity && !mine {
-                return Err(not_in_pool());
+            if s.block.affinity.as_deref() != Some(self.node.as_str()) {
+                return Err(IpamError::OtherNodesBlock {
+                    ip,
+                    block: s.block.cidr,
+                    owner: s.block.affinity.clone().unwrap_or_else(|| "none".into()),
+                    node: self.node.clone(),
+                });
             }
             let mut block = s.block.clone();
             block.allocations.insert(ip, allocation);

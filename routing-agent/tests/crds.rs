@@ -227,6 +227,7 @@ fn every_crd_field_is_read_by_the_agent() {
             block_size: Some(24),
             node_selector: Some(selector),
             disabled: Some(false),
+            allow_requested_addresses: Some(true),
         },
     );
     let text = [
@@ -261,6 +262,7 @@ fn every_crd_field_is_read_by_the_agent() {
     );
     let tor = cfg.peers.iter().find(|p| p.name == "tor").expect("tor");
     assert!(tor.bfd.is_some_and(|b| b.enabled));
+    assert!(cfg.ip_pools[0].allow_requested_addresses);
 }
 
 #[test]

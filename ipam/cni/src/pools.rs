@@ -32,6 +32,7 @@ pub fn for_node(cfg: &ClusterConfig, node: &str) -> Result<Vec<IpPool>, CniError
         .filter(|p| p.selects_node(&info.labels))
         .map(|p| {
             IpPool::new(&p.name, p.cidr, Some(p.block_size), p.disabled)
+                .map(|pool| pool.allowing_requested(p.allow_requested_addresses))
                 .map_err(|e| invalid(e.to_string()))
         })
         .collect()

@@ -14,9 +14,11 @@ use crate::spec::{code, AddResult, CniError, Dns, Interface, IpConfig, Route};
 
 fn ipam_error(e: IpamError) -> CniError {
     let code = match &e {
-        IpamError::Pool(_) | IpamError::NoPool { .. } | IpamError::NotInPool { .. } => {
-            code::INVALID_CONFIG
-        }
+        IpamError::Pool(_)
+        | IpamError::NoPool { .. }
+        | IpamError::NotInPool { .. }
+        | IpamError::RequestNotAllowed { .. }
+        | IpamError::OtherNodesBlock { .. } => code::INVALID_CONFIG,
         IpamError::Exhausted { .. } => code::POOL_EXHAUSTED,
         IpamError::InUse { .. } | IpamError::HoldsAnother { .. } => code::ADDRESS_IN_USE,
         IpamError::Contended { .. } => code::TRY_AGAIN_LATER,

@@ -11,6 +11,7 @@
 //!   blockSize: 26            # optional: 26 for IPv4, 122 for IPv6
 //!   nodeSelector: {matchLabels: {rack: a}}   # optional: all nodes
 //!   disabled: false          # optional: a disabled pool hands out nothing new
+//!   allowRequestedAddresses: false  # optional: CNI callers may choose addresses here
 //! ```
 
 use std::collections::BTreeMap;
@@ -37,6 +38,9 @@ pub struct IpPoolSpec {
     /// The nodes that take blocks from it; `None`: every node.
     pub node_selector: Option<LabelSelector>,
     pub disabled: bool,
+    /// A CNI caller may choose its pod's address in this pool
+    /// (`runtimeConfig.ips`); off by default.
+    pub allow_requested_addresses: bool,
 }
 
 impl IpPoolSpec {
@@ -51,7 +55,13 @@ impl IpPoolSpec {
 
 pub(crate) fn ip_pool(object: &Fields, meta: Meta) -> FieldResult<IpPoolSpec> {
     let spec = section(object, "spec")?;
-    spec.deny_unknown(&["cidr", "blockSize", "nodeSelector", "disabled"])?;
+    spec.deny_unknown(&[
+        "cidr",
+        "blockSize",
+        "nodeSelector",
+        "disabled",
+        "allowRequestedAddresses",
+    ])?;
     let value = spec
         .get("cidr")
         .ok_or_else(|| FieldError::new(spec.path_of("cidr"), "required"))?;
@@ -75,6 +85,7 @@ pub(crate) fn ip_pool(object: &Fields, meta: Meta) -> FieldResult<IpPoolSpec> {
         block_size,
         node_selector,
         disabled: spec.bool("disabled")?.unwrap_or(false),
+        allow_requested_addresses: spec.bool("allowRequestedAddresses")?.unwrap_or(false),
     })
 }
 

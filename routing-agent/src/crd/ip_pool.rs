@@ -43,4 +43,9 @@ pub struct IPPoolSpec {
     /// A disabled pool hands out no new addresses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled: Option<bool>,
+    /// Whether a CNI caller may choose its pod's address in this pool
+    /// (runtimeConfig.ips); default false. Addresses in another node's
+    /// block are never handed out this way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_requested_addresses: Option<bool>,
 }

@@ -251,12 +251,39 @@ fn gc_without_a_list_releases_pods_whose_namespace_is_gone() {
     assert!(setup.block_files().is_empty());
 }
 
+/// A pool that lets CNI callers choose addresses (`runtimeConfig.ips`).
+fn pool_allowing_requests(name: &str, cidr: &str, block_size: u8) -> String {
+    pool(name, cidr, block_size).replace(
+        &format!("blockSize: {block_size}}}"),
+        &format!("blockSize: {block_size}, allowRequestedAddresses: true}}"),
+    )
+}
+
+/// Without `allowRequestedAddresses` a caller cannot choose its address:
+/// the ADD fails as a configuration error and leaves nothing behind.
 #[test]
-fn requested_addresses_through_the_ips_capability() {
+fn requested_addresses_are_refused_unless_the_pool_allows_them() {
     let text = format!(
         "{NODE}{}{}",
         pool("v4", "10.244.0.0/16", 24),
         pool("v6", "fd00:244::/32", 64)
+    );
+    let mut setup = Setup::new("ips-off", &text);
+    let a = setup.pod("a");
+    let mut conf = setup.config();
+    conf["runtimeConfig"] = serde_json::json!({"ips": ["10.244.1.10/32"]});
+    let links = setup.node_links();
+    assert_eq!(setup.verb("ADD", "ctr-a", &a, &conf).code(), 7);
+    assert_eq!(setup.node_links(), links);
+    assert!(setup.block_files().is_empty());
+}
+
+#[test]
+fn requested_addresses_through_the_ips_capability() {
+    let text = format!(
+        "{NODE}{}{}",
+        pool_allowing_requests("v4", "10.244.0.0/16", 24),
+        pool_allowing_requests("v6", "fd00:244::/32", 64)
     );
     let mut setup = Setup::new("ips", &text);
     let (a, b) = (setup.pod("a"), setup.pod("b"));
