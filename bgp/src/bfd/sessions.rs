@@ -1,7 +1,9 @@
 //! Every BFD session of a system: discriminator allocation (RFC 5880
 //! section 6.8.1), the TTL check of RFC 5881 section 5, demultiplexing by
 //! Your Discriminator or by source address (RFC 5880 section 6.8.6, RFC 5881
-//! section 3), and a counter per reason a packet was dropped.
+//! section 3), by both discriminators only once a session is Up (section
+//! 6.3, see `up_session_check`), and a counter per reason a packet was
+//! dropped.
 //!
 //! One session per peer address: single-hop sessions to global addresses.
 
@@ -12,7 +14,7 @@ use std::time::Instant;
 
 use super::packet::{ControlPacket, PacketError};
 use super::session::{Action, Session, SessionConfig};
-use super::{Rng, TTL};
+use super::{Rng, State, TTL};
 
 /// Why a received packet did not reach a session, or was discarded by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +38,22 @@ pub enum DropReason {
     /// session has the source address as its peer.
     #[error("no session with peer {0}")]
     NoSession(IpAddr),
+    /// The session with the sender is Up, so the peer has echoed our
+    /// discriminator, and section 6.3 says "Once the remote end echoes back
+    /// the local discriminator, all further received packets are
+    /// demultiplexed based on the Your Discriminator field only": a packet
+    /// with Your Discriminator zero selects no session (6.8.6: "If the Your
+    /// Discriminator field is nonzero, it MUST be used to select the
+    /// session"; with zero, "If a matching session is not found ... the
+    /// packet MAY be discarded"). It is what anyone can forge who knows
+    /// only the peer's address; a peer whose session really restarted is
+    /// heard again once ours has timed out (6.8.4).
+    #[error("Your Discriminator is zero, and the session with {0} is Up")]
+    ZeroYourDiscriminator(IpAddr),
+    /// The session is Up and the packet's My Discriminator is not the one
+    /// the peer has been sending (bfd.RemoteDiscr): not the peer's session.
+    #[error("My Discriminator {got} is not the peer's {expected}")]
+    MyDiscriminatorMismatch { expected: u32, got: u32 },
     /// 6.8.6: "If the A bit is set and no authentication is in use".
     #[error("authenticated packet, and no authentication is configured")]
     AuthenticationNotInUse,
@@ -53,6 +71,8 @@ impl DropReason {
             DropReason::UnknownDiscriminator(_) => "unknown_discriminator",
             DropReason::AddressMismatch { .. } => "address_mismatch",
             DropReason::NoSession(_) => "no_session",
+            DropReason::ZeroYourDiscriminator(_) => "your_discriminator_zero",
+            DropReason::MyDiscriminatorMismatch { .. } => "my_discriminator_mismatch",
             DropReason::AuthenticationNotInUse => "authentication_not_in_use",
             DropReason::AdminDown => "admin_down",
         }
@@ -253,7 +273,10 @@ impl Sessions {
                 .ok_or(DropReason::NoSession(source))?
         };
         let result = match self.by_discr.get_mut(&discr) {
-            Some(e) => e.session.receive(now, &pkt),
+            Some(e) => match up_session_check(&e.session, source, &pkt) {
+                Ok(()) => e.session.receive(now, &pkt),
+                Err(reason) => Err(reason),
+            },
             None => Err(DropReason::UnknownDiscriminator(discr)),
         };
         self.collect(discr);
@@ -295,4 +318,33 @@ impl Sessions {
             }
         }
     }
+}
+
+/// Once a session is Up, only packets carrying both discriminators of the
+/// session reach it: Your Discriminator ours (RFC 5880 section 6.3: "Once
+/// the remote end echoes back the local discriminator, all further received
+/// packets are demultiplexed based on the Your Discriminator field only",
+/// so a zero selects nothing, and 6.8.6: "If the Your Discriminator field is
+/// nonzero, it MUST be used to select the session with which this BFD
+/// packet is associated. If no session is found, the packet MUST be
+/// discarded"), and My Discriminator the peer's (bfd.RemoteDiscr, which does
+/// not change while the peer's session lasts).
+fn up_session_check(
+    session: &Session,
+    source: IpAddr,
+    pkt: &ControlPacket,
+) -> Result<(), DropReason> {
+    if session.state() != State::Up {
+        return Ok(());
+    }
+    if pkt.your_discriminator == 0 {
+        return Err(DropReason::ZeroYourDiscriminator(source));
+    }
+    if pkt.my_discriminator != session.remote_discriminator() {
+        return Err(DropReason::MyDiscriminatorMismatch {
+            expected: session.remote_discriminator(),
+            got: pkt.my_discriminator,
+        });
+    }
+    Ok(())
 }

@@ -234,3 +234,143 @@ fn two_systems_come_up_and_detect_a_cut_link() {
     assert_eq!(a.get(ip(PEER)).unwrap().state(), State::Up);
     assert_eq!(a.drops().total() + b.drops().total(), 0);
 }
+
+/// RFC 5880 sections 6.3 and 6.8.6: once Up, a packet selects the session
+/// only with both discriminators of it. A forged Down from the peer's
+/// address with Your Discriminator 0 (what anyone who knows the peer's
+/// address can send), with another discriminator, or with the right one
+/// but another My Discriminator is dropped and counted; the session stays
+/// Up, and the peer's real packets keep it so.
+#[test]
+fn an_up_session_takes_only_packets_with_both_its_discriminators() {
+    let t0 = Instant::now();
+    let mut a = Sessions::new(1);
+    let mut b = Sessions::new(2);
+    let da = a
+        .add(t0, ip(PEER), ip(LOCAL), SessionConfig::default())
+        .unwrap();
+    let db = b
+        .add(t0, ip(LOCAL), ip(PEER), SessionConfig::default())
+        .unwrap();
+    let t1 = run(&mut a, &mut b, t0, t0 + Duration::from_secs(3), true);
+    assert_eq!(a.get(ip(PEER)).unwrap().state(), State::Up);
+    drain(&mut a);
+
+    let forged = |my: u32, your: u32, diag: Diag| {
+        ControlPacket {
+            diag,
+            state: State::Down,
+            poll: false,
+            final_: false,
+            control_plane_independent: false,
+            demand: false,
+            detect_mult: 3,
+            my_discriminator: my,
+            your_discriminator: your,
+            desired_min_tx: 1_000_000,
+            required_min_rx: 300_000,
+            required_min_echo_rx: 0,
+            auth: None,
+        }
+        .encode()
+        .to_vec()
+    };
+    let cases = [
+        (
+            forged(77, 0, Diag::CONTROL_DETECTION_TIME_EXPIRED),
+            DropReason::ZeroYourDiscriminator(ip(PEER)),
+        ),
+        (
+            forged(db, 0, Diag::NONE),
+            DropReason::ZeroYourDiscriminator(ip(PEER)),
+        ),
+        (
+            forged(db, da ^ 1, Diag::NONE),
+            DropReason::UnknownDiscriminator(da ^ 1),
+        ),
+        (
+            forged(db ^ 1, da, Diag::CONTROL_DETECTION_TIME_EXPIRED),
+            DropReason::MyDiscriminatorMismatch {
+                expected: db,
+                got: db ^ 1,
+            },
+        ),
+    ];
+    for (packet, reason) in &cases {
+        assert_eq!(a.receive(t1, ip(PEER), Some(255), packet), Err(*reason));
+    }
+    assert_eq!(a.get(ip(PEER)).unwrap().state(), State::Up);
+    assert!(drain(&mut a).is_empty(), "no state change, nothing sent");
+    assert_eq!(a.drops().count("your_discriminator_zero"), 2);
+    assert_eq!(a.drops().count("unknown_discriminator"), 1);
+    assert_eq!(a.drops().count("my_discriminator_mismatch"), 1);
+
+    // The peer's own packets still arrive and keep the session Up.
+    let t2 = run(&mut a, &mut b, t1, t1 + Duration::from_secs(3), true);
+    assert_eq!(a.get(ip(PEER)).unwrap().state(), State::Up);
+    // The peer's real Down (both discriminators) still takes it down.
+    assert_eq!(
+        a.receive(
+            t2,
+            ip(PEER),
+            Some(255),
+            &forged(db, da, Diag::NEIGHBOR_SIGNALED_DOWN)
+        ),
+        Ok(ip(PEER))
+    );
+    assert_eq!(a.get(ip(PEER)).unwrap().state(), State::Down);
+}
+
+/// A peer whose session starts over (Your Discriminator 0, a new My
+/// Discriminator) is not heard while ours is Up; ours times out (6.8.4),
+/// and then the two come Up again.
+#[test]
+fn a_restarted_peer_is_heard_again_once_the_session_timed_out() {
+    let t0 = Instant::now();
+    let mut a = Sessions::new(1);
+    let mut b = Sessions::new(2);
+    a.add(t0, ip(PEER), ip(LOCAL), SessionConfig::default())
+        .unwrap();
+    b.add(t0, ip(LOCAL), ip(PEER), SessionConfig::default())
+        .unwrap();
+    let t1 = run(&mut a, &mut b, t0, t0 + Duration::from_secs(3), true);
+    assert_eq!(a.get(ip(PEER)).unwrap().state(), State::Up);
+    // b restarts: a new system, a new discriminator.
+    let mut b = Sessions::new(3);
+    b.add(t1, ip(LOCAL), ip(PEER), SessionConfig::default())
+        .unwrap();
+    let mut now = t1;
+    let mut down_at = None;
+    while now < t1 + Duration::from_secs(10) {
+        for (_, action) in drain(&mut b) {
+            if let Action::Send(p) = action {
+                let _ = a.receive(now, ip(PEER), Some(255), &p.encode());
+            }
+        }
+        for (_, action) in drain(&mut a) {
+            match action {
+                Action::Send(p) => {
+                    let _ = b.receive(now, ip(LOCAL), Some(255), &p.encode());
+                }
+                Action::StateChanged(t) if t.from == State::Up && down_at.is_none() => {
+                    down_at = Some((now, t.diag));
+                }
+                Action::StateChanged(_) => {}
+            }
+        }
+        let next = [a.poll_timeout(), b.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap();
+        now = next.max(now);
+        a.handle_timeout(now);
+        b.handle_timeout(now);
+    }
+    let (at, diag) = down_at.expect("a's session left Up");
+    assert_eq!(diag, Diag::CONTROL_DETECTION_TIME_EXPIRED);
+    assert!(at - t1 <= Duration::from_millis(900), "{:?}", at - t1);
+    assert_eq!(a.get(ip(PEER)).unwrap().state(), State::Up);
+    assert_eq!(b.get(ip(LOCAL)).unwrap().state(), State::Up);
+    assert!(a.drops().count("your_discriminator_zero") >= 1);
+}
