@@ -2,7 +2,10 @@
 //! counters, and the received packets dropped, by reason (malformed:
 //! `bad_version`, `length_too_small`, `length_exceeds_payload`,
 //! `zero_detect_mult`, ...; `bad_ttl` for a TTL or hop limit other than
-//! 255; `no_session`, `unknown_discriminator`).
+//! 255; `no_session`, `unknown_discriminator`; once a session is Up,
+//! `your_discriminator_zero` and `my_discriminator_mismatch`;
+//! `wrong_interface` for a peer's address on another interface than the
+//! one it is reached through).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -8,23 +8,31 @@
 //!   address and a source port in 49152-65535 (section 4: "The same UDP
 //!   source port number MUST be used for all BFD Control packets associated
 //!   with a particular session"), with TTL or hop limit 255 (section 5).
+//! - A packet from a peer's address is taken only if it came in on the
+//!   interface the kernel routes that address through (`interface`);
+//!   otherwise it is dropped as `wrong_interface`.
 //! - Dropped packets are counted per reason (`BfdStatus::drops`).
 //!
 //! The speaker calls `BfdHandle::add_peer`/`remove_peer` and reads state
 //! changes from `subscribe`.
 
+mod interface;
+mod socket;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::mem::{size_of, size_of_val, MaybeUninit};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket as StdUdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::time::{Duration, Instant};
 
-use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use starling_bgp::bfd::{Action, Sessions, CONTROL_PORT, SOURCE_PORTS, TTL};
+use starling_bgp::bfd::{Action, Sessions, CONTROL_PORT, SOURCE_PORTS};
+
+use interface::PeerInterfaces;
+use socket::{receive, receive_socket, source_socket, Received};
+
+pub use interface::WRONG_INTERFACE;
 pub use starling_bgp::bfd::{Diag, SessionConfig as BfdConfig, State as BfdState};
 
 /// A session's state changed.
@@ -83,6 +91,8 @@ pub enum BfdError {
     FamilyMismatch { peer: IpAddr, local: IpAddr },
     #[error("the BFD task has stopped")]
     Stopped,
+    #[error("opening a netlink socket for route lookups: {0}")]
+    Netlink(#[source] io::Error),
 }
 
 enum Command {
@@ -114,6 +124,7 @@ impl BfdHandle {
             (Err(v4), Err(v6)) => return Err(BfdError::Bind { v4, v6 }),
             (v4, v6) => (ok_or_warn(v4, "IPv4"), ok_or_warn(v6, "IPv6")),
         };
+        let routes = interface::connect().map_err(BfdError::Netlink)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let seed = random_seed();
         let task = Task {
@@ -123,6 +134,9 @@ impl BfdHandle {
             senders: HashMap::new(),
             subscribers: Vec::new(),
             send_errors: 0,
+            routes,
+            interfaces: PeerInterfaces::default(),
+            wrong_interface: 0,
             next_port: SOURCE_PORTS.start() + (seed.rotate_left(17) % 16384) as u16,
         };
         tokio::spawn(task.run(rx));
@@ -188,17 +202,27 @@ struct Task {
     senders: HashMap<IpAddr, Sender>,
     subscribers: Vec<mpsc::UnboundedSender<BfdEvent>>,
     send_errors: u64,
+    /// Route lookups: which interface each peer is reached through.
+    routes: rtnetlink::Handle,
+    interfaces: PeerInterfaces,
+    wrong_interface: u64,
     next_port: u16,
 }
+
+/// How often each peer's interface is looked up again.
+const ROUTE_REFRESH: Duration = Duration::from_secs(2);
 
 enum Wakeup {
     Command(Option<Command>),
     Packet(io::Result<Received>),
     Timer,
+    Routes,
 }
 
 impl Task {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut refresh = tokio::time::interval(ROUTE_REFRESH);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.sessions.poll_timeout();
             let wakeup = tokio::select! {
@@ -206,17 +230,27 @@ impl Task {
                 r = receive(self.v4.as_ref()) => Wakeup::Packet(r),
                 r = receive(self.v6.as_ref()) => Wakeup::Packet(r),
                 () = sleep_until(deadline) => Wakeup::Timer,
+                _ = refresh.tick() => Wakeup::Routes,
             };
             let now = Instant::now();
             match wakeup {
                 Wakeup::Command(None) => break,
-                Wakeup::Command(Some(c)) => self.command(now, c),
-                Wakeup::Packet(Ok(r)) => {
-                    // Drops are counted by `Sessions`.
-                    let _ = self.sessions.receive(now, r.source, r.ttl, &r.payload);
+                Wakeup::Command(Some(c)) => {
+                    if let Some(added) = self.command(now, c) {
+                        let ifindex = interface::lookup(&self.routes, added).await;
+                        self.interfaces.set(added, ifindex);
+                    }
                 }
+                Wakeup::Packet(Ok(r)) => self.packet(now, r),
                 Wakeup::Packet(Err(e)) => tracing::debug!("BFD receive: {e}"),
                 Wakeup::Timer => self.sessions.handle_timeout(now),
+                Wakeup::Routes => {
+                    let peers: Vec<IpAddr> = self.senders.keys().copied().collect();
+                    for peer in peers {
+                        let ifindex = interface::lookup(&self.routes, peer).await;
+                        self.interfaces.set(peer, ifindex);
+                    }
+                }
             }
             self.flush();
         }
@@ -226,7 +260,24 @@ impl Task {
         }
     }
 
-    fn command(&mut self, now: Instant, c: Command) {
+    /// A received packet: to the sessions if it came in where its source
+    /// is reached (other drops are counted by `Sessions`).
+    fn packet(&mut self, now: Instant, r: Received) {
+        let is_peer = self.sessions.get(r.source).is_some();
+        if !self.interfaces.admits(is_peer, r.source, r.ifindex) {
+            self.wrong_interface += 1;
+            tracing::debug!(
+                "BFD packet from {} on interface {:?} dropped: not the interface it is reached through",
+                r.source,
+                r.ifindex
+            );
+            return;
+        }
+        let _ = self.sessions.receive(now, r.source, r.ttl, &r.payload);
+    }
+
+    /// Carries out a command; returns the peer of a session it added.
+    fn command(&mut self, now: Instant, c: Command) -> Option<IpAddr> {
         match c {
             Command::Add { peer, local, cfg } => {
                 if self
@@ -239,7 +290,7 @@ impl Task {
                 if !self.sessions.with_session(peer, |s| s.set_config(now, cfg)) {
                     if let Err(e) = self.sessions.add(now, peer, local, cfg) {
                         tracing::warn!("BFD session with {peer}: {e}");
-                        return;
+                        return None;
                     }
                     tracing::info!("BFD session with {peer} from {local} added");
                     self.senders.insert(
@@ -249,6 +300,7 @@ impl Task {
                             socket: None,
                         },
                     );
+                    return Some(peer);
                 }
             }
             Command::Remove(peer) => self.remove(now, peer),
@@ -257,6 +309,7 @@ impl Task {
                 let _ = tx.send(self.status());
             }
         }
+        None
     }
 
     fn remove(&mut self, now: Instant, peer: IpAddr) {
@@ -265,6 +318,7 @@ impl Task {
         }
         self.flush();
         self.senders.remove(&peer);
+        self.interfaces.forget(peer);
     }
 
     fn flush(&mut self) {
@@ -341,9 +395,13 @@ impl Task {
             })
             .collect();
         peers.sort_by_key(|p| p.peer);
+        let mut drops: BTreeMap<&'static str, u64> = self.sessions.drops().iter().collect();
+        if self.wrong_interface > 0 {
+            drops.insert(WRONG_INTERFACE, self.wrong_interface);
+        }
         BfdStatus {
             peers,
-            drops: self.sessions.drops().iter().collect(),
+            drops,
             send_errors: self.send_errors,
         }
     }
@@ -354,200 +412,6 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
         None => std::future::pending().await,
     }
-}
-
-/// One datagram with its source and TTL or hop limit.
-struct Received {
-    payload: Vec<u8>,
-    source: IpAddr,
-    ttl: Option<u8>,
-}
-
-async fn receive(socket: Option<&UdpSocket>) -> io::Result<Received> {
-    let Some(s) = socket else {
-        return std::future::pending().await;
-    };
-    let mut buf = [0u8; 512];
-    let (n, source, ttl) = s
-        .async_io(Interest::READABLE, || {
-            recv_with_ttl(s.as_raw_fd(), &mut buf)
-        })
-        .await?;
-    Ok(Received {
-        payload: buf[..n].to_vec(),
-        source,
-        ttl,
-    })
-}
-
-fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
-fn set_int_option(
-    fd: RawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: a valid fd and a c_int option value of the right size.
-    check(unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
-}
-
-/// The wildcard socket on `port` (3784) of one family, reporting each
-/// packet's TTL (IP_RECVTTL) or hop limit (IPV6_RECVHOPLIMIT); IPv6 only on
-/// the IPv6 one, so both can be bound.
-fn receive_socket(v6: bool, port: u16) -> io::Result<UdpSocket> {
-    let domain = if v6 { libc::AF_INET6 } else { libc::AF_INET };
-    // SAFETY: plain socket(2); the fd is owned at once.
-    let fd = check(unsafe {
-        libc::socket(
-            domain,
-            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    })?;
-    // SAFETY: fd was just returned by socket(2) and is owned by no one else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let raw = fd.as_raw_fd();
-    let rc = if v6 {
-        set_int_option(raw, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
-        set_int_option(raw, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
-        // SAFETY: an all-zero sockaddr_in6 is valid; fields set below.
-        let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-        sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-        sa.sin6_port = port.to_be();
-        // SAFETY: binding a valid fd to a sockaddr_in6 of the given size.
-        unsafe {
-            libc::bind(
-                raw,
-                (&sa as *const libc::sockaddr_in6).cast(),
-                size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-            )
-        }
-    } else {
-        set_int_option(raw, libc::IPPROTO_IP, libc::IP_RECVTTL, 1)?;
-        // SAFETY: an all-zero sockaddr_in is valid; fields set below.
-        let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-        sa.sin_family = libc::AF_INET as libc::sa_family_t;
-        sa.sin_port = port.to_be();
-        // SAFETY: binding a valid fd to a sockaddr_in of the given size.
-        unsafe {
-            libc::bind(
-                raw,
-                (&sa as *const libc::sockaddr_in).cast(),
-                size_of::<libc::sockaddr_in>() as libc::socklen_t,
-            )
-        }
-    };
-    check(rc)?;
-    UdpSocket::from_std(StdUdpSocket::from(fd))
-}
-
-/// A sending socket bound to `local` and a free source port of 49152-65535
-/// (RFC 5881 section 4), with TTL or hop limit 255 (section 5).
-fn source_socket(local: IpAddr, next_port: &mut u16) -> io::Result<StdUdpSocket> {
-    let mut last = io::Error::from(io::ErrorKind::AddrInUse);
-    for _ in 0..64 {
-        let port = *next_port;
-        *next_port = if port >= *SOURCE_PORTS.end() {
-            *SOURCE_PORTS.start()
-        } else {
-            port + 1
-        };
-        match StdUdpSocket::bind(SocketAddr::new(local, port)) {
-            Ok(s) => {
-                if local.is_ipv4() {
-                    s.set_ttl(u32::from(TTL))?;
-                } else {
-                    set_int_option(
-                        s.as_raw_fd(),
-                        libc::IPPROTO_IPV6,
-                        libc::IPV6_UNICAST_HOPS,
-                        libc::c_int::from(TTL),
-                    )?;
-                }
-                s.set_nonblocking(true)?;
-                return Ok(s);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = e,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last)
-}
-
-/// recvmsg(2) with the TTL or hop limit from the ancillary data.
-fn recv_with_ttl(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, IpAddr, Option<u8>)> {
-    let mut addr = MaybeUninit::<libc::sockaddr_storage>::zeroed();
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // Room for one int-sized control message, u64-aligned as cmsghdr wants.
-    let mut control = [0u64; 8];
-    // SAFETY: an all-zero msghdr is valid; the pointers set below outlive
-    // the call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = addr.as_mut_ptr().cast();
-    msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = size_of_val(&control) as _;
-    // SAFETY: msg points at valid buffers of the sizes it states.
-    let n = unsafe { libc::recvmsg(fd, &mut msg, 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut ttl = None;
-    // SAFETY: the CMSG_* macros walk the control buffer recvmsg filled,
-    // within msg_controllen.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            let (level, kind) = ((*c).cmsg_level, (*c).cmsg_type);
-            if (level == libc::IPPROTO_IP && kind == libc::IP_TTL)
-                || (level == libc::IPPROTO_IPV6 && kind == libc::IPV6_HOPLIMIT)
-            {
-                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
-                ttl = u8::try_from(v).ok();
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
-        }
-    }
-    // SAFETY: recvmsg wrote a sockaddr of the family it names (or left
-    // zeros, which match neither family).
-    let addr = unsafe { addr.assume_init() };
-    let source = match i32::from(addr.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says this is a sockaddr_in.
-            let sa =
-                unsafe { &*(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            IpAddr::V4(Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says this is a sockaddr_in6.
-            let sa =
-                unsafe { &*(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            IpAddr::V6(Ipv6Addr::from(sa.sin6_addr.s6_addr))
-        }
-        _ => return Err(io::Error::other("datagram without a source address")),
-    };
-    Ok((n as usize, source, ttl))
 }
 
 /// A seed for discriminators and jitter from the kernel, or the clock.
@@ -562,53 +426,4 @@ fn random_seed() -> u64 {
         seed = t ^ u64::from(std::process::id()).rotate_left(32);
     }
     seed
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// What a receive socket reports for datagrams sent over loopback from
-    /// a session's sending socket: the payload, the source, and TTL 255,
-    /// or whatever TTL the sender set.
-    #[tokio::test]
-    async fn each_datagram_comes_with_its_ttl_or_hop_limit() {
-        let families = [
-            (false, IpAddr::from(Ipv4Addr::LOCALHOST)),
-            (true, IpAddr::from(Ipv6Addr::LOCALHOST)),
-        ];
-        for (v6, lo) in families {
-            let rx = match receive_socket(v6, 0) {
-                Ok(s) => s,
-                Err(e) if v6 => {
-                    eprintln!("skipping IPv6: {e}");
-                    continue;
-                }
-                Err(e) => panic!("{e}"),
-            };
-            let to = SocketAddr::new(lo, rx.local_addr().unwrap().port());
-            let mut port = *SOURCE_PORTS.start();
-            let tx = source_socket(lo, &mut port).unwrap();
-            let source_port = tx.local_addr().unwrap().port();
-            assert!(SOURCE_PORTS.contains(&source_port), "{source_port}");
-            tx.send_to(b"first", to).unwrap();
-            let r = receive(Some(&rx)).await.unwrap();
-            assert_eq!(r.payload, b"first");
-            assert_eq!(r.source, lo);
-            assert_eq!(r.ttl, Some(255));
-            if v6 {
-                set_int_option(
-                    tx.as_raw_fd(),
-                    libc::IPPROTO_IPV6,
-                    libc::IPV6_UNICAST_HOPS,
-                    7,
-                )
-                .unwrap();
-            } else {
-                tx.set_ttl(7).unwrap();
-            }
-            tx.send_to(b"second", to).unwrap();
-            assert_eq!(receive(Some(&rx)).await.unwrap().ttl, Some(7));
-        }
-    }
 }
