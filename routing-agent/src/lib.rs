@@ -1,7 +1,9 @@
 //! `starling-agent`: the per-node routing agent. It reads the cluster's
 //! configuration objects (`config`), runs one BGP speaker (`speaker`) built on
 //! the sans-IO `starling-bgp` core, programs the kernel over netlink
-//! (`kernel`) and answers `starlingctl` on a unix socket (`control`).
+//! (`kernel`) and answers `starlingctl` on a unix socket (`control`). It
+//! also drops packets pods send with addresses they were not given
+//! (`pod_guard`, an nftables table written through `nftables`).
 
 pub mod bfd;
 pub mod bfd_report;
@@ -11,6 +13,8 @@ pub mod crd;
 pub mod kernel;
 pub mod kubernetes;
 pub mod metrics;
+pub mod nftables;
+pub mod pod_guard;
 pub mod route_policy;
 mod socket_option;
 pub mod speaker;

@@ -2,7 +2,8 @@
 //! `CNI_IFNAME` inside its namespace with the pod's /32 and /128, a default
 //! route through a link-local gateway (169.254.1.1, answered by proxy ARP on
 //! the host end; fe80::1, an address of the host end), and a host route to
-//! the pod over the host end. Removing the host end removes it all.
+//! the pod over the host end, with strict reverse-path filtering (IPv4) on
+//! the host end. Removing the host end removes it all.
 
 use std::fs::File;
 use std::future::Future;
@@ -166,6 +167,11 @@ pub fn plug(
             .ok_or_else(|| PlumbingError::Mismatch(format!("{host_if} vanished")))?;
         let index = link.header.index;
         sysctl(&format!("net.ipv4.conf.{host_if}.proxy_arp"), "1")?;
+        // Strict reverse-path filtering: an IPv4 packet from the pod must
+        // have a source routed back through this interface, i.e. the pod's
+        // own address (the agent's `inet starling-guard` table checks both
+        // families too, so neither alone is relied on).
+        sysctl(&format!("net.ipv4.conf.{host_if}.rp_filter"), "1")?;
         sysctl(&format!("net.ipv4.neigh.{host_if}.proxy_delay"), "0")?;
         sysctl(&format!("net.ipv6.conf.{host_if}.accept_dad"), "0")?;
         nl.set_up(index)

@@ -15,6 +15,8 @@ use starling_agent::kubernetes::{
     publish_node_blocks, EventRecorder, KubeDatastore, NodeStatusWriter, SessionStatusSink,
 };
 use starling_agent::metrics::{self, Metrics, MetricsAddress};
+use starling_agent::nftables::Nft;
+use starling_agent::pod_guard;
 use starling_agent::speaker::{IpamView, Speaker};
 
 #[derive(Parser)]
@@ -80,6 +82,16 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    // First of all: pods cannot send with addresses they were not given
+    // (fail closed: no agent without it).
+    let nft = Nft::default();
+    pod_guard::install(&nft).await.map_err(|e| {
+        format!(
+            "cannot install the pod anti-spoofing table {}: {e}",
+            pod_guard::TABLE
+        )
+    })?;
+    tracing::info!(table = %pod_guard::TABLE, "pods' source addresses checked");
     let metrics = Metrics::new();
     metrics
         .health()
@@ -170,5 +182,8 @@ async fn run(args: Args) -> Result<(), String> {
         speaker = speaker.with_metrics(&metrics);
     }
     speaker.run(config, control_rx, shutdown).await;
+    if let Err(e) = pod_guard::remove(&nft).await {
+        tracing::warn!(table = %pod_guard::TABLE, "cannot remove: {e}");
+    }
     Ok(())
 }
