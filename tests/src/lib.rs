@@ -28,6 +28,7 @@ pub mod policy_probe;
 pub mod probe;
 pub mod process;
 pub mod rawpeer;
+pub mod spoof;
 pub mod state;
 pub mod topology;
 pub mod wait;
