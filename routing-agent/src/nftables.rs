@@ -71,18 +71,21 @@ impl Default for Nft {
 }
 
 impl Nft {
+    /// Runs `script` (about `table`, which errors name) as one `nft -f -`
+    /// transaction: for changes other than a whole replacement (adding and
+    /// flushing chains, set elements).
+    pub async fn apply(&self, table: Table, script: &str) -> Result<(), NftError> {
+        self.run(table, &["-f", "-"], script).await.map(drop)
+    }
+
     /// Replaces `table` with `body` in one transaction.
     pub async fn replace(&self, table: Table, body: &str) -> Result<(), NftError> {
-        self.run(table, &["-f", "-"], &table.replace_script(body))
-            .await
-            .map(drop)
+        self.apply(table, &table.replace_script(body)).await
     }
 
     /// Removes `table` (nothing if it is not there).
     pub async fn delete(&self, table: Table) -> Result<(), NftError> {
-        self.run(table, &["-f", "-"], &table.delete_script())
-            .await
-            .map(drop)
+        self.apply(table, &table.delete_script()).await
     }
 
     /// `nft -j list counters table ...`: the table's named counters, as
