@@ -82,9 +82,11 @@ fn bfd_report(lab: &Lab, node: &str) -> Result<BfdReport> {
     serde_json::from_str(&out).map_err(|e| Error::Setup(format!("starlingctl bfd -o json: {e}")))
 }
 
-/// Each of node-1's sessions: (address, BGP state, BFD state, BFD
+/// One of node-1's sessions: (address, BGP state, BFD state, BFD
 /// transitions).
-fn sessions(lab: &Lab) -> Result<Vec<(String, String, Option<String>, u64)>> {
+type SessionView = (String, String, Option<String>, u64);
+
+fn sessions(lab: &Lab) -> Result<Vec<SessionView>> {
     let peers: Vec<Peer> = lab.agent("node-1")?.ctl().peers()?;
     Ok(peers
         .into_iter()
@@ -92,7 +94,7 @@ fn sessions(lab: &Lab) -> Result<Vec<(String, String, Option<String>, u64)>> {
         .collect())
 }
 
-fn wait_bfd_up(lab: &Lab) -> Result<Vec<(String, String, Option<String>, u64)>> {
+fn wait_bfd_up(lab: &Lab) -> Result<Vec<SessionView>> {
     wait_until(SESSIONS_UP, "node-1: BFD Up with node-2 and node-3", || {
         let s = sessions(lab)?;
         let mesh: Vec<_> = s.iter().filter(|p| p.2.is_some()).collect();
