@@ -25,6 +25,9 @@ pub const DEFAULT_SOCKET_PATH: &str = "/run/starling/agent.sock";
 
 /// How long either side waits for the other.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// Clients served at once; more are closed at once (a local client opening
+/// connections in a loop must not cost the agent a task each).
+const MAX_CLIENTS: usize = 16;
 /// Longest request line the agent reads; requests are a few bytes.
 const MAX_REQUEST_BYTES: u64 = 64 * 1024;
 /// Longest response line `query` reads (a full table for a large cluster).
@@ -250,12 +253,21 @@ pub async fn serve(
 }
 
 async fn accept_clients(listener: UnixListener, tx: mpsc::Sender<ControlRequest>) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
     loop {
         tokio::select! {
             () = tx.closed() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    tokio::spawn(serve_client(stream, tx.clone()));
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        tracing::debug!("control socket: {MAX_CLIENTS} clients already; closing another");
+                        continue;
+                    };
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        serve_client(stream, tx).await;
+                        drop(slot);
+                    });
                 }
                 Err(err) => {
                     // Out of file descriptors and the like: back off, go on.
@@ -268,6 +280,9 @@ async fn accept_clients(listener: UnixListener, tx: mpsc::Sender<ControlRequest>
 }
 
 async fn serve_client(stream: UnixStream, tx: mpsc::Sender<ControlRequest>) {
+    // SO_PEERCRED: who is asking. Reading is for the socket's group too;
+    // making peers resend their tables is for root.
+    let root = stream.peer_cred().is_ok_and(|c| c.uid() == 0);
     let (read, mut write) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(read.take(MAX_REQUEST_BYTES));
     let mut line = String::new();
@@ -277,7 +292,7 @@ async fn serve_client(stream: UnixStream, tx: mpsc::Sender<ControlRequest>) {
         Ok(Ok(read)) if read as u64 >= MAX_REQUEST_BYTES && !line.ends_with('\n') => {
             Response::Error(format!("request longer than {MAX_REQUEST_BYTES} bytes"))
         }
-        Ok(Ok(_)) => answer(&line, &tx).await,
+        Ok(Ok(_)) => answer(&line, root, &tx).await,
     };
     let mut reply = match serde_json::to_string(&response) {
         Ok(reply) => reply,
@@ -287,16 +302,24 @@ async fn serve_client(stream: UnixStream, tx: mpsc::Sender<ControlRequest>) {
         }
     };
     reply.push('\n');
-    if let Err(err) = write.write_all(reply.as_bytes()).await {
-        tracing::debug!("control socket: client went away: {err}");
+    match tokio::time::timeout(TIMEOUT, write.write_all(reply.as_bytes())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::debug!("control socket: client went away: {err}"),
+        Err(_) => tracing::debug!(
+            "control socket: client did not read its answer within {} s",
+            TIMEOUT.as_secs()
+        ),
     }
 }
 
-async fn answer(line: &str, tx: &mpsc::Sender<ControlRequest>) -> Response {
+async fn answer(line: &str, root: bool, tx: &mpsc::Sender<ControlRequest>) -> Response {
     let request: Request = match serde_json::from_str(line.trim()) {
         Ok(request) => request,
         Err(err) => return Response::Error(format!("malformed request: {err}")),
     };
+    if matches!(request, Request::Refresh { .. }) && !root {
+        return Response::Error("refresh is for root only".to_string());
+    }
     let (reply_tx, reply_rx) = oneshot::channel();
     if tx.send((request, reply_tx)).await.is_err() {
         return Response::Error("the agent is shutting down".to_string());
@@ -511,6 +534,31 @@ impl PeerStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `refresh` makes every peer resend its table: root only (SO_PEERCRED).
+    #[tokio::test]
+    async fn refresh_is_for_root_only() {
+        let (tx, mut rx) = mpsc::channel::<ControlRequest>(4);
+        tokio::spawn(async move {
+            while let Some((request, reply)) = rx.recv().await {
+                let _ = reply.send(match request {
+                    Request::Refresh { .. } => Response::Refreshed(vec![]),
+                    _ => Response::Error("other".to_string()),
+                });
+            }
+        });
+        let line = r#"{"request":"refresh","peer":null}"#;
+        assert_eq!(
+            answer(line, false, &tx).await,
+            Response::Error("refresh is for root only".to_string())
+        );
+        assert_eq!(answer(line, true, &tx).await, Response::Refreshed(vec![]));
+        // Reading needs no root.
+        assert_eq!(
+            answer(r#"{"request":"peers"}"#, false, &tx).await,
+            Response::Error("other".to_string())
+        );
+    }
 
     fn peer(name: &str, address: &str, state: &str, uptime_seconds: u64) -> PeerStatus {
         PeerStatus {

@@ -114,7 +114,7 @@ fn manifests() -> Manifests {
 #[test]
 fn every_manifest_parses_with_its_type() {
     let m = manifests();
-    assert_eq!(m.daemon_sets.len(), 1);
+    assert_eq!(m.daemon_sets.len(), 2);
     assert_eq!(m.crds.len(), 6);
     assert_eq!(m.samples, 3);
 }
@@ -199,12 +199,14 @@ fn references_point_at_what_exists() {
             b.role_ref.name
         );
     }
-    // Every namespaced object's namespace is created by the manifests.
-    let namespaces: BTreeSet<String> = m
+    // Every namespaced object's namespace is created by the manifests, or
+    // is `default` (the agent's Events).
+    let mut namespaces: BTreeSet<String> = m
         .namespaces
         .iter()
         .filter_map(|n| n.metadata.name.clone())
         .collect();
+    namespaces.insert("default".to_string());
     let used_namespaces = m
         .service_accounts
         .iter()
@@ -260,16 +262,33 @@ fn references_point_at_what_exists() {
     );
 }
 
-/// `/livez` and `/readyz` on the port `STARLING_METRICS_ADDRESS` names.
+/// `/livez` and `/readyz` on the port `STARLING_METRICS_ADDRESS` names,
+/// which is bound to the node's address (`status.hostIP`), not 0.0.0.0.
 fn probes_on_the_metrics_port(c: &Container) {
-    let address = c
-        .env
-        .iter()
-        .flatten()
+    let env = c.env.iter().flatten();
+    let address = env
+        .clone()
         .find(|e| e.name == "STARLING_METRICS_ADDRESS")
         .and_then(|e| e.value.clone())
         .unwrap_or_else(|| panic!("{}: no STARLING_METRICS_ADDRESS", c.name));
-    let address: MetricsAddress = address.parse().expect("a metrics address");
+    let host_ip = env
+        .clone()
+        .find(|e| e.name == "HOST_IP")
+        .and_then(|e| e.value_from.as_ref())
+        .and_then(|v| v.field_ref.as_ref())
+        .map(|f| f.field_path.clone());
+    assert_eq!(host_ip.as_deref(), Some("status.hostIP"), "{}", c.name);
+    assert!(address.starts_with("$(HOST_IP):"), "{}: {address}", c.name);
+    // As the kubelet expands it, on an IPv4 and on an IPv6 node.
+    for node in ["10.0.0.11", "fd00::11"] {
+        let expanded = address.replace("$(HOST_IP)", node);
+        let a: MetricsAddress = expanded.parse().expect("a metrics address");
+        assert_eq!(a.socket().map(|s| s.ip().to_string()).as_deref(), Some(node));
+    }
+    let address: MetricsAddress = address
+        .replace("$(HOST_IP)", "10.0.0.11")
+        .parse()
+        .expect("a metrics address");
     let port = address.socket().expect("metrics on").port();
     let declared: Vec<i32> = c.ports.iter().flatten().map(|p| p.container_port).collect();
     assert_eq!(declared, [i32::from(port)], "{}", c.name);
@@ -286,10 +305,21 @@ fn probes_on_the_metrics_port(c: &Container) {
     }
 }
 
+/// The pod spec of the DaemonSet `name`.
+fn pod_of(m: &Manifests, name: &str) -> k8s_openapi::api::core::v1::PodSpec {
+    m.daemon_sets
+        .iter()
+        .find(|d| d.metadata.name.as_deref() == Some(name))
+        .and_then(|d| d.spec.as_ref())
+        .and_then(|s| s.template.spec.clone())
+        .unwrap_or_else(|| panic!("no DaemonSet {name}"))
+}
+
 #[test]
-fn starling_policy_runs_beside_the_agent_with_net_admin_only() {
-    let ds = manifests().daemon_sets.remove(0);
-    let pod = ds.spec.and_then(|s| s.template.spec).expect("pod spec");
+fn starling_policy_runs_on_every_node_with_net_admin_only_and_its_own_account() {
+    let pod = pod_of(&manifests(), "starling-policy");
+    assert_eq!(pod.service_account_name.as_deref(), Some("starling-policy"));
+    assert_eq!(pod.host_network, Some(true));
     let policy = pod
         .containers
         .iter()
@@ -321,8 +351,8 @@ fn starling_policy_runs_beside_the_agent_with_net_admin_only() {
 
 #[test]
 fn the_agent_runs_on_the_host_network_with_two_capabilities_and_its_node_name() {
-    let ds = manifests().daemon_sets.remove(0);
-    let pod = ds.spec.and_then(|s| s.template.spec).expect("pod spec");
+    let pod = pod_of(&manifests(), "starling-agent");
+    assert_eq!(pod.service_account_name.as_deref(), Some("starling-agent"));
     assert_eq!(pod.host_network, Some(true));
     let agent = pod
         .containers
@@ -382,10 +412,54 @@ fn grants<'a>(rules: impl Iterator<Item = &'a PolicyRule>) -> BTreeSet<(String, 
     granted
 }
 
+/// Issue #18: every container of every DaemonSet runs without privilege
+/// escalation, on a read-only root filesystem, under the runtime's default
+/// seccomp profile, with requests and limits; the agent has no hostPath
+/// for the file IPAM store (unused in Kubernetes mode).
+#[test]
+fn every_container_is_locked_down() {
+    let m = manifests();
+    for ds in &m.daemon_sets {
+        let name = ds.metadata.name.clone().unwrap_or_default();
+        let pod = pod_of(&m, &name);
+        let seccomp = pod
+            .security_context
+            .as_ref()
+            .and_then(|s| s.seccomp_profile.as_ref())
+            .map(|p| p.type_.clone());
+        assert_eq!(seccomp.as_deref(), Some("RuntimeDefault"), "{name}");
+        for c in pod.containers.iter().chain(pod.init_containers.iter().flatten()) {
+            let sc = c.security_context.clone().unwrap_or_default();
+            assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
+            assert_eq!(sc.read_only_root_filesystem, Some(true), "{}", c.name);
+            assert_ne!(sc.privileged, Some(true), "{}", c.name);
+            let caps = sc.capabilities.unwrap_or_default();
+            assert_eq!(caps.drop, Some(vec!["ALL".to_string()]), "{}", c.name);
+            let resources = c.resources.clone().unwrap_or_default();
+            for (what, set) in [("requests", resources.requests), ("limits", resources.limits)] {
+                let set = set.unwrap_or_default();
+                for r in ["cpu", "memory"] {
+                    assert!(set.contains_key(r), "{}: no {what}.{r}", c.name);
+                }
+            }
+        }
+        for v in pod.volumes.iter().flatten() {
+            let path = v.host_path.as_ref().map(|h| h.path.as_str());
+            assert_ne!(path, Some("/var/lib/starling"), "{name}: ipam-state hostPath");
+        }
+    }
+}
+
 #[test]
 fn secrets_are_read_only_in_the_agents_namespace() {
     let m = manifests();
     let ns = m.daemon_sets[0].metadata.namespace.clone();
+    // starling-policy's account is bound to no Role: no Secrets.
+    assert!(m
+        .namespaced_bindings
+        .iter()
+        .flat_map(|b| b.subjects.iter().flatten())
+        .all(|s| s.name != "starling-policy"));
     let granted = grants(
         m.namespaced_roles
             .iter()
@@ -400,7 +474,18 @@ fn secrets_are_read_only_in_the_agents_namespace() {
         }
     }
     assert_eq!(granted, used);
-    assert_eq!(m.namespaced_roles.len(), 1, "no Role elsewhere");
+    // One more Role: the agent's Events, in `default` only.
+    let elsewhere: Vec<&Role> = m
+        .namespaced_roles
+        .iter()
+        .filter(|r| r.metadata.namespace != ns)
+        .collect();
+    assert_eq!(elsewhere.len(), 1);
+    assert_eq!(elsewhere[0].metadata.namespace.as_deref(), Some("default"));
+    let events: BTreeSet<(String, String, String)> = ["create", "patch"]
+        .map(|v| ("events.k8s.io".to_string(), "events".to_string(), v.to_string()))
+        .into();
+    assert_eq!(grants(elsewhere[0].rules.iter().flatten()), events);
 }
 
 /// What the ClusterRole `name` grants.
@@ -463,13 +548,7 @@ fn the_cluster_role_grants_what_the_agent_uses_and_nothing_more() {
     used.insert(starling("bgpnodestatuses", "create"));
     used.insert(starling("bgpnodestatuses", "patch"));
     used.insert(starling("bgpnodestatuses/status", "patch"));
-    for verb in ["create", "patch"] {
-        used.insert((
-            "events.k8s.io".to_string(),
-            "events".to_string(),
-            verb.to_string(),
-        ));
-    }
+    // Events: a Role in `default`, not here.
     assert_eq!(granted, used);
 }
 

@@ -20,7 +20,7 @@ impl MetricsAddress {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid metrics address {0:?}: expected ADDRESS:PORT (as in 0.0.0.0:9695 or [::1]:9695) or off")]
+#[error("invalid metrics address {0:?}: expected ADDRESS:PORT (as in 10.0.0.11:9695, [fd00::11]:9695 or fd00::11:9695) or off")]
 pub struct MetricsAddressError(pub String);
 
 impl FromStr for MetricsAddress {
@@ -30,9 +30,16 @@ impl FromStr for MetricsAddress {
         if s == "off" {
             return Ok(MetricsAddress::Off);
         }
-        s.parse()
-            .map(MetricsAddress::On)
-            .map_err(|_| MetricsAddressError(s.to_string()))
+        if let Ok(a) = s.parse() {
+            return Ok(MetricsAddress::On(a));
+        }
+        // `$(HOST_IP):9695` in a manifest gives `fd00::11:9695` on an
+        // IPv6 node: the port is what follows the last colon.
+        let bad = || MetricsAddressError(s.to_string());
+        let (ip, port) = s.rsplit_once(':').ok_or_else(bad)?;
+        let ip: std::net::Ipv6Addr = ip.parse().map_err(|_| bad())?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        Ok(MetricsAddress::On(SocketAddr::new(ip.into(), port)))
     }
 }
 
@@ -48,7 +55,13 @@ mod tests {
             Ok(Some("0.0.0.0:9695".parse().unwrap()))
         );
         assert!("[::1]:9695".parse::<MetricsAddress>().is_ok());
-        for bad in ["", "9695", "localhost:9695", "0.0.0.0", "Off"] {
+        // An IPv6 address and a port without brackets, as `$(HOST_IP):9695`
+        // gives on an IPv6 node.
+        assert_eq!(
+            "fd00::11:9695".parse::<MetricsAddress>().map(|a| a.socket()),
+            Ok(Some("[fd00::11]:9695".parse().unwrap()))
+        );
+        for bad in ["", "9695", "localhost:9695", "0.0.0.0", "Off", "fd00::11", "10.0.0.1:x"] {
             let e = bad.parse::<MetricsAddress>().expect_err(bad);
             assert!(e.to_string().contains("ADDRESS:PORT"), "{e}");
         }

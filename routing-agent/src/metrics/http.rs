@@ -17,6 +17,9 @@ use super::{Metrics, CONTENT_TYPE};
 const MAX_HEAD: usize = 16 * 1024;
 /// How long a client may take to send its request, and to read the answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once (Prometheus and the kubelet need one or two);
+/// more are closed at once.
+const MAX_CONNECTIONS: usize = 32;
 
 /// The running endpoint; dropping it stops the server.
 pub struct MetricsServer {
@@ -42,13 +45,20 @@ impl Drop for MetricsServer {
 pub async fn serve(addr: SocketAddr, metrics: Metrics) -> io::Result<MetricsServer> {
     let listener = TcpListener::bind(addr).await?;
     let local_addr = listener.local_addr()?;
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let task = tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        tracing::debug!("metrics endpoint: {MAX_CONNECTIONS} connections already; closing another");
+                        continue;
+                    };
                     let metrics = metrics.clone();
                     tokio::spawn(async move {
+                        // Reading the request and writing the answer, both.
                         let _ = tokio::time::timeout(TIMEOUT, answer(stream, &metrics)).await;
+                        drop(slot);
                     });
                 }
                 Err(e) => {
@@ -242,5 +252,45 @@ mod tests {
         assert!(closed.is_ok(), "the connection was not closed");
         let (status, _, _) = get(server.local_addr(), &request("/livez")).await;
         assert_eq!(status, "HTTP/1.1 200 OK");
+    }
+
+    /// Connections past the cap are closed at once; once the idle ones go,
+    /// the endpoint answers again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_past_the_cap_are_closed() {
+        let server = serve("127.0.0.1:0".parse().unwrap(), Metrics::new())
+            .await
+            .expect("serve");
+        let addr = server.local_addr();
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(TcpStream::connect(addr).await.expect("connect"));
+        }
+        // Each idle connection holds a slot once accepted: retry until the
+        // server has taken them all and closes the next one unanswered.
+        let mut refused = false;
+        for _ in 0..50 {
+            let mut s = TcpStream::connect(addr).await.expect("connect");
+            let _ = s.write_all(request("/livez").as_bytes()).await;
+            let mut out = Vec::new();
+            let read = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut out)).await;
+            if matches!(read, Ok(Ok(0)) | Ok(Err(_))) {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(refused, "a connection past {MAX_CONNECTIONS} was served");
+        drop(idle);
+        for _ in 0..50 {
+            let mut s = TcpStream::connect(addr).await.expect("connect");
+            let _ = s.write_all(request("/livez").as_bytes()).await;
+            let mut out = String::new();
+            if s.read_to_string(&mut out).await.is_ok() && out.starts_with("HTTP/1.1 200") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the endpoint did not answer once the idle connections went");
     }
 }

@@ -12,6 +12,7 @@ mod kernel_queue;
 mod kernel_sync;
 mod local_routes;
 mod peers;
+mod refused;
 mod route_refresh;
 mod routes;
 mod sockopt;
@@ -103,6 +104,8 @@ pub struct Speaker {
     /// The node's own routes IPAM gave it that are outside what it may
     /// originate, last logged.
     refused_routes: BTreeSet<Prefix>,
+    /// Connections from addresses that are not peers, logged rate-limited.
+    refused_log: refused::RefusedLog,
     /// Told the sessions' states every second (Kubernetes status).
     status_sink: Option<Arc<dyn crate::kubernetes::SessionStatusSink>>,
     /// Prometheus metrics (`--metrics-address`).
@@ -171,6 +174,7 @@ impl Speaker {
             config: None,
             node_imports: AdmittedRanges::default(),
             refused_routes: BTreeSet::new(),
+            refused_log: refused::RefusedLog::default(),
             status_sink: None,
             metrics: None,
             kernel: KernelSync::spawn(kernel),
@@ -286,7 +290,7 @@ impl Speaker {
                 let addr = from.ip();
                 let Some(p) = self.peers.get(&addr) else {
                     // Only configured peers may connect.
-                    tracing::info!(peer = %addr, "refused a BGP connection from an address that is not a configured peer");
+                    self.refused_log.refused(addr, now);
                     return;
                 };
                 if !p.listener_keyed {
