@@ -283,7 +283,10 @@ fn probes_on_the_metrics_port(c: &Container) {
     for node in ["10.0.0.11", "fd00::11"] {
         let expanded = address.replace("$(HOST_IP)", node);
         let a: MetricsAddress = expanded.parse().expect("a metrics address");
-        assert_eq!(a.socket().map(|s| s.ip().to_string()).as_deref(), Some(node));
+        assert_eq!(
+            a.socket().map(|s| s.ip().to_string()).as_deref(),
+            Some(node)
+        );
     }
     let address: MetricsAddress = address
         .replace("$(HOST_IP)", "10.0.0.11")
@@ -428,7 +431,11 @@ fn every_container_is_locked_down() {
             .and_then(|s| s.seccomp_profile.as_ref())
             .map(|p| p.type_.clone());
         assert_eq!(seccomp.as_deref(), Some("RuntimeDefault"), "{name}");
-        for c in pod.containers.iter().chain(pod.init_containers.iter().flatten()) {
+        for c in pod
+            .containers
+            .iter()
+            .chain(pod.init_containers.iter().flatten())
+        {
             let sc = c.security_context.clone().unwrap_or_default();
             assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
             assert_eq!(sc.read_only_root_filesystem, Some(true), "{}", c.name);
@@ -436,7 +443,10 @@ fn every_container_is_locked_down() {
             let caps = sc.capabilities.unwrap_or_default();
             assert_eq!(caps.drop, Some(vec!["ALL".to_string()]), "{}", c.name);
             let resources = c.resources.clone().unwrap_or_default();
-            for (what, set) in [("requests", resources.requests), ("limits", resources.limits)] {
+            for (what, set) in [
+                ("requests", resources.requests),
+                ("limits", resources.limits),
+            ] {
                 let set = set.unwrap_or_default();
                 for r in ["cpu", "memory"] {
                     assert!(set.contains_key(r), "{}: no {what}.{r}", c.name);
@@ -445,7 +455,11 @@ fn every_container_is_locked_down() {
         }
         for v in pod.volumes.iter().flatten() {
             let path = v.host_path.as_ref().map(|h| h.path.as_str());
-            assert_ne!(path, Some("/var/lib/starling"), "{name}: ipam-state hostPath");
+            assert_ne!(
+                path,
+                Some("/var/lib/starling"),
+                "{name}: ipam-state hostPath"
+            );
         }
     }
 }
@@ -483,7 +497,13 @@ fn secrets_are_read_only_in_the_agents_namespace() {
     assert_eq!(elsewhere.len(), 1);
     assert_eq!(elsewhere[0].metadata.namespace.as_deref(), Some("default"));
     let events: BTreeSet<(String, String, String)> = ["create", "patch"]
-        .map(|v| ("events.k8s.io".to_string(), "events".to_string(), v.to_string()))
+        .map(|v| {
+            (
+                "events.k8s.io".to_string(),
+                "events".to_string(),
+                v.to_string(),
+            )
+        })
         .into();
     assert_eq!(grants(elsewhere[0].rules.iter().flatten()), events);
 }

@@ -58,10 +58,20 @@ mod tests {
         // An IPv6 address and a port without brackets, as `$(HOST_IP):9695`
         // gives on an IPv6 node.
         assert_eq!(
-            "fd00::11:9695".parse::<MetricsAddress>().map(|a| a.socket()),
+            "fd00::11:9695"
+                .parse::<MetricsAddress>()
+                .map(|a| a.socket()),
             Ok(Some("[fd00::11]:9695".parse().unwrap()))
         );
-        for bad in ["", "9695", "localhost:9695", "0.0.0.0", "Off", "fd00::11", "10.0.0.1:x"] {
+        for bad in [
+            "",
+            "9695",
+            "localhost:9695",
+            "0.0.0.0",
+            "Off",
+            "fd00::11",
+            "10.0.0.1:x",
+        ] {
             let e = bad.parse::<MetricsAddress>().expect_err(bad);
             assert!(e.to_string().contains("ADDRESS:PORT"), "{e}");
         }
