@@ -101,6 +101,10 @@ pub struct RouteStatus {
     pub as_path: String,
     /// In the kernel.
     pub installed: bool,
+    /// The VXLAN device the kernel route goes through (`vxlan.starling`,
+    /// `vxlan6.starling`); None: direct.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -424,7 +428,14 @@ pub fn peers_table(peers: &[PeerStatus]) -> String {
 
 /// Routes as an aligned table, one line per prefix.
 pub fn routes_table(routes: &[RouteStatus]) -> String {
-    let header = ["PREFIX", "NEXT HOPS", "SOURCE", "AS PATH", "KERNEL"];
+    let header = [
+        "PREFIX",
+        "NEXT HOPS",
+        "SOURCE",
+        "AS PATH",
+        "KERNEL",
+        "TUNNEL",
+    ];
     let rows: Vec<Vec<String>> = routes
         .iter()
         .map(|route| {
@@ -435,6 +446,7 @@ pub fn routes_table(routes: &[RouteStatus]) -> String {
                 route.source.clone(),
                 or_dash(route.as_path.clone()),
                 if route.installed { "installed" } else { "-" }.to_string(),
+                route.tunnel.clone().unwrap_or_else(|| "-".to_string()),
             ]
         })
         .collect();
@@ -607,7 +619,7 @@ tor-a   fd00::1    65000  peer  Active       -    -         -                  0
         );
         assert_eq!(
             routes_table(&[]),
-            "PREFIX  NEXT HOPS  SOURCE  AS PATH  KERNEL\n"
+            "PREFIX  NEXT HOPS  SOURCE  AS PATH  KERNEL  TUNNEL\n"
         );
     }
 
@@ -621,6 +633,7 @@ tor-a   fd00::1    65000  peer  Active       -    -         -                  0
                 peer: None,
                 as_path: String::new(),
                 installed: true,
+                tunnel: None,
             },
             RouteStatus {
                 prefix: "10.244.2.0/26".to_string(),
@@ -632,12 +645,13 @@ tor-a   fd00::1    65000  peer  Active       -    -         -                  0
                 peer: Some("10.0.0.12".parse().expect("ip")),
                 as_path: "65000 64512".to_string(),
                 installed: false,
+                tunnel: Some("vxlan.starling".to_string()),
             },
         ];
         let expected = "\
-PREFIX         NEXT HOPS            SOURCE  AS PATH      KERNEL
-10.244.1.0/26  -                    local   -            installed
-10.244.2.0/26  10.0.0.12,10.0.0.13  node-2  65000 64512  -
+PREFIX         NEXT HOPS            SOURCE  AS PATH      KERNEL     TUNNEL
+10.244.1.0/26  -                    local   -            installed  -
+10.244.2.0/26  10.0.0.12,10.0.0.13  node-2  65000 64512  -          vxlan.starling
 ";
         assert_eq!(routes_table(&routes), expected);
     }

@@ -56,6 +56,7 @@ fn routes() -> Vec<RouteStatus> {
         peer: Some("10.0.0.12".parse().expect("ip")),
         as_path: "64512".to_string(),
         installed: true,
+        tunnel: None,
     }]
 }
 

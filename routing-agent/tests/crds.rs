@@ -228,6 +228,8 @@ fn every_crd_field_is_read_by_the_agent() {
             node_selector: Some(selector),
             disabled: Some(false),
             allow_requested_addresses: Some(true),
+            nat_outgoing: Some(true),
+            vxlan_mode: Some(starling_agent::crd::VXLANMode::CrossSubnet),
         },
     );
     let text = [
@@ -263,6 +265,13 @@ fn every_crd_field_is_read_by_the_agent() {
     let tor = cfg.peers.iter().find(|p| p.name == "tor").expect("tor");
     assert!(tor.bfd.is_some_and(|b| b.enabled));
     assert!(cfg.ip_pools[0].allow_requested_addresses);
+    // The IPPool's natOutgoing and vxlanMode read alike by both parsers.
+    let pool = &cfg.ip_pools[0];
+    assert!(pool.nat_outgoing);
+    assert_eq!(
+        pool.vxlan_mode,
+        starling_agent::config::VxlanMode::CrossSubnet
+    );
 }
 
 #[test]

@@ -138,6 +138,7 @@ fn via(prefix: &str, hops: &[&str]) -> KernelRoute {
             .iter()
             .map(|hop| hop.parse::<IpAddr>().expect("test address"))
             .collect(),
+        device: None,
     }
 }
 

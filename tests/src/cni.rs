@@ -28,14 +28,22 @@ pub const CNI_BIN: &str = "starling-cni";
 
 /// The IPPools the lab writes into its datastore: `lab-<node>-v4` and
 /// `lab-<node>-v6` for each node, one block each (its pod CIDRs).
-pub fn lab_pools(nodes: &[NodeSpec]) -> String {
+/// `fields` go into each pool's spec as they are (`"vxlanMode: Always"`).
+pub fn lab_pools(nodes: &[NodeSpec], fields: &str) -> String {
+    let fields = if fields.is_empty() {
+        String::new()
+    } else {
+        format!("{fields}, ")
+    };
     let mut s = String::new();
     for n in nodes {
-        for (family, cidr) in [("v4", n.pod_cidr_v4), ("v6", n.pod_cidr_v6)] {
+        // natOutgoing on for IPv4, as Calico's default pools (and the
+        // samples) have it.
+        for (family, cidr, nat) in [("v4", n.pod_cidr_v4, true), ("v6", n.pod_cidr_v6, false)] {
             s += &format!(
                 "---\napiVersion: starling.dev/v1alpha1\nkind: IPPool\n\
                  metadata: {{name: lab-{node}-{family}}}\n\
-                 spec: {{cidr: \"{cidr}\", blockSize: {size}, \
+                 spec: {{cidr: \"{cidr}\", blockSize: {size}, natOutgoing: {nat}, {fields}\
                  nodeSelector: {{matchLabels: {{kubernetes.io/hostname: {node}}}}}}}\n",
                 node = n.name,
                 size = cidr.len,
@@ -187,7 +195,9 @@ mod tests {
 
     #[test]
     fn one_pool_per_node_and_family_selecting_it() {
-        let text = lab_pools(&nodes());
+        let text = lab_pools(&nodes(), "");
+        assert!(lab_pools(&nodes(), "vxlanMode: Always")
+            .contains("natOutgoing: true, vxlanMode: Always, nodeSelector"));
         let docs = crate::datastore::documents(&text);
         assert_eq!(docs.len(), 6);
         assert_eq!(
@@ -195,11 +205,11 @@ mod tests {
             (Some("IPPool".into()), Some("lab-node-1-v6".into()))
         );
         assert!(
-            docs[0].contains("cidr: \"10.244.1.0/24\", blockSize: 24"),
+            docs[0].contains("cidr: \"10.244.1.0/24\", blockSize: 24, natOutgoing: true"),
             "{}",
             docs[0]
         );
-        assert!(docs[1].contains("blockSize: 64"));
+        assert!(docs[1].contains("blockSize: 64, natOutgoing: false"));
         assert!(docs[1].contains("kubernetes.io/hostname: node-1"));
         let labelled = label_nodes(DEFAULT_CLUSTER_YAML, &nodes());
         assert!(

@@ -44,6 +44,13 @@ pub struct LabOptions {
     /// Nodes node-1..node-N (default 3, at most `topology::MAX_NODES`); the
     /// cluster YAML and FRR's neighbors must match.
     pub node_count: u8,
+    /// Fields added to the spec of each of the lab's IPPools
+    /// (`"vxlanMode: CrossSubnet"`); empty by default.
+    pub pool_fields: String,
+    /// Nodes from this index on live on a second subnet (10.1.0.0/24,
+    /// fd01::/64, `topology::NodeSpec::on_second_subnet`) that the `tor`
+    /// namespace routes to the first as a plain router; None: one subnet.
+    pub second_subnet_from: Option<u8>,
 }
 
 impl Default for LabOptions {
@@ -59,6 +66,8 @@ impl Default for LabOptions {
             agent_ready_timeout: Duration::from_secs(20),
             node_count: topology::NODE_COUNT,
             ip_pools: true,
+            pool_fields: String::new(),
+            second_subnet_from: None,
         }
     }
 }
@@ -135,7 +144,13 @@ impl Lab {
                 ..Record::default()
             },
             dir,
-            nodes: topology::nodes_up_to(options.node_count),
+            nodes: topology::nodes_up_to(options.node_count)
+                .into_iter()
+                .map(|n| match options.second_subnet_from {
+                    Some(from) if n.index >= from => n.on_second_subnet(),
+                    _ => n,
+                })
+                .collect(),
             pods: Vec::new(),
             frr: None,
             agents: BTreeMap::new(),
@@ -144,13 +159,13 @@ impl Lab {
             _lock: lock,
         };
         lab.save_record()?;
-        lab.build_topology()?;
+        lab.build_topology(options.second_subnet_from.is_some())?;
         // The datastore first: starling-cni reads the pools from it.
         if options.ip_pools {
             let yaml = format!(
                 "{}\n{}",
                 cni::label_nodes(&options.cluster_yaml, &lab.nodes),
-                cni::lab_pools(&lab.nodes)
+                cni::lab_pools(&lab.nodes, &options.pool_fields)
             );
             lab.write_datastore(&yaml)?;
         } else {
@@ -183,7 +198,7 @@ impl Lab {
         Ok(lab)
     }
 
-    fn build_topology(&mut self) -> Result<()> {
+    fn build_topology(&mut self, second_subnet: bool) -> Result<()> {
         let sw = self.ns(topology::SWITCH);
         self.create_ns(&sw)?;
         topology::build_switch(&sw)?;
@@ -199,6 +214,9 @@ impl Lab {
                 format!("{}/64", topology::TOR_V6),
             ],
         )?;
+        if second_subnet {
+            topology::make_plain_router(&tor)?;
+        }
 
         for n in self.nodes.clone() {
             let node_ns = self.ns(&n.name);
@@ -209,7 +227,7 @@ impl Lab {
                 &node_ns,
                 &[format!("{}/24", n.v4), format!("{}/64", n.v6)],
             )?;
-            topology::make_node_router(&node_ns)?;
+            topology::make_node_router(&node_ns, &n)?;
         }
         Ok(())
     }

@@ -28,6 +28,10 @@ pub const CLUSTER_ASN: u32 = 64512;
 pub const TOR_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 /// The ToR's IPv6 address.
 pub const TOR_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+/// The ToR's IPv4 address on the second subnet (`LabOptions::second_subnet_from`).
+pub const TOR2_V4: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+/// The ToR's IPv6 address on the second subnet.
+pub const TOR2_V6: Ipv6Addr = Ipv6Addr::new(0xfd01, 0, 0, 0, 0, 0, 0, 1);
 /// Number of nodes in the lab.
 pub const NODE_COUNT: u8 = 3;
 /// The interface every fabric member has in its namespace.
@@ -133,6 +137,31 @@ impl NodeSpec {
                 )),
                 64,
             ),
+        }
+    }
+
+    /// The node moved to the second subnet: 10.1.0.x/24 and fd01::x/64
+    /// instead of 10.0.0.x and fd00::x (same x), behind the `tor` router.
+    pub fn on_second_subnet(self) -> Self {
+        let [_, _, _, host] = self.v4.octets();
+        NodeSpec {
+            v4: Ipv4Addr::new(10, 1, 0, host),
+            v6: Ipv6Addr::new(0xfd01, 0, 0, 0, 0, 0, 0, self.v6.segments()[7]),
+            ..self
+        }
+    }
+
+    /// Whether the node is on the second subnet.
+    pub fn is_on_second_subnet(&self) -> bool {
+        self.v4.octets()[1] == 1
+    }
+
+    /// Its default gateways: the ToR's address on its subnet.
+    pub fn gateways(&self) -> (Ipv4Addr, Ipv6Addr) {
+        if self.is_on_second_subnet() {
+            (TOR2_V4, TOR2_V6)
+        } else {
+            (TOR_V4, TOR_V6)
         }
     }
 
@@ -243,18 +272,42 @@ pub fn port_name(base: &str) -> String {
 /// Makes a node namespace a router: forwarding for IPv4 and IPv6, and a
 /// default route to the ToR (as a rack's hosts have; the pods' proxy-ARP
 /// gateway 169.254.1.1 is answered only when the node has a route for it).
-/// The ToR itself does not forward, so pod traffic between nodes only flows
-/// over routes the agents install.
-pub fn make_node_router(node_ns: &str) -> Result<()> {
+/// The ToR itself does not forward (unless [`make_plain_router`]), so pod
+/// traffic between nodes only flows over routes the agents install.
+pub fn make_node_router(node_ns: &str, node: &NodeSpec) -> Result<()> {
     netns::sysctl(node_ns, "net.ipv4.ip_forward", "1")?;
     netns::sysctl(node_ns, "net.ipv6.conf.all.forwarding", "1")?;
+    // The ToR may route between two subnets of one segment: its redirects
+    // must not teach a node a shortcut.
+    netns::sysctl(node_ns, "net.ipv4.conf.all.accept_redirects", "0")?;
+    netns::sysctl(node_ns, "net.ipv4.conf.default.accept_redirects", "0")?;
+    netns::sysctl(node_ns, "net.ipv6.conf.all.accept_redirects", "0")?;
+    netns::sysctl(node_ns, "net.ipv6.conf.default.accept_redirects", "0")?;
+    let (v4, v6) = node.gateways();
     netns::ip(
         node_ns,
-        &["route", "add", "default", "via", &TOR_V4.to_string()],
+        &["route", "add", "default", "via", &v4.to_string()],
     )?;
     netns::ip(
         node_ns,
-        &["-6", "route", "add", "default", "via", &TOR_V6.to_string()],
+        &["-6", "route", "add", "default", "via", &v6.to_string()],
+    )?;
+    Ok(())
+}
+
+/// Makes the ToR a plain router between the lab's two subnets (both on its
+/// one port): their gateway addresses, forwarding, no redirects. It has no
+/// route to any pod.
+pub fn make_plain_router(tor_ns: &str) -> Result<()> {
+    netns::add_addr(tor_ns, UPLINK, &format!("{TOR2_V4}/24"))?;
+    netns::add_addr(tor_ns, UPLINK, &format!("{TOR2_V6}/64"))?;
+    netns::sysctl(tor_ns, "net.ipv4.ip_forward", "1")?;
+    netns::sysctl(tor_ns, "net.ipv6.conf.all.forwarding", "1")?;
+    netns::sysctl(tor_ns, "net.ipv4.conf.all.send_redirects", "0")?;
+    netns::sysctl(
+        tor_ns,
+        &format!("net.ipv4.conf.{UPLINK}.send_redirects"),
+        "0",
     )?;
     Ok(())
 }

@@ -15,6 +15,8 @@ use starling_lab::{metrics, netns, probe, state, topology, Error, Lab, LabOption
 
 #[path = "lab/add_path.rs"]
 mod add_path;
+#[path = "lab/nat.rs"]
+mod nat;
 #[path = "lab/origination.rs"]
 mod origination;
 #[path = "lab/protocol.rs"]
@@ -23,6 +25,8 @@ mod protocol;
 mod routing;
 #[path = "lab/services.rs"]
 mod services;
+#[path = "lab/vxlan.rs"]
+mod vxlan;
 
 const LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
 const SESSIONS_UP: Duration = Duration::from_secs(60);

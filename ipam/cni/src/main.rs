@@ -15,6 +15,7 @@
 //! addresses from other nodes' blocks).
 
 mod datastore;
+mod mtu;
 mod netlink;
 mod plumbing;
 mod pools;

@@ -137,6 +137,44 @@ impl Netlink {
         self.handle.route().add(msg).execute().await
     }
 
+    /// The MTU of the interface holding `address`, if one does.
+    pub async fn mtu_of_interface_with(&self, address: IpAddr) -> NlResult<Option<u32>> {
+        let messages: Vec<_> = self
+            .handle
+            .address()
+            .get()
+            .set_address_filter(address)
+            .execute()
+            .try_collect()
+            .await?;
+        let Some(index) = messages
+            .iter()
+            .find(|m| {
+                m.attributes
+                    .iter()
+                    .any(|a| matches!(a, AddressAttribute::Address(ip) if *ip == address))
+            })
+            .map(|m| m.header.index)
+        else {
+            return Ok(None);
+        };
+        let link = self
+            .handle
+            .link()
+            .get()
+            .match_index(index)
+            .execute()
+            .try_next()
+            .await?;
+        Ok(link
+            .iter()
+            .flat_map(|l| l.attributes.iter())
+            .find_map(|a| match a {
+                LinkAttribute::Mtu(m) => Some(*m),
+                _ => None,
+            }))
+    }
+
     /// The main table's routes of one family.
     pub async fn routes(&self, v4: bool) -> NlResult<Vec<RouteSeen>> {
         let query = if v4 {
@@ -188,6 +226,17 @@ fn address(a: &RouteAddress) -> Option<IpAddr> {
         RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
         _ => None,
     }
+}
+
+/// The link's MAC address, as octets.
+pub fn mac_octets(link: &LinkMessage) -> Vec<u8> {
+    link.attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::Address(bytes) => Some(bytes.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 /// The link's MAC address as `aa:bb:cc:dd:ee:ff`.

@@ -1,9 +1,11 @@
 //! Plugging a pod in, Calico-style: a veth pair, the pod's end named
 //! `CNI_IFNAME` inside its namespace with the pod's /32 and /128, a default
 //! route through a link-local gateway (169.254.1.1, answered by proxy ARP on
-//! the host end; fe80::1, an address of the host end), and a host route to
-//! the pod over the host end, with strict reverse-path filtering (IPv4) on
-//! the host end. Removing the host end removes it all.
+//! the host end and also a permanent neighbour entry in the pod, so that the
+//! gateway works even when the node has no default route; fe80::1, an
+//! address of the host end), and a host route to the pod over the host end,
+//! with strict reverse-path filtering (IPv4) on the host end. Removing the
+//! host end removes it all.
 
 use std::fs::File;
 use std::future::Future;
@@ -15,7 +17,7 @@ use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
 use rtnetlink::{LinkMessageBuilder, LinkUnspec, LinkVeth};
 use starling_ipam::Handle;
 
-use crate::netlink::{is_up, mac, Netlink};
+use crate::netlink::{is_up, mac, mac_octets, Netlink};
 
 /// The pods' IPv4 gateway, answered by proxy ARP on the host end.
 pub const GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
@@ -131,13 +133,15 @@ fn sysctl(key: &str, value: &str) -> Result<(), PlumbingError> {
 
 /// Plugs the pod in with `addrs`. On error, what was made is left for the
 /// caller to remove with [`unplug`].
+/// `mtu`: for both ends, or None for the kernel's default.
 pub fn plug(
     netns: &File,
     host_if: &str,
     ifname: &str,
     addrs: &[IpAddr],
+    mtu: Option<u32>,
 ) -> Result<Plugged, PlumbingError> {
-    let (host_index, host_mac) = run(None, || async {
+    let (host_index, host_mac, host_mac_octets) = run(None, || async {
         let nl = connect()?;
         if let Some(stale) = nl.link(host_if).await.map_err(netlink("looking up"))? {
             let step = format!("removing a stale {host_if}");
@@ -145,13 +149,17 @@ pub fn plug(
                 .await
                 .map_err(netlink(step))?;
         }
-        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+        let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(ifname.to_string())
-            .setns_by_fd(netns.as_raw_fd())
-            .build();
-        let veth = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
-            .name(host_if.to_string())
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .setns_by_fd(netns.as_raw_fd());
+        let mut veth = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(host_if.to_string());
+        if let Some(mtu) = mtu {
+            peer = peer.mtu(mtu);
+            veth = veth.mtu(mtu);
+        }
+        let veth = veth
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
             .build();
         let step = format!("creating the veth pair {host_if} / {ifname} (in the pod)");
         nl.handle()
@@ -182,7 +190,7 @@ pub fn plug(
             let step = "adding fe80::1 to the host end";
             nl.add_address(index, gw, 64).await.map_err(netlink(step))?;
         }
-        Ok((index, mac(&link)))
+        Ok((index, mac(&link), mac_octets(&link)))
     })?;
 
     let pod_mac = run(Some(netns), || async {
@@ -211,6 +219,18 @@ pub fn plug(
             nl.add_route(gw, 32, None, index)
                 .await
                 .map_err(netlink(step))?;
+            // The gateway's MAC is the host end's, known here: proxy ARP
+            // is not needed to find it (it answers only while the node
+            // has a route to 169.254.1.1, such as a default route).
+            let step = "adding the neighbour entry of 169.254.1.1 in the pod";
+            nl.handle()
+                .neighbours()
+                .add(index, gw)
+                .link_layer_address(&host_mac_octets)
+                .replace()
+                .execute()
+                .await
+                .map_err(netlink(step))?;
         }
         for gw in gateways(addrs) {
             let any = unspecified(&gw);
@@ -233,6 +253,17 @@ pub fn plug(
         Ok(())
     })?;
     Ok(Plugged { host_mac, pod_mac })
+}
+
+/// The MTU of the interface holding `address` in the node's namespace,
+/// if one does.
+pub fn mtu_of_interface_with(address: IpAddr) -> Result<Option<u32>, PlumbingError> {
+    run(None, || async move {
+        let nl = connect()?;
+        nl.mtu_of_interface_with(address)
+            .await
+            .map_err(netlink(format!("looking up the interface of {address}")))
+    })
 }
 
 /// Removes the host end (and with it the pod end and the host routes).

@@ -121,6 +121,11 @@ pub struct Attachment {
     pub ifname: String,
 }
 
+/// The smallest `mtu` taken: IPv6's minimum link MTU.
+pub const MIN_MTU: u32 = 1280;
+/// The largest `mtu` taken (a jumbo frame's).
+pub const MAX_MTU: u32 = 65535;
+
 /// The plugin's network configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetConf {
@@ -135,6 +140,9 @@ pub struct NetConf {
     /// The addresses asked for by the `ips` capability
     /// (`runtimeConfig.ips`, `["10.244.1.10/32"]`); empty: any.
     pub requested_ips: Vec<IpAddr>,
+    /// `"mtu"`: the pods' MTU, overriding what the plugin works out (the
+    /// uplink's, less VXLAN's overhead when a pool uses VXLAN).
+    pub mtu: Option<u32>,
 }
 
 /// Where the cluster's objects (Nodes, IPPools) and the IPAM blocks are.
@@ -227,7 +235,20 @@ impl NetConf {
                 )))
             }
         };
+        let mtu = match v.get("mtu") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => match n.as_u64().and_then(|n| u32::try_from(n).ok()) {
+                Some(m) if (MIN_MTU..=MAX_MTU).contains(&m) => Some(m),
+                _ => {
+                    return Err(invalid(format!(
+                        "mtu: {n} is out of range ({MIN_MTU} to {MAX_MTU})"
+                    )))
+                }
+            },
+            Some(other) => return Err(invalid(format!("mtu: expected a number, got {other}"))),
+        };
         Ok(NetConf {
+            mtu,
             name: need("name")?,
             node_name: need("nodeName")?,
             datastore,
@@ -328,6 +349,12 @@ mod tests {
             }
         );
         assert!(!c.strict_affinity && c.prev_result.is_none());
+        assert_eq!(c.mtu, None);
+        assert_eq!(parse_with("mtu", "1450").unwrap().mtu, Some(1450));
+        for bad in ["1000", "70000", "\"1450\"", "-1"] {
+            let e = parse_with("mtu", bad).unwrap_err();
+            assert!(e.msg.starts_with("mtu: "), "{bad}: {}", e.msg);
+        }
         let c = parse_with(
             "runtimeConfig",
             r#"{"ips": ["10.244.1.10/32", "fd00::10"]}"#,

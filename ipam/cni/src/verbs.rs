@@ -66,7 +66,19 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<AddResult, CniError> {
         .allocate_requested(&handle, Some(&netns_path), &conf.requested_ips)
         .map_err(ipam_error)?;
     let host_if = host_ifname(&handle);
-    let plugged = match plumbing::plug(&netns, &host_if, &handle.interface, &addrs) {
+    // The uplink: the interface holding the node's first address.
+    let uplink = match cfg
+        .nodes
+        .get(&conf.node_name)
+        .and_then(|n| n.addresses.first())
+    {
+        Some(address) if conf.mtu.is_none() => {
+            plumbing::mtu_of_interface_with(*address).unwrap_or(None)
+        }
+        _ => None,
+    };
+    let mtu = crate::mtu::pod_mtu(conf.mtu, uplink, &cfg);
+    let plugged = match plumbing::plug(&netns, &host_if, &handle.interface, &addrs, mtu) {
         Ok(p) => p,
         Err(e) => {
             // Leave nothing behind; the error to report is `e`.

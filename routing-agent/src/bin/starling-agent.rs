@@ -15,6 +15,7 @@ use starling_agent::kubernetes::{
     publish_node_blocks, EventRecorder, KubeDatastore, NodeStatusWriter, SessionStatusSink,
 };
 use starling_agent::metrics::{self, Metrics, MetricsAddress};
+use starling_agent::netfilter;
 use starling_agent::nftables::Nft;
 use starling_agent::pod_guard;
 use starling_agent::speaker::{IpamView, Speaker};
@@ -181,9 +182,15 @@ async fn run(args: Args) -> Result<(), String> {
     if args.metrics_address.socket().is_some() {
         speaker = speaker.with_metrics(&metrics);
     }
+    // The agent's NAT table (outgoing NAT, VXLAN sources), kept in line
+    // with the configuration beside the speaker, deleted at shutdown.
+    let table = tokio::spawn(netfilter::keep_applied(nft.clone(), config.clone()));
     speaker.run(config, control_rx, shutdown).await;
     if let Err(e) = pod_guard::remove(&nft).await {
         tracing::warn!(table = %pod_guard::TABLE, "cannot remove: {e}");
     }
+    table.abort();
+    let _ = table.await;
+    netfilter::remove(&nft).await;
     Ok(())
 }

@@ -12,6 +12,8 @@
 //!   nodeSelector: {matchLabels: {rack: a}}   # optional: all nodes
 //!   disabled: false          # optional: a disabled pool hands out nothing new
 //!   allowRequestedAddresses: false  # optional: CNI callers may choose addresses here
+//!   natOutgoing: true        # optional: masquerade traffic to outside every pool
+//!   vxlanMode: CrossSubnet   # optional: Never (default), Always, CrossSubnet
 //! ```
 
 use std::collections::BTreeMap;
@@ -41,6 +43,41 @@ pub struct IpPoolSpec {
     /// A CNI caller may choose its pod's address in this pool
     /// (`runtimeConfig.ips`); off by default.
     pub allow_requested_addresses: bool,
+    /// `natOutgoing`: traffic from the pool to a destination in no pool
+    /// leaves the node masqueraded to the node's address.
+    pub nat_outgoing: bool,
+    /// `vxlanMode`: which routes to the pool's blocks go through VXLAN.
+    pub vxlan_mode: VxlanMode,
+}
+
+/// `IPPool.spec.vxlanMode`, Calico's values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum VxlanMode {
+    /// Every route direct, via the owning node's address (the default).
+    #[default]
+    Never,
+    /// Every route to a remote block through the VXLAN device.
+    Always,
+    /// Direct when the owning node's address is in a subnet of one of this
+    /// node's interfaces, else through VXLAN.
+    CrossSubnet,
+}
+
+impl VxlanMode {
+    /// The name as the field spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VxlanMode::Never => "Never",
+            VxlanMode::Always => "Always",
+            VxlanMode::CrossSubnet => "CrossSubnet",
+        }
+    }
+
+    fn parse(s: &str) -> Option<VxlanMode> {
+        [VxlanMode::Never, VxlanMode::Always, VxlanMode::CrossSubnet]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
 }
 
 impl IpPoolSpec {
@@ -61,6 +98,8 @@ pub(crate) fn ip_pool(object: &Fields, meta: Meta) -> FieldResult<IpPoolSpec> {
         "nodeSelector",
         "disabled",
         "allowRequestedAddresses",
+        "natOutgoing",
+        "vxlanMode",
     ])?;
     let value = spec
         .get("cidr")
@@ -79,6 +118,15 @@ pub(crate) fn ip_pool(object: &Fields, meta: Meta) -> FieldResult<IpPoolSpec> {
         .get("nodeSelector")
         .map(|v| parse_selector(v, &spec.path_of("nodeSelector")))
         .transpose()?;
+    let vxlan_mode = match spec.string("vxlanMode")? {
+        None => VxlanMode::default(),
+        Some(s) => VxlanMode::parse(&s).ok_or_else(|| {
+            FieldError::new(
+                spec.path_of("vxlanMode"),
+                format!("{s:?} is not one of Never, Always, CrossSubnet"),
+            )
+        })?,
+    };
     Ok(IpPoolSpec {
         name: meta.name,
         cidr,
@@ -86,6 +134,8 @@ pub(crate) fn ip_pool(object: &Fields, meta: Meta) -> FieldResult<IpPoolSpec> {
         node_selector,
         disabled: spec.bool("disabled")?.unwrap_or(false),
         allow_requested_addresses: spec.bool("allowRequestedAddresses")?.unwrap_or(false),
+        nat_outgoing: spec.bool("natOutgoing")?.unwrap_or(false),
+        vxlan_mode,
     })
 }
 
@@ -122,6 +172,7 @@ pub(crate) fn check_ip_pool(pool: &IpPoolSpec, accepted: &[IpPoolSpec]) -> Resul
 
 #[cfg(test)]
 mod tests {
+    use super::VxlanMode;
     use crate::config::{parse_documents, ClusterConfig, ConfigError};
 
     fn pools(specs: &[(&str, &str)]) -> (ClusterConfig, Vec<ConfigError>) {
@@ -143,7 +194,7 @@ mod tests {
             ("v4", "{cidr: 10.244.0.0/16}"),
             (
                 "v6",
-                "{cidr: 'fd00:244::/48', blockSize: 120, disabled: true, nodeSelector: {matchLabels: {rack: a}}}",
+                "{cidr: 'fd00:244::/48', blockSize: 120, disabled: true, nodeSelector: {matchLabels: {rack: a}}, natOutgoing: true, vxlanMode: CrossSubnet}",
             ),
         ]);
         assert!(errors.is_empty(), "{errors:?}");
@@ -156,6 +207,11 @@ mod tests {
         );
         assert!(v4.selects_node(&Default::default()));
         assert_eq!((v6.block_size, v6.disabled), (120, true));
+        assert_eq!((v4.nat_outgoing, v4.vxlan_mode), (false, VxlanMode::Never));
+        assert_eq!(
+            (v6.nat_outgoing, v6.vxlan_mode),
+            (true, VxlanMode::CrossSubnet)
+        );
         assert!(!v6.selects_node(&Default::default()));
         assert!(v6.selects_node(&[("rack".to_string(), "a".to_string())].into()));
     }
@@ -187,6 +243,14 @@ mod tests {
             (
                 "{cidr: 10.0.0.0/8, disabled: 'no'}",
                 "spec.disabled: expected true or false",
+            ),
+            (
+                "{cidr: 10.0.0.0/8, natOutgoing: 1}",
+                "spec.natOutgoing: expected true or false",
+            ),
+            (
+                "{cidr: 10.0.0.0/8, vxlanMode: crosssubnet}",
+                "spec.vxlanMode: \"crosssubnet\" is not one of Never, Always, CrossSubnet",
             ),
         ];
         for (spec, message) in cases {

@@ -30,7 +30,9 @@ pub use datastore::{DatastoreSpec, DatastoreSpecError};
 pub use duration::parse_go_duration;
 pub use error::{ConfigError, LoadError};
 pub use file_store::FileDatastore;
-pub use ip_pool::{IpPoolSpec, DEFAULT_BLOCK_SIZE_V4, DEFAULT_BLOCK_SIZE_V6, KIND_IP_POOL};
+pub use ip_pool::{
+    IpPoolSpec, VxlanMode, DEFAULT_BLOCK_SIZE_V4, DEFAULT_BLOCK_SIZE_V6, KIND_IP_POOL,
+};
 pub use local::{local_node, router_id, LocalNode};
 pub use model::{
     BfdSpec, BgpConfig, BgpPeerSpec, ClusterConfig, NodeInfo, ASN_ANNOTATION, DEFAULT_AS_NUMBER,

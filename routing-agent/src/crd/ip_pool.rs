@@ -1,7 +1,11 @@
 //! `IPPool` (`starling.dev/v1alpha1`): the ranges IPAM cuts into per-node
 //! blocks, as `config::ip_pool` reads them.
 
+// kube's derive repeats `type_` across print columns.
+#![allow(clippy::duplicated_attributes)]
+
 use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::selector::LabelSelector;
@@ -17,6 +21,8 @@ use super::selector::LabelSelector;
     printcolumn(name = "CIDR", type_ = "string", json_path = ".spec.cidr"),
     printcolumn(name = "Block Size", type_ = "integer", json_path = ".spec.blockSize"),
     printcolumn(name = "Disabled", type_ = "boolean", json_path = ".spec.disabled"),
+    printcolumn(name = "NAT", type_ = "boolean", json_path = ".spec.natOutgoing"),
+    printcolumn(name = "VXLAN", type_ = "string", json_path = ".spec.vxlanMode"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -48,4 +54,21 @@ pub struct IPPoolSpec {
     /// block are never handed out this way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_requested_addresses: Option<bool>,
+    /// Traffic from the pool to a destination in no IPPool leaves the node
+    /// masqueraded to the node's address (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat_outgoing: Option<bool>,
+    /// Which routes to the pool's blocks go through VXLAN: Never (default),
+    /// Always, or CrossSubnet (only to nodes outside this node's subnets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan_mode: Option<VXLANMode>,
+}
+
+/// `spec.vxlanMode`, Calico's values.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VXLANMode {
+    #[default]
+    Never,
+    Always,
+    CrossSubnet,
 }

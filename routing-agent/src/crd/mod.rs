@@ -18,7 +18,7 @@ pub use bgp::{
     Aggregation, BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec, Bfd,
     GracefulRestart, PasswordSource, SecretKeyRef, ServiceIPBlock,
 };
-pub use ip_pool::{IPPool, IPPoolSpec};
+pub use ip_pool::{IPPool, IPPoolSpec, VXLANMode};
 pub use ipam::{BlockAffinity, BlockAffinitySpec, IPAMAllocation, IPAMBlock, IPAMBlockSpec};
 pub use node_status::{
     BGPNodeStatus, BGPNodeStatusSpec, BGPNodeStatusStatus, SessionKind, SessionState, SessionStatus,

@@ -157,6 +157,7 @@ mod tests {
         Change::Replace(KernelRoute::Via {
             prefix: prefix.parse().unwrap(),
             next_hops: vec![hop.parse::<IpAddr>().unwrap()],
+            device: None,
         })
     }
 

@@ -22,8 +22,8 @@ use futures::TryStreamExt;
 use ipnetwork::IpNetwork;
 use rtnetlink::packet_core::ErrorMessage;
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteNextHop, RouteProtocol,
-    RouteScope, RouteType, RouteVia,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteNextHop,
+    RouteProtocol, RouteScope, RouteType, RouteVia,
 };
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{RouteMessageBuilder, RouteNextHopBuilder};
@@ -66,6 +66,9 @@ pub enum KernelRoute {
     Via {
         prefix: IpNetwork,
         next_hops: Vec<IpAddr>,
+        /// Through this interface (a VXLAN device), the next hops taken as
+        /// on-link; None: the next hops are on a connected subnet.
+        device: Option<u32>,
     },
     /// Drop silently (used for our own aggregated blocks).
     Blackhole { prefix: IpNetwork },
@@ -224,7 +227,9 @@ fn replace_message(route: &KernelRoute) -> Result<RouteMessage, String> {
         .protocol(RouteProtocol::from(RTPROT_STARLING));
     let builder = match route {
         KernelRoute::Blackhole { .. } => builder.kind(RouteType::BlackHole),
-        KernelRoute::Via { next_hops, .. } => {
+        KernelRoute::Via {
+            next_hops, device, ..
+        } => {
             let mut unique: Vec<IpAddr> = Vec::with_capacity(next_hops.len());
             for hop in next_hops {
                 if !unique.contains(hop) {
@@ -238,7 +243,13 @@ fn replace_message(route: &KernelRoute) -> Result<RouteMessage, String> {
             }
             match unique.as_slice() {
                 [] => return Err("no next hops".to_string()),
-                [hop] => builder.gateway(*hop).map_err(|err| err.to_string())?,
+                [hop] => {
+                    let builder = builder.gateway(*hop).map_err(|err| err.to_string())?;
+                    match device {
+                        Some(index) => builder.output_interface(*index).onlink(),
+                        None => builder,
+                    }
+                }
                 hops => {
                     let family = if prefix.is_ipv4() {
                         AddressFamily::Inet
@@ -248,10 +259,13 @@ fn replace_message(route: &KernelRoute) -> Result<RouteMessage, String> {
                     let multipath = hops
                         .iter()
                         .map(|hop| {
-                            RouteNextHopBuilder::new(family)
+                            let hop = RouteNextHopBuilder::new(family)
                                 .via(*hop)
-                                .map(RouteNextHopBuilder::build)
-                                .map_err(|err| err.to_string())
+                                .map_err(|err| err.to_string())?;
+                            Ok(match device {
+                                Some(index) => hop.interface(*index).onlink().build(),
+                                None => hop.build(),
+                            })
                         })
                         .collect::<Result<Vec<RouteNextHop>, String>>()?;
                     builder.multipath(multipath)
@@ -289,6 +303,7 @@ fn parse_route(message: &RouteMessage) -> Option<KernelRoute> {
         RouteType::BlackHole => Some(KernelRoute::Blackhole { prefix }),
         RouteType::Unicast => {
             let mut next_hops = Vec::new();
+            let mut device = None;
             for attr in &message.attributes {
                 match attr {
                     RouteAttribute::MultiPath(hops) => {
@@ -297,10 +312,19 @@ fn parse_route(message: &RouteMessage) -> Option<KernelRoute> {
                                 .flat_map(|hop| hop.attributes.iter().filter_map(gateway)),
                         );
                     }
+                    RouteAttribute::Oif(index)
+                        if message.header.flags.contains(RouteFlags::Onlink) =>
+                    {
+                        device = Some(*index);
+                    }
                     other => next_hops.extend(gateway(other)),
                 }
             }
-            Some(KernelRoute::Via { prefix, next_hops })
+            Some(KernelRoute::Via {
+                prefix,
+                next_hops,
+                device,
+            })
         }
         _ => None,
     }

@@ -226,6 +226,7 @@ mod tests {
                         Change::Replace(KernelRoute::Via {
                             prefix: prefix(i, 24),
                             next_hops: vec!["192.0.2.1".parse().unwrap()],
+                            device: None,
                         })
                     }
                 })

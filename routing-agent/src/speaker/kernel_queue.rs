@@ -23,6 +23,8 @@ const DELETE: u8 = 0x02;
 const BLACKHOLE: u8 = 0x04;
 /// A route via one IPv4 next hop, the common case: its address alone.
 const ONE_V4_HOP: u8 = 0x08;
+/// Through a device (VXLAN): its index follows the prefix, four octets.
+const DEVICE: u8 = 0x10;
 
 /// What waits for the kernel task, in order.
 pub(super) enum Item {
@@ -75,16 +77,27 @@ fn encode(change: &Change, out: &mut Vec<u8>) {
     match change {
         Change::Delete(_) => tag |= DELETE,
         Change::Replace(KernelRoute::Blackhole { .. }) => tag |= BLACKHOLE,
-        Change::Replace(KernelRoute::Via { next_hops, .. }) => {
+        Change::Replace(KernelRoute::Via {
+            next_hops, device, ..
+        }) => {
             if let [IpAddr::V4(_)] = next_hops.as_slice() {
                 tag |= ONE_V4_HOP;
+            }
+            if device.is_some() {
+                tag |= DEVICE;
             }
         }
     }
     out.push(tag);
     out.push(prefix.prefix());
     push_address(prefix.ip(), out);
-    if let Change::Replace(KernelRoute::Via { next_hops, .. }) = change {
+    if let Change::Replace(KernelRoute::Via {
+        next_hops, device, ..
+    }) = change
+    {
+        if let Some(index) = device {
+            out.extend_from_slice(&index.to_be_bytes());
+        }
         if let [IpAddr::V4(hop)] = next_hops.as_slice() {
             out.extend_from_slice(&hop.octets());
             return;
@@ -126,11 +139,33 @@ fn decode_one(input: &mut &[u8]) -> Option<Change> {
         Change::Delete(prefix)
     } else if tag & BLACKHOLE != 0 {
         Change::Replace(KernelRoute::Blackhole { prefix })
-    } else if tag & ONE_V4_HOP != 0 {
+    } else {
+        let device = if tag & DEVICE != 0 {
+            let (octets, tail) = rest.split_first_chunk::<4>()?;
+            rest = tail;
+            Some(u32::from_be_bytes(*octets))
+        } else {
+            None
+        };
+        decode_hops(tag, prefix, device, &mut rest)?
+    };
+    *input = rest;
+    Some(change)
+}
+
+fn decode_hops(
+    tag: u8,
+    prefix: IpNetwork,
+    device: Option<u32>,
+    input: &mut &[u8],
+) -> Option<Change> {
+    let mut rest = *input;
+    let change = if tag & ONE_V4_HOP != 0 {
         let hop = take_address(false, &mut rest)?;
         Change::Replace(KernelRoute::Via {
             prefix,
             next_hops: vec![hop],
+            device,
         })
     } else {
         let (&count, tail) = rest.split_first()?;
@@ -141,7 +176,11 @@ fn decode_one(input: &mut &[u8]) -> Option<Change> {
             rest = tail;
             next_hops.push(take_address(family & V6 != 0, &mut rest)?);
         }
-        Change::Replace(KernelRoute::Via { prefix, next_hops })
+        Change::Replace(KernelRoute::Via {
+            prefix,
+            next_hops,
+            device,
+        })
     };
     *input = rest;
     Some(change)
@@ -171,6 +210,7 @@ mod tests {
         Change::Replace(KernelRoute::Via {
             prefix: net(prefix),
             next_hops: hops.iter().map(|h| h.parse().unwrap()).collect(),
+            device: None,
         })
     }
 
@@ -204,6 +244,16 @@ mod tests {
             via("10.4.0.0/24", &["fd00::12"]),
             via("0.0.0.0/0", &["10.0.0.1"]),
             via("10.5.0.1/32", &["10.0.0.1"]),
+            Change::Replace(KernelRoute::Via {
+                prefix: net("10.6.0.0/26"),
+                next_hops: vec!["10.1.0.13".parse().unwrap()],
+                device: Some(7),
+            }),
+            Change::Replace(KernelRoute::Via {
+                prefix: net("fd00:6::/64"),
+                next_hops: vec!["fd01::13".parse().unwrap()],
+                device: Some(u32::MAX),
+            }),
         ];
         let mut queue = Queue::default();
         for c in &changes {

@@ -130,8 +130,10 @@ impl Speaker {
         for p in &removed {
             let hops = self.rib.next_hops(p);
             if !hops.is_empty() {
+                let prefix = to_network(p);
                 self.kernel.replace(KernelRoute::Via {
-                    prefix: to_network(p),
+                    prefix,
+                    device: self.tunnels.device_for(prefix, hops),
                     next_hops: hops.to_vec(),
                 });
             }

@@ -17,6 +17,7 @@ mod route_refresh;
 mod routes;
 mod sockopt;
 mod status;
+mod tunnels;
 
 pub use local_routes::IpamView;
 
@@ -117,6 +118,10 @@ pub struct Speaker {
     restart: Option<graceful_restart::Restart>,
     /// BFD sessions of the peers that enable it.
     bfd: bfd_link::BfdLink,
+    /// Which routes go through VXLAN (`vxlanMode`), and the devices.
+    tunnels: crate::vxlan::TunnelPlan,
+    /// The VXLAN devices' netlink connection; None without kernel routes.
+    vxlan: Option<crate::vxlan::Devices>,
     /// Writers still flushing at shutdown.
     closing: Vec<JoinHandle<()>>,
     shutting_down: bool,
@@ -155,6 +160,11 @@ impl Speaker {
         stale: Vec<ipnetwork::IpNetwork>,
     ) -> Speaker {
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let vxlan = kernel.as_ref().and_then(|_| {
+            crate::vxlan::Devices::new()
+                .map_err(|e| tracing::error!(error = %e, "VXLAN devices cannot be managed"))
+                .ok()
+        });
         Speaker {
             node_name,
             local: None,
@@ -185,6 +195,8 @@ impl Speaker {
                 deadline: None,
             }),
             bfd: bfd_link::BfdLink::new(),
+            tunnels: crate::vxlan::TunnelPlan::default(),
+            vxlan,
             closing: Vec::new(),
             shutting_down: false,
         }
@@ -476,6 +488,7 @@ impl Speaker {
         let _ =
             tokio::time::timeout(Duration::from_secs(2), futures::future::join_all(writers)).await;
         self.kernel.flush().await;
+        self.remove_tunnels().await;
         tracing::info!("stopped");
     }
 }

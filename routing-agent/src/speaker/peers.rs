@@ -128,6 +128,8 @@ impl Speaker {
         for p in self.peers.values_mut() {
             p.role = reflection_role(&p.desired, cfg, &self.node_name);
         }
+        // Devices first, so that routes placed from here on can use them.
+        self.update_tunnels(cfg, &local).await;
         let max_paths = usize::from(cfg.bgp.max_ecmp_paths);
         let changes = self.rib.set_max_paths(max_paths);
         if !changes.is_empty() {

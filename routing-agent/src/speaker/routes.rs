@@ -180,7 +180,7 @@ impl Speaker {
     }
 
     /// The kernel brought in line with the RIB for `prefixes`.
-    fn install(&mut self, prefixes: &[Prefix]) {
+    pub(super) fn install(&mut self, prefixes: &[Prefix]) {
         if self.kernel.enabled() {
             for prefix in prefixes {
                 if self.local_routes.contains_key(prefix) {
@@ -193,6 +193,7 @@ impl Speaker {
                 } else {
                     self.kernel.replace(KernelRoute::Via {
                         prefix: network,
+                        device: self.tunnels.device_for(network, next_hops),
                         next_hops: next_hops.to_vec(),
                     });
                 }

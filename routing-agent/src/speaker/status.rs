@@ -125,6 +125,7 @@ impl Speaker {
                 peer: None,
                 as_path: String::new(),
                 installed: self.kernel.is_installed(&to_network(p)),
+                tunnel: None,
             })
             .collect();
         for (prefix, route, hops) in self.rib.best_routes() {
@@ -132,6 +133,8 @@ impl Speaker {
                 continue;
             }
             let peer = route.peer.address;
+            let network = to_network(&prefix);
+            let tunnel = self.tunnel_of(network, &hops).map(str::to_string);
             out.push(RouteStatus {
                 prefix: prefix.to_string(),
                 next_hops: hops,
@@ -141,7 +144,8 @@ impl Speaker {
                     .map_or_else(|| peer.to_string(), |p| p.desired.name.clone()),
                 peer: Some(peer),
                 as_path: route.attrs.as_path.to_string(),
-                installed: self.kernel.is_installed(&to_network(&prefix)),
+                installed: self.kernel.is_installed(&network),
+                tunnel,
             });
         }
         out
