@@ -77,7 +77,7 @@ fn bookmark(rv: &str) -> Value {
 }
 
 /// Serves the first lists: two nodes, the default BGPConfiguration, a
-/// pool, no Secrets; nothing more on their watches.
+/// pool; nothing more on their watches.
 fn cluster(api: &FakeApi) {
     api.list(SERVICES, list("v1", "ServiceList", "100", vec![]));
     api.list(
@@ -89,7 +89,6 @@ fn cluster(api: &FakeApi) {
 
 /// `cluster` without its (empty) lists of Services and EndpointSlices.
 fn cluster_without_services(api: &FakeApi) {
-    api.list(SECRETS, list("v1", "SecretList", "100", vec![]));
     api.list(
         NODES,
         list(
@@ -515,42 +514,30 @@ fn passwords(cfg: &ClusterConfig) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
+/// Issue #18: the agent reads the Secrets the configuration names, each by
+/// name (`get`), and again every refresh; it never lists or watches the
+/// namespace's Secrets, so it never sees the others.
 #[tokio::test]
 async fn a_peers_password_follows_its_secret_and_other_secrets_are_not_read() {
     let api = FakeApi::start().await;
-    // This test's Secrets (listed first, so served before cluster()'s).
+    let named = format!("{SECRETS}/bgp-passwords");
+    // base64 of "s3cret", then of "n3w-pass".
     api.list(
-        SECRETS,
-        list(
-            "v1",
-            "SecretList",
-            "200",
-            vec![
-                // base64 of "s3cret".
-                secret("bgp-passwords", json!({"tor": "czNjcmV0"}), "180"),
-                // Someone else's (a Helm release: gzip, not text).
-                secret(
-                    "sh.helm.release.v1.x.v1",
-                    json!({"release": "H4sIAAAAAAAA/w=="}),
-                    "181",
-                ),
-            ],
-        ),
+        &named,
+        secret("bgp-passwords", json!({"tor": "czNjcmV0"}), "180"),
+    );
+    api.list(
+        &named,
+        secret("bgp-passwords", json!({"tor": "bjN3LXBhc3M="}), "201"),
     );
     cluster(&api);
     let mut tor = peer("tor", "10.0.0.1", 65000, "150");
     tor["spec"]["password"] = json!({"secretKeyRef": {"name": "bgp-passwords", "key": "tor"}});
     api.list(PEERS, peer_list("200", vec![tor]));
-    api.watch(
-        SECRETS,
-        vec![event(
-            "MODIFIED",
-            // base64 of "n3w-pass".
-            secret("bgp-passwords", json!({"tor": "bjN3LXBhc3M="}), "201"),
-        )],
-        End::Hang,
-    );
-    let mut rx = start(&api).await;
+    let store = KubeDatastore::new(api.client())
+        .with_secret_namespace("default")
+        .with_secret_refresh(Duration::from_millis(200));
+    let mut rx = store.watch().await.expect("first list");
     let seen = wait_for(&mut rx, "tor's new password", |c| {
         passwords(c) == [("tor".to_string(), Some("n3w-pass".to_string()))]
     })
@@ -562,15 +549,15 @@ async fn a_peers_password_follows_its_secret_and_other_secrets_are_not_read() {
     // Only the named Secret is in the configuration.
     let cfg = rx.borrow().clone();
     assert_eq!(cfg.secrets.keys().collect::<Vec<_>>(), ["bgp-passwords"]);
-    // Secrets are watched in the agent's namespace only.
+    // Only the named Secret was read, by name, in the agent's namespace;
+    // the namespace's Secrets were never listed or watched.
     let paths: BTreeSet<String> = api
         .requests()
         .iter()
-        .filter(|r| r.path.ends_with("/secrets"))
+        .filter(|r| r.path.contains("/secrets"))
         .map(|r| r.path.clone())
         .collect();
-    assert_eq!(paths, BTreeSet::from([SECRETS.to_string()]));
-    // The Helm release was never read, so never rejected either.
+    assert_eq!(paths, BTreeSet::from([named]));
     assert!(!api.requests().iter().any(|r| r.method == "POST"));
 }
 

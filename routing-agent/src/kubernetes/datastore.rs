@@ -1,6 +1,7 @@
 //! `--datastore kubernetes`: Nodes, BGPConfigurations, BGPPeers and IPPools
 //! watched with kube-runtime watchers (and Secrets, in the agent's own
-//! namespace only, read when a BGPPeer's `spec.password` names them), each
+//! namespace only, each read by name once the configuration names it, never
+//! listed or watched: `super::secrets`), each
 //! object parsed and validated by the same code as a file's
 //! (`config::parse_documents`, `config::build`),
 //! and the result published as the file datastore does, on a
@@ -27,6 +28,7 @@ use tokio::sync::{oneshot, watch};
 use super::events::RejectionSink;
 use super::objects::{key, parser_input, ObjectKey, WatchedKind};
 use super::reflect::{not_listed, Reflection};
+use super::secrets::{self, NamedSecrets};
 use crate::config::{build, parse_documents, ClusterConfig, ConfigError, Object};
 use crate::metrics::Health;
 
@@ -51,6 +53,8 @@ pub struct KubeDatastore {
     /// Where the BGPPeers' Secrets are; the client's default namespace
     /// (in a pod, its own) unless set.
     namespace: Option<String>,
+    /// How often a Secret in use is read again.
+    secret_refresh: std::time::Duration,
 }
 
 impl KubeDatastore {
@@ -69,6 +73,7 @@ impl KubeDatastore {
             rejections: None,
             health: None,
             namespace: None,
+            secret_refresh: secrets::REFRESH,
         }
     }
 
@@ -87,6 +92,12 @@ impl KubeDatastore {
     /// client's: in a pod, the pod's own namespace).
     pub fn with_secret_namespace(mut self, namespace: &str) -> Self {
         self.namespace = Some(namespace.to_string());
+        self
+    }
+
+    /// Reads each Secret in use again this often (default 30 s).
+    pub fn with_secret_refresh(mut self, every: std::time::Duration) -> Self {
+        self.secret_refresh = every;
         self
     }
 
@@ -153,13 +164,7 @@ struct Entry {
 impl Entry {
     fn new(kind: WatchedKind, object: &DynamicObject) -> Entry {
         let input = parser_input(kind, object);
-        // A Secret is read only once a BGPPeer names it (`assemble`): the
-        // namespace's other Secrets are none of the agent's business.
-        let (objects, errors) = if kind == WatchedKind::Secret {
-            (Vec::new(), Vec::new())
-        } else {
-            parse(&input)
-        };
+        let (objects, errors) = parse(&input);
         Entry {
             input,
             key: key(kind, object),
@@ -204,6 +209,18 @@ async fn run(store: KubeDatastore, first: oneshot::Sender<watch::Receiver<Arc<Cl
         })
         .collect();
     let mut state = Objects::new(apis, Entry::new);
+    let secret_ns = store
+        .namespace
+        .clone()
+        .unwrap_or_else(|| store.client.default_namespace().to_string());
+    let mut secrets = NamedSecrets::new(
+        Api::namespaced_with(
+            store.client.clone(),
+            &secret_ns,
+            &WatchedKind::Secret.resource(),
+        ),
+        store.secret_refresh,
+    );
     let mut first = Some(first);
     let mut tx: Option<watch::Sender<Arc<ClusterConfig>>> = None;
     let mut reported: BTreeSet<String> = BTreeSet::new();
@@ -211,9 +228,18 @@ async fn run(store: KubeDatastore, first: oneshot::Sender<watch::Receiver<Arc<Cl
         report_health(health, &state);
     }
     loop {
+        // Secrets in use are read again every `secrets::REFRESH`.
+        let due_at = secrets.next_due();
+        let secrets_due = async move {
+            match due_at {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         let next = match &tx {
             Some(tx) => tokio::select! {
                 next = state.next_event() => next,
+                () = secrets_due => Some(false),
                 _ = tx.closed() => return,
             },
             None => state.next_event().await,
@@ -222,10 +248,14 @@ async fn run(store: KubeDatastore, first: oneshot::Sender<watch::Receiver<Arc<Cl
         if let Some(health) = &store.health {
             report_health(health, &state);
         }
-        if !changed {
+        let (objects, mut errors) = watched_objects(&state);
+        let secrets_changed = secrets
+            .refresh(&secrets::named(&objects), std::time::Instant::now())
+            .await;
+        if !changed && !secrets_changed {
             continue;
         }
-        let (cfg, errors) = assemble(&state);
+        let (cfg, errors) = assemble(objects, &mut errors, &secrets);
         report(&state, &errors, &mut reported, store.rejections.as_deref());
         match &tx {
             Some(tx) => {
@@ -265,36 +295,33 @@ fn report_health(health: &Health, state: &Objects) {
     }
 }
 
-/// Every object in kind and name order, through `config::build`; of the
-/// Secrets, those the BGPPeers name.
-fn assemble(state: &Objects) -> (ClusterConfig, Vec<ConfigError>) {
+/// Every watched object in kind and name order, and the errors of those
+/// rejected.
+fn watched_objects(state: &Objects) -> (Vec<Object>, Vec<ConfigError>) {
     let mut objects = Vec::new();
     let mut errors = Vec::new();
     for (_, _, entry) in state.entries() {
         objects.extend(entry.objects.iter().cloned());
         errors.extend(entry.errors.iter().cloned());
     }
-    let named: BTreeSet<&str> = objects
-        .iter()
-        .filter_map(|o| match o {
-            Object::BgpPeer { peer, .. } => peer.password.as_ref(),
-            Object::BgpConfiguration { bgp, .. } => bgp.node_mesh_password.as_ref(),
-            _ => None,
-        })
-        .map(|r| r.name.as_str())
-        .collect();
-    let mut read = Vec::new();
-    for (name, entry) in state.of_kind(WatchedKind::Secret) {
-        if named.contains(name) {
-            let (o, e) = parse(&entry.input);
-            read.extend(o);
-            errors.extend(e);
-        }
+    (objects, errors)
+}
+
+/// The watched `objects` and the Secrets read by name, through
+/// `config::build`.
+fn assemble(
+    mut objects: Vec<Object>,
+    errors: &mut Vec<ConfigError>,
+    secrets: &NamedSecrets,
+) -> (ClusterConfig, Vec<ConfigError>) {
+    for input in secrets.inputs() {
+        let (o, e) = parse(input);
+        objects.extend(o);
+        errors.extend(e);
     }
-    objects.extend(read);
     let (cfg, build_errors) = build(objects);
     errors.extend(build_errors);
-    (cfg, errors)
+    (cfg, std::mem::take(errors))
 }
 
 /// Logs and hands on each error not reported since it last appeared.

@@ -11,6 +11,7 @@ mod ipam_store;
 mod node_blocks;
 mod objects;
 pub mod reflect;
+mod secrets;
 mod status;
 
 pub use datastore::{KubeDatastore, KubeDatastoreError, HEALTH_PART};

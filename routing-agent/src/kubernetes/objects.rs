@@ -15,7 +15,8 @@ pub enum WatchedKind {
     BgpConfiguration,
     BgpPeer,
     IpPool,
-    /// Only in the agent's namespace; only those BGPPeers name are read.
+    /// Not watched: only those the configuration names are read, by name,
+    /// in the agent's namespace (`kubernetes::secrets`).
     Secret,
     /// Every namespace's (service announcement).
     Service,
@@ -23,18 +24,18 @@ pub enum WatchedKind {
 }
 
 impl WatchedKind {
-    /// In the order the objects are handed to `config::build`.
-    pub const ALL: [WatchedKind; 7] = [
+    /// The kinds watched, in the order the objects are handed to
+    /// `config::build` (the Secrets read by name come last).
+    pub const ALL: [WatchedKind; 6] = [
         WatchedKind::Node,
         WatchedKind::BgpConfiguration,
         WatchedKind::BgpPeer,
         WatchedKind::IpPool,
-        WatchedKind::Secret,
         WatchedKind::Service,
         WatchedKind::EndpointSlice,
     ];
 
-    /// Watched in one namespace (the agent's), not cluster-wide.
+    /// In one namespace (the agent's), not cluster-wide: the Secrets.
     pub fn namespaced(self) -> bool {
         self == WatchedKind::Secret
     }
