@@ -103,11 +103,25 @@ pub fn config(node: &str, datastore: &Path, state_dir: &Path) -> Result<Value> {
 /// namespace is `pod_ns`, in `node_ns`; returns the printed JSON (Null when
 /// nothing was printed). A failure is an error naming the plugin's message.
 pub fn run(node_ns: &str, verb: &str, id: &str, pod_ns: &str, conf: &Value) -> Result<Value> {
+    run_with_args(node_ns, verb, id, pod_ns, conf, "")
+}
+
+/// [`run`] with `CNI_ARGS` (e.g. `K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p`, as
+/// the kubelet's runtime passes them).
+pub fn run_with_args(
+    node_ns: &str,
+    verb: &str,
+    id: &str,
+    pod_ns: &str,
+    conf: &Value,
+    cni_args: &str,
+) -> Result<Value> {
     let bin = binary(CNI_BIN)?;
     let mut child = Command::new("ip")
         .args(["netns", "exec", node_ns])
         .arg(&bin)
         .env("CNI_COMMAND", verb)
+        .env("CNI_ARGS", cni_args)
         .env("CNI_CONTAINERID", id)
         .env("CNI_NETNS", format!("/run/netns/{pod_ns}"))
         .env("CNI_IFNAME", "eth0")

@@ -97,7 +97,13 @@ pub fn requests(path: &Path, username: &str) -> Result<BTreeSet<Request>> {
     let mut out = BTreeSet::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let ev: Event = serde_json::from_str(line).map_err(|e| Error::parse("audit event", e))?;
-        if ev.user.username != username || ev.stage != "ResponseComplete" {
+        // A watch is audited when its response starts (it completes only
+        // when the watch ends); other requests when they complete.
+        let stage = ev.stage.as_str();
+        let watch = ev.verb == "watch";
+        let counted =
+            (watch && stage == "ResponseStarted") || (!watch && stage == "ResponseComplete");
+        if ev.user.username != username || !counted {
             continue;
         }
         let Some(o) = ev.object_ref else { continue };

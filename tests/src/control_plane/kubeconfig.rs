@@ -15,13 +15,16 @@ pub enum Credentials {
     Token(String),
 }
 
-/// Writes a kubeconfig for `user` at `path`.
+/// Writes a kubeconfig for `user` at `path`; its context's namespace is
+/// `namespace` (what a pod's in-cluster config takes from its own), else
+/// `default`.
 pub fn write(
     path: &Path,
     server: &str,
     ca_cert: &Path,
     user: &str,
     credentials: &Credentials,
+    namespace: Option<&str>,
 ) -> Result<PathBuf> {
     let user_body = match credentials {
         Credentials::Certificate { cert, key } => format!(
@@ -32,8 +35,9 @@ pub fn write(
         Credentials::Token(t) => format!("    token: {t}\n"),
     };
     let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: starling-test\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\nusers:\n- name: {user}\n  user:\n{user_body}contexts:\n- name: starling-test\n  context:\n    cluster: starling-test\n    user: {user}\ncurrent-context: starling-test\n",
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: starling-test\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\nusers:\n- name: {user}\n  user:\n{user_body}contexts:\n- name: starling-test\n  context:\n    cluster: starling-test\n    user: {user}\n    namespace: {namespace}\ncurrent-context: starling-test\n",
         ca = ca_cert.display(),
+        namespace = namespace.unwrap_or("default"),
     );
     std::fs::write(path, text)
         .map_err(|e| Error::io(format!("writing kubeconfig {}", path.display()), e))?;

@@ -144,6 +144,9 @@ impl ControlPlane {
                 free_port()?,
                 free_port()?,
             ),
+            Placement::Netns { address, .. } if address.is_loopback() => {
+                (vec![IpAddr::V4(Ipv4Addr::LOCALHOST)], 2379, 6443)
+            }
             Placement::Netns { address, .. } => {
                 (vec![IpAddr::V4(Ipv4Addr::LOCALHOST), *address], 2379, 6443)
             }
@@ -158,6 +161,7 @@ impl ControlPlane {
                 cert: pki.admin_cert.clone(),
                 key: pki.admin_key.clone(),
             },
+            None,
         )?;
         let etcd = start_etcd(&bins, &dir, &options.placement, etcd_port)?;
         let mut cp = ControlPlane {
@@ -248,7 +252,8 @@ impl ControlPlane {
 
     /// A kubeconfig for ServiceAccount `namespace/name` with a token from
     /// TokenRequest (`kubectl create token`), for the API server at `server`
-    /// (e.g. [`node_url`](Self::node_url)).
+    /// (e.g. [`node_url`](Self::node_url)); its namespace is `namespace`, as
+    /// a pod of that account has in-cluster.
     pub fn service_account_kubeconfig(
         &self,
         namespace: &str,
@@ -262,6 +267,7 @@ impl ControlPlane {
             &self.pki.ca_cert,
             &format!("system:serviceaccount:{namespace}:{name}"),
             &Credentials::Token(token.trim().to_string()),
+            Some(namespace),
         )
     }
 
@@ -278,14 +284,15 @@ impl ControlPlane {
             return Ok(());
         }
         let etcd = format!("http://127.0.0.1:{}", self.etcd_port);
-        let bind = match self.options.placement {
-            Placement::Loopback => "127.0.0.1",
-            Placement::Netns { .. } => "0.0.0.0",
+        let (bind, advertise) = match self.options.placement {
+            Placement::Loopback => ("127.0.0.1".to_string(), "127.0.0.1".to_string()),
+            Placement::Netns { address, .. } => ("0.0.0.0".to_string(), address.to_string()),
         };
         let p = &self.pki;
         let args = vec![
             format!("--etcd-servers={etcd}"),
             format!("--bind-address={bind}"),
+            format!("--advertise-address={advertise}"),
             format!("--secure-port={}", self.api_port),
             "--authorization-mode=Node,RBAC".into(),
             "--enable-admission-plugins=NodeRestriction".into(),
@@ -356,6 +363,7 @@ impl ControlPlane {
                 cert: p.controller_manager_cert.clone(),
                 key: p.controller_manager_key.clone(),
             },
+            None,
         )?;
         let o = &self.options;
         let args = vec![
