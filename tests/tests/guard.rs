@@ -14,7 +14,9 @@
 //!   dropped and counted by node-1's BFD (RFC 5880 sections 6.3, 6.8.6).
 //!   With the guard table removed, pod-a's forged IPv6 BFD packets reach
 //!   node-1's agent and are dropped there as `wrong_interface`. None of it
-//!   changes a BFD or BGP session or a route.
+//!   changes a BFD or BGP session or a route. The metrics count the drops
+//!   (`starling_pod_guard_packets_dropped_total`,
+//!   `starling_bfd_packets_dropped_total`).
 //! - Stopping node-2's agent (SIGTERM) removes its guard table.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -22,7 +24,9 @@ use std::time::Duration;
 
 use starling_agent::bfd_report::BfdReport;
 use starling_lab::agent::Peer;
-use starling_lab::{bfd_probe, netns, spoof, state, wait_until, Check, Error, Lab, LabOptions};
+use starling_lab::{
+    bfd_probe, metrics, netns, spoof, state, wait_until, Check, Error, Lab, LabOptions,
+};
 use starling_lab::{Pod, Result};
 
 const LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
@@ -238,6 +242,33 @@ fn forged_bfd_changes_nothing(lab: &Lab, attacker: &Pod) -> Result<()> {
         Ok(Check::when(done, r, || brief))
     })?;
     println!("node-1's BFD drops: {:?}", report.drops);
+
+    // The same drops in node-1's metrics (read every 10 s).
+    let guard_now = guard_drops(lab, "node-1")?;
+    let ns = lab.ns("node-1");
+    wait_until(
+        Duration::from_secs(25),
+        "node-1's metrics to show the drops",
+        || {
+            let m = metrics::scrape(&ns)?;
+            let guard = |family| {
+                m.get(
+                    "starling_pod_guard_packets_dropped_total",
+                    &[("family", family)],
+                )
+                .unwrap_or(0.0) as u64
+            };
+            let bfd = |reason| {
+                m.get("starling_bfd_packets_dropped_total", &[("reason", reason)])
+                    .unwrap_or(0.0) as u64
+            };
+            let seen = (guard("ipv4"), guard("ipv6"), bfd("your_discriminator_zero"));
+            let done = seen.0 >= guard_now.0 && seen.1 >= guard_now.1 && seen.2 >= 2;
+            Ok(Check::when(done, (), || {
+                format!("{seen:?}, want at least {guard_now:?}, 2")
+            }))
+        },
+    )?;
 
     // 3. Without the guard (as if its table were gone): IPv4 is still
     //    dropped by the host end's rp_filter; IPv6 reaches the agent, which

@@ -14,7 +14,7 @@ use starling_agent::kernel::Kernel;
 use starling_agent::kubernetes::{
     publish_node_blocks, EventRecorder, KubeDatastore, NodeStatusWriter, SessionStatusSink,
 };
-use starling_agent::metrics::{self, Metrics, MetricsAddress};
+use starling_agent::metrics::{self, Metrics, MetricsAddress, PodGuardMetrics};
 use starling_agent::netfilter;
 use starling_agent::nftables::Nft;
 use starling_agent::pod_guard;
@@ -181,6 +181,18 @@ async fn run(args: Args) -> Result<(), String> {
     }
     if args.metrics_address.socket().is_some() {
         speaker = speaker.with_metrics(&metrics);
+        let guard = PodGuardMetrics::register(&metrics);
+        let nft = nft.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                every.tick().await;
+                match pod_guard::dropped(&nft).await {
+                    Ok((v4, v6)) => guard.dropped(v4, v6),
+                    Err(e) => tracing::debug!(table = %pod_guard::TABLE, "reading counters: {e}"),
+                }
+            }
+        });
     }
     // The agent's NAT table (outgoing NAT, VXLAN sources), kept in line
     // with the configuration beside the speaker, deleted at shutdown.

@@ -37,6 +37,7 @@ mod address;
 mod bfd;
 mod health;
 mod http;
+mod pod_guard;
 mod speaker;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -48,6 +49,7 @@ pub use address::{MetricsAddress, MetricsAddressError};
 pub use bfd::BfdMetrics;
 pub use health::Health;
 pub use http::{serve, MetricsServer};
+pub use pod_guard::PodGuardMetrics;
 pub use speaker::{PeerLabels, SpeakerMetrics};
 
 /// The content type of [`Metrics::encode`]'s text.
