@@ -2,7 +2,8 @@
 //! without FRR, is a plain gateway that knows nothing of pod addresses, with
 //! an "outside" host behind it.
 
-use std::net::IpAddr;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use starling_lab::datastore::{self, DEFAULT_CLUSTER_YAML};
@@ -76,6 +77,84 @@ fn set_nat(lab: &Lab, on: bool) -> Result<()> {
     lab.write_datastore(&text.replace(from, to))
 }
 
+/// Sets `natOutgoing` on the lab's pools of one family only.
+fn set_nat_family(lab: &Lab, v6: bool, on: bool) -> Result<()> {
+    let (from, to) = if on {
+        ("natOutgoing: false", "natOutgoing: true")
+    } else {
+        ("natOutgoing: true", "natOutgoing: false")
+    };
+    let text: Vec<String> = lab
+        .read_datastore()?
+        .lines()
+        .map(|l| {
+            let family = l.contains("cidr: \"") && l.contains("cidr: \"fd00") == v6;
+            if family {
+                l.replace(from, to)
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    lab.write_datastore(&(text.join("\n") + "\n"))
+}
+
+/// One TCP connection from `pod_ns` to a line-echo server on `addr` in
+/// `outside_ns`, kept open; what the server saw as the client.
+struct Flow {
+    stream: TcpStream,
+    seen: IpAddr,
+}
+
+impl Flow {
+    fn open(pod_ns: &str, outside_ns: &str, addr: IpAddr) -> Result<Flow> {
+        let io = |what: &str, e: std::io::Error| Error::Setup(format!("{what}: {e}"));
+        let listener = netns::in_netns(outside_ns, || TcpListener::bind(SocketAddr::new(addr, 0)))?
+            .map_err(|e| io("binding the echo server", e))?;
+        let server = listener.local_addr().map_err(|e| io("listener", e))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let Ok((stream, peer)) = listener.accept() else {
+                return;
+            };
+            let _ = tx.send(peer.ip());
+            let mut reader = BufReader::new(&stream);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                if (&stream).write_all(line.as_bytes()).is_err() {
+                    return;
+                }
+                line.clear();
+            }
+        });
+        let stream = netns::in_netns(pod_ns, || TcpStream::connect_timeout(&server, CHANGE))?
+            .map_err(|e| io("connecting to the echo server", e))?;
+        stream
+            .set_read_timeout(Some(CHANGE))
+            .map_err(|e| io("timeout", e))?;
+        let seen = rx
+            .recv_timeout(CHANGE)
+            .map_err(|e| Error::Setup(format!("the echo server saw no client: {e}")))?;
+        let mut flow = Flow { stream, seen };
+        flow.echo("first")?;
+        Ok(flow)
+    }
+
+    fn echo(&mut self, text: &str) -> Result<()> {
+        let io = |e: std::io::Error| Error::Setup(format!("echo of {text:?}: {e}"));
+        self.stream
+            .write_all(format!("{text}\n").as_bytes())
+            .map_err(io)?;
+        let mut line = String::new();
+        BufReader::new(&self.stream)
+            .read_line(&mut line)
+            .map_err(io)?;
+        ensure(line.trim_end() == text, || {
+            format!("echoed {line:?}, not {text:?}")
+        })
+    }
+}
+
 /// A TCP exchange from `pod_ns` to the outside host until it works; what
 /// the outside host saw as the client's address.
 fn outside_sees(pod_ns: &str, outside_ns: &str, addr: IpAddr) -> Result<IpAddr> {
@@ -131,6 +210,21 @@ fn pods_reach_an_outside_host_through_outgoing_nat() {
         }
         // Between pods, across nodes, addresses are kept.
         pods_talk_across_nodes(lab)?;
+
+        // Changing one pool leaves established flows of the others alone:
+        // an IPv4 connection outlives the IPv6 pools' NAT being turned off.
+        let mut flow = Flow::open(&pod.ns, &outside.0, targets[0].0)?;
+        ensure(flow.seen == targets[0].1, || {
+            format!("the flow came from {}", flow.seen)
+        })?;
+        set_nat_family(lab, true, false)?;
+        wait_until(CHANGE, "IPv6 to the outside to stop without NAT", || {
+            let r = probe::ping_once(&pod.ns, targets[1].0);
+            Ok(Check::when(r.is_err(), (), || "ping still answered".into()))
+        })?;
+        flow.echo("after the IPv6 pools changed")?;
+        probe::ping(&pod.ns, targets[0].0, CHANGE)?;
+        drop(flow);
 
         // natOutgoing: false stops translation within seconds: the gateway
         // cannot route the replies to pod addresses.
