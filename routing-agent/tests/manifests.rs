@@ -396,6 +396,22 @@ fn the_agent_runs_on_the_host_network_with_two_capabilities_and_its_node_name() 
         .find(|e| e.name == "STARLING_DATASTORE")
         .expect("datastore");
     assert_eq!(datastore.value.as_deref(), Some("kubernetes"));
+    // starling-cni's kubeconfig, written by the agent on the host's CNI
+    // configuration directory (kubernetes::cni_token).
+    let kubeconfig = env
+        .iter()
+        .find(|e| e.name == "STARLING_CNI_KUBECONFIG")
+        .and_then(|e| e.value.clone())
+        .expect("STARLING_CNI_KUBECONFIG");
+    let mounted = agent
+        .volume_mounts
+        .iter()
+        .flatten()
+        .any(|m| m.name == "cni-net" && kubeconfig.starts_with(&format!("{}/", m.mount_path)));
+    assert!(mounted, "{kubeconfig} is not on the cni-net mount");
+    for name in ["POD_NAME", "POD_UID"] {
+        assert!(env.iter().any(|e| e.name == name), "{name}");
+    }
     let init = pod.init_containers.unwrap_or_default();
     assert!(init.iter().any(|c| c.name == "install-cni"));
 }
@@ -483,8 +499,34 @@ fn secrets_are_read_only_in_the_agents_namespace() {
     // kubernetes::secrets: each Secret the configuration names, by name;
     // never a list or watch of the namespace's Secrets.
     assert!(WatchedKind::ALL.iter().all(|k| !k.namespaced()));
-    let used = BTreeSet::from([("".to_string(), "secrets".to_string(), "get".to_string())]);
+    // kubernetes::cni_token: a TokenRequest for starling-cni, and only it.
+    let used = BTreeSet::from([
+        ("".to_string(), "secrets".to_string(), "get".to_string()),
+        (
+            "".to_string(),
+            "serviceaccounts/token".to_string(),
+            "create".to_string(),
+        ),
+    ]);
     assert_eq!(granted, used);
+    let token_rules: Vec<&PolicyRule> = m
+        .namespaced_roles
+        .iter()
+        .flat_map(|r| r.rules.iter().flatten())
+        .filter(|r| {
+            r.resources
+                .iter()
+                .flatten()
+                .any(|x| x == "serviceaccounts/token")
+        })
+        .collect();
+    assert_eq!(token_rules.len(), 1);
+    assert_eq!(
+        token_rules[0].resource_names,
+        Some(vec!["starling-cni".to_string()])
+    );
+    // No long-lived token Secret for the plugin any more.
+    assert!(m.secrets.is_empty());
     // One more Role: the agent's Events, in `default` only.
     let elsewhere: Vec<&Role> = m
         .namespaced_roles

@@ -12,7 +12,8 @@ use starling_agent::config::{DatastoreSpec, FileDatastore};
 use starling_agent::control::{self, DEFAULT_SOCKET_PATH};
 use starling_agent::kernel::Kernel;
 use starling_agent::kubernetes::{
-    publish_node_blocks, EventRecorder, KubeDatastore, NodeStatusWriter, SessionStatusSink,
+    publish_node_blocks, CniToken, EventRecorder, KubeDatastore, NodeStatusWriter,
+    SessionStatusSink,
 };
 use starling_agent::metrics::{self, Metrics, MetricsAddress, PodGuardMetrics};
 use starling_agent::netfilter;
@@ -48,6 +49,44 @@ struct Args {
     /// Log lines as JSON objects.
     #[arg(long, env = "STARLING_LOG_JSON")]
     log_json: bool,
+    /// Kubernetes mode: write starling-cni's kubeconfig here, with a
+    /// short-lived token of the `starling-cni` ServiceAccount (of this
+    /// pod's namespace) from the TokenRequest API, bound to this pod
+    /// (`POD_NAME`, `POD_UID`), renewed at 80% of its hour.
+    #[arg(long, env = "STARLING_CNI_KUBECONFIG")]
+    cni_kubeconfig: Option<PathBuf>,
+}
+
+/// The in-cluster API server address, as the host reaches it.
+fn api_server() -> Option<String> {
+    let host = std::env::var("KUBERNETES_SERVICE_HOST").ok()?;
+    let port = std::env::var("KUBERNETES_SERVICE_PORT").ok()?;
+    Some(if host.contains(':') {
+        format!("https://[{host}]:{port}")
+    } else {
+        format!("https://{host}:{port}")
+    })
+}
+
+/// starling-cni's kubeconfig, kept fresh on a task of its own.
+fn start_cni_token(path: PathBuf, client: &kube::Client) -> Result<(), String> {
+    const CA: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+    let server = api_server().ok_or("--cni-kubeconfig needs KUBERNETES_SERVICE_HOST and _PORT")?;
+    let ca_pem = std::fs::read(CA).map_err(|e| format!("cannot read {CA}: {e}"))?;
+    let pod = match (std::env::var("POD_NAME"), std::env::var("POD_UID")) {
+        (Ok(name), Ok(uid)) => Some((name, uid)),
+        _ => None,
+    };
+    let token = CniToken {
+        path,
+        namespace: client.default_namespace().to_string(),
+        service_account: "starling-cni".to_string(),
+        pod,
+        server,
+        ca_pem,
+    };
+    tokio::spawn(token.run(client.clone()));
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -120,6 +159,9 @@ async fn run(args: Args) -> Result<(), String> {
             let store = KubeDatastore::from_environment()
                 .await
                 .map_err(|e| e.to_string())?;
+            if let Some(path) = &args.cni_kubeconfig {
+                start_cni_token(path.clone(), store.client())?;
+            }
             let events = EventRecorder::new(store.client().clone(), &args.node_name);
             status_sink = Some(NodeStatusWriter::new(
                 store.client().clone(),

@@ -5,6 +5,7 @@
 //! written back ([`NodeStatusWriter`], behind [`SessionStatusSink`]), and
 //! block IPAM on IPAMBlock and BlockAffinity objects ([`KubeBlockStore`]).
 
+mod cni_token;
 mod datastore;
 mod events;
 mod ipam_store;
@@ -14,6 +15,7 @@ pub mod reflect;
 mod secrets;
 mod status;
 
+pub use cni_token::CniToken;
 pub use datastore::{KubeDatastore, KubeDatastoreError, HEALTH_PART};
 pub use events::{EventRecorder, RejectionSink};
 pub use ipam_store::{affinity_name, block_name, KubeBlockStore};
