@@ -1,9 +1,9 @@
 //! Each component runs with the credentials the DaemonSet gives it, not
 //! admin, against a real control plane: starling-agent and starling-policy
 //! with a TokenRequest token (`kubectl create token`) of their
-//! ServiceAccount, starling-cni with the long-lived token of the
-//! `starling-cni-token` Secret that `rbac.yaml` asks the token controller
-//! for. The API server's audit log records what each account did; the test
+//! ServiceAccount, starling-cni with the kubeconfig the agent writes
+//! (`--cni-kubeconfig`: a short-lived token of `starling-cni` from the
+//! TokenRequest API). The API server's audit log records what each account did; the test
 //! compares that with `kubectl auth can-i --list --as=system:serviceaccount:...`:
 //! nothing refused, and nothing granted that no component uses.
 //!
@@ -12,13 +12,13 @@
 //! Run as root: `cargo test -p starling-lab --test kubernetes_accounts`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use starling_lab::agent::binary;
 use starling_lab::control_plane::{audit, ControlPlane, Options, Placement};
 use starling_lab::process::Managed;
-use starling_lab::{cmd, cni, netns, state, wait_until};
+use starling_lab::{cni, netns, state, wait_until};
 
 const NS: &str = "k2-cp";
 const POD_NS: &str = "k2-pod";
@@ -55,7 +55,7 @@ const UNSEEN: [(&str, &str, &str); 4] = [
 
 /// Which ServiceAccount each component runs as (rbac.yaml's bindings).
 const AGENT_SA: &str = "starling-agent";
-const POLICY_SA: &str = "starling-agent";
+const POLICY_SA: &str = "starling-policy";
 const CNI_SA: &str = "starling-cni";
 
 fn manifest(name: &str) -> String {
@@ -185,6 +185,8 @@ fn run() {
             &dir.join("agent.sock").display().to_string(),
             "--metrics-address",
             "127.0.0.1:9695",
+            "--cni-kubeconfig",
+            &dir.join("cni.kubeconfig").display().to_string(),
         ],
     );
     // What the agent writes: its BGPNodeStatus (server-side apply) and an
@@ -253,10 +255,22 @@ fn run() {
     })
     .unwrap();
 
-    // starling-cni with the Secret's long-lived token, as the DaemonSet's
-    // install step writes its kubeconfig: ADD a pod, then GC once the pod
+    // starling-cni with the kubeconfig the agent wrote (a TokenRequest
+    // token of starling-cni, mode 0600): ADD a pod, then GC once the pod
     // is gone from the API (it never existed: GC asks and releases).
-    let cni_kc = cni_kubeconfig(&cp);
+    let cni_kc = dir.join("cni.kubeconfig");
+    wait_until(
+        DEADLINE,
+        "the agent to write starling-cni's kubeconfig",
+        || {
+            agent.check_running()?;
+            Ok(cni_kc.exists())
+        },
+    )
+    .unwrap();
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&cni_kc).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
     let mut conf = cni::config(NODE, Path::new("/unused"), &dir.join("ipam")).unwrap();
     conf["datastore"] = "kubernetes".into();
     conf["kubeconfig"] = cni_kc.display().to_string().into();
@@ -345,34 +359,6 @@ fn start(program: &str, dir: &Path, kubeconfig: &Path, args: &[&str]) -> Managed
     )
     .unwrap();
     Managed::new(program, child, &log)
-}
-
-/// A kubeconfig with the token the token controller put in the
-/// `starling-cni-token` Secret.
-fn cni_kubeconfig(cp: &ControlPlane) -> PathBuf {
-    let token = wait_until(DEADLINE, "the starling-cni-token Secret's token", || {
-        let out = cp.kubectl(&[
-            "get",
-            "secret",
-            "starling-cni-token",
-            "-n",
-            SYSTEM,
-            "-o",
-            "jsonpath={.data.token}",
-        ])?;
-        Ok(Some(out.trim().to_string()).filter(|t| !t.is_empty()))
-    })
-    .unwrap();
-    let token = cmd::run("sh", &["-c", &format!("printf %s '{token}' | base64 -d")]).unwrap();
-    starling_lab::control_plane::kubeconfig::write(
-        &cp.dir().join("cni.kubeconfig"),
-        &cp.local_url(),
-        &cp.pki().ca_cert,
-        "starling-cni",
-        &starling_lab::control_plane::Credentials::Token(token),
-        Some(SYSTEM),
-    )
-    .unwrap()
 }
 
 /// `resource.group/sub` (`resource/sub` for the core group), as `kubectl

@@ -50,43 +50,58 @@ struct Args {
     #[arg(long, env = "STARLING_LOG_JSON")]
     log_json: bool,
     /// Kubernetes mode: write starling-cni's kubeconfig here, with a
-    /// short-lived token of the `starling-cni` ServiceAccount (of this
-    /// pod's namespace) from the TokenRequest API, bound to this pod
-    /// (`POD_NAME`, `POD_UID`), renewed at 80% of its hour.
+    /// short-lived token of the `starling-cni` ServiceAccount (of the
+    /// agent's namespace) from the TokenRequest API, bound to this pod when
+    /// `POD_NAME` and `POD_UID` say which, renewed at 80% of its hour.
     #[arg(long, env = "STARLING_CNI_KUBECONFIG")]
     cni_kubeconfig: Option<PathBuf>,
 }
 
-/// The in-cluster API server address, as the host reaches it.
-fn api_server() -> Option<String> {
-    let host = std::env::var("KUBERNETES_SERVICE_HOST").ok()?;
-    let port = std::env::var("KUBERNETES_SERVICE_PORT").ok()?;
-    Some(if host.contains(':') {
-        format!("https://[{host}]:{port}")
-    } else {
-        format!("https://{host}:{port}")
-    })
-}
-
-/// starling-cni's kubeconfig, kept fresh on a task of its own.
-fn start_cni_token(path: PathBuf, client: &kube::Client) -> Result<(), String> {
-    const CA: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
-    let server = api_server().ok_or("--cni-kubeconfig needs KUBERNETES_SERVICE_HOST and _PORT")?;
-    let ca_pem = std::fs::read(CA).map_err(|e| format!("cannot read {CA}: {e}"))?;
+/// starling-cni's kubeconfig, kept fresh on a task of its own: for the API
+/// server and CA the agent itself uses (in a pod, the in-cluster ones), as
+/// the ServiceAccount `starling-cni` of the agent's namespace.
+async fn start_cni_token(path: PathBuf, client: &kube::Client) -> Result<(), String> {
+    let config = kube::Config::infer().await.map_err(|e| {
+        format!("--cni-kubeconfig: cannot read the agent's own client configuration: {e}")
+    })?;
+    let ca_pem = config
+        .root_cert
+        .iter()
+        .flatten()
+        .map(|der| pem_certificate(der))
+        .collect::<String>()
+        .into_bytes();
     let pod = match (std::env::var("POD_NAME"), std::env::var("POD_UID")) {
         (Ok(name), Ok(uid)) => Some((name, uid)),
         _ => None,
     };
     let token = CniToken {
         path,
-        namespace: client.default_namespace().to_string(),
+        namespace: config.default_namespace.clone(),
         service_account: "starling-cni".to_string(),
         pod,
-        server,
+        server: config
+            .cluster_url
+            .to_string()
+            .trim_end_matches('/')
+            .to_string(),
         ca_pem,
     };
     tokio::spawn(token.run(client.clone()));
     Ok(())
+}
+
+/// A DER certificate as PEM.
+fn pem_certificate(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
 }
 
 fn main() -> ExitCode {
@@ -160,7 +175,7 @@ async fn run(args: Args) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             if let Some(path) = &args.cni_kubeconfig {
-                start_cni_token(path.clone(), store.client())?;
+                start_cni_token(path.clone(), store.client()).await?;
             }
             let events = EventRecorder::new(store.client().clone(), &args.node_name);
             status_sink = Some(NodeStatusWriter::new(
