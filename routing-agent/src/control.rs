@@ -105,6 +105,10 @@ pub struct RouteStatus {
     /// `vxlan6.starling`); None: direct.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<String>,
+    /// Refused by a BGPFilter: which direction, peer, filter and rule
+    /// (`import from tor: BGPFilter no-leaks importV4[1] Reject`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -427,8 +431,11 @@ pub fn peers_table(peers: &[PeerStatus]) -> String {
 }
 
 /// Routes as an aligned table, one line per prefix.
+/// A REFUSED column (which BGPFilter rule refused the route) when a
+/// filter refused any.
 pub fn routes_table(routes: &[RouteStatus]) -> String {
-    let header = [
+    let any_refused = routes.iter().any(|r| r.refused.is_some());
+    let mut header = vec![
         "PREFIX",
         "NEXT HOPS",
         "SOURCE",
@@ -436,18 +443,25 @@ pub fn routes_table(routes: &[RouteStatus]) -> String {
         "KERNEL",
         "TUNNEL",
     ];
+    if any_refused {
+        header.push("REFUSED");
+    }
     let rows: Vec<Vec<String>> = routes
         .iter()
         .map(|route| {
             let next_hops: Vec<String> = route.next_hops.iter().map(IpAddr::to_string).collect();
-            vec![
+            let mut row = vec![
                 route.prefix.clone(),
                 or_dash(next_hops.join(",")),
                 route.source.clone(),
                 or_dash(route.as_path.clone()),
                 if route.installed { "installed" } else { "-" }.to_string(),
                 route.tunnel.clone().unwrap_or_else(|| "-".to_string()),
-            ]
+            ];
+            if any_refused {
+                row.push(or_dash(route.refused.clone().unwrap_or_default()));
+            }
+            row
         })
         .collect();
     table(&header, &rows, |_| false)
@@ -634,6 +648,7 @@ tor-a   fd00::1    65000  peer  Active       -    -         -                  0
                 as_path: String::new(),
                 installed: true,
                 tunnel: None,
+                refused: None,
             },
             RouteStatus {
                 prefix: "10.244.2.0/26".to_string(),
@@ -646,6 +661,7 @@ tor-a   fd00::1    65000  peer  Active       -    -         -                  0
                 as_path: "65000 64512".to_string(),
                 installed: false,
                 tunnel: Some("vxlan.starling".to_string()),
+                refused: None,
             },
         ];
         let expected = "\
@@ -654,6 +670,25 @@ PREFIX         NEXT HOPS            SOURCE  AS PATH      KERNEL     TUNNEL
 10.244.2.0/26  10.0.0.12,10.0.0.13  node-2  65000 64512  -          vxlan.starling
 ";
         assert_eq!(routes_table(&routes), expected);
+        let refused = [
+            routes[0].clone(),
+            RouteStatus {
+                prefix: "192.0.2.0/24".to_string(),
+                next_hops: vec![],
+                source: "tor".to_string(),
+                peer: Some("10.0.0.1".parse().expect("ip")),
+                as_path: "65000".to_string(),
+                installed: false,
+                tunnel: None,
+                refused: Some("import from tor: BGPFilter f importV4[0] Reject".to_string()),
+            },
+        ];
+        let expected = "\
+PREFIX         NEXT HOPS  SOURCE  AS PATH  KERNEL     TUNNEL  REFUSED
+10.244.1.0/26  -          local   -        installed  -       -
+192.0.2.0/24   -          tor     65000    -          -       import from tor: BGPFilter f importV4[0] Reject
+";
+        assert_eq!(routes_table(&refused), expected);
     }
 
     #[test]

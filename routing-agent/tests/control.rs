@@ -57,6 +57,7 @@ fn routes() -> Vec<RouteStatus> {
         as_path: "64512".to_string(),
         installed: true,
         tunnel: None,
+        refused: None,
     }]
 }
 

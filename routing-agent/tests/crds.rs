@@ -65,6 +65,7 @@ fn every_crd_is_cluster_scoped_in_starling_dev() {
         [
             "BGPConfiguration",
             "BGPPeer",
+            "BGPFilter",
             "IPPool",
             "BGPNodeStatus",
             "IPAMBlock",
@@ -145,9 +146,11 @@ fn node_status_has_a_status_subresource() {
 #[test]
 fn every_crd_field_is_read_by_the_agent() {
     use starling_agent::crd::{
-        Aggregation, BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec, Bfd,
+        Aggregation, BGPConfiguration, BGPConfigurationSpec, BGPFilter, BGPFilterRule,
+        BGPFilterSpec, BGPPeer, BGPPeerSpec, Bfd, CommunityMatch, FilterAction, FilterPeerType,
         GracefulRestart, IPPool, IPPoolSpec, LabelSelector, LabelSelectorRequirement,
-        PasswordSource, SecretKeyRef, SelectorOperator, ServiceIPBlock,
+        MatchOperator, PasswordSource, PrefixLength, RouteSource, SecretKeyRef, SelectorOperator,
+        ServiceIPBlock,
     };
     let block = |cidr: &str| ServiceIPBlock { cidr: cidr.into() };
     let selector = LabelSelector {
@@ -210,6 +213,40 @@ fn every_crd_field_is_read_by_the_agent() {
                 },
             }),
             bfd: Some(Bfd::default()),
+            filters: vec!["no-leaks".into()],
+        },
+    );
+    let rule = BGPFilterRule {
+        action: FilterAction::Accept,
+        cidr: Some("10.0.0.0/8".into()),
+        match_operator: Some(MatchOperator::In),
+        prefix_length: Some(PrefixLength {
+            min: Some(16),
+            max: Some(24),
+        }),
+        source: Some(RouteSource::RemotePeers),
+        peer_type: Some(FilterPeerType::Ebgp),
+        communities: Some(CommunityMatch {
+            values: vec!["65000:100".into(), "65000:1:2".into()],
+        }),
+        as_path_prefix: vec![65000],
+    };
+    let filter = BGPFilter::new(
+        "no-leaks",
+        BGPFilterSpec {
+            import_v4: vec![rule.clone()],
+            export_v4: vec![rule],
+            import_v6: vec![BGPFilterRule {
+                action: FilterAction::Reject,
+                cidr: Some("fd00::/8".into()),
+                match_operator: Some(MatchOperator::NotEqual),
+                prefix_length: None,
+                source: None,
+                peer_type: Some(FilterPeerType::Ibgp),
+                communities: None,
+                as_path_prefix: vec![],
+            }],
+            export_v6: vec![],
         },
     );
     let by_selector = BGPPeer::new(
@@ -237,6 +274,7 @@ fn every_crd_field_is_read_by_the_agent() {
         serde_json::to_string(&peer),
         serde_json::to_string(&by_selector),
         serde_json::to_string(&pool),
+        serde_json::to_string(&filter),
     ]
     .map(|r| r.expect("serialize"))
     .join("\n---\n");
@@ -263,6 +301,14 @@ fn every_crd_field_is_read_by_the_agent() {
         std::time::Duration::from_millis(200)
     );
     let tor = cfg.peers.iter().find(|p| p.name == "tor").expect("tor");
+    assert_eq!(tor.filters, ["no-leaks"]);
+    let f = cfg.filter("no-leaks").expect("the BGPFilter");
+    assert_eq!(
+        (f.import_v4.len(), f.export_v4.len(), f.import_v6.len()),
+        (1, 1, 1)
+    );
+    assert_eq!(f.import_v4[0].prefix_length, Some((16, 24)));
+    assert_eq!(f.import_v4[0].communities.len(), 2);
     assert!(tor.bfd.is_some_and(|b| b.enabled));
     assert!(cfg.ip_pools[0].allow_requested_addresses);
     // The IPPool's natOutgoing and vxlanMode read alike by both parsers.

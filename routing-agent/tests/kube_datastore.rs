@@ -24,6 +24,7 @@ use fake_api::{status, End, FakeApi};
 const NODES: &str = "/api/v1/nodes";
 const CONFIGS: &str = "/apis/starling.dev/v1alpha1/bgpconfigurations";
 const PEERS: &str = "/apis/starling.dev/v1alpha1/bgppeers";
+const FILTERS: &str = "/apis/starling.dev/v1alpha1/bgpfilters";
 const POOLS: &str = "/apis/starling.dev/v1alpha1/ippools";
 const SERVICES: &str = "/api/v1/services";
 const SLICES: &str = "/apis/discovery.k8s.io/v1/endpointslices";
@@ -89,6 +90,10 @@ fn cluster(api: &FakeApi) {
 
 /// `cluster` without its (empty) lists of Services and EndpointSlices.
 fn cluster_without_services(api: &FakeApi) {
+    api.list(
+        FILTERS,
+        list("starling.dev/v1alpha1", "BGPFilterList", "100", vec![]),
+    );
     api.list(
         NODES,
         list(

@@ -105,6 +105,10 @@ fn manifests() -> Manifests {
                 typed::<IPPool>(&file, &v);
                 m.samples += 1;
             }
+            "BGPFilter" => {
+                typed::<starling_agent::crd::BGPFilter>(&file, &v);
+                m.samples += 1;
+            }
             other => panic!("{file}: unexpected kind {other:?}"),
         }
     }
@@ -115,8 +119,8 @@ fn manifests() -> Manifests {
 fn every_manifest_parses_with_its_type() {
     let m = manifests();
     assert_eq!(m.daemon_sets.len(), 2);
-    assert_eq!(m.crds.len(), 6);
-    assert_eq!(m.samples, 3);
+    assert_eq!(m.crds.len(), 7);
+    assert_eq!(m.samples, 4);
 }
 
 /// (namespace, name) of an object.

@@ -105,6 +105,9 @@ pub struct AgentRoute {
     pub as_path: serde_json::Value,
     #[serde(default)]
     pub installed: bool,
+    /// Which BGPFilter rule refused the route, if one did.
+    #[serde(default)]
+    pub refused: Option<String>,
 }
 
 /// Parses `starlingctl peers -o json`.

@@ -15,6 +15,8 @@ use starling_lab::{metrics, netns, probe, state, topology, Error, Lab, LabOption
 
 #[path = "lab/add_path.rs"]
 mod add_path;
+#[path = "lab/filters.rs"]
+mod filters;
 #[path = "lab/nat.rs"]
 mod nat;
 #[path = "lab/origination.rs"]

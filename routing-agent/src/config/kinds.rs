@@ -225,6 +225,7 @@ pub(crate) fn bgp_peer(object: &Fields, meta: Meta) -> FieldResult<BgpPeerSpec> 
         "ttlSecurity",
         "password",
         "bfd",
+        "filters",
     ])?;
     let ttl_security = match spec.u16("ttlSecurity")? {
         Some(n @ 1..=254) => Some(n as u8),
@@ -254,6 +255,18 @@ pub(crate) fn bgp_peer(object: &Fields, meta: Meta) -> FieldResult<BgpPeerSpec> 
         ttl_security,
         password: super::secret::password(&spec, "password")?,
         bfd: bfd(&spec)?,
+        filters: spec
+            .list("filters")?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let path = format!("{}[{i}]", spec.path_of("filters"));
+                match string_value(v, &path)? {
+                    s if s.is_empty() => Err(FieldError::new(path, "must not be empty")),
+                    s => Ok(s),
+                }
+            })
+            .collect::<FieldResult<Vec<String>>>()?,
     })
 }
 

@@ -13,6 +13,7 @@ mod duration;
 mod error;
 mod fields;
 mod file_store;
+mod filter;
 mod ip_pool;
 mod kinds;
 mod local;
@@ -30,6 +31,10 @@ pub use datastore::{DatastoreSpec, DatastoreSpecError};
 pub use duration::parse_go_duration;
 pub use error::{ConfigError, LoadError};
 pub use file_store::FileDatastore;
+pub use filter::{
+    BgpFilterSpec, CommunityValue, FilterAction, FilterRule, MatchOperator, PeerType,
+    KIND_BGP_FILTER,
+};
 pub use ip_pool::{
     IpPoolSpec, VxlanMode, DEFAULT_BLOCK_SIZE_V4, DEFAULT_BLOCK_SIZE_V6, KIND_IP_POOL,
 };

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use ipnetwork::IpNetwork;
 
+use super::filter::BgpFilterSpec;
 use super::ip_pool::IpPoolSpec;
 use super::secret::{SecretData, SecretKeyRef};
 use super::selector::LabelSelector;
@@ -49,6 +50,8 @@ pub struct ClusterConfig {
     pub nodes: BTreeMap<String, NodeInfo>,
     /// Validated BGPPeers, sorted by name.
     pub peers: Vec<BgpPeerSpec>,
+    /// Validated BGPFilters, sorted by name.
+    pub filters: Vec<BgpFilterSpec>,
     /// Validated IPPools (no two overlap), sorted by name.
     pub ip_pools: Vec<IpPoolSpec>,
     /// Secrets by name (for BGPPeer passwords).
@@ -222,6 +225,15 @@ pub struct BgpPeerSpec {
     /// BFD for the sessions; None: the BGPConfiguration's for sessions to
     /// nodes (peerSelector), off for peerIP.
     pub bfd: Option<BfdSpec>,
+    /// `filters`: BGPFilter names, applied in this order.
+    pub filters: Vec<String>,
+}
+
+impl ClusterConfig {
+    /// The BGPFilter named `name`.
+    pub fn filter(&self, name: &str) -> Option<&BgpFilterSpec> {
+        self.filters.iter().find(|f| f.name == name)
+    }
 }
 
 impl BgpPeerSpec {

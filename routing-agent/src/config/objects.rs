@@ -7,6 +7,7 @@ use serde_yaml::Value;
 
 use super::error::ConfigError;
 use super::fields::{describe, FieldError, Fields};
+use super::filter::{self, BgpFilterSpec, KIND_BGP_FILTER};
 use super::ip_pool::{self, IpPoolSpec, KIND_IP_POOL};
 use super::kinds;
 use super::model::{BgpConfig, BgpPeerSpec, NodeInfo};
@@ -45,6 +46,10 @@ pub enum Object {
         source: String,
         pool: IpPoolSpec,
     },
+    BgpFilter {
+        source: String,
+        filter: BgpFilterSpec,
+    },
     Secret {
         source: String,
         name: String,
@@ -71,6 +76,7 @@ impl Object {
             Object::BgpConfiguration { .. } => KIND_BGP_CONFIGURATION,
             Object::BgpPeer { .. } => KIND_BGP_PEER,
             Object::IpPool { .. } => KIND_IP_POOL,
+            Object::BgpFilter { .. } => KIND_BGP_FILTER,
             Object::Secret { .. } => KIND_SECRET,
             Object::Service { .. } => KIND_SERVICE,
             Object::EndpointSlice { .. } => KIND_ENDPOINT_SLICE,
@@ -85,6 +91,7 @@ impl Object {
             Object::BgpConfiguration { name, .. } => name,
             Object::BgpPeer { peer, .. } => &peer.name,
             Object::IpPool { pool, .. } => &pool.name,
+            Object::BgpFilter { filter, .. } => &filter.name,
             Object::Secret { name, .. } => name,
         }
     }
@@ -95,6 +102,7 @@ impl Object {
             | Object::BgpConfiguration { source, .. }
             | Object::BgpPeer { source, .. }
             | Object::IpPool { source, .. }
+            | Object::BgpFilter { source, .. }
             | Object::Secret { source, .. }
             | Object::Service { source, .. }
             | Object::EndpointSlice { source, .. } => source,
@@ -247,6 +255,12 @@ fn parse_value(
             .map(|pool| Object::IpPool {
                 source: source.to_string(),
                 pool,
+            }),
+        (STARLING_API_VERSION, KIND_BGP_FILTER) => kinds::metadata(&top)
+            .and_then(|meta| filter::bgp_filter(&top, meta))
+            .map(|filter| Object::BgpFilter {
+                source: source.to_string(),
+                filter,
             }),
         ("v1", KIND_SECRET) => kinds::metadata(&top)
             .and_then(|meta| Ok((meta.name, secret::secret(&top)?)))

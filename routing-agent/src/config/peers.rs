@@ -3,11 +3,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use starling_bgp::packet::AddPathMode;
 use starling_bgp::reflection::PeerRole;
 
+use super::filter::BgpFilterSpec;
 use super::local::LocalNode;
 use super::model::{
     first_of_family, BfdSpec, BgpPeerSpec, ClusterConfig, NodeInfo, DEFAULT_HOLD_TIME,
@@ -53,6 +55,8 @@ pub struct DesiredPeer {
     pub bfd: Option<BfdSpec>,
     /// The ADD-PATH capability to announce (RFC 7911), if any.
     pub add_path: Option<AddPathMode>,
+    /// The BGPFilters of its BGPPeer, in order (none for the mesh).
+    pub filters: Arc<Vec<BgpFilterSpec>>,
     pub source: PeerSource,
     /// For humans: the remote node's name for mesh and selector sessions,
     /// the BGPPeer's name otherwise.
@@ -60,15 +64,17 @@ pub struct DesiredPeer {
 }
 
 impl DesiredPeer {
-    /// Whether `other` is the same BGP session: equal but for BFD, whose
-    /// changes apply to the running session without resetting it.
+    /// Whether `other` is the same BGP session: equal but for BFD and the
+    /// filters, whose changes apply to the running session without
+    /// resetting it.
     pub fn same_session(&self, other: &DesiredPeer) -> bool {
-        self.bfd_detached() == other.bfd_detached()
+        self.session_only() == other.session_only()
     }
 
-    fn bfd_detached(&self) -> DesiredPeer {
+    fn session_only(&self) -> DesiredPeer {
         DesiredPeer {
             bfd: None,
+            filters: Arc::default(),
             ..self.clone()
         }
     }
@@ -133,6 +139,7 @@ pub fn desired_peers(cfg: &ClusterConfig, local: &LocalNode) -> Vec<DesiredPeer>
                         password,
                         bfd: peer.bfd.filter(|b| b.enabled),
                         add_path: None,
+                        filters: filters(cfg, peer),
                         source: PeerSource::BgpPeer {
                             name: peer.name.clone(),
                             node: None,
@@ -286,11 +293,23 @@ fn node_sessions(
                 password: password.clone(),
                 bfd: node_bfd(cfg, peer),
                 add_path: None,
+                filters: peer.map(|p| filters(cfg, p)).unwrap_or_default(),
                 source,
                 name: remote.name.clone(),
             })
         })
         .collect()
+}
+
+/// The BGPFilters a BGPPeer names, in its order (`build` has checked that
+/// they exist).
+fn filters(cfg: &ClusterConfig, peer: &BgpPeerSpec) -> Arc<Vec<BgpFilterSpec>> {
+    Arc::new(
+        peer.filters
+            .iter()
+            .filter_map(|name| cfg.filter(name).cloned())
+            .collect(),
+    )
 }
 
 /// The TCP MD5 password `r` names for `kind`/`name`: Ok(None) without one,

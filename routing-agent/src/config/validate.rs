@@ -12,7 +12,7 @@ use super::model::{
     BfdSpec, BgpConfig, BgpPeerSpec, ClusterConfig, NodeInfo, ASN_ANNOTATION, DEFAULT_HOLD_TIME,
     MAX_ECMP_PATHS,
 };
-use super::objects::Object;
+use super::objects::{Object, KIND_BGP_PEER};
 
 /// The name of the only BGPConfiguration that is used.
 pub const DEFAULT_BGP_CONFIGURATION: &str = "default";
@@ -63,7 +63,10 @@ pub fn build(objects: Vec<Object>) -> (ClusterConfig, Vec<ConfigError>) {
             Object::BgpConfiguration { name, bgp, .. } => check_bgp_configuration(name, bgp),
             Object::BgpPeer { peer, .. } => check_bgp_peer(peer),
             Object::IpPool { pool, .. } => check_ip_pool(pool, &cfg.ip_pools),
-            Object::Secret { .. } | Object::Service { .. } | Object::EndpointSlice { .. } => Ok(()),
+            Object::Secret { .. }
+            | Object::Service { .. }
+            | Object::EndpointSlice { .. }
+            | Object::BgpFilter { .. } => Ok(()),
         };
         if let Err(e) = checked {
             errors.push(ConfigError::new(
@@ -86,11 +89,40 @@ pub fn build(objects: Vec<Object>) -> (ClusterConfig, Vec<ConfigError>) {
                 cfg.secrets.insert(name, data);
             }
             Object::Service { service, .. } => cfg.services.push(service),
+            Object::BgpFilter { filter, .. } => cfg.filters.push(filter),
             Object::EndpointSlice { slice, .. } => cfg.endpoint_slices.push(slice),
         }
     }
     cfg.services.sort();
     cfg.endpoint_slices.sort();
+    cfg.filters.sort_by(|a, b| a.name.cmp(&b.name));
+    // A BGPPeer naming a BGPFilter that does not exist gets no session
+    // until it does (never one without its filters).
+    let filters = std::mem::take(&mut cfg.filters);
+    cfg.peers.retain(|peer| {
+        let missing = peer
+            .filters
+            .iter()
+            .position(|name| !filters.iter().any(|f| f.name == *name));
+        let Some(i) = missing else {
+            return true;
+        };
+        let source = seen
+            .get(&(KIND_BGP_PEER, peer.name.clone()))
+            .map_or("", String::as_str);
+        errors.push(ConfigError::new(
+            source,
+            KIND_BGP_PEER,
+            &peer.name,
+            format!("spec.filters[{i}]"),
+            format!(
+                "no BGPFilter named {:?}: no session until it exists",
+                peer.filters[i]
+            ),
+        ));
+        false
+    });
+    cfg.filters = filters;
     cfg.peers.sort_by(|a, b| a.name.cmp(&b.name));
     cfg.ip_pools.sort_by(|a, b| a.name.cmp(&b.name));
     errors.extend(super::passwords::check_passwords(&cfg));
@@ -524,6 +556,24 @@ mod tests {
                 "spec.maxEcmpPaths",
             );
         }
+    }
+
+    #[test]
+    fn a_peer_naming_a_missing_filter_is_held_back_until_it_exists() {
+        let filter =
+            "---\napiVersion: starling.dev/v1alpha1\nkind: BGPFilter\nmetadata: {name: f}\n\
+                      spec: {importV4: [{action: Reject}]}\n";
+        let with = peer("p", "{peerIP: 10.0.0.1, asNumber: 1, filters: [f, g]}");
+        let e = rejected(&with, "BGPPeer/p", "spec.filters[0]");
+        assert!(e.message.contains("no BGPFilter named \"f\""), "{e}");
+        let e = rejected(&format!("{filter}{with}"), "BGPPeer/p", "spec.filters[1]");
+        assert!(e.message.contains("\"g\""), "{e}");
+        let g = filter.replace("name: f", "name: g");
+        let (cfg, errors) = parse_and_build(&format!("{with}{g}{filter}"));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(cfg.peers[0].filters, ["f", "g"]);
+        assert_eq!(cfg.filters.len(), 2);
+        assert!(cfg.filter("g").is_some());
     }
 
     #[test]

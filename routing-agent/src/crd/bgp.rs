@@ -241,6 +241,11 @@ pub struct BGPPeerSpec {
     /// peerSelector sessions, off for peerIP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bfd: Option<Bfd>,
+    /// BGPFilters applied to the sessions' routes, in this order; one that
+    /// does not exist holds the sessions back until it does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(min = 1)))]
+    pub filters: Vec<String>,
 }
 
 /// `password: {secretKeyRef: {name, key}}`, as in Calico.

@@ -1,11 +1,12 @@
 //! The CustomResourceDefinitions of `starling.dev/v1alpha1` as Rust types:
-//! [`BGPConfiguration`], [`BGPPeer`], [`IPPool`] (read by the agent, with
+//! [`BGPConfiguration`], [`BGPPeer`], [`BGPFilter`], [`IPPool`] (read by the agent, with
 //! the fields the file datastore reads) and [`BGPNodeStatus`] (written by
 //! it), [`IPAMBlock`] and [`BlockAffinity`] (block IPAM, written by
 //! `starling-cni`). `examples/kubernetes/crds.yaml` is [`crds_yaml`]'s output; the test
 //! `crds` fails when it is out of date.
 
 mod bgp;
+mod filter;
 mod ip_pool;
 mod ipam;
 mod node_status;
@@ -17,6 +18,10 @@ use kube::CustomResourceExt;
 pub use bgp::{
     Aggregation, BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec, Bfd,
     GracefulRestart, PasswordSource, SecretKeyRef, ServiceIPBlock,
+};
+pub use filter::{
+    BGPFilter, BGPFilterRule, BGPFilterSpec, CommunityMatch, FilterAction, FilterPeerType,
+    MatchOperator, PrefixLength, RouteSource,
 };
 pub use ip_pool::{IPPool, IPPoolSpec, VXLANMode};
 pub use ipam::{BlockAffinity, BlockAffinitySpec, IPAMAllocation, IPAMBlock, IPAMBlockSpec};
@@ -35,6 +40,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![
         BGPConfiguration::crd(),
         BGPPeer::crd(),
+        BGPFilter::crd(),
         IPPool::crd(),
         BGPNodeStatus::crd(),
         IPAMBlock::crd(),

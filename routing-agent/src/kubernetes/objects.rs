@@ -6,7 +6,7 @@
 use kube::api::{ApiResource, DynamicObject};
 use serde_json::{json, Map, Value};
 
-use crate::crd::{BGPConfiguration, BGPPeer, IPPool};
+use crate::crd::{BGPConfiguration, BGPFilter, BGPPeer, IPPool};
 
 /// A kind the agent watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -14,6 +14,7 @@ pub enum WatchedKind {
     Node,
     BgpConfiguration,
     BgpPeer,
+    BgpFilter,
     IpPool,
     /// Not watched: only those the configuration names are read, by name,
     /// in the agent's namespace (`kubernetes::secrets`).
@@ -26,10 +27,11 @@ pub enum WatchedKind {
 impl WatchedKind {
     /// The kinds watched, in the order the objects are handed to
     /// `config::build` (the Secrets read by name come last).
-    pub const ALL: [WatchedKind; 6] = [
+    pub const ALL: [WatchedKind; 7] = [
         WatchedKind::Node,
         WatchedKind::BgpConfiguration,
         WatchedKind::BgpPeer,
+        WatchedKind::BgpFilter,
         WatchedKind::IpPool,
         WatchedKind::Service,
         WatchedKind::EndpointSlice,
@@ -50,6 +52,7 @@ impl WatchedKind {
             WatchedKind::Node => ApiResource::erase::<k8s_openapi::api::core::v1::Node>(&()),
             WatchedKind::BgpConfiguration => ApiResource::erase::<BGPConfiguration>(&()),
             WatchedKind::BgpPeer => ApiResource::erase::<BGPPeer>(&()),
+            WatchedKind::BgpFilter => ApiResource::erase::<BGPFilter>(&()),
             WatchedKind::IpPool => ApiResource::erase::<IPPool>(&()),
             WatchedKind::Secret => ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&()),
             WatchedKind::Service => ApiResource::erase::<k8s_openapi::api::core::v1::Service>(&()),
@@ -65,6 +68,7 @@ impl WatchedKind {
             WatchedKind::Node => "Node",
             WatchedKind::BgpConfiguration => "BGPConfiguration",
             WatchedKind::BgpPeer => "BGPPeer",
+            WatchedKind::BgpFilter => "BGPFilter",
             WatchedKind::IpPool => "IPPool",
             WatchedKind::Secret => "Secret",
             WatchedKind::Service => "Service",
@@ -78,6 +82,7 @@ impl WatchedKind {
             WatchedKind::Node => "nodes",
             WatchedKind::BgpConfiguration => "bgpconfigurations",
             WatchedKind::BgpPeer => "bgppeers",
+            WatchedKind::BgpFilter => "bgpfilters",
             WatchedKind::IpPool => "ippools",
             WatchedKind::Secret => "secrets",
             WatchedKind::Service => "services",

@@ -13,7 +13,39 @@ use starling_bgp::packet::{AsPath, Origin, PathAttributes, Update};
 use starling_bgp::reflection::{self, PeerRole};
 use starling_bgp::Prefix;
 
-use super::Speaker;
+use super::{Peer, Speaker};
+use crate::config::BgpFilterSpec;
+use crate::route_policy::{evaluate, Decision, Direction, RouteFacts};
+
+/// The attributes of the node's own routes towards `p`.
+fn local_attributes(p: &Peer) -> PathAttributes {
+    let ebgp = p.desired.remote_as != p.desired.local_as;
+    PathAttributes {
+        origin: Some(Origin::Igp),
+        // RFC 4271 section 5.1.2: our AS first towards external peers.
+        as_path: if ebgp {
+            AsPath::sequence(vec![p.desired.local_as])
+        } else {
+            AsPath::default()
+        },
+        // Section 5.1.5: LOCAL_PREF goes to internal peers only.
+        local_pref: (!ebgp).then_some(100),
+        ..PathAttributes::default()
+    }
+}
+
+/// The rule of `filters` that refuses the route, if one does (a rule that
+/// accepts, or none matching, lets it through).
+pub(super) fn refused_by(
+    filters: &[BgpFilterSpec],
+    direction: Direction,
+    route: &RouteFacts<'_>,
+) -> Option<Decision> {
+    if filters.is_empty() {
+        return None;
+    }
+    evaluate(filters, direction, route).filter(|d| !d.accepted())
+}
 
 /// One route as sent to a peer: its attributes and next hop.
 pub(super) type Export = (Arc<PathAttributes>, IpAddr);
@@ -36,18 +68,16 @@ impl Speaker {
         }
         let ebgp = p.desired.remote_as != p.desired.local_as;
         if self.local_routes.contains_key(prefix) {
-            let attrs = PathAttributes {
-                origin: Some(Origin::Igp),
-                // RFC 4271 section 5.1.2: our AS first towards external peers.
-                as_path: if ebgp {
-                    AsPath::sequence(vec![p.desired.local_as])
-                } else {
-                    AsPath::default()
-                },
-                // Section 5.1.5: LOCAL_PREF goes to internal peers only.
-                local_pref: (!ebgp).then_some(100),
-                ..PathAttributes::default()
+            let attrs = local_attributes(p);
+            let facts = RouteFacts {
+                prefix: *prefix,
+                attrs: &attrs,
+                from_remote_peer: false,
+                ebgp,
             };
+            if refused_by(&p.desired.filters, Direction::Export, &facts).is_some() {
+                return vec![];
+            }
             let nh = p.desired.local_address;
             return vec![(0, (self.rib.intern(attrs), nh))];
         }
@@ -55,6 +85,7 @@ impl Speaker {
             return vec![];
         };
         let to_role = p.role;
+        let filters = p.desired.filters.clone();
         // RFC 7911: with Send negotiated, every path (as FRR's
         // addpath-tx-all-paths), each under a Path Identifier the RIB keeps
         // for that path while it exists; without, the best route only.
@@ -77,10 +108,43 @@ impl Speaker {
                 && !out.iter().any(|(id, _)| *id == path_id);
             if reflect {
                 let attrs = reflection::reflect(&route.attrs, route.peer.router_id, cluster_id);
-                out.push((path_id, (self.rib.intern(attrs), route.next_hop)));
+                let facts = RouteFacts {
+                    prefix: *prefix,
+                    attrs: &attrs,
+                    from_remote_peer: true,
+                    ebgp,
+                };
+                if refused_by(&filters, Direction::Export, &facts).is_none() {
+                    out.push((path_id, (self.rib.intern(attrs), route.next_hop)));
+                }
             }
         }
         out
+    }
+
+    /// The node's own routes the filters of `addr` keep from it, with the
+    /// rule that did (for `starlingctl routes`).
+    pub(super) fn refused_exports(&self, addr: IpAddr) -> Vec<(Prefix, Decision)> {
+        let Some(p) = self.peers.get(&addr) else {
+            return vec![];
+        };
+        if p.desired.filters.is_empty() || p.session.state() != State::Established {
+            return vec![];
+        }
+        let attrs = local_attributes(p);
+        self.local_routes
+            .keys()
+            .filter(|prefix| prefix.is_ipv4() == p.desired.local_address.is_ipv4())
+            .filter_map(|prefix| {
+                let facts = RouteFacts {
+                    prefix: *prefix,
+                    attrs: &attrs,
+                    from_remote_peer: false,
+                    ebgp: p.desired.remote_as != p.desired.local_as,
+                };
+                refused_by(&p.desired.filters, Direction::Export, &facts).map(|d| (*prefix, d))
+            })
+            .collect()
     }
 
     /// Everything `addr` should hold now.

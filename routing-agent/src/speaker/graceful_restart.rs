@@ -74,6 +74,7 @@ impl Speaker {
         p.sent.clear();
         p.eor.clear();
         p.refresh_stale.clear();
+        p.refused.clear();
         let helper = match reason {
             DownReason::ConnectionLost => true,
             DownReason::Sent(n) => n.code == code::HOLD_TIMER_EXPIRED,

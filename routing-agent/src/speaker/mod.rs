@@ -73,6 +73,9 @@ struct Peer {
     /// The listening socket holds the peer's TCP MD5 key, or it needs none:
     /// until then its incoming connections are refused.
     listener_keyed: bool,
+    /// Routes the peer sent that its import filters refused, with the rule
+    /// that did and the route's AS_PATH (for `starlingctl routes`).
+    refused: BTreeMap<Prefix, (crate::route_policy::Decision, String)>,
 }
 
 pub struct Speaker {

@@ -80,8 +80,15 @@ impl Speaker {
                 }
             }
         }
+        let mut refilter = Vec::new();
         for (addr, d) in want {
-            if self.peers.contains_key(&addr) {
+            if let Some(p) = self.peers.get_mut(&addr) {
+                // The same session: BFD and filters apply to it as it runs.
+                if p.desired.filters != d.filters {
+                    tracing::info!(peer = %addr, name = %d.name, filters = ?d.filters.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), "filters changed: routes are evaluated again, the session stays");
+                    refilter.push(addr);
+                }
+                p.desired = d;
                 continue;
             }
             let port = match d.source {
@@ -115,6 +122,7 @@ impl Speaker {
                     stale_until: None,
                     refresh_stale: BTreeMap::new(),
                     listener_keyed,
+                    refused: BTreeMap::new(),
                 },
             );
             self.handle(addr, now, Event::Start);
@@ -168,6 +176,11 @@ impl Speaker {
             self.advertise(addr, false);
         }
         self.sync_bfd();
+        // Exports were evaluated again above; imports are, as the peers
+        // send their routes again (route refresh, RFC 2918 / 7313).
+        for addr in refilter {
+            self.refilter_imports(addr);
+        }
         self.start_restart_clock(now);
         self.maybe_reconcile(now);
     }

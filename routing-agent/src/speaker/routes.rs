@@ -1,6 +1,7 @@
 //! Routes in and out: UPDATEs received go into the RIB and from there into
 //! the kernel; the node's own prefixes go out to every peer.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -9,10 +10,12 @@ use starling_bgp::reflection;
 use starling_bgp::rib::BestChange;
 use starling_bgp::{Family, Prefix};
 
+use super::export::refused_by;
 use super::peers::to_network;
 use super::Speaker;
 use crate::config::PeerSource;
 use crate::kernel::KernelRoute;
+use crate::route_policy::{Decision, Direction, RouteFacts};
 
 impl Speaker {
     /// Section 9: an UPDATE from `addr` into the Adj-RIB-In and Loc-RIB.
@@ -39,6 +42,7 @@ impl Speaker {
         );
         let name = p.desired.name.clone();
         let info = p.info.clone();
+        let filters = p.desired.filters.clone();
         let local_as = p.desired.local_as;
         let attrs = self.rib.intern(u.attributes);
         // Section 9.1.2: a route whose AS_PATH holds our own AS is a loop.
@@ -76,11 +80,31 @@ impl Speaker {
         let local_routes = &self.local_routes;
         let admitted = &self.node_imports;
         let admit = |prefix: &Prefix| !from_node || admitted.contains(to_network(prefix));
+        // The import filters' decisions (none without filters): refused
+        // routes are treated as withdrawn, and remembered with their rule.
+        let mut decided: Vec<(Prefix, Option<(Decision, String)>)> = Vec::new();
         for (next_hop, nlri, ids) in announced {
-            let refused = nlri.iter().filter(|p| !admit(p)).count();
-            if refused > 0 {
+            let outside = nlri.iter().filter(|p| !admit(p)).count();
+            if outside > 0 {
                 let first = nlri.iter().find(|p| !admit(p)).map(ToString::to_string);
-                tracing::warn!(peer = %addr, name = %name, routes = refused, first = first.unwrap_or_default(), "routes from another node outside every IPPool ignored");
+                tracing::warn!(peer = %addr, name = %name, routes = outside, first = first.unwrap_or_default(), "routes from another node outside every IPPool ignored");
+            }
+            let mut refused: BTreeSet<Prefix> = BTreeSet::new();
+            // Loops and our own prefixes are refused before any filter.
+            if !filters.is_empty() && !looped {
+                for prefix in nlri.iter().filter(|p| !local_routes.contains_key(p)) {
+                    let facts = RouteFacts {
+                        prefix: *prefix,
+                        attrs: &attrs,
+                        from_remote_peer: true,
+                        ebgp: info.ebgp,
+                    };
+                    let d = refused_by(&filters, Direction::Import, &facts);
+                    if d.is_some() {
+                        refused.insert(*prefix);
+                    }
+                    decided.push((*prefix, d.map(|d| (d, attrs.as_path.to_string()))));
+                }
             }
             let usable = |prefix: &Prefix| {
                 !looped
@@ -88,6 +112,7 @@ impl Speaker {
                     && next_hop.is_ipv4() == prefix.is_ipv4()
                     && !local_routes.contains_key(prefix)
                     && admit(prefix)
+                    && !refused.contains(prefix)
             };
             let good = paths_where(nlri, ids, usable);
             self.rib
@@ -95,6 +120,25 @@ impl Speaker {
             if nlri.iter().any(|p| !usable(p)) {
                 let bad = paths_where(nlri, ids, |p| !usable(p));
                 self.rib.withdraw_all(addr, bad, &mut changed);
+            }
+        }
+        if let Some(p) = self.peers.get_mut(&addr) {
+            if !p.refused.is_empty() {
+                let mut gone = u.withdrawn.iter();
+                let unreach = u.mp_unreach.iter().flat_map(|un| un.withdrawn.iter());
+                for prefix in gone.by_ref().chain(unreach) {
+                    p.refused.remove(prefix);
+                }
+            }
+            for (prefix, d) in decided {
+                match d {
+                    Some(d) => {
+                        p.refused.insert(prefix, d);
+                    }
+                    None => {
+                        p.refused.remove(&prefix);
+                    }
+                }
             }
         }
         if self.cluster_id.is_some() {
@@ -117,6 +161,60 @@ impl Speaker {
         }
         self.changed = changed;
         self.check_max_prefixes(addr);
+    }
+
+    /// The peer's filters changed: the routes held from it are evaluated
+    /// again (those now refused go at once), and it is asked to send its
+    /// routes again (route refresh), so that those refused before are
+    /// evaluated anew. The session stays up.
+    pub(super) fn refilter_imports(&mut self, addr: IpAddr) {
+        let Some(p) = self.peers.get(&addr) else {
+            return;
+        };
+        if p.session.state() != starling_bgp::fsm::State::Established {
+            return;
+        }
+        let (filters, ebgp) = (p.desired.filters.clone(), p.info.ebgp);
+        let mut refused = Vec::new();
+        if !filters.is_empty() {
+            let prefixes: Vec<Prefix> = self.rib.prefixes().collect();
+            for prefix in prefixes {
+                for (_, route) in self.rib.routes(&prefix) {
+                    if route.peer.address != addr {
+                        continue;
+                    }
+                    let facts = RouteFacts {
+                        prefix,
+                        attrs: &route.attrs,
+                        from_remote_peer: true,
+                        ebgp,
+                    };
+                    if let Some(d) = refused_by(&filters, Direction::Import, &facts) {
+                        refused.push((prefix, route.path_id, d, route.attrs.as_path.to_string()));
+                    }
+                }
+            }
+        }
+        let mut changed = Vec::new();
+        self.rib.withdraw_all(
+            addr,
+            refused.iter().map(|(p, id, _, _)| (*p, *id)),
+            &mut changed,
+        );
+        if let Some(p) = self.peers.get_mut(&addr) {
+            for (prefix, _, d, as_path) in refused {
+                p.refused.insert(prefix, (d, as_path));
+            }
+        }
+        if self.cluster_id.is_some() {
+            self.install(&changed);
+            self.export_changes(&changed);
+        } else {
+            self.apply_changed(&changed);
+        }
+        if self.request_refresh(Some(addr)).is_empty() {
+            tracing::warn!(peer = %addr, "the peer does not support route refresh: routes its new filters accept that were refused before come with its next UPDATEs or a new session");
+        }
     }
 
     /// RFC 4486: a peer over its `maxPrefixes` gets Cease / Maximum Number

@@ -126,6 +126,7 @@ impl Speaker {
                 as_path: String::new(),
                 installed: self.kernel.is_installed(&to_network(p)),
                 tunnel: None,
+                refused: None,
             })
             .collect();
         for (prefix, route, hops) in self.rib.best_routes() {
@@ -146,7 +147,44 @@ impl Speaker {
                 as_path: route.attrs.as_path.to_string(),
                 installed: self.kernel.is_installed(&network),
                 tunnel,
+                refused: None,
             });
+        }
+        // What the filters refused: routes the peers sent, and the node's
+        // own routes towards peers.
+        for (addr, p) in &self.peers {
+            for (prefix, (decision, as_path)) in &p.refused {
+                out.push(RouteStatus {
+                    prefix: prefix.to_string(),
+                    next_hops: vec![],
+                    source: p.desired.name.clone(),
+                    peer: Some(*addr),
+                    as_path: as_path.clone(),
+                    installed: false,
+                    tunnel: None,
+                    refused: Some(format!(
+                        "import from {}: {}",
+                        p.desired.name,
+                        decision.describe()
+                    )),
+                });
+            }
+            for (prefix, decision) in self.refused_exports(*addr) {
+                out.push(RouteStatus {
+                    prefix: prefix.to_string(),
+                    next_hops: vec![],
+                    source: "local".to_string(),
+                    peer: None,
+                    as_path: String::new(),
+                    installed: self.kernel.is_installed(&to_network(&prefix)),
+                    tunnel: None,
+                    refused: Some(format!(
+                        "export to {}: {}",
+                        p.desired.name,
+                        decision.describe()
+                    )),
+                });
+            }
         }
         out
     }
