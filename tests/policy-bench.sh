@@ -18,4 +18,4 @@ if ! command -v nft >/dev/null; then
   apt-get install -y -qq --no-install-recommends nftables >/dev/null
 fi
 cargo build --release -p starling-lab --bin starling-policy-bench
-exec target/release/starling-policy-bench "$@"
+exec "${CARGO_TARGET_DIR:-target}"/release/starling-policy-bench "$@"

@@ -3,7 +3,7 @@
 //! and what each rule allows as (peer range, protocol, port range) grants.
 //! The nftables ruleset and `explain` are both read from this model.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -79,57 +79,87 @@ pub fn compile(
     node: Option<&str>,
 ) -> Compiled {
     let mut out = Compiled::default();
-    let local = snapshot
-        .pods
-        .values()
-        .filter(|p| node.is_none() || p.node.as_deref() == node)
-        .filter(|p| !p.ips.is_empty());
-    for pod in local {
-        // The policies of the pod's namespace: a range of the map.
-        let ns = &pod.key.namespace;
-        let selecting: Vec<&Policy> = policies
-            .range(ObjectKey::new(ns, "")..)
-            .take_while(|(k, _)| &k.namespace == ns)
-            .map(|(_, p)| p)
-            .filter(|p| p.pod_selector.matches(&pod.labels))
-            .collect();
-        for direction in [Direction::Ingress, Direction::Egress] {
-            let with_rules: Vec<(&Policy, &Vec<Rule>)> = selecting
-                .iter()
-                .filter_map(|p| rules_of(p, direction).map(|r| (*p, r)))
-                .collect();
-            if with_rules.is_empty() {
-                continue;
-            }
-            for ip in &pod.ips {
-                let mut iso = Isolated {
-                    pod: pod.key.clone(),
-                    policies: with_rules.iter().map(|(p, _)| p.key.clone()).collect(),
-                    grants: Vec::new(),
-                };
-                for (policy, rules) in &with_rules {
-                    for (i, rule) in rules.iter().enumerate() {
-                        let origin = Origin {
-                            policy: policy.key.clone(),
-                            direction,
-                            rule: i,
-                        };
-                        grants(
-                            snapshot,
-                            pod,
-                            *ip,
-                            direction,
-                            rule,
-                            &origin,
-                            &mut iso.grants,
-                        );
-                    }
-                }
-                out.isolated.insert((direction, *ip), iso);
-            }
+    let mut cache = PeerCache::default();
+    for (ip, pod) in owners(snapshot, node) {
+        compile_address(snapshot, policies, pod, ip, &mut cache, &mut out.isolated);
+    }
+    out
+}
+
+/// Whether a pod is enforced for on `node` (every pod when `None`).
+pub(crate) fn is_local(pod: &PodInfo, node: Option<&str>) -> bool {
+    node.is_none() || pod.node.as_deref() == node
+}
+
+/// Each local pod address and the pod holding it. Two pods hold one
+/// address only in a transient (one deleted, the next not yet seen): the
+/// last in key order owns it.
+fn owners<'a>(snapshot: &'a Snapshot, node: Option<&str>) -> BTreeMap<IpAddr, &'a PodInfo> {
+    let mut out = BTreeMap::new();
+    for pod in snapshot.pods.values().filter(|p| is_local(p, node)) {
+        for ip in &pod.ips {
+            out.insert(*ip, pod);
         }
     }
     out
+}
+
+/// The addresses of peers that select pods, computed once per compile or
+/// update: many policies share a peer (the pods of one namespace).
+#[derive(Debug, Default)]
+pub(crate) struct PeerCache(HashMap<(String, Family), Vec<IpRange>>);
+
+/// The entries of one local pod address (`ip` of `pod`), both directions,
+/// into `out` (nothing for a direction no policy isolates).
+pub(crate) fn compile_address(
+    snapshot: &Snapshot,
+    policies: &BTreeMap<ObjectKey, Policy>,
+    pod: &PodInfo,
+    ip: IpAddr,
+    cache: &mut PeerCache,
+    out: &mut BTreeMap<(Direction, IpAddr), Isolated>,
+) {
+    // The policies of the pod's namespace: a range of the map.
+    let ns = &pod.key.namespace;
+    let selecting: Vec<&Policy> = policies
+        .range(ObjectKey::new(ns, "")..)
+        .take_while(|(k, _)| &k.namespace == ns)
+        .map(|(_, p)| p)
+        .filter(|p| p.pod_selector.matches(&pod.labels))
+        .collect();
+    for direction in [Direction::Ingress, Direction::Egress] {
+        let with_rules: Vec<(&Policy, &Vec<Rule>)> = selecting
+            .iter()
+            .filter_map(|p| rules_of(p, direction).map(|r| (*p, r)))
+            .collect();
+        if with_rules.is_empty() {
+            continue;
+        }
+        let mut iso = Isolated {
+            pod: pod.key.clone(),
+            policies: with_rules.iter().map(|(p, _)| p.key.clone()).collect(),
+            grants: Vec::new(),
+        };
+        for (policy, rules) in &with_rules {
+            for (i, rule) in rules.iter().enumerate() {
+                let origin = Origin {
+                    policy: policy.key.clone(),
+                    direction,
+                    rule: i,
+                };
+                let at = Local { pod, ip, direction };
+                grants(snapshot, &at, rule, &origin, cache, &mut iso.grants);
+            }
+        }
+        out.insert((direction, ip), iso);
+    }
+}
+
+/// The local end of the grants being computed.
+struct Local<'a> {
+    pod: &'a PodInfo,
+    ip: IpAddr,
+    direction: Direction,
 }
 
 fn rules_of(p: &Policy, d: Direction) -> Option<&Vec<Rule>> {
@@ -142,20 +172,23 @@ fn rules_of(p: &Policy, d: Direction) -> Option<&Vec<Rule>> {
 /// The grants of one rule for one local pod address.
 fn grants(
     snapshot: &Snapshot,
-    pod: &PodInfo,
-    ip: IpAddr,
-    direction: Direction,
+    at: &Local,
     rule: &Rule,
     origin: &Origin,
+    cache: &mut PeerCache,
     out: &mut Vec<Grant>,
 ) {
-    let family = Family::of(&ip);
+    let (pod, direction) = (at.pod, at.direction);
+    let family = Family::of(&at.ip);
     let peers: Vec<IpRange> = match &rule.peers {
         None => vec![IpRange::all(family)],
-        Some(list) => list
-            .iter()
-            .flat_map(|p| peer_ranges(snapshot, p, family))
-            .collect(),
+        Some(list) => {
+            let mut v = Vec::new();
+            for p in list {
+                v.extend(peer_ranges(snapshot, p, family, cache));
+            }
+            v
+        }
     };
     let grant = |peer: IpRange, ports: Option<(Protocol, PortRange)>| Grant {
         peer,
@@ -201,7 +234,25 @@ fn grants(
 }
 
 /// The addresses of one peer, of one family.
-fn peer_ranges(snapshot: &Snapshot, peer: &Peer, family: Family) -> Vec<IpRange> {
+fn peer_ranges(
+    snapshot: &Snapshot,
+    peer: &Peer,
+    family: Family,
+    cache: &mut PeerCache,
+) -> Vec<IpRange> {
+    if matches!(peer, Peer::Pods { .. }) {
+        let key = (format!("{peer:?}"), family);
+        if let Some(hit) = cache.0.get(&key) {
+            return hit.clone();
+        }
+        let ranges = selected_ranges(snapshot, peer, family);
+        cache.0.insert(key, ranges.clone());
+        return ranges;
+    }
+    selected_ranges(snapshot, peer, family)
+}
+
+fn selected_ranges(snapshot: &Snapshot, peer: &Peer, family: Family) -> Vec<IpRange> {
     match peer {
         Peer::Block { ranges, .. } => ranges
             .iter()
@@ -228,7 +279,7 @@ fn peer_ranges(snapshot: &Snapshot, peer: &Peer, family: Family) -> Vec<IpRange>
 
 /// The pods of one namespace: a range of the map (keys sort by namespace
 /// first), not a scan of every pod.
-fn pods_of<'a>(snapshot: &'a Snapshot, ns: &str) -> impl Iterator<Item = &'a PodInfo> {
+pub(crate) fn pods_of<'a>(snapshot: &'a Snapshot, ns: &str) -> impl Iterator<Item = &'a PodInfo> {
     let ns = ns.to_string();
     snapshot
         .pods

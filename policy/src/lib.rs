@@ -6,9 +6,11 @@
 //! validated ([`validate`] into [`policy::Policy`]),
 //! compiled for one node's pods ([`compile`]: who is isolated, what each
 //! rule allows), rendered as set and map elements of table `inet starling`
-//! ([`nft`]), and applied as one `nft -f -` transaction per change computed
-//! as a diff in memory ([`controller`], [`apply`]). [`explain`] answers
-//! from the same model.
+//! ([`nft`]), kept between changes so that a change compiles again only
+//! the local pod addresses it touches ([`model`]), and applied as one
+//! `nft -f -` transaction of the changed elements ([`controller`],
+//! [`apply`]); [`service`] runs it, retrying a failed transaction with
+//! backoff. [`explain`] answers from the same model.
 
 pub mod addr;
 pub mod apply;
@@ -18,9 +20,11 @@ pub mod error;
 pub mod explain;
 pub mod kubernetes;
 pub mod metrics;
+pub mod model;
 pub mod nft;
 pub mod objects;
 pub mod policy;
+pub mod service;
 pub mod validate;
 
 pub use compile::{compile, Compiled, Direction};

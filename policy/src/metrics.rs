@@ -154,6 +154,7 @@ mod tests {
         let report = SyncReport {
             kept_last_good: Vec::new(),
             policies: 2,
+            recompiled: 2,
             transaction: Some("add element ...".into()),
             compile_time: Duration::from_millis(3),
             apply_time: Duration::from_millis(12),

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::addr::{disjoint, merge, Family, IpRange, PortRange};
-use crate::compile::{Compiled, Direction};
+use crate::compile::{Compiled, Direction, Isolated};
 use crate::policy::Protocol;
 
 /// The table every rule lives in.
@@ -100,46 +100,55 @@ fn ports(p: PortRange) -> String {
     }
 }
 
+/// One set element: the set's name and the element as `nft` writes it.
+pub type Element = (String, String);
+
 /// Renders the model's elements.
 pub fn ruleset(model: &Compiled, options: Options) -> Ruleset {
     let mut sets: BTreeMap<String, BTreeSet<String>> = set_decls()
         .into_iter()
         .map(|(n, _, _)| (n, BTreeSet::new()))
         .collect();
-    for ((d, ip), iso) in &model.isolated {
-        let (dir, f) = (d.name(), fam(ip));
-        let mut add = |set: String, e: String| {
+    for (&(d, ip), iso) in &model.isolated {
+        for (set, e) in elements(d, ip, iso) {
             sets.entry(set).or_default().insert(e);
-        };
-        add(format!("{dir}_pods_{f}"), format!("{ip} : jump {dir}"));
-        let any: Vec<IpRange> = iso
-            .grants
-            .iter()
-            .filter(|g| g.ports.is_none())
-            .map(|g| g.peer)
-            .collect();
-        for r in merge(any) {
-            add(format!("{dir}_any_{f}"), format!("{ip} . {r}"));
-        }
-        for proto in Protocol::ALL {
-            let rects: Vec<(IpRange, PortRange)> = iso
-                .grants
-                .iter()
-                .filter_map(|g| {
-                    g.ports
-                        .filter(|(p, _)| *p == proto)
-                        .map(|(_, r)| (g.peer, r))
-                })
-                .collect();
-            for (r, p) in disjoint(&rects) {
-                add(
-                    format!("{dir}_ports_{f}"),
-                    format!("{ip} . {r} . {} . {}", proto.nft(), ports(p)),
-                );
-            }
         }
     }
     Ruleset { options, sets }
+}
+
+/// The elements one isolated local pod address puts in the sets. Every
+/// element starts with that address, so two addresses never share one.
+pub fn elements(d: Direction, ip: IpAddr, iso: &Isolated) -> Vec<Element> {
+    let (dir, f) = (d.name(), fam(&ip));
+    let mut out = vec![(format!("{dir}_pods_{f}"), format!("{ip} : jump {dir}"))];
+    let any: Vec<IpRange> = iso
+        .grants
+        .iter()
+        .filter(|g| g.ports.is_none())
+        .map(|g| g.peer)
+        .collect();
+    for r in merge(any) {
+        out.push((format!("{dir}_any_{f}"), format!("{ip} . {r}")));
+    }
+    for proto in Protocol::ALL {
+        let rects: Vec<(IpRange, PortRange)> = iso
+            .grants
+            .iter()
+            .filter_map(|g| {
+                g.ports
+                    .filter(|(p, _)| *p == proto)
+                    .map(|(_, r)| (g.peer, r))
+            })
+            .collect();
+        for (r, p) in disjoint(&rects) {
+            out.push((
+                format!("{dir}_ports_{f}"),
+                format!("{ip} . {r} . {} . {}", proto.nft(), ports(p)),
+            ));
+        }
+    }
+    out
 }
 
 impl Ruleset {
@@ -249,6 +258,39 @@ impl Ruleset {
         }
         (!s.is_empty()).then_some(s)
     }
+
+    /// Applies a change of elements to this ruleset (what nft holds once
+    /// [`changes`] ran).
+    pub fn change(&mut self, removed: &[Element], added: &[Element]) {
+        for (set, e) in removed {
+            if let Some(s) = self.sets.get_mut(set) {
+                s.remove(e);
+            }
+        }
+        for (set, e) in added {
+            self.sets.entry(set.clone()).or_default().insert(e.clone());
+        }
+    }
+}
+
+/// One `nft -f` transaction deleting `removed` and adding `added`
+/// (deletions first); `None` when both are empty.
+pub fn changes(removed: &[Element], added: &[Element]) -> Option<String> {
+    fn group(v: &[Element]) -> BTreeMap<&str, Vec<&str>> {
+        let mut by: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (set, e) in v {
+            by.entry(set.as_str()).or_default().push(e.as_str());
+        }
+        by
+    }
+    let mut s = String::new();
+    for (set, list) in group(removed) {
+        s += &format!("delete element {TABLE} {set} {{ {} }}\n", list.join(", "));
+    }
+    for (set, list) in group(added) {
+        s += &format!("add element {TABLE} {set} {{ {} }}\n", list.join(", "));
+    }
+    (!s.is_empty()).then_some(s)
 }
 
 #[cfg(test)]

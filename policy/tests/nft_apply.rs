@@ -3,6 +3,7 @@
 //! after a first sync, after a pod is added, and after an invalid policy.
 
 use std::process::Command;
+use std::sync::Arc;
 
 use starling_policy::apply::Nft;
 use starling_policy::nft::Options;
@@ -61,13 +62,13 @@ spec:
   - to: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.244.3.0/24]}}]
 "#;
 
-fn snapshot(texts: &[&str]) -> Snapshot {
+fn snapshot(texts: &[&str]) -> Arc<Snapshot> {
     let mut s = Snapshot::default();
     let mut errors = Vec::new();
     for t in texts {
         s.add_text(t, "test", &mut errors);
     }
-    s
+    Arc::new(s)
 }
 
 fn list(nft: &Nft) -> String {

@@ -18,10 +18,15 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use starling_policy::apply::Nft;
-use starling_policy::nft::Options;
+use starling_policy::compile::compile;
+use starling_policy::nft::{ruleset, Options};
+use starling_policy::policy::ObjectKey;
 use starling_policy::{Controller, Snapshot};
 
+use crate::bench::procfs;
 use crate::error::{Error, Result};
 use crate::netns;
 use crate::pods;
@@ -38,8 +43,12 @@ pub struct Workload {
     pub namespaces: usize,
     pub pods_per_namespace: usize,
     pub policies: usize,
-    /// Pods added one at a time after the first apply.
-    pub added_pods: usize,
+    /// Events of each kind measured after the first apply.
+    pub events: usize,
+    /// Compile the whole model on every event, as the controller did
+    /// before it was incremental (compile, render, diff with what was
+    /// applied): the "before" figures.
+    pub full_recompile: bool,
     /// How long each throughput stream runs.
     pub stream: Duration,
 }
@@ -51,7 +60,8 @@ impl Workload {
             namespaces: 1000,
             pods_per_namespace: 10,
             policies: 1000,
-            added_pods: 20,
+            events: 200,
+            full_recompile: false,
             stream: Duration::from_secs(5),
         }
     }
@@ -73,8 +83,12 @@ pub struct Results {
     /// Lines of the first transaction, and set elements in force.
     pub transaction_lines: usize,
     pub elements: usize,
-    /// Per pod added: from the new snapshot to `nft` having committed.
-    pub pod_latency: Vec<Duration>,
+    /// Per kind of event: from the new snapshot to `nft` having
+    /// committed, and the CPU time it took.
+    pub events: Vec<EventStats>,
+    /// Resident memory after the first apply and at the end (peak), KiB.
+    pub rss_kib: u64,
+    pub peak_rss_kib: u64,
     /// Bits per second between two pods: no ruleset, then the whole one.
     pub throughput_empty: f64,
     pub throughput_loaded: f64,
@@ -97,6 +111,51 @@ fn pod_yaml(ns: &str, name: &str, labels: &str, k: usize) -> String {
         v4 = pod_v4(k),
         v6 = pod_v6(k)
     )
+}
+
+/// The kinds of events measured, each `Workload::events` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    PodAdd,
+    PodDelete,
+    PodRelabel,
+    NamespaceRelabel,
+    PolicyChange,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 5] = [
+        EventKind::PodAdd,
+        EventKind::PodDelete,
+        EventKind::PodRelabel,
+        EventKind::NamespaceRelabel,
+        EventKind::PolicyChange,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            EventKind::PodAdd => "pod added",
+            EventKind::PodDelete => "pod deleted",
+            EventKind::PodRelabel => "pod relabelled (joins or leaves a peer)",
+            EventKind::NamespaceRelabel => "namespace relabelled (joins or leaves a namespaceSelector)",
+            EventKind::PolicyChange => "policy changed (a port)",
+        }
+    }
+}
+
+/// One kind's measurements.
+#[derive(Debug, Clone)]
+pub struct EventStats {
+    pub kind: EventKind,
+    /// Snapshot handed over to `nft` having committed, per event.
+    pub latency: Vec<Duration>,
+    /// CPU time of the controller (this process) and of `nft` (children),
+    /// summed over the events.
+    pub cpu: Duration,
+    pub nft_cpu: Duration,
+    /// Events whose transaction was empty (must be none: each event
+    /// changes what some pod is allowed).
+    pub empty: usize,
 }
 
 /// The role of the `i`th pod of a namespace.
@@ -126,20 +185,36 @@ pub fn objects_yaml(w: &Workload) -> String {
     }
     for p in 0..w.policies {
         let ns = format!("ns-{}", p % w.namespaces.max(1));
-        let egress = if p % 2 == 0 {
-            ", Egress]\n  egress:\n  - to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ns-0}}, podSelector: {matchLabels: {app: worker}}}]\n    ports: [{protocol: UDP, port: 53}]\n"
-        } else {
-            "]\n"
-        };
-        s += &format!(
-            "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p-{p}, namespace: {ns}}}\n\
-             spec:\n  podSelector: {{matchLabels: {{app: web}}}}\n  ingress:\n\
-             \x20 - from: [{{podSelector: {{matchLabels: {{role: client}}}}}}]\n    ports: [{{port: 80}}, {{port: {STREAM_PORT}}}]\n\
-             \x20 - from: [{{ipBlock: {{cidr: 10.0.0.0/8, except: [10.200.0.0/16]}}}}]\n    ports: [{{port: 9090}}]\n\
-             \x20 policyTypes: [Ingress{egress}"
-        );
+        s += &policy_yaml(p, &ns, 9090);
     }
     s
+}
+
+/// Policy `p` of namespace `ns`: web pods, ingress from the namespace's
+/// clients on 80 and the stream's port, from `10.0.0.0/8` except the pods'
+/// `/16` on `block_port`; every fourth one also from the clients of the
+/// namespaces of team `t(p % 10)` on 8080.
+fn policy_yaml(p: usize, ns: &str, block_port: u16) -> String {
+    let egress = if p % 2 == 0 {
+        ", Egress]\n  egress:\n  - to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ns-0}}, podSelector: {matchLabels: {app: worker}}}]\n    ports: [{protocol: UDP, port: 53}]\n"
+    } else {
+        "]\n"
+    };
+    let team = if p % 4 == 1 {
+        format!(
+            "\x20 - from: [{{namespaceSelector: {{matchLabels: {{team: t{}}}}}, podSelector: {{matchLabels: {{role: client}}}}}}]\n    ports: [{{port: 8080}}]\n",
+            p % 10
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p-{p}, namespace: {ns}}}\n\
+         spec:\n  podSelector: {{matchLabels: {{app: web}}}}\n  ingress:\n\
+         \x20 - from: [{{podSelector: {{matchLabels: {{role: client}}}}}}]\n    ports: [{{port: 80}}, {{port: {STREAM_PORT}}}]\n\
+         \x20 - from: [{{ipBlock: {{cidr: 10.0.0.0/8, except: [10.200.0.0/16]}}}}]\n    ports: [{{port: {block_port}}}]\n{team}\
+         \x20 policyTypes: [Ingress{egress}"
+    )
 }
 
 /// The benchmark's namespaces (a node and two pods), removed on drop.
@@ -213,35 +288,66 @@ pub fn run(prefix: &str, w: Workload, progress: &dyn Fn(&str)) -> Result<Results
     if let Some(e) = errors.first() {
         return Err(Error::Setup(format!("bench objects rejected: {e}")));
     }
-    let mut c = Controller::new(NODE, Options::default(), Nft::in_netns(&topo.node));
+    let nft = Nft::in_netns(&topo.node);
+    let mut c = Controller::new(NODE, Options::default(), nft.clone());
     progress("first sync (compile, apply)");
+    let mut snap = Arc::new(snap);
     let report = c.sync(&snap).map_err(|e| Error::Setup(e.to_string()))?;
     let transaction_lines = report
         .transaction
         .as_deref()
         .map_or(0, |t| t.lines().count());
-    let elements = c
+    let mut applied = c
         .applied()
-        .map_or(0, |r| r.sets.values().map(|s| s.len()).sum());
+        .cloned()
+        .ok_or_else(|| Error::Setup("nothing applied".into()))?;
+    let elements = applied.sets.values().map(|s| s.len()).sum();
+    let rss_kib = procfs::rss_kib(std::process::id()).unwrap_or(0);
 
-    progress(&format!("adding {} pods one at a time", w.added_pods));
-    let mut pod_latency = Vec::new();
-    for j in 0..w.added_pods {
-        let ns = format!("ns-{}", j % w.namespaces.max(1));
-        let text = pod_yaml(&ns, &format!("web-new-{j}"), "{app: web}", w.pods() + j);
-        let mut next = snap.clone();
-        let mut errors = Vec::new();
-        next.add_text(&text, "bench", &mut errors);
-        let start = Instant::now();
-        let r = c.sync(&next).map_err(|e| Error::Setup(e.to_string()))?;
-        pod_latency.push(start.elapsed());
-        if r.transaction.is_none() {
-            return Err(Error::Setup(format!(
-                "adding {ns}/web-new-{j} changed nothing"
-            )));
+    let mut events = Vec::new();
+    for kind in EventKind::ALL {
+        progress(&format!("{} x {}", kind.name(), w.events));
+        let mut stats = EventStats {
+            kind,
+            latency: Vec::new(),
+            cpu: Duration::ZERO,
+            nft_cpu: Duration::ZERO,
+            empty: 0,
+        };
+        for k in 0..w.events {
+            let mut next = (*snap).clone();
+            event(&w, kind, k, &mut next)?;
+            let next = Arc::new(next);
+            let (cpu, children) = (cpu_time(libc::RUSAGE_SELF), cpu_time(libc::RUSAGE_CHILDREN));
+            let start = Instant::now();
+            let changed = if w.full_recompile {
+                // The controller before issue #16: everything compiled
+                // again, rendered and diffed with what was applied.
+                let policies = next
+                    .policies
+                    .iter()
+                    .filter_map(|(k, p)| p.as_ref().ok().map(|p| (k.clone(), p.clone())))
+                    .collect();
+                let all = ruleset(&compile(&next, &policies, Some(NODE)), Options::default());
+                let t = all.transaction(Some(&applied));
+                if let Some(t) = &t {
+                    nft.apply(t).map_err(|e| Error::Setup(e.to_string()))?;
+                }
+                applied = all;
+                t.is_some()
+            } else {
+                let r = c.sync(&next).map_err(|e| Error::Setup(e.to_string()))?;
+                r.transaction.is_some()
+            };
+            stats.latency.push(start.elapsed());
+            stats.cpu += cpu_time(libc::RUSAGE_SELF).saturating_sub(cpu);
+            stats.nft_cpu += cpu_time(libc::RUSAGE_CHILDREN).saturating_sub(children);
+            stats.empty += usize::from(!changed);
+            snap = next;
         }
-        snap = next;
+        events.push(stats);
     }
+    let peak_rss_kib = procfs::peak_rss_kib(std::process::id()).unwrap_or(0);
 
     progress("throughput with the whole ruleset");
     let throughput_loaded = throughput(&topo, w.stream)?;
@@ -252,10 +358,88 @@ pub fn run(prefix: &str, w: Workload, progress: &dyn Fn(&str)) -> Result<Results
         apply: report.apply_time,
         transaction_lines,
         elements,
-        pod_latency,
+        events,
+        rss_kib,
+        peak_rss_kib,
         throughput_empty,
         throughput_loaded,
     })
+}
+
+/// CPU time (user and system) of this process or of its waited-for
+/// children so far.
+fn cpu_time(who: libc::c_int) -> Duration {
+    // SAFETY: getrusage writes one rusage into the zeroed struct we own.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(who, &mut u) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Applies the `k`th event of `kind` to a snapshot. Events of one kind
+/// touch namespace `1 + k * 37 mod (namespaces - 1)` (distinct for the
+/// first thousand; never `ns-0`, whose pods carry the throughput stream);
+/// pod deletions remove the pods the additions made.
+fn event(w: &Workload, kind: EventKind, k: usize, snap: &mut Snapshot) -> Result<()> {
+    let n = 1 + (k * 37) % w.namespaces.saturating_sub(1).max(1);
+    let ns = format!("ns-{n}");
+    let mut errors = Vec::new();
+    match kind {
+        EventKind::PodAdd => {
+            let text = pod_yaml(&ns, &format!("web-new-{k}"), "{app: web}", w.pods() + k);
+            snap.add_text(&text, "bench", &mut errors);
+        }
+        EventKind::PodDelete => {
+            snap.pods
+                .remove(&ObjectKey::new(&ns, &format!("web-new-{k}")))
+                .ok_or_else(|| Error::Setup(format!("no pod {ns}/web-new-{k} to delete")))?;
+        }
+        EventKind::PodRelabel => {
+            let pod = snap
+                .pods
+                .get_mut(&ObjectKey::new(&ns, "client-0"))
+                .ok_or_else(|| Error::Setup(format!("no pod {ns}/client-0")))?;
+            let role = if pod.labels.get("role").map(String::as_str) == Some("client") {
+                "idle"
+            } else {
+                "client"
+            };
+            pod.labels.insert("role".into(), role.into());
+        }
+        EventKind::NamespaceRelabel => {
+            let labels = snap
+                .namespaces
+                .get_mut(&ns)
+                .ok_or_else(|| Error::Setup(format!("no namespace {ns}")))?;
+            let team = labels.get("team").cloned().unwrap_or_default();
+            let next = if team == format!("t{}", n % 10) {
+                format!("t{}", (n + 1) % 10)
+            } else {
+                format!("t{}", n % 10)
+            };
+            labels.insert("team".into(), next);
+        }
+        EventKind::PolicyChange => {
+            let p = 1 + (k * 37) % w.policies.saturating_sub(1).max(1);
+            let pns = format!("ns-{}", p % w.namespaces.max(1));
+            let key = ObjectKey::new(&pns, &format!("p-{p}"));
+            let port = match snap.policies.remove(&key) {
+                Some(Ok(old)) if format!("{old:?}").contains("Range(9090, 9090)") => 9091,
+                Some(_) => 9090,
+                None => return Err(Error::Setup(format!("no policy {key}"))),
+            };
+            snap.add_text(&policy_yaml(p, &pns, port), "bench", &mut errors);
+        }
+    }
+    match errors.first() {
+        Some(e) => Err(Error::Setup(format!("bench event rejected: {e}"))),
+        None => Ok(()),
+    }
 }
 
 /// One TCP stream from the client pod to the web pod for `how_long`;
@@ -298,20 +482,19 @@ fn throughput(t: &Topology, how_long: Duration) -> Result<f64> {
 /// The results as the README's table rows.
 pub fn report(r: &Results) -> String {
     let w = &r.workload;
-    let mut lat = r.pod_latency.clone();
-    lat.sort();
-    let median = lat.get(lat.len() / 2).copied().unwrap_or_default();
-    let max = lat.last().copied().unwrap_or_default();
     let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
     let gbit = |b: f64| format!("{:.2} Gbit/s", b / 1e9);
-    format!(
-        "| workload | {} pods, {} namespaces, {} policies (all pods on this node) |\n\
+    let mode = if w.full_recompile {
+        "whole model compiled per event (before #16)"
+    } else {
+        "incremental"
+    };
+    let mut s = format!(
+        "| workload | {} pods, {} namespaces, {} policies (all pods on this node); {mode} |\n\
          | decode the objects | {} |\n\
          | first compile + diff | {} |\n\
          | first apply (`nft -f -`, {} lines, {} set elements) | {} |\n\
-         | pod added until its rules are in force (median / max of {}) | {} / {} |\n\
-         | TCP throughput pod to pod, no ruleset | {} |\n\
-         | TCP throughput pod to pod, whole ruleset loaded | {} ({:+.1}%) |\n",
+         | resident memory after the first apply / peak at the end | {} MiB / {} MiB |\n",
         w.pods(),
         w.namespaces,
         w.policies,
@@ -320,11 +503,39 @@ pub fn report(r: &Results) -> String {
         r.transaction_lines,
         r.elements,
         ms(r.apply),
-        lat.len(),
-        ms(median),
-        ms(max),
+        r.rss_kib / 1024,
+        r.peak_rss_kib / 1024,
+    );
+    for e in &r.events {
+        let mut lat = e.latency.clone();
+        lat.sort();
+        let at = |q: f64| {
+            let i = ((lat.len() as f64 * q).ceil() as usize).clamp(1, lat.len().max(1)) - 1;
+            lat.get(i).copied().unwrap_or_default()
+        };
+        let n = lat.len().max(1) as u32;
+        s += &format!(
+            "| {} until in force: median / p99 / max of {} | {} / {} / {}; CPU per event {} (nft {}){} |\n",
+            e.kind.name(),
+            lat.len(),
+            ms(at(0.5)),
+            ms(at(0.99)),
+            ms(lat.last().copied().unwrap_or_default()),
+            ms(e.cpu / n),
+            ms(e.nft_cpu / n),
+            if e.empty > 0 {
+                format!("; {} changed nothing", e.empty)
+            } else {
+                String::new()
+            }
+        );
+    }
+    s += &format!(
+        "| TCP throughput pod to pod, no ruleset | {} |\n\
+         | TCP throughput pod to pod, whole ruleset loaded | {} ({:+.1}%) |\n",
         gbit(r.throughput_empty),
         gbit(r.throughput_loaded),
         (r.throughput_loaded / r.throughput_empty.max(1.0) - 1.0) * 100.0
-    )
+    );
+    s
 }

@@ -19,7 +19,8 @@ fn the_policy_benchmark_runs_on_a_small_cluster() {
         namespaces: 20,
         pods_per_namespace: 10,
         policies: 20,
-        added_pods: 3,
+        events: 3,
+        full_recompile: false,
         stream: Duration::from_millis(300),
     };
     let r = policy_bench::run(PREFIX, w, &|s| println!("{s}")).unwrap_or_else(|e| panic!("{e}"));
@@ -34,7 +35,12 @@ fn the_policy_benchmark_runs_on_a_small_cluster() {
     // families: 80 dispatch elements, and more for their grants.
     assert!(r.elements > 80, "{} elements", r.elements);
     assert!(r.transaction_lines > 0);
-    assert_eq!(r.pod_latency.len(), 3);
+    // Every event changed the ruleset, and was measured.
+    assert_eq!(r.events.len(), 5);
+    for e in &r.events {
+        assert_eq!(e.latency.len(), 3, "{:?}", e.kind);
+        assert_eq!(e.empty, 0, "{:?} changed nothing", e.kind);
+    }
     // The stream passed, with and without the ruleset (the policy of ns-0
     // allows its clients to its web pods on the stream's port).
     assert!(r.throughput_empty > 0.0);

@@ -1,7 +1,7 @@
 //! `starling-policy`: the NetworkPolicy controller of one node, and its
 //! `show` and `explain` commands.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use starling_policy::explain::{explain, Flow};
 use starling_policy::metrics::{PolicyMetrics, HEALTH_RULES};
 use starling_policy::nft::{ruleset, Deny, HostToPod, Options};
 use starling_policy::policy::{ObjectKey, Protocol};
+use starling_policy::service::{self, Reporting};
 use starling_policy::{kubernetes, Controller, Snapshot};
 use tokio::sync::watch;
 
@@ -231,61 +232,31 @@ fn explain_flow(snapshot: &Snapshot, from: &str, to: &str, port: &str) -> Result
 }
 
 async fn controller(
-    mut rx: watch::Receiver<Arc<Snapshot>>,
+    rx: watch::Receiver<Arc<Snapshot>>,
     node: String,
     options: Options,
-    applied: Option<PathBuf>,
-    (m, metrics): (PolicyMetrics, Metrics),
+    applied_file: Option<PathBuf>,
+    (policy, metrics): (PolicyMetrics, Metrics),
 ) -> Result<(), String> {
-    let mut c = Controller::new(&node, options, Nft::default());
+    let c = Controller::new(&node, options, Nft::default());
     tracing::info!(%node, "starling-policy started");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("SIGTERM handler: {e}"))?;
-    loop {
-        let snapshot = rx.borrow_and_update().clone();
-        match c.sync(&snapshot) {
-            Ok(report) => {
-                for e in &report.kept_last_good {
-                    tracing::error!("invalid policy, its last good version stays in force: {e}");
-                }
-                if let Some(t) = &report.transaction {
-                    tracing::info!(
-                        lines = t.lines().count(),
-                        "applied one nftables transaction"
-                    );
-                }
-                if let Some(r) = c.applied() {
-                    m.synced(&report, r);
-                    metrics.health().ready(HEALTH_RULES);
-                    if let Some(path) = &applied {
-                        write_atomic(path, &r.text());
-                    }
-                }
-            }
-            Err(e) => {
-                m.failed();
-                metrics
-                    .health()
-                    .not_ready(HEALTH_RULES, format!("{e}; retrying on the next change"));
-                tracing::error!("{e}; retrying on the next change");
-            }
-        }
+    let stop = async move {
         tokio::select! {
-            changed = rx.changed() => if changed.is_err() { return Ok(()) },
-            _ = tokio::signal::ctrl_c() => break,
-            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
         }
-    }
+    };
+    let report = Reporting {
+        metrics,
+        policy,
+        applied_file,
+    };
+    service::run(rx, c, report, stop).await;
     // The rules stay in force while the controller is away.
     tracing::info!("stopping; table inet starling left in place");
     Ok(())
-}
-
-fn write_atomic(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    if let Err(e) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path)) {
-        tracing::warn!(path = %path.display(), "cannot write the applied ruleset: {e}");
-    }
 }
 
 fn init_logging(json: bool, level: &str) {

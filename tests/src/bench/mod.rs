@@ -14,7 +14,7 @@
 mod bird;
 mod frr;
 pub mod injector;
-mod procfs;
+pub(crate) mod procfs;
 pub mod receiver;
 pub mod report;
 pub mod rig;

@@ -21,9 +21,13 @@ struct Cli {
     pods_per_namespace: usize,
     #[arg(long, default_value_t = 1000)]
     policies: usize,
-    /// Pods added one at a time after the first apply.
-    #[arg(long, default_value_t = 20)]
-    added_pods: usize,
+    /// Events of each kind (pod added, deleted, relabelled; namespace
+    /// relabelled; policy changed) after the first apply.
+    #[arg(long, default_value_t = 200)]
+    events: usize,
+    /// Compile the whole model on every event, as before issue #16.
+    #[arg(long)]
+    full_recompile: bool,
     /// Seconds each throughput stream runs.
     #[arg(long, default_value_t = 5)]
     stream_seconds: u64,
@@ -38,7 +42,8 @@ fn main() -> ExitCode {
         namespaces: cli.namespaces,
         pods_per_namespace: cli.pods_per_namespace.max(5),
         policies: cli.policies,
-        added_pods: cli.added_pods,
+        events: cli.events,
+        full_recompile: cli.full_recompile,
         stream: Duration::from_secs(cli.stream_seconds),
     };
     match policy_bench::run(&cli.prefix, w, &|s| eprintln!("policy-bench: {s}")) {

@@ -1,0 +1,315 @@
+//! The compiled model of one node kept between changes, so that a change
+//! recomputes only what it touches (issue #16).
+//!
+//! A change is the difference between two snapshots (and two sets of
+//! policies in force). It touches:
+//! - a local pod added, deleted or changed: its addresses;
+//! - a policy added, changed or deleted: the local pods it selects, before
+//!   and after;
+//! - any pod whose contribution to a policy's peer changes (it joins or
+//!   leaves the peer, or its addresses change while in it), and a
+//!   namespace whose labels move it in or out of a peer's
+//!   `namespaceSelector`: the local pods of that policy.
+//!
+//! Only the touched local addresses are compiled again, and only the
+//! elements that differ are returned: the caller writes them in one
+//! transaction. [`Model::update`] gives the same model as a full compile of
+//! the new snapshot (a test checks it over random changes).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::compile::{compile, compile_address, is_local, pods_of, Compiled, Direction, PeerCache};
+use crate::nft::{elements, ruleset, Element, Options, Ruleset};
+use crate::objects::{Labels, PodInfo, Snapshot};
+use crate::policy::{NamespaceScope, ObjectKey, Peer, Policy, PortMatch};
+
+/// What one update changed in the ruleset.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Delta {
+    pub removed: Vec<Element>,
+    pub added: Vec<Element>,
+    /// Local pod addresses compiled again.
+    pub recompiled: usize,
+}
+
+/// One node's compiled model, its ruleset, and what each local address
+/// contributed to it.
+#[derive(Debug)]
+pub struct Model {
+    node: String,
+    snapshot: Arc<Snapshot>,
+    policies: BTreeMap<ObjectKey, Policy>,
+    /// The local pods holding each address (several only in a transient;
+    /// the last in key order owns it, as in [`compile`]).
+    holders: BTreeMap<IpAddr, BTreeSet<ObjectKey>>,
+    compiled: Compiled,
+    elements: BTreeMap<(Direction, IpAddr), Vec<Element>>,
+    ruleset: Ruleset,
+}
+
+const DIRECTIONS: [Direction; 2] = [Direction::Ingress, Direction::Egress];
+
+impl Model {
+    /// A full compile of `snapshot` for the pods of `node`.
+    pub fn new(
+        node: &str,
+        options: Options,
+        snapshot: Arc<Snapshot>,
+        policies: &BTreeMap<ObjectKey, Policy>,
+    ) -> Model {
+        let compiled = compile(&snapshot, policies, Some(node));
+        let ruleset = ruleset(&compiled, options);
+        let elements = compiled
+            .isolated
+            .iter()
+            .map(|(&(d, ip), iso)| ((d, ip), elements(d, ip, iso)))
+            .collect();
+        let mut holders: BTreeMap<IpAddr, BTreeSet<ObjectKey>> = BTreeMap::new();
+        for pod in snapshot.pods.values().filter(|p| is_local(p, Some(node))) {
+            for ip in &pod.ips {
+                holders.entry(*ip).or_default().insert(pod.key.clone());
+            }
+        }
+        Model {
+            node: node.to_string(),
+            snapshot,
+            policies: policies.clone(),
+            holders,
+            compiled,
+            elements,
+            ruleset,
+        }
+    }
+
+    pub fn ruleset(&self) -> &Ruleset {
+        &self.ruleset
+    }
+
+    pub fn compiled(&self) -> &Compiled {
+        &self.compiled
+    }
+
+    /// Moves to `snapshot` and `policies`, compiling again only the local
+    /// addresses the change touches; returns the elements to delete and add.
+    pub fn update(
+        &mut self,
+        snapshot: Arc<Snapshot>,
+        policies: &BTreeMap<ObjectKey, Policy>,
+    ) -> Delta {
+        let old = std::mem::replace(&mut self.snapshot, snapshot);
+        let new = self.snapshot.clone();
+        let node = Some(self.node.as_str());
+        let mut dirty: BTreeSet<IpAddr> = BTreeSet::new();
+        let mut touched: BTreeSet<ObjectKey> = BTreeSet::new();
+
+        // Policies added, changed or deleted.
+        let mut changed_policies: Vec<(ObjectKey, Option<Policy>)> = Vec::new();
+        for (k, p) in policies {
+            if self.policies.get(k) != Some(p) {
+                changed_policies.push((k.clone(), self.policies.get(k).cloned()));
+            }
+        }
+        for (k, p) in &self.policies {
+            if !policies.contains_key(k) {
+                changed_policies.push((k.clone(), Some(p.clone())));
+            }
+        }
+
+        // Pods: local ones are dirty; any one may move in or out of a peer.
+        for_each_change(&old.pods, &new.pods, |key, o, n| {
+            for (pod, add) in [(o, false), (n, true)] {
+                let Some(pod) = pod.filter(|p| is_local(p, node)) else {
+                    continue;
+                };
+                for ip in &pod.ips {
+                    dirty.insert(*ip);
+                    let holders = self.holders.entry(*ip).or_default();
+                    if add {
+                        holders.insert(key.clone());
+                    } else {
+                        holders.remove(key);
+                    }
+                }
+            }
+            let ns = &key.namespace;
+            let (old_ns, new_ns) = (old.namespace_labels(ns), new.namespace_labels(ns));
+            for p in policies.values() {
+                if !touched.contains(&p.key) && pod_moves(p, (o, &old_ns), (n, &new_ns)) {
+                    touched.insert(p.key.clone());
+                }
+            }
+        });
+        self.holders.retain(|_, h| !h.is_empty());
+
+        // Namespaces relabelled.
+        let namespaces: BTreeSet<&String> =
+            old.namespaces.keys().chain(new.namespaces.keys()).collect();
+        for ns in namespaces {
+            if old.namespaces.get(ns) == new.namespaces.get(ns) {
+                continue;
+            }
+            let (before, after) = (old.namespace_labels(ns), new.namespace_labels(ns));
+            for p in policies.values() {
+                if namespace_moves(p, &before, &after) {
+                    touched.insert(p.key.clone());
+                }
+            }
+        }
+
+        // The local pods of every touched policy, old and new versions.
+        let selectors: Vec<&Policy> = touched
+            .iter()
+            .filter_map(|k| policies.get(k))
+            .chain(changed_policies.iter().filter_map(|(_, old)| old.as_ref()))
+            .chain(changed_policies.iter().filter_map(|(k, _)| policies.get(k)))
+            .collect();
+        for p in selectors {
+            for pod in pods_of(&new, &p.key.namespace) {
+                if is_local(pod, node) && p.pod_selector.matches(&pod.labels) {
+                    dirty.extend(pod.ips.iter().copied());
+                }
+            }
+        }
+        for (k, _) in changed_policies {
+            match policies.get(&k) {
+                Some(p) => self.policies.insert(k, p.clone()),
+                None => self.policies.remove(&k),
+            };
+        }
+
+        // Compile the dirty addresses again; keep what differs.
+        let mut delta = Delta {
+            recompiled: dirty.len(),
+            ..Delta::default()
+        };
+        let mut cache = PeerCache::default();
+        for ip in dirty {
+            let mut fresh = BTreeMap::new();
+            let owner = self
+                .holders
+                .get(&ip)
+                .and_then(|h| h.last())
+                .and_then(|k| new.pods.get(k));
+            if let Some(pod) = owner {
+                compile_address(&new, &self.policies, pod, ip, &mut cache, &mut fresh);
+            }
+            for d in DIRECTIONS {
+                let was = self.elements.remove(&(d, ip)).unwrap_or_default();
+                self.compiled.isolated.remove(&(d, ip));
+                let now = match fresh.remove(&(d, ip)) {
+                    Some(iso) => {
+                        let e = elements(d, ip, &iso);
+                        self.compiled.isolated.insert((d, ip), iso);
+                        e
+                    }
+                    None => Vec::new(),
+                };
+                let (was_set, now_set): (BTreeSet<&Element>, BTreeSet<&Element>) =
+                    (was.iter().collect(), now.iter().collect());
+                delta
+                    .removed
+                    .extend(was_set.difference(&now_set).map(|e| (*e).clone()));
+                delta
+                    .added
+                    .extend(now_set.difference(&was_set).map(|e| (*e).clone()));
+                if !now.is_empty() {
+                    self.elements.insert((d, ip), now);
+                }
+            }
+        }
+        self.ruleset.change(&delta.removed, &delta.added);
+        delta
+    }
+}
+
+/// Calls `f(key, old, new)` for every entry that differs between two maps.
+fn for_each_change<V: PartialEq>(
+    old: &BTreeMap<ObjectKey, V>,
+    new: &BTreeMap<ObjectKey, V>,
+    mut f: impl FnMut(&ObjectKey, Option<&V>, Option<&V>),
+) {
+    let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (None, None) => return,
+            (Some((ka, va)), Some((kb, vb))) if ka == kb => {
+                if va != vb {
+                    f(ka, Some(va), Some(vb));
+                }
+                a.next();
+                b.next();
+            }
+            (Some((ka, va)), Some((kb, _))) if ka < kb => {
+                f(ka, Some(va), None);
+                a.next();
+            }
+            (Some((ka, va)), None) => {
+                f(ka, Some(va), None);
+                a.next();
+            }
+            (_, Some((kb, vb))) => {
+                f(kb, None, Some(vb));
+                b.next();
+            }
+        }
+    }
+}
+
+/// The peers that select pods, of every rule of a policy.
+fn pod_peers(p: &Policy) -> impl Iterator<Item = &Peer> {
+    p.ingress
+        .iter()
+        .chain(p.egress.iter())
+        .flatten()
+        .flat_map(|r| r.peers.iter().flatten())
+        .filter(|peer| matches!(peer, Peer::Pods { .. }))
+}
+
+/// What a pod (with its namespace's labels) brings to a peer: its
+/// addresses when the peer selects it.
+fn brings<'a>(peer: &Peer, pod: Option<&'a PodInfo>, ns: &Labels) -> Option<&'a Vec<IpAddr>> {
+    let pod = pod.filter(|p| !p.ips.is_empty())?;
+    let Peer::Pods { namespaces, pods } = peer else {
+        return None;
+    };
+    let in_scope = match namespaces {
+        NamespaceScope::Own(own) => *own == pod.key.namespace,
+        NamespaceScope::Selected(s) => s.matches(ns),
+    };
+    (in_scope && pods.matches(&pod.labels)).then_some(&pod.ips)
+}
+
+/// Whether a pod's change changes what one of the policy's rules allows:
+/// what it brings to a peer differs, or (egress rules with named ports,
+/// resolved on every destination pod) its addresses or named ports do.
+fn pod_moves(p: &Policy, old: (Option<&PodInfo>, &Labels), new: (Option<&PodInfo>, &Labels)) -> bool {
+    if pod_peers(p).any(|peer| brings(peer, old.0, old.1) != brings(peer, new.0, new.1)) {
+        return true;
+    }
+    let named_egress = p.egress.iter().flatten().any(|r| {
+        r.ports
+            .iter()
+            .flatten()
+            .any(|s| matches!(s.port, PortMatch::Named(_)))
+    });
+    named_egress
+        && old.0.map(|p| (&p.ips, &p.named_ports)) != new.0.map(|p| (&p.ips, &p.named_ports))
+}
+
+/// Whether relabelling a namespace moves it in or out of one of the
+/// policy's `namespaceSelector`s.
+fn namespace_moves(p: &Policy, before: &Labels, after: &Labels) -> bool {
+    pod_peers(p).any(|peer| match peer {
+        Peer::Pods {
+            namespaces: NamespaceScope::Selected(s),
+            ..
+        } => s.matches(before) != s.matches(after),
+        _ => false,
+    })
+}
+
+#[cfg(test)]
+#[path = "model_tests.rs"]
+mod tests;
