@@ -1,6 +1,8 @@
 //! Policies and pods into the compiled model of one node: for each local
-//! pod address and direction, whether it is isolated, by which policies,
-//! and what each rule allows as (peer range, protocol, port range) grants.
+//! pod address and direction, whether NetworkPolicies isolate it, by which
+//! ones, and what each rule allows as (peer range, protocol, port range)
+//! grants; and the ClusterNetworkPolicy rules of the Admin and Baseline
+//! tiers that apply to it, in evaluation order ([`crate::tiers`]).
 //! The nftables ruleset and `explain` are both read from this model.
 
 use std::collections::{BTreeMap, HashMap};
@@ -8,8 +10,11 @@ use std::fmt;
 use std::net::IpAddr;
 
 use crate::addr::{Family, IpRange, PortRange};
+use crate::cluster::ClusterPolicy;
+use crate::crd::Tier;
 use crate::objects::{PodInfo, Snapshot};
 use crate::policy::{NamespaceScope, ObjectKey, Peer, Policy, PortMatch, Protocol, Rule};
+use crate::tiers::{Decision, RuleRef};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Direction {
@@ -55,29 +60,79 @@ pub struct Grant {
     pub origin: Origin,
 }
 
-/// One isolated local pod address in one direction.
+/// One local pod address in one direction that some policy applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Isolated {
     pub pod: ObjectKey,
-    /// The policies selecting the pod for this direction.
+    /// The NetworkPolicies selecting the pod for this direction (none: the
+    /// NetworkPolicy tier does not decide, Baseline does).
     pub policies: Vec<ObjectKey>,
     pub grants: Vec<Grant>,
+    /// ClusterNetworkPolicy rules of the Admin tier, in evaluation order.
+    pub admin: Vec<Decision>,
+    /// Likewise, Baseline tier.
+    pub baseline: Vec<Decision>,
 }
 
-/// The compiled model: every isolated (direction, local pod address).
-/// Addresses of pods no policy selects are absent: their traffic is
-/// untouched.
+/// Every policy in force: NetworkPolicies by key, ClusterNetworkPolicies
+/// in evaluation order (tier, priority, then name).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policies {
+    pub network: BTreeMap<ObjectKey, Policy>,
+    pub cluster: Vec<ClusterPolicy>,
+}
+
+impl Policies {
+    /// From the valid policies of each kind.
+    pub fn new(
+        network: BTreeMap<ObjectKey, Policy>,
+        cluster: impl IntoIterator<Item = ClusterPolicy>,
+    ) -> Policies {
+        let mut cluster: Vec<ClusterPolicy> = cluster.into_iter().collect();
+        cluster.sort_by(|a, b| (a.tier, a.priority, &a.name).cmp(&(b.tier, b.priority, &b.name)));
+        Policies { network, cluster }
+    }
+
+    /// The tiers in evaluation order, as `show` prints them (nft comments).
+    pub fn tiers_text(&self) -> String {
+        let tier = |t: Tier| {
+            let list: Vec<String> = self
+                .cluster
+                .iter()
+                .filter(|c| c.tier == t)
+                .map(|c| format!("{} (priority {})", c.name, c.priority))
+                .collect();
+            if list.is_empty() {
+                "no ClusterNetworkPolicy".to_string()
+            } else {
+                list.join(", ")
+            }
+        };
+        format!(
+            "# Tiers, in evaluation order (each direction):\n\
+             # 1. Admin: {}\n\
+             # 2. NetworkPolicy: {} (for the pods they select)\n\
+             # 3. Baseline: {}\n\
+             # 4. Default: allow\n",
+            tier(Tier::Admin),
+            match self.network.len() {
+                1 => "1 policy".to_string(),
+                n => format!("{n} policies"),
+            },
+            tier(Tier::Baseline)
+        )
+    }
+}
+
+/// The compiled model: every (direction, local pod address) some policy
+/// applies to. Other addresses are absent: their traffic is untouched.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Compiled {
     pub isolated: BTreeMap<(Direction, IpAddr), Isolated>,
 }
 
 /// Compiles `policies` for the pods of `node` (every pod when `None`).
-pub fn compile(
-    snapshot: &Snapshot,
-    policies: &BTreeMap<ObjectKey, Policy>,
-    node: Option<&str>,
-) -> Compiled {
+pub fn compile(snapshot: &Snapshot, policies: &Policies, node: Option<&str>) -> Compiled {
     let mut out = Compiled::default();
     let mut cache = PeerCache::default();
     for (ip, pod) in owners(snapshot, node) {
@@ -113,7 +168,7 @@ pub(crate) struct PeerCache(HashMap<(String, Family), Vec<IpRange>>);
 /// into `out` (nothing for a direction no policy isolates).
 pub(crate) fn compile_address(
     snapshot: &Snapshot,
-    policies: &BTreeMap<ObjectKey, Policy>,
+    policies: &Policies,
     pod: &PodInfo,
     ip: IpAddr,
     cache: &mut PeerCache,
@@ -121,7 +176,14 @@ pub(crate) fn compile_address(
 ) {
     // The policies of the pod's namespace: a range of the map.
     let ns = &pod.key.namespace;
+    let ns_labels = snapshot.namespace_labels(ns);
+    let subject_of: Vec<&ClusterPolicy> = policies
+        .cluster
+        .iter()
+        .filter(|c| c.namespaces.matches(&ns_labels) && c.pods.matches(&pod.labels))
+        .collect();
     let selecting: Vec<&Policy> = policies
+        .network
         .range(ObjectKey::new(ns, "")..)
         .take_while(|(k, _)| &k.namespace == ns)
         .map(|(_, p)| p)
@@ -132,13 +194,13 @@ pub(crate) fn compile_address(
             .iter()
             .filter_map(|p| rules_of(p, direction).map(|r| (*p, r)))
             .collect();
-        if with_rules.is_empty() {
-            continue;
-        }
+        let at = Local { pod, ip, direction };
         let mut iso = Isolated {
             pod: pod.key.clone(),
             policies: with_rules.iter().map(|(p, _)| p.key.clone()).collect(),
             grants: Vec::new(),
+            admin: Vec::new(),
+            baseline: Vec::new(),
         };
         for (policy, rules) in &with_rules {
             for (i, rule) in rules.iter().enumerate() {
@@ -147,9 +209,45 @@ pub(crate) fn compile_address(
                     direction,
                     rule: i,
                 };
-                let at = Local { pod, ip, direction };
-                grants(snapshot, &at, rule, &origin, cache, &mut iso.grants);
+                for (peer, ports) in matches(snapshot, &at, rule, cache) {
+                    iso.grants.push(Grant {
+                        peer,
+                        ports,
+                        origin: origin.clone(),
+                    });
+                }
             }
+        }
+        for c in &subject_of {
+            let rules = match direction {
+                Direction::Ingress => &c.ingress,
+                Direction::Egress => &c.egress,
+            };
+            for (i, r) in rules.iter().enumerate() {
+                let origin = RuleRef {
+                    tier: c.tier,
+                    policy: c.name.clone(),
+                    priority: c.priority,
+                    direction,
+                    rule: i,
+                    name: r.name.clone(),
+                };
+                let list = match c.tier {
+                    Tier::Admin => &mut iso.admin,
+                    Tier::Baseline => &mut iso.baseline,
+                };
+                for (peer, ports) in matches(snapshot, &at, &r.rule, cache) {
+                    list.push(Decision {
+                        peer,
+                        ports,
+                        action: r.action,
+                        origin: origin.clone(),
+                    });
+                }
+            }
+        }
+        if with_rules.is_empty() && iso.admin.is_empty() && iso.baseline.is_empty() {
+            continue;
         }
         out.insert((direction, ip), iso);
     }
@@ -169,15 +267,14 @@ fn rules_of(p: &Policy, d: Direction) -> Option<&Vec<Rule>> {
     }
 }
 
-/// The grants of one rule for one local pod address.
-fn grants(
+/// What one rule matches for one local pod address: (peer range, ports).
+fn matches(
     snapshot: &Snapshot,
     at: &Local,
     rule: &Rule,
-    origin: &Origin,
     cache: &mut PeerCache,
-    out: &mut Vec<Grant>,
-) {
+) -> Vec<(IpRange, Option<(Protocol, PortRange)>)> {
+    let mut out = Vec::new();
     let (pod, direction) = (at.pod, at.direction);
     let family = Family::of(&at.ip);
     let peers: Vec<IpRange> = match &rule.peers {
@@ -190,14 +287,10 @@ fn grants(
             v
         }
     };
-    let grant = |peer: IpRange, ports: Option<(Protocol, PortRange)>| Grant {
-        peer,
-        ports,
-        origin: origin.clone(),
-    };
+    let grant = |peer: IpRange, ports: Option<(Protocol, PortRange)>| (peer, ports);
     let Some(ports) = &rule.ports else {
         out.extend(peers.into_iter().map(|p| grant(p, None)));
-        return;
+        return out;
     };
     for spec in ports {
         let proto = spec.protocol;
@@ -231,6 +324,7 @@ fn grants(
             },
         }
     }
+    out
 }
 
 /// The addresses of one peer, of one family.
@@ -240,7 +334,7 @@ fn peer_ranges(
     family: Family,
     cache: &mut PeerCache,
 ) -> Vec<IpRange> {
-    if matches!(peer, Peer::Pods { .. }) {
+    if matches!(peer, Peer::Pods { .. } | Peer::Nodes(_)) {
         let key = (format!("{peer:?}"), family);
         if let Some(hit) = cache.0.get(&key) {
             return hit.clone();
@@ -254,6 +348,13 @@ fn peer_ranges(
 
 fn selected_ranges(snapshot: &Snapshot, peer: &Peer, family: Family) -> Vec<IpRange> {
     match peer {
+        Peer::Nodes(s) => snapshot
+            .nodes
+            .values()
+            .filter(|n| s.matches(&n.labels))
+            .flat_map(|n| n.ips.iter().filter(|a| Family::of(a) == family))
+            .map(|a| IpRange::host(*a))
+            .collect(),
         Peer::Block { ranges, .. } => ranges
             .iter()
             .filter(|r| r.family == family)

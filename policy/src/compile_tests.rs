@@ -2,18 +2,27 @@ use super::*;
 use crate::explain::{explain, Flow, Verdict};
 use crate::objects::tests::PODS;
 
-pub(crate) fn snapshot(policies: &str) -> (Snapshot, BTreeMap<ObjectKey, Policy>) {
+pub(crate) fn snapshot(policies: &str) -> (Snapshot, Policies) {
     let mut s = Snapshot::default();
     let mut errors = Vec::new();
     s.add_text(PODS, "pods.yaml", &mut errors);
     s.add_text(policies, "policies.yaml", &mut errors);
     assert!(errors.is_empty(), "{errors:?}");
-    let valid = s
+    (s.clone(), valid(&s))
+}
+
+/// The valid policies of a snapshot.
+pub(crate) fn valid(s: &Snapshot) -> Policies {
+    let network = s
         .policies
         .iter()
         .filter_map(|(k, p)| p.as_ref().ok().map(|p| (k.clone(), p.clone())))
         .collect();
-    (s, valid)
+    let cluster = s
+        .cluster_policies
+        .values()
+        .filter_map(|c| c.as_ref().ok().cloned());
+    Policies::new(network, cluster)
 }
 
 pub(crate) fn np(name: &str, ns: &str, spec: &str) -> String {

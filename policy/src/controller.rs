@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::apply::{ApplyError, Nft};
-use crate::compile::{compile, Compiled};
+use crate::cluster::ClusterPolicy;
+use crate::compile::{compile, Compiled, Policies};
 use crate::error::PolicyError;
 use crate::model::Model;
 use crate::nft::{changes, Options, Ruleset};
 use crate::objects::Snapshot;
-use crate::policy::{ObjectKey, Policy};
 
 /// One node's controller state.
 #[derive(Debug)]
@@ -20,13 +20,16 @@ pub struct Controller {
     node: String,
     options: Options,
     nft: Nft,
-    /// The last version of each policy that compiled: the policies in force.
-    last_good: BTreeMap<ObjectKey, Policy>,
+    /// The last version of each ClusterNetworkPolicy that compiled.
+    last_good_cluster: BTreeMap<String, ClusterPolicy>,
+    /// The policies in force, as the compiler reads them: the last version
+    /// of each policy that compiled.
+    in_force: Policies,
     /// The model of the last snapshot synced; `None` before the first.
     model: Option<Model>,
     /// Whether nft holds the model's ruleset. After a failed apply it is
     /// unknown: the next apply replaces the table.
-    in_force: bool,
+    applied: bool,
 }
 
 /// What one [`Controller::sync`] did.
@@ -52,9 +55,10 @@ impl Controller {
             node: node.to_string(),
             options,
             nft,
-            last_good: BTreeMap::new(),
+            last_good_cluster: BTreeMap::new(),
+            in_force: Policies::default(),
             model: None,
-            in_force: false,
+            applied: false,
         }
     }
 
@@ -62,28 +66,46 @@ impl Controller {
     /// an invalid one its last good version. Returns the invalid ones.
     fn update_policies(&mut self, snapshot: &Snapshot) -> Vec<PolicyError> {
         let mut errors = Vec::new();
-        self.last_good.retain(|k, _| snapshot.policies.contains_key(k));
+        self.in_force
+            .network
+            .retain(|k, _| snapshot.policies.contains_key(k));
         for (key, result) in &snapshot.policies {
             match result {
                 Ok(p) => {
-                    if self.last_good.get(key) != Some(p) {
-                        self.last_good.insert(key.clone(), p.clone());
+                    if self.in_force.network.get(key) != Some(p) {
+                        self.in_force.network.insert(key.clone(), p.clone());
                     }
                 }
                 Err(e) => errors.push(e.clone()),
             }
+        }
+        let before = self.last_good_cluster.clone();
+        self.last_good_cluster
+            .retain(|k, _| snapshot.cluster_policies.contains_key(k));
+        for (name, result) in &snapshot.cluster_policies {
+            match result {
+                Ok(c) => {
+                    if self.last_good_cluster.get(name) != Some(c) {
+                        self.last_good_cluster.insert(name.clone(), c.clone());
+                    }
+                }
+                Err(e) => errors.push(e.clone()),
+            }
+        }
+        if before != self.last_good_cluster {
+            self.in_force = Policies::new(
+                std::mem::take(&mut self.in_force.network),
+                self.last_good_cluster.values().cloned(),
+            );
         }
         errors
     }
 
     /// The policies in force for `snapshot` (see [`Controller::sync`]), and
     /// the invalid ones.
-    pub fn effective(
-        &mut self,
-        snapshot: &Snapshot,
-    ) -> (BTreeMap<ObjectKey, Policy>, Vec<PolicyError>) {
+    pub fn effective(&mut self, snapshot: &Snapshot) -> (Policies, Vec<PolicyError>) {
         let errors = self.update_policies(snapshot);
-        (self.last_good.clone(), errors)
+        (self.in_force.clone(), errors)
     }
 
     /// The model for this node.
@@ -100,8 +122,8 @@ impl Controller {
         let kept_last_good = self.update_policies(snapshot);
         let (transaction, recompiled) = match &mut self.model {
             Some(model) => {
-                let delta = model.update(snapshot.clone(), &self.last_good);
-                let t = if self.in_force {
+                let delta = model.update(snapshot.clone(), &self.in_force);
+                let t = if self.applied {
                     changes(&delta.removed, &delta.added)
                 } else {
                     model.ruleset().transaction(None)
@@ -109,7 +131,7 @@ impl Controller {
                 (t, delta.recompiled)
             }
             None => {
-                let model = Model::new(&self.node, self.options, snapshot.clone(), &self.last_good);
+                let model = Model::new(&self.node, self.options, snapshot.clone(), &self.in_force);
                 let t = model.ruleset().transaction(None);
                 let n = model.compiled().isolated.len();
                 self.model = Some(model);
@@ -120,14 +142,14 @@ impl Controller {
         let start = Instant::now();
         if let Some(t) = &transaction {
             if let Err(e) = self.nft.apply(t) {
-                self.in_force = false;
+                self.applied = false;
                 return Err(e);
             }
         }
-        self.in_force = true;
+        self.applied = true;
         Ok(SyncReport {
             kept_last_good,
-            policies: self.last_good.len(),
+            policies: self.in_force.network.len() + self.last_good_cluster.len(),
             transaction,
             recompiled,
             compile_time,
@@ -135,17 +157,22 @@ impl Controller {
         })
     }
 
+    /// The policies in force.
+    pub fn policies(&self) -> &Policies {
+        &self.in_force
+    }
+
     /// The ruleset in force, when the last apply succeeded.
     pub fn applied(&self) -> Option<&Ruleset> {
         self.model
             .as_ref()
-            .filter(|_| self.in_force)
+            .filter(|_| self.applied)
             .map(Model::ruleset)
     }
 
     /// Removes the table (on shutdown, when asked to).
     pub fn remove_table(&mut self) -> Result<(), ApplyError> {
-        self.in_force = false;
+        self.applied = false;
         let t = crate::nft::TABLE;
         self.nft.apply(&format!("table {t}\ndelete table {t}\n"))
     }

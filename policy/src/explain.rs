@@ -4,8 +4,10 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::compile::{Compiled, Direction, Origin};
+use crate::compile::{Compiled, Direction, Isolated, Origin};
+use crate::crd::Action;
 use crate::policy::{ObjectKey, Protocol};
+use crate::tiers::{first, RuleRef};
 
 /// A new connection (or first datagram) from one pod address to another.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,8 +21,13 @@ pub struct Flow {
 /// One direction's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// No policy selects the pod for this direction.
+    /// No policy selects the pod for this direction, or no rule of a
+    /// ClusterNetworkPolicy tier matched and no NetworkPolicy isolates it.
     NotIsolated,
+    /// A ClusterNetworkPolicy rule decided: Accept or Deny.
+    Cluster(RuleRef, Action),
+    /// An Admin rule passed the flow on; the rest decided.
+    Passed(RuleRef, Box<Verdict>),
     /// Allowed by these rules.
     Allowed(Vec<Origin>),
     /// Isolated by these policies, and none of their rules allows it.
@@ -29,7 +36,11 @@ pub enum Verdict {
 
 impl Verdict {
     pub fn allows(&self) -> bool {
-        !matches!(self, Verdict::Denied(_))
+        match self {
+            Verdict::Denied(_) | Verdict::Cluster(_, Action::Deny) => false,
+            Verdict::Passed(_, v) => v.allows(),
+            _ => true,
+        }
     }
 }
 
@@ -38,6 +49,9 @@ impl fmt::Display for Verdict {
         let list = |v: Vec<String>| v.join(", ");
         match self {
             Verdict::NotIsolated => f.write_str("allowed: no policy selects the pod"),
+            Verdict::Cluster(rule, Action::Deny) => write!(f, "denied by {rule}"),
+            Verdict::Cluster(rule, _) => write!(f, "allowed by {rule}"),
+            Verdict::Passed(rule, v) => write!(f, "passed on by {rule}; {v}"),
             Verdict::Allowed(o) => write!(
                 f,
                 "allowed by {}",
@@ -94,6 +108,31 @@ fn verdict(model: &Compiled, d: Direction, local: IpAddr, peer: IpAddr, flow: &F
     let Some(iso) = model.isolated.get(&(d, local)) else {
         return Verdict::NotIsolated;
     };
+    let decide = |decisions| first(decisions, peer, flow.protocol, flow.port);
+    // Admin tier: Accept and Deny are final, Pass goes on.
+    let passed = match decide(&iso.admin) {
+        Some(dec) if dec.action == Action::Pass => Some(dec.origin.clone()),
+        Some(dec) => return Verdict::Cluster(dec.origin.clone(), dec.action),
+        None => None,
+    };
+    let rest = if !iso.policies.is_empty() {
+        network_verdict(iso, peer, flow)
+    } else {
+        match decide(&iso.baseline) {
+            Some(dec) if dec.action != Action::Pass => {
+                Verdict::Cluster(dec.origin.clone(), dec.action)
+            }
+            _ => Verdict::NotIsolated,
+        }
+    };
+    match passed {
+        Some(rule) => Verdict::Passed(rule, Box::new(rest)),
+        None => rest,
+    }
+}
+
+/// The NetworkPolicy tier, for a pod it isolates.
+fn network_verdict(iso: &Isolated, peer: IpAddr, flow: &Flow) -> Verdict {
     let mut by: Vec<Origin> = iso
         .grants
         .iter()

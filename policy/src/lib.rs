@@ -14,8 +14,10 @@
 
 pub mod addr;
 pub mod apply;
+pub mod cluster;
 pub mod compile;
 pub mod controller;
+pub mod crd;
 pub mod error;
 pub mod explain;
 pub mod kubernetes;
@@ -25,9 +27,10 @@ pub mod nft;
 pub mod objects;
 pub mod policy;
 pub mod service;
+pub mod tiers;
 pub mod validate;
 
-pub use compile::{compile, Compiled, Direction};
+pub use compile::{compile, Compiled, Direction, Policies};
 pub use controller::Controller;
 pub use error::PolicyError;
 pub use objects::Snapshot;

@@ -20,10 +20,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::compile::{compile, compile_address, is_local, pods_of, Compiled, Direction, PeerCache};
+use crate::cluster::ClusterPolicy;
+use crate::compile::{
+    compile, compile_address, is_local, pods_of, Compiled, Direction, PeerCache, Policies,
+};
 use crate::nft::{elements, ruleset, Element, Options, Ruleset};
 use crate::objects::{Labels, PodInfo, Snapshot};
-use crate::policy::{NamespaceScope, ObjectKey, Peer, Policy, PortMatch};
+use crate::policy::{NamespaceScope, ObjectKey, Peer, Policy, PortMatch, Rule};
 
 /// What one update changed in the ruleset.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -40,7 +43,7 @@ pub struct Delta {
 pub struct Model {
     node: String,
     snapshot: Arc<Snapshot>,
-    policies: BTreeMap<ObjectKey, Policy>,
+    policies: Policies,
     /// The local pods holding each address (several only in a transient;
     /// the last in key order owns it, as in [`compile`]).
     holders: BTreeMap<IpAddr, BTreeSet<ObjectKey>>,
@@ -57,7 +60,7 @@ impl Model {
         node: &str,
         options: Options,
         snapshot: Arc<Snapshot>,
-        policies: &BTreeMap<ObjectKey, Policy>,
+        policies: &Policies,
     ) -> Model {
         let compiled = compile(&snapshot, policies, Some(node));
         let ruleset = ruleset(&compiled, options);
@@ -93,27 +96,41 @@ impl Model {
 
     /// Moves to `snapshot` and `policies`, compiling again only the local
     /// addresses the change touches; returns the elements to delete and add.
-    pub fn update(
-        &mut self,
-        snapshot: Arc<Snapshot>,
-        policies: &BTreeMap<ObjectKey, Policy>,
-    ) -> Delta {
+    pub fn update(&mut self, snapshot: Arc<Snapshot>, policies: &Policies) -> Delta {
         let old = std::mem::replace(&mut self.snapshot, snapshot);
         let new = self.snapshot.clone();
         let node = Some(self.node.as_str());
         let mut dirty: BTreeSet<IpAddr> = BTreeSet::new();
         let mut touched: BTreeSet<ObjectKey> = BTreeSet::new();
+        let mut touched_cluster: BTreeSet<&str> = BTreeSet::new();
 
         // Policies added, changed or deleted.
         let mut changed_policies: Vec<(ObjectKey, Option<Policy>)> = Vec::new();
-        for (k, p) in policies {
-            if self.policies.get(k) != Some(p) {
-                changed_policies.push((k.clone(), self.policies.get(k).cloned()));
+        for (k, p) in &policies.network {
+            if self.policies.network.get(k) != Some(p) {
+                changed_policies.push((k.clone(), self.policies.network.get(k).cloned()));
             }
         }
-        for (k, p) in &self.policies {
-            if !policies.contains_key(k) {
+        for (k, p) in &self.policies.network {
+            if !policies.network.contains_key(k) {
                 changed_policies.push((k.clone(), Some(p.clone())));
+            }
+        }
+        let by_name = |v: &[ClusterPolicy]| -> BTreeMap<String, ClusterPolicy> {
+            v.iter().map(|c| (c.name.clone(), c.clone())).collect()
+        };
+        let mut changed_cluster: Vec<ClusterPolicy> = Vec::new();
+        if self.policies.cluster != policies.cluster {
+            let (before, after) = (by_name(&self.policies.cluster), by_name(&policies.cluster));
+            for (name, c) in &before {
+                if after.get(name) != Some(c) {
+                    changed_cluster.push(c.clone());
+                }
+            }
+            for (name, c) in after {
+                if before.get(&name) != Some(&c) {
+                    changed_cluster.push(c);
+                }
             }
         }
 
@@ -135,9 +152,15 @@ impl Model {
             }
             let ns = &key.namespace;
             let (old_ns, new_ns) = (old.namespace_labels(ns), new.namespace_labels(ns));
-            for p in policies.values() {
-                if !touched.contains(&p.key) && pod_moves(p, (o, &old_ns), (n, &new_ns)) {
+            for p in policies.network.values() {
+                if !touched.contains(&p.key) && pod_moves(&np_rules(p), (o, &old_ns), (n, &new_ns))
+                {
                     touched.insert(p.key.clone());
+                }
+            }
+            for c in &policies.cluster {
+                if pod_moves(&cluster_rules(c), (o, &old_ns), (n, &new_ns)) {
+                    touched_cluster.insert(&c.name);
                 }
             }
         });
@@ -151,9 +174,52 @@ impl Model {
                 continue;
             }
             let (before, after) = (old.namespace_labels(ns), new.namespace_labels(ns));
-            for p in policies.values() {
-                if namespace_moves(p, &before, &after) {
+            for p in policies.network.values() {
+                if namespace_moves(&np_rules(p), &before, &after) {
                     touched.insert(p.key.clone());
+                }
+            }
+            for c in &policies.cluster {
+                if namespace_moves(&cluster_rules(c), &before, &after) {
+                    touched_cluster.insert(&c.name);
+                }
+                // The namespace's pods join or leave the policy's subject.
+                if c.namespaces.matches(&before) != c.namespaces.matches(&after) {
+                    for pod in pods_of(&new, ns).filter(|p| is_local(p, node)) {
+                        dirty.extend(pod.ips.iter().copied());
+                    }
+                }
+            }
+        }
+        // Nodes: the policies with a nodes peer.
+        if old.nodes != new.nodes {
+            for c in &policies.cluster {
+                let nodes_peer = cluster_rules(c).iter().any(|r| {
+                    r.peers
+                        .iter()
+                        .flatten()
+                        .any(|p| matches!(p, Peer::Nodes(_)))
+                });
+                if nodes_peer {
+                    touched_cluster.insert(&c.name);
+                }
+            }
+        }
+        // The local pods of every touched or changed ClusterNetworkPolicy.
+        let subjects: Vec<&ClusterPolicy> = policies
+            .cluster
+            .iter()
+            .filter(|c| touched_cluster.contains(c.name.as_str()))
+            .chain(&changed_cluster)
+            .collect();
+        if !subjects.is_empty() {
+            for pod in new.pods.values().filter(|p| is_local(p, node)) {
+                let ns = new.namespace_labels(&pod.key.namespace);
+                if subjects
+                    .iter()
+                    .any(|c| c.namespaces.matches(&ns) && c.pods.matches(&pod.labels))
+                {
+                    dirty.extend(pod.ips.iter().copied());
                 }
             }
         }
@@ -161,9 +227,13 @@ impl Model {
         // The local pods of every touched policy, old and new versions.
         let selectors: Vec<&Policy> = touched
             .iter()
-            .filter_map(|k| policies.get(k))
+            .filter_map(|k| policies.network.get(k))
             .chain(changed_policies.iter().filter_map(|(_, old)| old.as_ref()))
-            .chain(changed_policies.iter().filter_map(|(k, _)| policies.get(k)))
+            .chain(
+                changed_policies
+                    .iter()
+                    .filter_map(|(k, _)| policies.network.get(k)),
+            )
             .collect();
         for p in selectors {
             for pod in pods_of(&new, &p.key.namespace) {
@@ -173,10 +243,13 @@ impl Model {
             }
         }
         for (k, _) in changed_policies {
-            match policies.get(&k) {
-                Some(p) => self.policies.insert(k, p.clone()),
-                None => self.policies.remove(&k),
+            match policies.network.get(&k) {
+                Some(p) => self.policies.network.insert(k, p.clone()),
+                None => self.policies.network.remove(&k),
             };
+        }
+        if self.policies.cluster != policies.cluster {
+            self.policies.cluster = policies.cluster.clone();
         }
 
         // Compile the dirty addresses again; keep what differs.
@@ -257,12 +330,20 @@ fn for_each_change<V: PartialEq>(
     }
 }
 
-/// The peers that select pods, of every rule of a policy.
-fn pod_peers(p: &Policy) -> impl Iterator<Item = &Peer> {
-    p.ingress
+/// The rules of a NetworkPolicy, both directions.
+fn np_rules(p: &Policy) -> Vec<&Rule> {
+    p.ingress.iter().chain(p.egress.iter()).flatten().collect()
+}
+
+/// The rules of a ClusterNetworkPolicy, both directions.
+fn cluster_rules(c: &ClusterPolicy) -> Vec<&Rule> {
+    c.ingress.iter().chain(&c.egress).map(|r| &r.rule).collect()
+}
+
+/// The peers that select pods, of some rules.
+fn pod_peers<'a>(rules: &'a [&'a Rule]) -> impl Iterator<Item = &'a Peer> {
+    rules
         .iter()
-        .chain(p.egress.iter())
-        .flatten()
         .flat_map(|r| r.peers.iter().flatten())
         .filter(|peer| matches!(peer, Peer::Pods { .. }))
 }
@@ -281,27 +362,30 @@ fn brings<'a>(peer: &Peer, pod: Option<&'a PodInfo>, ns: &Labels) -> Option<&'a 
     (in_scope && pods.matches(&pod.labels)).then_some(&pod.ips)
 }
 
-/// Whether a pod's change changes what one of the policy's rules allows:
-/// what it brings to a peer differs, or (egress rules with named ports,
-/// resolved on every destination pod) its addresses or named ports do.
-fn pod_moves(p: &Policy, old: (Option<&PodInfo>, &Labels), new: (Option<&PodInfo>, &Labels)) -> bool {
-    if pod_peers(p).any(|peer| brings(peer, old.0, old.1) != brings(peer, new.0, new.1)) {
+/// Whether a pod's change changes what one of the rules matches: what it
+/// brings to a peer differs, or (named ports, resolved on every
+/// destination pod) its addresses or named ports do.
+fn pod_moves(
+    rules: &[&Rule],
+    old: (Option<&PodInfo>, &Labels),
+    new: (Option<&PodInfo>, &Labels),
+) -> bool {
+    if pod_peers(rules).any(|peer| brings(peer, old.0, old.1) != brings(peer, new.0, new.1)) {
         return true;
     }
-    let named_egress = p.egress.iter().flatten().any(|r| {
+    let named = rules.iter().any(|r| {
         r.ports
             .iter()
             .flatten()
             .any(|s| matches!(s.port, PortMatch::Named(_)))
     });
-    named_egress
-        && old.0.map(|p| (&p.ips, &p.named_ports)) != new.0.map(|p| (&p.ips, &p.named_ports))
+    named && old.0.map(|p| (&p.ips, &p.named_ports)) != new.0.map(|p| (&p.ips, &p.named_ports))
 }
 
 /// Whether relabelling a namespace moves it in or out of one of the
-/// policy's `namespaceSelector`s.
-fn namespace_moves(p: &Policy, before: &Labels, after: &Labels) -> bool {
-    pod_peers(p).any(|peer| match peer {
+/// rules' namespace selectors.
+fn namespace_moves(rules: &[&Rule], before: &Labels, after: &Labels) -> bool {
+    pod_peers(rules).any(|peer| match peer {
         Peer::Pods {
             namespaces: NamespaceScope::Selected(s),
             ..

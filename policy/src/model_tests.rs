@@ -1,5 +1,5 @@
 use super::*;
-use crate::compile::tests::np;
+use crate::compile::tests::{np, valid};
 use crate::nft::changes;
 use crate::objects::NAMESPACE_NAME_LABEL;
 
@@ -33,7 +33,20 @@ fn policy_texts() -> Vec<String> {
         np("out", "z", "{podSelector: {matchLabels: {pod: b}}, egress: [{ports: [{port: web}]}, {to: [{ipBlock: {cidr: 10.244.0.0/16, except: [10.244.1.0/24]}}]}]}"),
         np("deny", "z", "{podSelector: {}, policyTypes: [Ingress, Egress]}"),
         np("red", "x", "{podSelector: {matchLabels: {pod: c}}, ingress: [{from: [{namespaceSelector: {matchLabels: {team: red}}}]}], egress: [{to: [{podSelector: {matchLabels: {pod: a}}, namespaceSelector: {matchLabels: {team: blue}}}]}]}"),
+        cnp("admin", "Admin", 5, "{namespaces: {matchLabels: {team: red}}}",
+            "  ingress:\n  - {action: Deny, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {pod: b}}}}], protocols: [{tcp: {destinationPort: {number: 80}}}]}\n  - {action: Pass, from: [{namespaces: {matchLabels: {team: blue}}}]}\n  - {action: Accept, from: [{namespaces: {}}]}\n"),
+        cnp("admin", "Admin", 7, "{pods: {namespaceSelector: {}, podSelector: {matchLabels: {pod: a}}}}",
+            "  egress:\n  - {action: Accept, to: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {pod: c}}}}], protocols: [{destinationNamedPort: web}]}\n  - {action: Deny, to: [{nodes: {matchLabels: {role: infra}}}]}\n"),
+        cnp("base", "Baseline", 1, "{namespaces: {}}",
+            "  egress:\n  - {action: Deny, to: [{networks: [10.244.2.0/24, \"fd00:244:2::/64\"]}]}\n  ingress:\n  - {action: Deny, from: [{namespaces: {matchLabels: {team: none}}}]}\n"),
     ]
+}
+
+fn cnp(name: &str, tier: &str, priority: u16, subject: &str, rules: &str) -> String {
+    format!(
+        "---\napiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\n\
+         metadata: {{name: {name}}}\nspec:\n  tier: {tier}\n  priority: {priority}\n  subject: {subject}\n{rules}"
+    )
 }
 
 fn pod(ns: usize, i: usize, role: &str, node: usize, ip: Option<u8>, web: u16) -> PodInfo {
@@ -56,7 +69,7 @@ fn pod(ns: usize, i: usize, role: &str, node: usize, ip: Option<u8>, web: u16) -
 
 /// One random change to a snapshot.
 fn change(rng: &mut Rng, s: &mut Snapshot, texts: &[String]) {
-    match rng.below(6) {
+    match rng.below(8) {
         // A pod added, replaced or relabelled (addresses may repeat: two
         // pods then hold one for a while).
         0 | 1 => {
@@ -91,6 +104,32 @@ fn change(rng: &mut Rng, s: &mut Snapshot, texts: &[String]) {
             add.add_text(&texts[rng.below(texts.len())], "t", &mut errors);
             assert!(errors.is_empty(), "{errors:?}");
             s.policies.extend(add.policies);
+            s.cluster_policies.extend(add.cluster_policies);
+        }
+        6 => {
+            let keys: Vec<String> = s.cluster_policies.keys().cloned().collect();
+            if !keys.is_empty() {
+                s.cluster_policies.remove(&keys[rng.below(keys.len())]);
+            }
+        }
+        7 => {
+            let name = format!("node-{}", 1 + rng.below(3));
+            if rng.below(3) == 0 {
+                s.nodes.remove(&name);
+            } else {
+                let role = ["infra", "worker"][rng.below(2)];
+                let n = 100 + rng.below(3) as u8;
+                s.nodes.insert(
+                    name,
+                    crate::objects::NodeInfo {
+                        labels: Labels::from([("role".to_string(), role.to_string())]),
+                        ips: vec![
+                            format!("10.0.0.{n}").parse().unwrap(),
+                            format!("fd00::{n}").parse().unwrap(),
+                        ],
+                    },
+                );
+            }
         }
         _ => {
             let keys: Vec<ObjectKey> = s.policies.keys().cloned().collect();
@@ -99,13 +138,6 @@ fn change(rng: &mut Rng, s: &mut Snapshot, texts: &[String]) {
             }
         }
     }
-}
-
-fn valid(s: &Snapshot) -> BTreeMap<ObjectKey, Policy> {
-    s.policies
-        .iter()
-        .filter_map(|(k, p)| p.as_ref().ok().map(|p| (k.clone(), p.clone())))
-        .collect()
 }
 
 #[test]
@@ -117,7 +149,12 @@ fn updates_equal_a_full_compile_over_random_changes() {
         for _ in 0..8 {
             change(&mut rng, &mut s, &texts);
         }
-        let mut m = Model::new("node-1", Options::default(), Arc::new(s.clone()), &valid(&s));
+        let mut m = Model::new(
+            "node-1",
+            Options::default(),
+            Arc::new(s.clone()),
+            &valid(&s),
+        );
         let mut applied = m.ruleset().clone();
         for step in 0..60 {
             for _ in 0..1 + rng.below(3) {
@@ -146,14 +183,26 @@ fn a_change_recompiles_only_what_it_touches() {
     let mut s = Snapshot::default();
     for ns in 0..3 {
         for i in 0..6 {
-            let p = pod(ns, i, ROLES[i % 3], 1 + i % 2, Some((10 * ns + i + 2) as u8), 80);
+            let p = pod(
+                ns,
+                i,
+                ROLES[i % 3],
+                1 + i % 2,
+                Some((10 * ns + i + 2) as u8),
+                80,
+            );
             s.pods.insert(p.key.clone(), p);
         }
     }
     let mut errors = Vec::new();
     s.add_text(&texts[0], "t", &mut errors);
     s.add_text(&texts[5], "t", &mut errors);
-    let mut m = Model::new("node-1", Options::default(), Arc::new(s.clone()), &valid(&s));
+    let mut m = Model::new(
+        "node-1",
+        Options::default(),
+        Arc::new(s.clone()),
+        &valid(&s),
+    );
 
     // A pod of another node joining no peer: nothing recompiled.
     let mut next = s.clone();

@@ -20,7 +20,9 @@ use std::net::IpAddr;
 
 use crate::addr::{disjoint, merge, Family, IpRange, PortRange};
 use crate::compile::{Compiled, Direction, Isolated};
+use crate::crd::Action;
 use crate::policy::Protocol;
+use crate::tiers::{regions_with_ports, regions_without_ports};
 
 /// The table every rule lives in.
 pub const TABLE: &str = "inet starling";
@@ -73,15 +75,40 @@ fn set_decls() -> Vec<(String, String, bool)> {
                 format!("{addr} : verdict"),
                 false,
             ));
+            v.push((format!("{dir}_np_{f}"), addr.to_string(), false));
             v.push((format!("{dir}_any_{f}"), format!("{addr} . {addr}"), true));
             v.push((
                 format!("{dir}_ports_{f}"),
                 format!("{addr} . {addr} . inet_proto . inet_service"),
                 true,
             ));
+            for tier in TIERS {
+                v.push((
+                    format!("{dir}_{tier}_any_{f}"),
+                    format!("{addr} . {addr} : verdict"),
+                    true,
+                ));
+                v.push((
+                    format!("{dir}_{tier}_ports_{f}"),
+                    format!("{addr} . {addr} . inet_proto . inet_service : verdict"),
+                    true,
+                ));
+            }
         }
     }
     v
+}
+
+/// The ClusterNetworkPolicy tiers, as set names say them.
+const TIERS: [&str; 2] = ["admin", "baseline"];
+
+/// A tier's verdict: Accept ends this direction's evaluation, Deny denies.
+fn verdict(a: Action) -> Option<&'static str> {
+    match a {
+        Action::Accept => Some("return"),
+        Action::Deny => Some("goto deny"),
+        Action::Pass => None,
+    }
 }
 
 fn fam(ip: &IpAddr) -> &'static str {
@@ -122,6 +149,26 @@ pub fn ruleset(model: &Compiled, options: Options) -> Ruleset {
 pub fn elements(d: Direction, ip: IpAddr, iso: &Isolated) -> Vec<Element> {
     let (dir, f) = (d.name(), fam(&ip));
     let mut out = vec![(format!("{dir}_pods_{f}"), format!("{ip} : jump {dir}"))];
+    if !iso.policies.is_empty() {
+        out.push((format!("{dir}_np_{f}"), ip.to_string()));
+    }
+    for (tier, decisions) in TIERS.into_iter().zip([&iso.admin, &iso.baseline]) {
+        for proto in Protocol::ALL {
+            for (r, p, a) in regions_with_ports(decisions, proto) {
+                if let Some(v) = verdict(a) {
+                    out.push((
+                        format!("{dir}_{tier}_ports_{f}"),
+                        format!("{ip} . {r} . {} . {} : {v}", proto.nft(), ports(p)),
+                    ));
+                }
+            }
+        }
+        for (r, a) in regions_without_ports(decisions) {
+            if let Some(v) = verdict(a) {
+                out.push((format!("{dir}_{tier}_any_{f}"), format!("{ip} . {r} : {v}")));
+            }
+        }
+    }
     let any: Vec<IpRange> = iso
         .grants
         .iter()
@@ -217,14 +264,31 @@ impl Ruleset {
             }
             Deny::Drop => "drop",
         };
+        // Per direction: the Admin tier, then NetworkPolicy for the pods
+        // it isolates (final), else the Baseline tier; no verdict: allowed.
+        let port_protocols = "meta l4proto != { tcp, udp, sctp }";
         for (d, local, peer) in [("ingress", "daddr", "saddr"), ("egress", "saddr", "daddr")] {
             s += &format!("\tchain {d} {{\n");
+            for tier in TIERS {
+                for (ip, f) in [("ip", "v4"), ("ip6", "v6")] {
+                    s += &format!("\t\t{ip} {local} . {ip} {peer} . meta l4proto . th dport vmap @{d}_{tier}_ports_{f}\n");
+                    s += &format!("\t\t{port_protocols} {ip} {local} . {ip} {peer} vmap @{d}_{tier}_any_{f}\n");
+                }
+                if tier == "admin" {
+                    for (ip, f) in [("ip", "v4"), ("ip6", "v6")] {
+                        s += &format!("\t\t{ip} {local} @{d}_np_{f} goto {d}_np\n");
+                    }
+                }
+            }
+            s += "\t}\n";
+            s += &format!("\tchain {d}_np {{\n");
             for (ip, f) in [("ip", "v4"), ("ip6", "v6")] {
                 s += &format!("\t\t{ip} {local} . {ip} {peer} @{d}_any_{f} return\n");
                 s += &format!("\t\t{ip} {local} . {ip} {peer} . meta l4proto . th dport @{d}_ports_{f} return\n");
             }
-            s += &format!("\t\t{deny}\n\t}}\n");
+            s += "\t\tgoto deny\n\t}\n";
         }
+        s += &format!("\tchain deny {{\n\t\t{deny}\n\t}}\n");
         s
     }
 

@@ -11,9 +11,14 @@ use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 use starling_agent::config::{yaml_documents, ConfigError, FileDatastore, LoadError};
 
+use crate::cluster::{self, ClusterPolicy, KIND_CLUSTER_NETWORK_POLICY};
+use crate::crd::ClusterNetworkPolicy;
 use crate::error::PolicyError;
 use crate::policy::{ObjectKey, Policy, Protocol};
 use crate::validate::{validate, KIND_NETWORK_POLICY};
+
+/// The API version of ClusterNetworkPolicy.
+pub const CLUSTER_POLICY_API: &str = "policy.networking.k8s.io/v1alpha2";
 
 /// The label the API server puts on every namespace.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -51,6 +56,17 @@ pub struct Snapshot {
     /// Namespace labels (with [`NAMESPACE_NAME_LABEL`]).
     pub namespaces: BTreeMap<String, Labels>,
     pub policies: BTreeMap<ObjectKey, Result<Policy, PolicyError>>,
+    /// ClusterNetworkPolicies by name, valid or not.
+    pub cluster_policies: BTreeMap<String, Result<ClusterPolicy, PolicyError>>,
+    /// Node labels and addresses (`status.addresses`), for egress `nodes` peers.
+    pub nodes: BTreeMap<String, NodeInfo>,
+}
+
+/// What the compiler needs of a Node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub labels: Labels,
+    pub ips: Vec<IpAddr>,
 }
 
 impl Snapshot {
@@ -94,6 +110,24 @@ impl Snapshot {
             Item::Namespace(name, labels) => {
                 self.namespaces.insert(name, labels);
             }
+            Item::Node(name, info) => {
+                self.nodes.insert(name, info);
+            }
+            Item::ClusterPolicy(name, result) => match self.cluster_policies.entry(name) {
+                Entry::Occupied(o) => errors.push(
+                    PolicyError::new(
+                        KIND_CLUSTER_NETWORK_POLICY,
+                        "",
+                        o.key(),
+                        "metadata.name",
+                        "duplicate ClusterNetworkPolicy; the first one is used",
+                    )
+                    .to_config_error(source),
+                ),
+                Entry::Vacant(v) => {
+                    v.insert(result);
+                }
+            },
             Item::Policy(key, result) => match self.policies.entry(key) {
                 Entry::Occupied(o) => errors.push(
                     PolicyError::new(
@@ -121,6 +155,10 @@ pub enum Item {
     Namespace(String, Labels),
     /// A NetworkPolicy, valid or not.
     Policy(ObjectKey, Result<Policy, PolicyError>),
+    /// A ClusterNetworkPolicy, valid or not.
+    ClusterPolicy(String, Result<ClusterPolicy, PolicyError>),
+    /// A Node's name, labels and addresses.
+    Node(String, NodeInfo),
 }
 
 /// The items of one document (several for a `v1` `List`). Objects of other
@@ -148,8 +186,12 @@ pub fn items(
             .to_string()
     };
     let name = meta("name");
+    let cluster_scoped = matches!(
+        kind.as_str(),
+        "Namespace" | "Node" | KIND_CLUSTER_NETWORK_POLICY
+    );
     let namespace = match meta("namespace") {
-        ns if ns.is_empty() && kind != "Namespace" => "default".to_string(),
+        ns if ns.is_empty() && !cluster_scoped => "default".to_string(),
         ns => ns,
     };
     let fail = |field: &str, message: String| {
@@ -201,6 +243,39 @@ pub fn items(
             Ok(_) => errors.push(fail("metadata.name", "required".into())),
             Err((field, message)) => errors.push(fail(&field, message)),
         },
+        ("v1", "Node") => match decode::<core::Node>(value.clone()) {
+            Ok(node) if !name.is_empty() => {
+                let mut ips = Vec::new();
+                let addresses = node.status.and_then(|s| s.addresses).unwrap_or_default();
+                for (i, a) in addresses.iter().enumerate() {
+                    if !matches!(a.type_.as_str(), "InternalIP" | "ExternalIP") {
+                        continue;
+                    }
+                    match a.address.parse::<IpAddr>() {
+                        Ok(ip) => ips.push(ip),
+                        Err(_) => errors.push(fail(
+                            &format!("status.addresses[{i}].address"),
+                            format!("invalid IP address {:?}", a.address),
+                        )),
+                    }
+                }
+                let labels = node.metadata.labels.unwrap_or_default();
+                out.push(Item::Node(name.clone(), NodeInfo { labels, ips }));
+            }
+            Ok(_) => errors.push(fail("metadata.name", "required".into())),
+            Err((field, message)) => errors.push(fail(&field, message)),
+        },
+        (CLUSTER_POLICY_API, KIND_CLUSTER_NETWORK_POLICY) => {
+            let result = decode::<ClusterNetworkPolicy>(value.clone())
+                .map_err(|(field, message)| {
+                    PolicyError::new(KIND_CLUSTER_NETWORK_POLICY, "", &name, field, message)
+                })
+                .and_then(|cnp| cluster::validate(&cnp));
+            if let Err(e) = &result {
+                errors.push(e.to_config_error(source));
+            }
+            out.push(Item::ClusterPolicy(name.clone(), result));
+        }
         ("networking.k8s.io/v1", KIND_NETWORK_POLICY) => {
             let result = decode::<net::NetworkPolicy>(value.clone())
                 .map_err(|(field, message)| {

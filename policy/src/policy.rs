@@ -66,6 +66,9 @@ pub enum Peer {
         namespaces: NamespaceScope,
         pods: LabelSelector,
     },
+    /// The addresses of the Nodes whose labels match (ClusterNetworkPolicy
+    /// egress `nodes`).
+    Nodes(LabelSelector),
     /// `cidr` minus its `except` holes: `ranges` (the text kept for display).
     Block {
         cidr: String,

@@ -89,7 +89,9 @@ pub async fn run(
                     report.policy.synced(&r, applied);
                     health.ready(HEALTH_RULES);
                     if let Some(path) = &report.applied_file {
-                        write_atomic(path, &applied.text());
+                        // As `show` prints it.
+                        let text = c.policies().tiers_text() + &applied.text();
+                        write_atomic(path, &text);
                     }
                 }
                 backoff.reset();

@@ -163,4 +163,56 @@ fn ruleset_in_a_fresh_namespace() {
         !set_block(&l, "ingress_ports_v4").contains("10.244.1.2"),
         "{l}"
     );
+
+    // A ClusterNetworkPolicy: Admin Deny and Pass regions, a Baseline
+    // Accept; nft takes the verdict maps, and a change rewrites elements.
+    let cnp = r#"
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: guard}
+spec:
+  tier: Admin
+  priority: 3
+  subject: {namespaces: {matchLabels: {kubernetes.io/metadata.name: x}}}
+  ingress:
+  - {name: no-tcp-80, action: Deny, from: [{namespaces: {}}], protocols: [{tcp: {destinationPort: {number: 80}}}]}
+  - {action: Pass, from: [{namespaces: {matchLabels: {kubernetes.io/metadata.name: y}}}]}
+  egress:
+  - {action: Deny, to: [{networks: [192.168.0.0/16, "fd00:99::/64"]}]}
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: base}
+spec:
+  tier: Baseline
+  priority: 3
+  subject: {namespaces: {}}
+  egress:
+  - {action: Accept, to: [{networks: [10.0.0.0/8]}]}
+"#;
+    c.sync(&snapshot(&[PODS, more, cnp])).expect("fifth sync");
+    let l = list(&nft);
+    println!("{l}");
+    let admin = set_block(&l, "ingress_admin_ports_v4");
+    assert!(
+        admin.contains("10.244.1.2 . 10.244.2.2 . tcp . 80 : goto deny"),
+        "{admin}"
+    );
+    let egress = set_block(&l, "egress_admin_any_v6");
+    assert!(
+        egress.contains("fd00:244:1::2 . fd00:99::/64 : goto deny"),
+        "{egress}"
+    );
+    let base = set_block(&l, "egress_baseline_any_v4");
+    assert!(base.contains("10.244.1.2 . 10.0.0.0/8 : return"), "{base}");
+    let report = c
+        .sync(&snapshot(&[
+            PODS,
+            more,
+            &cnp.replace("number: 80", "number: 81"),
+        ]))
+        .expect("sixth sync");
+    let t = report.transaction.expect("a change");
+    assert!(!t.contains("delete table"), "{t}");
+    assert!(set_block(&list(&nft), "ingress_admin_ports_v4").contains(". tcp . 81 : goto deny"));
 }

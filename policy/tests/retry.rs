@@ -16,9 +16,11 @@ use starling_policy::service::{self, Reporting};
 use starling_policy::{Controller, Snapshot};
 use tokio::sync::{oneshot, watch};
 
-const POD_A: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x, labels: {app: web}}\n\
+const POD_A: &str =
+    "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x, labels: {app: web}}\n\
     spec: {nodeName: node-1, containers: [{name: c}]}\nstatus: {podIP: 10.244.1.2}\n";
-const POD_B: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: b, namespace: x, labels: {app: web}}\n\
+const POD_B: &str =
+    "apiVersion: v1\nkind: Pod\nmetadata: {name: b, namespace: x, labels: {app: web}}\n\
     spec: {nodeName: node-1, containers: [{name: c}]}\nstatus: {podIP: 10.244.1.3}\n";
 const DENY: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
     metadata: {name: deny, namespace: x}\nspec: {podSelector: {matchLabels: {app: web}}}\n";
@@ -107,7 +109,11 @@ async fn a_failed_transaction_is_retried_until_it_applies() {
     let errors = |m: &Metrics| {
         m.encode()
             .lines()
-            .find_map(|l| l.strip_prefix("starling_policy_apply_errors_total ")?.parse::<u64>().ok())
+            .find_map(|l| {
+                l.strip_prefix("starling_policy_apply_errors_total ")?
+                    .parse::<u64>()
+                    .ok()
+            })
             .unwrap_or(0)
     };
     wait_until("a second try", || errors(&metrics) >= 2).await;
@@ -118,7 +124,9 @@ async fn a_failed_transaction_is_retried_until_it_applies() {
     std::fs::remove_file(&fail).unwrap();
     wait_until("ready again", || health.is_ready()).await;
     let all = read(&kept);
-    let last = &all[all.rfind("delete table inet starling").expect("a table replaced")..];
+    let last = &all[all
+        .rfind("delete table inet starling")
+        .expect("a table replaced")..];
     assert!(last.contains("10.244.1.3 : jump ingress"), "{last}");
     assert!(last.contains("10.244.1.2 : jump ingress"), "{last}");
 

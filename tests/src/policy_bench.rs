@@ -24,7 +24,7 @@ use starling_policy::apply::Nft;
 use starling_policy::compile::compile;
 use starling_policy::nft::{ruleset, Options};
 use starling_policy::policy::ObjectKey;
-use starling_policy::{Controller, Snapshot};
+use starling_policy::{Controller, Policies, Snapshot};
 
 use crate::bench::procfs;
 use crate::error::{Error, Result};
@@ -137,7 +137,9 @@ impl EventKind {
             EventKind::PodAdd => "pod added",
             EventKind::PodDelete => "pod deleted",
             EventKind::PodRelabel => "pod relabelled (joins or leaves a peer)",
-            EventKind::NamespaceRelabel => "namespace relabelled (joins or leaves a namespaceSelector)",
+            EventKind::NamespaceRelabel => {
+                "namespace relabelled (joins or leaves a namespaceSelector)"
+            }
             EventKind::PolicyChange => "policy changed (a port)",
         }
     }
@@ -323,11 +325,12 @@ pub fn run(prefix: &str, w: Workload, progress: &dyn Fn(&str)) -> Result<Results
             let changed = if w.full_recompile {
                 // The controller before issue #16: everything compiled
                 // again, rendered and diffed with what was applied.
-                let policies = next
+                let network = next
                     .policies
                     .iter()
                     .filter_map(|(k, p)| p.as_ref().ok().map(|p| (k.clone(), p.clone())))
                     .collect();
+                let policies = Policies::new(network, []);
                 let all = ruleset(&compile(&next, &policies, Some(NODE)), Options::default());
                 let t = all.transaction(Some(&applied));
                 if let Some(t) = &t {

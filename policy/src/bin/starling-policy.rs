@@ -110,8 +110,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let node = cli.node_name.ok_or("--node-name is required")?;
             let snapshot = runtime.block_on(load(&datastore))?;
             let mut c = Controller::new(&node, options, Nft::default());
-            let (model, _) = c.model(&snapshot);
-            print!("{}", ruleset(&model, options).text());
+            let (policies, _) = c.effective(&snapshot);
+            let model = compile(&snapshot, &policies, Some(&node));
+            print!(
+                "{}{}",
+                policies.tiers_text(),
+                ruleset(&model, options).text()
+            );
             Ok(ExitCode::SUCCESS)
         }
         None => {
