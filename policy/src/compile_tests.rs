@@ -165,3 +165,40 @@ fn pods_are_found_by_namespace_even_when_names_share_a_prefix() {
     let all: Vec<&str> = namespaces_with_pods(&snap).collect();
     assert_eq!(all, ["a", "a-b", "ab", "b"]);
 }
+
+#[test]
+fn cluster_policy_tiers_nodes_and_explain() {
+    let text = "---\napiVersion: v1\nkind: Node\nmetadata: {name: infra-1, labels: {role: infra}}\n\
+        status: {addresses: [{type: InternalIP, address: 10.0.0.9}, {type: Hostname, address: infra-1}]}\n"
+        .to_string()
+        + "---\napiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {name: guard}\n\
+        spec:\n  tier: Admin\n  priority: 4\n  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {pod: a}}}}\n\
+        \x20 egress:\n  - {name: no-infra, action: Deny, to: [{nodes: {matchLabels: {role: infra}}}]}\n\
+        \x20 - {action: Pass, to: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {pod: b}}}}], protocols: [{tcp: {destinationPort: {number: 80}}}]}\n\
+        \x20 - {action: Accept, to: [{networks: [10.244.0.0/16]}]}\n"
+        + &np("out", "x", "{podSelector: {matchLabels: {pod: a}}, policyTypes: [Egress], egress: [{ports: [{port: 81}]}]}");
+    let (s, p) = snapshot(&text);
+    assert_eq!(
+        s.nodes["infra-1"].ips,
+        ["10.0.0.9".parse::<IpAddr>().unwrap()]
+    );
+    let m = compile(&s, &p, None);
+    let e = explain(&m, &flow(A, "10.0.0.9", Protocol::Tcp, 22));
+    assert!(!e.allowed());
+    assert_eq!(
+        e.egress.to_string(),
+        "denied by Admin tier, ClusterNetworkPolicy guard (priority 4) egress rule 0 (\"no-infra\")"
+    );
+    // Pass: the NetworkPolicy decides (it allows 81 only).
+    let e = explain(&m, &flow(A, B, Protocol::Tcp, 80));
+    assert!(!e.allowed());
+    assert!(
+        e.egress.to_string().starts_with("passed on by Admin tier"),
+        "{}",
+        e.egress
+    );
+    // Accept: final, whatever the NetworkPolicy says.
+    assert!(explain(&m, &flow(A, B, Protocol::Udp, 80)).allowed());
+    assert!(explain(&m, &flow(A, B, Protocol::Tcp, 81)).allowed());
+    assert!(p.tiers_text().contains("# 1. Admin: guard (priority 4)"));
+}

@@ -1,5 +1,6 @@
 //! `--datastore kubernetes`: Pods, Namespaces and NetworkPolicies watched
-//! in every namespace with the agent's machinery
+//! in every namespace, ClusterNetworkPolicies and Nodes (their addresses,
+//! for `nodes` peers) with the agent's machinery
 //! ([`starling_agent::kubernetes::Reflection`]: untyped objects, broken
 //! watches resumed with backoff, relists applied only once complete), each
 //! object read by the same code as a file's document ([`objects::items`]),
@@ -21,7 +22,8 @@ use starling_agent::kubernetes::{KubeDatastoreError, Reflection, Watchable};
 use starling_agent::metrics::Health;
 use tokio::sync::{oneshot, watch};
 
-use crate::objects::{items, Item, Snapshot};
+use crate::crd::ClusterNetworkPolicy;
+use crate::objects::{items, Item, Snapshot, CLUSTER_POLICY_API};
 
 /// Where errors about API objects say they come from.
 pub const SOURCE: &str = "kubernetes";
@@ -32,13 +34,17 @@ pub enum WatchedKind {
     Namespace,
     Pod,
     NetworkPolicy,
+    ClusterNetworkPolicy,
+    Node,
 }
 
 impl WatchedKind {
-    pub const ALL: [WatchedKind; 3] = [
+    pub const ALL: [WatchedKind; 5] = [
         WatchedKind::Namespace,
         WatchedKind::Pod,
         WatchedKind::NetworkPolicy,
+        WatchedKind::ClusterNetworkPolicy,
+        WatchedKind::Node,
     ];
 
     fn api_version_kind(self) -> (&'static str, &'static str) {
@@ -46,6 +52,8 @@ impl WatchedKind {
             WatchedKind::Namespace => ("v1", "Namespace"),
             WatchedKind::Pod => ("v1", "Pod"),
             WatchedKind::NetworkPolicy => ("networking.k8s.io/v1", "NetworkPolicy"),
+            WatchedKind::ClusterNetworkPolicy => (CLUSTER_POLICY_API, "ClusterNetworkPolicy"),
+            WatchedKind::Node => ("v1", "Node"),
         }
     }
 }
@@ -56,6 +64,8 @@ impl WatchedKind {
             WatchedKind::Namespace => ApiResource::erase::<core::Namespace>(&()),
             WatchedKind::Pod => ApiResource::erase::<core::Pod>(&()),
             WatchedKind::NetworkPolicy => ApiResource::erase::<net::NetworkPolicy>(&()),
+            WatchedKind::ClusterNetworkPolicy => ApiResource::erase::<ClusterNetworkPolicy>(&()),
+            WatchedKind::Node => ApiResource::erase::<core::Node>(&()),
         }
     }
 }
@@ -66,6 +76,8 @@ impl Watchable for WatchedKind {
             WatchedKind::Namespace => "namespaces",
             WatchedKind::Pod => "pods",
             WatchedKind::NetworkPolicy => "networkpolicies",
+            WatchedKind::ClusterNetworkPolicy => "clusternetworkpolicies",
+            WatchedKind::Node => "nodes",
         }
     }
 }

@@ -28,12 +28,14 @@ use fake_api::{status, End, FakeApi};
 const NAMESPACES: &str = "/api/v1/namespaces";
 const PODS: &str = "/api/v1/pods";
 const POLICIES: &str = "/apis/networking.k8s.io/v1/networkpolicies";
+const CLUSTER_POLICIES: &str = "/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies";
+const NODES: &str = "/api/v1/nodes";
 
 fn list(kind: &str, rv: &str, items: Vec<Value>) -> Value {
-    let api = if kind == "NetworkPolicyList" {
-        "networking.k8s.io/v1"
-    } else {
-        "v1"
+    let api = match kind {
+        "NetworkPolicyList" => "networking.k8s.io/v1",
+        "ClusterNetworkPolicyList" => "policy.networking.k8s.io/v1alpha2",
+        _ => "v1",
     };
     json!({"apiVersion": api, "kind": kind, "metadata": {"resourceVersion": rv}, "items": items})
 }
@@ -108,6 +110,27 @@ fn cluster(api: &FakeApi, pods: Vec<Value>) {
         POLICIES,
         list("NetworkPolicyList", "100", vec![policy(), bad_policy()]),
     );
+    api.list(
+        CLUSTER_POLICIES,
+        list("ClusterNetworkPolicyList", "100", vec![cluster_policy()]),
+    );
+    api.list(NODES, list("NodeList", "100", vec![node()]));
+}
+
+fn node() -> Value {
+    json!({"metadata": {"name": "node-1", "resourceVersion": "5", "labels": {"role": "infra"}},
+        "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.11"}]}})
+}
+
+/// Admin tier: x/a may not reach the infra nodes.
+fn cluster_policy() -> Value {
+    json!({
+        "apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy",
+        "metadata": {"name": "no-infra", "uid": "uid-cnp", "resourceVersion": "30", "generation": 1},
+        "spec": {"tier": "Admin", "priority": 7,
+            "subject": {"pods": {"namespaceSelector": {}, "podSelector": {"matchLabels": {"role": "server"}}}},
+            "egress": [{"name": "infra", "action": "Deny", "to": [{"nodes": {"matchLabels": {"role": "infra"}}}]}]}
+    })
 }
 
 fn server() -> Value {
@@ -194,6 +217,11 @@ async fn lists_compile_to_the_ruleset_the_same_files_give() {
         from_api.sets["ingress_pods_v4"],
         set(&["10.244.1.2 : jump ingress"])
     );
+    // The ClusterNetworkPolicy, with the node's address.
+    assert_eq!(
+        from_api.sets["egress_admin_any_v4"],
+        set(&["10.244.1.2 . 10.0.0.11 : goto deny"])
+    );
 
     // The same objects as a file (a v1 List, as `kubectl get -o yaml`
     // writes it) give the very same ruleset.
@@ -208,7 +236,9 @@ async fn lists_compile_to_the_ruleset_the_same_files_give() {
         ns["kind"] = "Namespace".into();
     }
     items.extend(pods);
-    items.extend([policy(), bad_policy()]);
+    items.extend([policy(), bad_policy(), cluster_policy(), node()]);
+    items.last_mut().unwrap()["apiVersion"] = "v1".into();
+    items.last_mut().unwrap()["kind"] = "Node".into();
     let file = json!({"apiVersion": "v1", "kind": "List", "items": items});
     std::fs::write(dir.join("cluster.json"), file.to_string()).unwrap();
     let (from_file, errors) = Snapshot::load(&FileDatastore::new(dir.clone())).unwrap();
