@@ -8,6 +8,9 @@
 //! NetworkPolicy) or Baseline (after it), `priority` 0..=1000 (lower
 //! first), rules evaluated in order with action Accept, Deny or Pass.
 
+// kube's printcolumn(...) entries repeat `type_` and `json_path`.
+#![allow(clippy::duplicated_attributes)]
+
 use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -63,12 +63,12 @@ impl Decision {
 }
 
 /// The first decision matching a connection (for `explain`).
-pub fn first<'a>(
-    decisions: &'a [Decision],
+pub fn first(
+    decisions: &[Decision],
     peer: IpAddr,
     proto: Protocol,
     port: u16,
-) -> Option<&'a Decision> {
+) -> Option<&Decision> {
     decisions
         .iter()
         .find(|d| d.peer.contains(peer) && d.covers_ports(proto, (port, port)))
@@ -94,7 +94,7 @@ pub fn regions_with_ports(
     cuts.sort_unstable();
     cuts.dedup();
     let mut out = Vec::new();
-    let mut open: Option<(u32, u32, Vec<(IpRange, Action)>)> = None;
+    let mut open: Option<PortStripe> = None;
     for w in cuts.windows(2) {
         let (lo, hi) = (w[0], w[1] - 1);
         let ports = (port(lo), port(hi));
@@ -138,6 +138,9 @@ pub fn regions_without_ports(decisions: &[Decision]) -> Vec<(IpRange, Action)> {
             .map(|d| (d.peer, d.action)),
     )
 }
+
+/// An interval of ports (as u32, inclusive) and its painted peer ranges.
+type PortStripe = (u32, u32, Vec<(IpRange, Action)>);
 
 fn port(v: u32) -> u16 {
     u16::try_from(v).unwrap_or(u16::MAX)

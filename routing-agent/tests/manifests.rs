@@ -119,7 +119,8 @@ fn manifests() -> Manifests {
 fn every_manifest_parses_with_its_type() {
     let m = manifests();
     assert_eq!(m.daemon_sets.len(), 2);
-    assert_eq!(m.crds.len(), 7);
+    // crds.yaml's seven, and policy-crds.yaml's ClusterNetworkPolicy.
+    assert_eq!(m.crds.len(), 8);
     assert_eq!(m.samples, 4);
 }
 
@@ -564,12 +565,15 @@ fn cluster_role(m: &Manifests, name: &str) -> BTreeSet<(String, String, String)>
 #[test]
 fn the_policy_cluster_role_grants_what_starling_policy_watches() {
     let m = manifests();
-    // policy/src/kubernetes.rs: Pods, Namespaces, NetworkPolicies, watched.
+    // policy/src/kubernetes.rs: Pods, Namespaces, NetworkPolicies,
+    // ClusterNetworkPolicies and Nodes, watched.
     let mut used = BTreeSet::new();
     for (group, resource) in [
         ("", "pods"),
         ("", "namespaces"),
+        ("", "nodes"),
         ("networking.k8s.io", "networkpolicies"),
+        ("policy.networking.k8s.io", "clusternetworkpolicies"),
     ] {
         for verb in ["list", "watch"] {
             used.insert((group.to_string(), resource.to_string(), verb.to_string()));

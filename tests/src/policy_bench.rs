@@ -197,7 +197,7 @@ pub fn objects_yaml(w: &Workload) -> String {
 /// `/16` on `block_port`; every fourth one also from the clients of the
 /// namespaces of team `t(p % 10)` on 8080.
 fn policy_yaml(p: usize, ns: &str, block_port: u16) -> String {
-    let egress = if p % 2 == 0 {
+    let egress = if p.is_multiple_of(2) {
         ", Egress]\n  egress:\n  - to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ns-0}}, podSelector: {matchLabels: {app: worker}}}]\n    ports: [{protocol: UDP, port: 53}]\n"
     } else {
         "]\n"

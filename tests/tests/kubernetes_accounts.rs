@@ -140,8 +140,10 @@ fn run() {
     })
     .unwrap_or_else(|e| panic!("control plane: {e}"));
     let crds = manifest("crds.yaml");
+    let policy_crds = manifest("policy-crds.yaml");
     let rbac = manifest("rbac.yaml");
-    cp.kubectl(&["apply", "-f", &crds, "-f", &rbac]).unwrap();
+    cp.kubectl(&["apply", "-f", &crds, "-f", &policy_crds, "-f", &rbac])
+        .unwrap();
     cp.kubectl(&[
         "wait",
         "--for=condition=Established",
