@@ -198,12 +198,24 @@ pub struct PortRange {
     pub end: i32,
 }
 
+/// The API server accepts a CRD of a `*.k8s.io` group only with this
+/// annotation: the network-policy-api project's approval.
+pub const API_APPROVAL: (&str, &str) = (
+    "api-approved.kubernetes.io",
+    "https://github.com/kubernetes-sigs/network-policy-api/pull/93",
+);
+
 /// The CRD as YAML, as `examples/kubernetes/policy-crds.yaml` holds it.
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    let mut crd = ClusterNetworkPolicy::crd();
+    crd.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(API_APPROVAL.0.to_string(), API_APPROVAL.1.to_string());
     Ok(format!(
         "# Generated from policy/src/crd.rs by\n\
          #   STARLING_UPDATE_CRDS=1 cargo test -p starling-policy --test cluster_policy_crd\n\
          # Do not edit by hand.\n---\n{}",
-        serde_yaml::to_string(&ClusterNetworkPolicy::crd())?
+        serde_yaml::to_string(&crd)?
     ))
 }

@@ -12,14 +12,15 @@ use std::time::Duration;
 use starling_lab::control_plane::ControlPlane;
 use starling_lab::wait_until;
 
-/// The CRDs `examples/kubernetes/crds.yaml` defines.
-const CRDS: [&str; 6] = [
+/// The CRDs `examples/kubernetes/crds.yaml` and `policy-crds.yaml` define.
+const CRDS: [&str; 7] = [
     "bgpconfigurations.starling.dev",
     "bgppeers.starling.dev",
     "ippools.starling.dev",
     "bgpnodestatuses.starling.dev",
     "ipamblocks.starling.dev",
     "blockaffinities.starling.dev",
+    "clusternetworkpolicies.policy.networking.k8s.io",
 ];
 
 fn manifest(name: &str) -> PathBuf {
@@ -39,9 +40,18 @@ fn cluster() -> &'static ControlPlane {
     let cp = ControlPlane::shared().expect("control plane");
     APPLIED.get_or_init(|| {
         let crds = manifest("crds.yaml");
+        let policy_crds = manifest("policy-crds.yaml");
         let rbac = manifest("rbac.yaml");
-        cp.kubectl(&["apply", "-f", path_str(&crds), "-f", path_str(&rbac)])
-            .expect("kubectl apply crds.yaml rbac.yaml");
+        cp.kubectl(&[
+            "apply",
+            "-f",
+            path_str(&crds),
+            "-f",
+            path_str(&policy_crds),
+            "-f",
+            path_str(&rbac),
+        ])
+        .expect("kubectl apply crds.yaml policy-crds.yaml rbac.yaml");
         let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
         let names: Vec<String> = CRDS.iter().map(|c| format!("crd/{c}")).collect();
         args.extend(names.iter().map(String::as_str));
