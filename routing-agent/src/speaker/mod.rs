@@ -225,6 +225,9 @@ impl Speaker {
         // second.
         let mut ipam_tick = tokio::time::interval(Duration::from_secs(1));
         let mut ticks: u64 = 0;
+        // The node's subnets (CrossSubnet's "same subnet") are read again
+        // this often while a pool uses VXLAN.
+        let mut tunnel_tick = tokio::time::interval(tunnels::REFRESH);
         loop {
             let deadline = self
                 .next_deadline()
@@ -263,6 +266,7 @@ impl Speaker {
                     }
                     ticks += 1;
                 }
+                _ = tunnel_tick.tick(), if self.tunnels.in_use() => self.refresh_tunnels().await,
                 // Last: the others are rare and short; the network may not
                 // pause for a while.
                 Some(ev) = events.recv() => self.net_event(ev),

@@ -7,6 +7,11 @@ use super::Speaker;
 use crate::config::{ClusterConfig, LocalNode};
 use crate::vxlan::TunnelPlan;
 
+/// How often the node's subnets and the devices are checked again while a
+/// pool uses VXLAN (an address added or removed changes which next hops
+/// are on a local subnet).
+pub(super) const REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Speaker {
     /// Brings the VXLAN devices in line with `cfg` (made when a pool of
     /// their family uses VXLAN, removed otherwise, their entries those of
@@ -56,6 +61,13 @@ impl Speaker {
             self.tunnels = plan;
             let prefixes: Vec<Prefix> = self.rib.selected_peers().map(|(p, _)| p).collect();
             self.install(&prefixes);
+        }
+    }
+
+    /// [`Self::update_tunnels`] again with the configuration last applied.
+    pub(super) async fn refresh_tunnels(&mut self) {
+        if let (Some(cfg), Some(local)) = (self.config.clone(), self.local.clone()) {
+            self.update_tunnels(&cfg, &local).await;
         }
     }
 

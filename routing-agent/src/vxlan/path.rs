@@ -78,6 +78,12 @@ impl TunnelPlan {
         }
     }
 
+    /// Whether some pool uses VXLAN (its devices are then checked again
+    /// from time to time, and made again if making them failed).
+    pub fn in_use(&self) -> bool {
+        self.wants_family(true) || self.wants_family(false)
+    }
+
     /// Whether some pool uses VXLAN for IPv4 (`v4`) or IPv6 blocks.
     pub fn wants_family(&self, v4: bool) -> bool {
         self.pools
@@ -245,6 +251,7 @@ mod tests {
         assert_eq!(p.nodes, [ip("10.1.0.12"), ip("fd00::12")].into());
         assert_eq!(p.pools, [(net("10.244.0.0/16"), VxlanMode::CrossSubnet)]);
         assert!(p.wants_family(true) && !p.wants_family(false));
+        assert!(p.in_use() && !TunnelPlan::default().in_use());
     }
 
     #[test]
