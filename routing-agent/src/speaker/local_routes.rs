@@ -49,21 +49,27 @@ impl Speaker {
         let Some(local) = &self.local else {
             return;
         };
+        // What IPAM gave the node is checked against the pools; the Node's
+        // own spec.podCIDRs (written by whoever may write Nodes) are its
+        // to announce.
         let given = match (&self.ipam, cfg.ip_pools.is_empty()) {
             (Some(view), false) => match view.node_blocks(&local.name) {
                 Ok(None) => None,
-                Ok(Some(nb)) => Some(nb),
+                Ok(Some(nb)) => Some((nb, node_originates(cfg, &local.name))),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the IPAM store; keeping the node's pod routes as they are");
                     None
                 }
             },
-            _ => Some(NodeBlocks {
-                blocks: local.pod_cidrs.clone(),
-                borrowed: Vec::new(),
-            }),
+            _ => Some((
+                NodeBlocks {
+                    blocks: local.pod_cidrs.clone(),
+                    borrowed: Vec::new(),
+                },
+                AdmittedRanges::new(local.pod_cidrs.clone()),
+            )),
         };
-        let own = given.map(|g| own_routes(&g, &node_originates(cfg, &local.name)));
+        let own = given.map(|(g, may)| own_routes(&g, &may));
         let own = own.map(|own| {
             if own.refused != self.refused_routes {
                 for p in own.refused.difference(&self.refused_routes) {
