@@ -191,6 +191,14 @@ fn every_crd_field_is_read_by_the_agent() {
                 },
             }),
             node_mesh_max_prefixes: Some(500),
+            communities: vec![starling_agent::crd::Community {
+                name: "rack".into(),
+                value: "65000:100".into(),
+            }],
+            prefix_advertisements: vec![starling_agent::crd::PrefixAdvertisement {
+                cidr: "10.244.0.0/16".into(),
+                communities: vec!["rack".into(), "65000:1:2".into()],
+            }],
         },
     );
     let peer = BGPPeer::new(
@@ -267,6 +275,7 @@ fn every_crd_field_is_read_by_the_agent() {
             allow_requested_addresses: Some(true),
             nat_outgoing: Some(true),
             vxlan_mode: Some(starling_agent::crd::VXLANMode::CrossSubnet),
+            disable_bgp_export: Some(true),
         },
     );
     let text = [
@@ -283,6 +292,8 @@ fn every_crd_field_is_read_by_the_agent() {
     let (cfg, errors) = starling_agent::config::build(objects);
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(cfg.peers.len(), 2);
+    assert!(cfg.ip_pools[0].disable_bgp_export);
+    assert_eq!(cfg.bgp.prefix_advertisements[0].1.len(), 2);
     assert_eq!(cfg.bgp.listen_port, 1179);
     assert_eq!(cfg.bgp.bfd.multiplier, 5);
     assert_eq!(cfg.bgp.max_ecmp_paths, 4);

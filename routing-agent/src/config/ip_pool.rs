@@ -48,6 +48,9 @@ pub struct IpPoolSpec {
     pub nat_outgoing: bool,
     /// `vxlanMode`: which routes to the pool's blocks go through VXLAN.
     pub vxlan_mode: VxlanMode,
+    /// `disableBGPExport`: the pool's blocks go to the other nodes only,
+    /// never to BGPPeers outside the cluster.
+    pub disable_bgp_export: bool,
 }
 
 /// `IPPool.spec.vxlanMode`, Calico's values.
@@ -100,6 +103,7 @@ pub(crate) fn ip_pool(object: &Fields, meta: Meta) -> FieldResult<IpPoolSpec> {
         "allowRequestedAddresses",
         "natOutgoing",
         "vxlanMode",
+        "disableBGPExport",
     ])?;
     let value = spec
         .get("cidr")
@@ -136,6 +140,7 @@ pub(crate) fn ip_pool(object: &Fields, meta: Meta) -> FieldResult<IpPoolSpec> {
         allow_requested_addresses: spec.bool("allowRequestedAddresses")?.unwrap_or(false),
         nat_outgoing: spec.bool("natOutgoing")?.unwrap_or(false),
         vxlan_mode,
+        disable_bgp_export: spec.bool("disableBGPExport")?.unwrap_or(false),
     })
 }
 

@@ -13,6 +13,7 @@ use serde_yaml::Value;
 
 use super::duration::parse_go_duration;
 use super::fields::{describe, string_value, FieldError, FieldResult, Fields};
+use super::filter::{community, CommunityValue};
 use super::model::{
     BfdSpec, BgpConfig, BgpPeerSpec, GracefulRestartSpec, NodeInfo, ASN_ANNOTATION,
     ROUTER_ID_ANNOTATION, ROUTE_REFLECTOR_ANNOTATION,
@@ -162,6 +163,8 @@ pub(crate) fn bgp_configuration(object: &Fields) -> FieldResult<BgpConfig> {
         "serviceLoadBalancerAggregation",
         "nodeMeshPassword",
         "nodeMeshMaxPrefixes",
+        "communities",
+        "prefixAdvertisements",
     ])?;
     let defaults = BgpConfig::default();
     let service_load_balancer_aggregation =
@@ -193,7 +196,54 @@ pub(crate) fn bgp_configuration(object: &Fields) -> FieldResult<BgpConfig> {
         node_mesh_max_prefixes: spec
             .u32("nodeMeshMaxPrefixes")?
             .unwrap_or(defaults.node_mesh_max_prefixes),
+        prefix_advertisements: prefix_advertisements(&spec)?,
     })
+}
+
+/// `communities: [{name, value}]` and `prefixAdvertisements: [{cidr,
+/// communities: [name or value]}]`, as Calico has them: each name resolved,
+/// each value a standard (`65000:100`) or large (`65000:1:2`) community.
+fn prefix_advertisements(spec: &Fields) -> FieldResult<Vec<(IpNetwork, Vec<CommunityValue>)>> {
+    let mut named: BTreeMap<String, CommunityValue> = BTreeMap::new();
+    for (i, v) in spec.list("communities")?.iter().enumerate() {
+        let c = Fields::new(v, &format!("{}[{i}]", spec.path_of("communities")))?;
+        c.deny_unknown(&["name", "value"])?;
+        let name = c.required_string("name")?;
+        let value = c.required_string("value")?;
+        let value = community(&value).map_err(|m| FieldError::new(c.path_of("value"), m))?;
+        if named.insert(name.clone(), value).is_some() {
+            return Err(FieldError::new(
+                c.path_of("name"),
+                format!("{name:?} is defined twice"),
+            ));
+        }
+    }
+    let mut out = Vec::new();
+    for (i, v) in spec.list("prefixAdvertisements")?.iter().enumerate() {
+        let a = Fields::new(v, &format!("{}[{i}]", spec.path_of("prefixAdvertisements")))?;
+        a.deny_unknown(&["cidr", "communities"])?;
+        let value = a
+            .get("cidr")
+            .ok_or_else(|| FieldError::new(a.path_of("cidr"), "required"))?;
+        let net = cidr(value, &a.path_of("cidr"))?;
+        let mut values = Vec::new();
+        for (j, c) in a.list("communities")?.iter().enumerate() {
+            let path = format!("{}[{j}]", a.path_of("communities"));
+            let s = string_value(c, &path)?;
+            let value = match named.get(&s) {
+                Some(v) => *v,
+                None => community(&s).map_err(|m| {
+                    FieldError::new(
+                        &path,
+                        format!("{m}, or the name of one of spec.communities"),
+                    )
+                })?,
+            };
+            values.push(value);
+        }
+        out.push((net, values));
+    }
+    Ok(out)
 }
 
 /// A list of `{cidr}` (Calico's `serviceClusterIPs` and the like).
@@ -498,6 +548,50 @@ mod tests {
             decode_bgp("{maxEcmpPaths: -1}").unwrap_err().field,
             "spec.maxEcmpPaths"
         );
+    }
+
+    #[test]
+    fn communities_and_prefix_advertisements() {
+        let c = decode_bgp(
+            "{communities: [{name: rack, value: '65000:100'}, {name: big, value: '65000:1:2'}],
+              prefixAdvertisements: [{cidr: 10.244.0.0/16, communities: [rack, big, '65001:7']}]}",
+        )
+        .unwrap();
+        assert_eq!(
+            c.prefix_advertisements,
+            [(
+                "10.244.0.0/16".parse().unwrap(),
+                vec![
+                    CommunityValue::Standard(65000 << 16 | 100),
+                    CommunityValue::Large([65000, 1, 2]),
+                    CommunityValue::Standard(65001 << 16 | 7)
+                ]
+            )]
+        );
+        for (spec, field) in [
+            (
+                "{communities: [{name: a, value: '70000:1'}]}",
+                "spec.communities[0].value",
+            ),
+            (
+                "{communities: [{value: '1:1'}]}",
+                "spec.communities[0].name",
+            ),
+            (
+                "{communities: [{name: a, value: '1:1'}, {name: a, value: '1:2'}]}",
+                "spec.communities[1].name",
+            ),
+            (
+                "{prefixAdvertisements: [{cidr: 10.0.0.0/8, communities: [nope]}]}",
+                "spec.prefixAdvertisements[0].communities[0]",
+            ),
+            (
+                "{prefixAdvertisements: [{cidr: 10.0.0.1/8}]}",
+                "spec.prefixAdvertisements[0].cidr",
+            ),
+        ] {
+            assert_eq!(decode_bgp(spec).unwrap_err().field, field, "{spec}");
+        }
     }
 
     #[test]

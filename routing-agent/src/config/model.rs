@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ipnetwork::IpNetwork;
 
-use super::filter::BgpFilterSpec;
+use super::filter::{BgpFilterSpec, CommunityValue};
 use super::ip_pool::IpPoolSpec;
 use super::secret::{SecretData, SecretKeyRef};
 use super::selector::LabelSelector;
@@ -93,6 +93,9 @@ pub struct BgpConfig {
     pub node_mesh_password: Option<SecretKeyRef>,
     /// `maxPrefixes` of the mesh sessions (`nodeMeshMaxPrefixes`).
     pub node_mesh_max_prefixes: u32,
+    /// `prefixAdvertisements`: the communities (names of `communities`
+    /// resolved) the node's own routes inside each CIDR carry.
+    pub prefix_advertisements: Vec<(IpNetwork, Vec<CommunityValue>)>,
 }
 
 impl Default for BgpConfig {
@@ -111,6 +114,7 @@ impl Default for BgpConfig {
             service_load_balancer_aggregation: true,
             node_mesh_password: None,
             node_mesh_max_prefixes: DEFAULT_NODE_MESH_MAX_PREFIXES,
+            prefix_advertisements: Vec::new(),
         }
     }
 }

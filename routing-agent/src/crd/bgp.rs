@@ -115,6 +115,35 @@ pub struct BGPConfigurationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub node_mesh_max_prefixes: Option<u32>,
+    /// Named communities, for prefixAdvertisements.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub communities: Vec<Community>,
+    /// Communities the node's own routes inside each CIDR carry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub prefix_advertisements: Vec<PrefixAdvertisement>,
+}
+
+/// `{name, value}`: a standard (`65000:100`) or large (`65000:1:2`)
+/// community with a name.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct Community {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[schemars(regex(pattern = r"^[0-9]+:[0-9]+(:[0-9]+)?$"))]
+    pub value: String,
+}
+
+/// `{cidr, communities}`: names of `communities`, or values.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct PrefixAdvertisement {
+    #[schemars(length(max = 43))]
+    #[x_kube(validation = Rule::new("isCIDR(self) && cidr(self).masked() == cidr(self)").message("must be a CIDR in network form, such as 10.244.0.0/16"))]
+    pub cidr: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub communities: Vec<String>,
 }
 
 /// `{cidr}`: one range of service addresses, as Calico's

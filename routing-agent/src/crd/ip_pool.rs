@@ -62,6 +62,14 @@ pub struct IPPoolSpec {
     /// Always, or CrossSubnet (only to nodes outside this node's subnets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vxlan_mode: Option<VXLANMode>,
+    /// The pool's blocks are routed between the nodes but never announced
+    /// to peers outside the cluster (default false).
+    #[serde(
+        default,
+        rename = "disableBGPExport",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub disable_bgp_export: Option<bool>,
 }
 
 /// `spec.vxlanMode`, Calico's values.

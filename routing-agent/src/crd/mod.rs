@@ -16,8 +16,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use bgp::{
-    Aggregation, BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec, Bfd,
-    GracefulRestart, PasswordSource, SecretKeyRef, ServiceIPBlock,
+    Aggregation, BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec, Bfd, Community,
+    GracefulRestart, PasswordSource, PrefixAdvertisement, SecretKeyRef, ServiceIPBlock,
 };
 pub use filter::{
     BGPFilter, BGPFilterRule, BGPFilterSpec, CommunityMatch, FilterAction, FilterPeerType,

@@ -14,13 +14,20 @@ use starling_bgp::reflection::{self, PeerRole};
 use starling_bgp::Prefix;
 
 use super::{Peer, Speaker};
-use crate::config::BgpFilterSpec;
-use crate::route_policy::{evaluate, Decision, Direction, RouteFacts};
+use crate::config::{BgpConfig, BgpFilterSpec, PeerSource};
+use crate::route_policy::{
+    communities_for, evaluate, export_disabled, Decision, Direction, RouteFacts,
+};
 
-/// The attributes of the node's own routes towards `p`.
-fn local_attributes(p: &Peer) -> PathAttributes {
+/// The attributes of the node's own route `prefix` towards `p`, with the
+/// communities of `prefixAdvertisements`.
+fn local_attributes(p: &Peer, prefix: Prefix, bgp: Option<&BgpConfig>) -> PathAttributes {
     let ebgp = p.desired.remote_as != p.desired.local_as;
+    let (communities, large_communities) =
+        bgp.map(|b| communities_for(b, prefix)).unwrap_or_default();
     PathAttributes {
+        communities,
+        large_communities,
         origin: Some(Origin::Igp),
         // RFC 4271 section 5.1.2: our AS first towards external peers.
         as_path: if ebgp {
@@ -67,8 +74,14 @@ impl Speaker {
             return vec![];
         }
         let ebgp = p.desired.remote_as != p.desired.local_as;
+        // IPPool disableBGPExport: to the other nodes only.
+        let outside = matches!(p.desired.source, PeerSource::BgpPeer { node: None, .. });
+        let pools = self.config.as_ref().map_or(&[][..], |c| &c.ip_pools[..]);
+        if outside && export_disabled(pools, prefix.addr(), prefix.length()) {
+            return vec![];
+        }
         if self.local_routes.contains_key(prefix) {
-            let attrs = local_attributes(p);
+            let attrs = local_attributes(p, *prefix, self.config.as_ref().map(|c| &c.bgp));
             let facts = RouteFacts {
                 prefix: *prefix,
                 attrs: &attrs,
@@ -131,11 +144,12 @@ impl Speaker {
         if p.desired.filters.is_empty() || p.session.state() != State::Established {
             return vec![];
         }
-        let attrs = local_attributes(p);
+        let bgp = self.config.as_ref().map(|c| &c.bgp);
         self.local_routes
             .keys()
             .filter(|prefix| prefix.is_ipv4() == p.desired.local_address.is_ipv4())
             .filter_map(|prefix| {
+                let attrs = local_attributes(p, *prefix, bgp);
                 let facts = RouteFacts {
                     prefix: *prefix,
                     attrs: &attrs,

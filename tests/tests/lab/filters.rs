@@ -2,7 +2,8 @@
 //! must take or refuse (every operator, communities, AS path prefix, IPv4
 //! and IPv6), export rules keep node blocks from FRR, a filter change
 //! applies without resetting a session, and a BGPPeer naming a missing
-//! filter gets no session until it exists.
+//! filter gets no session until it exists; then BGPConfiguration
+//! communities and IPPool disableBGPExport, as FRR sees them.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -231,14 +232,11 @@ fn bgp_filters_with_frr() {
 
         // A filter change: re-evaluated both ways, no session reset.
         let before = established_counts(lab)?;
-        lab.write_datastore(&format!(
-            "{}\n{}",
-            lab.read_datastore()?
-                .split("---\napiVersion: starling.dev/v1alpha1\nkind: BGPFilter")
-                .next()
-                .unwrap_or_default(),
-            filter(false)
-        ))?;
+        let relaxed = lab.read_datastore()?.replace(&filter(true), &filter(false));
+        ensure(!relaxed.contains("cidr: 192.168.10.0/24"), || {
+            "the strict filter is not in the datastore".to_string()
+        })?;
+        lab.write_datastore(&relaxed)?;
         wait_tor_routes(
             lab,
             "192.168.10.0/24 taken once its rule is gone",
@@ -269,6 +267,54 @@ fn bgp_filters_with_frr() {
         )?;
         lab.write_datastore(&datastore)?;
         lab.wait_frr_established(SESSIONS_UP)?;
+
+        // BGPConfiguration communities and prefixAdvertisements on the
+        // nodes' own routes; IPPool disableBGPExport keeps node-3's IPv4
+        // block between the nodes.
+        let tagged = datastore
+            .replace(
+                "spec: {asNumber: 64512, nodeToNodeMeshEnabled: true, listenPort: 179}",
+                "spec: {asNumber: 64512, nodeToNodeMeshEnabled: true, listenPort: 179, \
+                 communities: [{name: rack, value: \"65000:100\"}], \
+                 prefixAdvertisements: [{cidr: 10.244.0.0/16, communities: [rack, \"65000:1:2\"]}]}",
+            )
+            .replace(
+                "metadata: {name: lab-node-3-v4}\nspec: {",
+                "metadata: {name: lab-node-3-v4}\nspec: {disableBGPExport: true, ",
+            );
+        ensure(
+            tagged.matches("65000:1:2").count() == 1 && tagged.contains("disableBGPExport"),
+            || format!("the datastore did not take both edits:\n{datastore}"),
+        )?;
+        lab.write_datastore(&tagged)?;
+        let shown = starling_lab::wait_until(
+            ROUTES_IN,
+            "FRR to see node-1's block with both communities",
+            || {
+                let json = lab
+                    .frr()?
+                    .vtysh("show bgp ipv4 unicast 10.244.1.0/24 json")?;
+                Ok(Check::when(
+                    json.contains("65000:100") && json.contains("65000:1:2"),
+                    json.clone(),
+                    || json.clone(),
+                ))
+            },
+        )?;
+        println!("FRR's path to node-1's block: {shown}");
+        starling_lab::wait_until(ROUTES_IN, "node-3's IPv4 block to leave FRR only", || {
+            let b = frr_blocks(lab)?;
+            Ok(Check::when(
+                b == [true, true, true, true, false, true],
+                (),
+                || format!("{b:?}"),
+            ))
+        })?;
+        let routes = lab.kernel_routes("node-1")?;
+        ensure(
+            routes.iter().any(|(c, _)| c.to_string() == "10.244.3.0/24"),
+            || format!("node-1 lost its route to node-3's block: {routes:?}"),
+        )?;
         Ok(())
     });
 }
