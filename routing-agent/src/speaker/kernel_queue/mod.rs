@@ -83,9 +83,10 @@ impl Queue {
         if let Some(at) = self.index.get(&key).and_then(|&at| self.locate(at)) {
             let (item, offset) = at;
             if let Some(Item::Changes(chunk)) = self.items.get_mut(item) {
-                if queued_prefix(&chunk[offset..]) == Some(prefix) {
-                    let slot = slot_len(&chunk[offset..]);
-                    let place = &mut chunk[offset..offset + slot];
+                let tail = chunk.get_mut(offset..).unwrap_or_default();
+                if queued_prefix(tail) == Some(prefix) {
+                    let slot = slot_len(tail);
+                    let place = &mut tail[..slot];
                     if self.scratch.len() <= slot {
                         // The latest state, where the earlier one waited.
                         let (new, rest) = place.split_at_mut(self.scratch.len());
