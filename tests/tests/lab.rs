@@ -17,6 +17,8 @@ use starling_lab::{metrics, netns, probe, state, topology, Error, Lab, LabOption
 mod add_path;
 #[path = "lab/filters.rs"]
 mod filters;
+#[path = "lab/mesh.rs"]
+mod mesh;
 #[path = "lab/nat.rs"]
 mod nat;
 #[path = "lab/origination.rs"]
