@@ -103,13 +103,22 @@ impl PolicyMetrics {
         self.invalid_policies
             .set(gauge(report.kept_last_good.len()));
         let mut isolated = 0;
+        // Shards (`ingress_ports_v4_s7`) count under their set's name.
+        let mut by_set: std::collections::BTreeMap<&str, usize> = Default::default();
         for (name, elements) in &applied.sets {
             if name.contains("_pods_") {
                 isolated += elements.len();
             }
+            let base = match name.rsplit_once("_s") {
+                Some((base, k)) if !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()) => base,
+                _ => name.as_str(),
+            };
+            *by_set.entry(base).or_default() += elements.len();
+        }
+        for (name, n) in by_set {
             self.elements
-                .get_or_create(&vec![("set".to_string(), name.clone())])
-                .set(gauge(elements.len()));
+                .get_or_create(&vec![("set".to_string(), name.to_string())])
+                .set(gauge(n));
         }
         self.isolated_pods.set(gauge(isolated));
     }
@@ -145,9 +154,10 @@ mod tests {
                     set(&["10.244.1.2 : jump ingress", "10.244.1.3 : jump ingress"]),
                 ),
                 (
-                    "ingress_ports_v4".to_string(),
+                    "ingress_ports_v4_s2".to_string(),
                     set(&["10.244.1.2 . 10.244.2.2 . tcp . 80"]),
                 ),
+                ("ingress_ports_v4_s3".to_string(), BTreeSet::new()),
                 ("egress_any_v6".to_string(), BTreeSet::new()),
             ]),
         };

@@ -14,6 +14,13 @@
 //! and the same for IPv6 and for egress (`saddr . daddr`). Interval sets
 //! hold disjoint elements (nftables rejects overlaps), so grants are merged
 //! first.
+//!
+//! The interval sets and maps come in [`SHARDS`] shards (`ingress_ports_v4_s7`),
+//! chosen by the local pod's address, each looked up from its own chains
+//! (`ingress_s7`, `ingress_np_s7`): the kernel removes an element from an
+//! interval set in time proportional to the set's size, so a pod deleted
+//! from a node of 10,000 pods costs a shard's share of that, not all of it.
+//! Per packet it is still one lookup per set kind.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -63,6 +70,24 @@ pub struct Ruleset {
 
 const FAMILIES: [(Family, &str); 2] = [(Family::V4, "v4"), (Family::V6, "v6")];
 
+/// How many shards each interval set and map is cut into.
+pub const SHARDS: u32 = 64;
+
+/// The shard of a local pod address.
+pub fn shard(ip: &IpAddr) -> u32 {
+    let v = match ip {
+        IpAddr::V4(a) => u128::from(u32::from(*a)),
+        IpAddr::V6(a) => u128::from(*a),
+    };
+    // Below SHARDS: fits.
+    u32::try_from(v % u128::from(SHARDS)).unwrap_or(0)
+}
+
+/// The name of set `base` (as `ingress_ports_v4`) of shard `k`.
+pub fn sharded(base: &str, k: u32) -> String {
+    format!("{base}_s{k}")
+}
+
 /// `(set name, nft type, is interval)` of every set and map.
 fn set_decls() -> Vec<(String, String, bool)> {
     let mut v = Vec::new();
@@ -76,23 +101,29 @@ fn set_decls() -> Vec<(String, String, bool)> {
                 false,
             ));
             v.push((format!("{dir}_np_{f}"), addr.to_string(), false));
-            v.push((format!("{dir}_any_{f}"), format!("{addr} . {addr}"), true));
-            v.push((
-                format!("{dir}_ports_{f}"),
-                format!("{addr} . {addr} . inet_proto . inet_service"),
-                true,
-            ));
-            for tier in TIERS {
+            for k in 0..SHARDS {
                 v.push((
-                    format!("{dir}_{tier}_any_{f}"),
-                    format!("{addr} . {addr} : verdict"),
+                    sharded(&format!("{dir}_any_{f}"), k),
+                    format!("{addr} . {addr}"),
                     true,
                 ));
                 v.push((
-                    format!("{dir}_{tier}_ports_{f}"),
-                    format!("{addr} . {addr} . inet_proto . inet_service : verdict"),
+                    sharded(&format!("{dir}_ports_{f}"), k),
+                    format!("{addr} . {addr} . inet_proto . inet_service"),
                     true,
                 ));
+                for tier in TIERS {
+                    v.push((
+                        sharded(&format!("{dir}_{tier}_any_{f}"), k),
+                        format!("{addr} . {addr} : verdict"),
+                        true,
+                    ));
+                    v.push((
+                        sharded(&format!("{dir}_{tier}_ports_{f}"), k),
+                        format!("{addr} . {addr} . inet_proto . inet_service : verdict"),
+                        true,
+                    ));
+                }
             }
         }
     }
@@ -147,8 +178,8 @@ pub fn ruleset(model: &Compiled, options: Options) -> Ruleset {
 /// The elements one isolated local pod address puts in the sets. Every
 /// element starts with that address, so two addresses never share one.
 pub fn elements(d: Direction, ip: IpAddr, iso: &Isolated) -> Vec<Element> {
-    let (dir, f) = (d.name(), fam(&ip));
-    let mut out = vec![(format!("{dir}_pods_{f}"), format!("{ip} : jump {dir}"))];
+    let (dir, f, k) = (d.name(), fam(&ip), shard(&ip));
+    let mut out = vec![(format!("{dir}_pods_{f}"), format!("{ip} : jump {dir}_s{k}"))];
     if !iso.policies.is_empty() {
         out.push((format!("{dir}_np_{f}"), ip.to_string()));
     }
@@ -157,7 +188,7 @@ pub fn elements(d: Direction, ip: IpAddr, iso: &Isolated) -> Vec<Element> {
             for (r, p, a) in regions_with_ports(decisions, proto) {
                 if let Some(v) = verdict(a) {
                     out.push((
-                        format!("{dir}_{tier}_ports_{f}"),
+                        sharded(&format!("{dir}_{tier}_ports_{f}"), k),
                         format!("{ip} . {r} . {} . {} : {v}", proto.nft(), ports(p)),
                     ));
                 }
@@ -165,7 +196,10 @@ pub fn elements(d: Direction, ip: IpAddr, iso: &Isolated) -> Vec<Element> {
         }
         for (r, a) in regions_without_ports(decisions) {
             if let Some(v) = verdict(a) {
-                out.push((format!("{dir}_{tier}_any_{f}"), format!("{ip} . {r} : {v}")));
+                out.push((
+                    sharded(&format!("{dir}_{tier}_any_{f}"), k),
+                    format!("{ip} . {r} : {v}"),
+                ));
             }
         }
     }
@@ -176,7 +210,7 @@ pub fn elements(d: Direction, ip: IpAddr, iso: &Isolated) -> Vec<Element> {
         .map(|g| g.peer)
         .collect();
     for r in merge(any) {
-        out.push((format!("{dir}_any_{f}"), format!("{ip} . {r}")));
+        out.push((sharded(&format!("{dir}_any_{f}"), k), format!("{ip} . {r}")));
     }
     for proto in Protocol::ALL {
         let rects: Vec<(IpRange, PortRange)> = iso
@@ -190,7 +224,7 @@ pub fn elements(d: Direction, ip: IpAddr, iso: &Isolated) -> Vec<Element> {
             .collect();
         for (r, p) in disjoint(&rects) {
             out.push((
-                format!("{dir}_ports_{f}"),
+                sharded(&format!("{dir}_ports_{f}"), k),
                 format!("{ip} . {r} . {} . {}", proto.nft(), ports(p)),
             ));
         }
@@ -268,25 +302,27 @@ impl Ruleset {
         // it isolates (final), else the Baseline tier; no verdict: allowed.
         let port_protocols = "meta l4proto != { tcp, udp, sctp }";
         for (d, local, peer) in [("ingress", "daddr", "saddr"), ("egress", "saddr", "daddr")] {
-            s += &format!("\tchain {d} {{\n");
-            for tier in TIERS {
-                for (ip, f) in [("ip", "v4"), ("ip6", "v6")] {
-                    s += &format!("\t\t{ip} {local} . {ip} {peer} . meta l4proto . th dport vmap @{d}_{tier}_ports_{f}\n");
-                    s += &format!("\t\t{port_protocols} {ip} {local} . {ip} {peer} vmap @{d}_{tier}_any_{f}\n");
-                }
-                if tier == "admin" {
+            for k in 0..SHARDS {
+                s += &format!("\tchain {d}_s{k} {{\n");
+                for tier in TIERS {
                     for (ip, f) in [("ip", "v4"), ("ip6", "v6")] {
-                        s += &format!("\t\t{ip} {local} @{d}_np_{f} goto {d}_np\n");
+                        s += &format!("\t\t{ip} {local} . {ip} {peer} . meta l4proto . th dport vmap @{d}_{tier}_ports_{f}_s{k}\n");
+                        s += &format!("\t\t{port_protocols} {ip} {local} . {ip} {peer} vmap @{d}_{tier}_any_{f}_s{k}\n");
+                    }
+                    if tier == "admin" {
+                        for (ip, f) in [("ip", "v4"), ("ip6", "v6")] {
+                            s += &format!("\t\t{ip} {local} @{d}_np_{f} goto {d}_np_s{k}\n");
+                        }
                     }
                 }
+                s += "\t}\n";
+                s += &format!("\tchain {d}_np_s{k} {{\n");
+                for (ip, f) in [("ip", "v4"), ("ip6", "v6")] {
+                    s += &format!("\t\t{ip} {local} . {ip} {peer} @{d}_any_{f}_s{k} return\n");
+                    s += &format!("\t\t{ip} {local} . {ip} {peer} . meta l4proto . th dport @{d}_ports_{f}_s{k} return\n");
+                }
+                s += "\t\tgoto deny\n\t}\n";
             }
-            s += "\t}\n";
-            s += &format!("\tchain {d}_np {{\n");
-            for (ip, f) in [("ip", "v4"), ("ip6", "v6")] {
-                s += &format!("\t\t{ip} {local} . {ip} {peer} @{d}_any_{f} return\n");
-                s += &format!("\t\t{ip} {local} . {ip} {peer} . meta l4proto . th dport @{d}_ports_{f} return\n");
-            }
-            s += "\t\tgoto deny\n\t}\n";
         }
         s += &format!("\tchain deny {{\n\t\t{deny}\n\t}}\n");
         s
@@ -321,6 +357,22 @@ impl Ruleset {
             }
         }
         (!s.is_empty()).then_some(s)
+    }
+
+    /// The elements of set `base` (as `ingress_ports_v4`) over its shards,
+    /// or of an unsharded set.
+    pub fn merged(&self, base: &str) -> BTreeSet<&str> {
+        let prefix = format!("{base}_s");
+        self.sets
+            .iter()
+            .filter(|(name, _)| {
+                *name == base
+                    || name
+                        .strip_prefix(&prefix)
+                        .is_some_and(|k| k.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .flat_map(|(_, e)| e.iter().map(String::as_str))
+            .collect()
     }
 
     /// Applies a change of elements to this ruleset (what nft holds once

@@ -15,9 +15,16 @@ fn elements_are_merged_and_disjoint() {
     );
     let (s, p) = snapshot(&text);
     let r = ruleset(&compile(&s, &p, Some("node-1")), Options::default());
-    let set = |n: &str| r.sets[n].iter().cloned().collect::<Vec<_>>();
-    assert_eq!(set("ingress_pods_v4"), ["10.244.1.2 : jump ingress"]);
-    assert_eq!(set("ingress_pods_v6"), ["fd00:244:1::2 : jump ingress"]);
+    let set = |n: &str| {
+        r.merged(n)
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    // Both in shard 2 (their addresses end in 2).
+    assert_eq!(set("ingress_pods_v4"), ["10.244.1.2 : jump ingress_s2"]);
+    assert_eq!(set("ingress_pods_v6"), ["fd00:244:1::2 : jump ingress_s2"]);
+    assert_eq!(r.sets["ingress_any_v4_s2"].len(), 1);
     assert_eq!(set("ingress_any_v4"), ["10.244.1.2 . 192.168.0.0/23"]);
     assert_eq!(
         set("ingress_ports_v4"),
@@ -45,7 +52,7 @@ fn pod_changes_are_element_changes() {
         "{first}"
     );
     assert!(
-        first.contains("ip daddr . ip saddr . meta l4proto . th dport @ingress_ports_v4 return")
+        first.contains("ip daddr . ip saddr . meta l4proto . th dport @ingress_ports_v4_s2 return")
     );
 
     let mut s2 = s.clone();
@@ -57,8 +64,8 @@ fn pod_changes_are_element_changes() {
     let after = ruleset(&compile(&s2, &p, Some("node-1")), Options::default());
     assert_eq!(
         after.transaction(Some(&before)).unwrap(),
-        "delete element inet starling ingress_any_v4 { 10.244.1.2 . 10.244.2.2 }\n\
-         add element inet starling ingress_any_v4 { 10.244.1.2 . 10.244.2.3 }\n"
+        "delete element inet starling ingress_any_v4_s2 { 10.244.1.2 . 10.244.2.2 }\n\
+         add element inet starling ingress_any_v4_s2 { 10.244.1.2 . 10.244.2.3 }\n"
     );
     assert_eq!(after.transaction(Some(&after)), None);
     // Other options: the table is replaced.

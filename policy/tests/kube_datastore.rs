@@ -215,12 +215,12 @@ async fn lists_compile_to_the_ruleset_the_same_files_give() {
     let from_api = ruleset_of(&snapshot);
     assert_eq!(
         from_api.sets["ingress_pods_v4"],
-        set(&["10.244.1.2 : jump ingress"])
+        set(&["10.244.1.2 : jump ingress_s2"])
     );
     // The ClusterNetworkPolicy, with the node's address.
     assert_eq!(
-        from_api.sets["egress_admin_any_v4"],
-        set(&["10.244.1.2 . 10.0.0.11 : goto deny"])
+        from_api.merged("egress_admin_any_v4"),
+        BTreeSet::from(["10.244.1.2 . 10.0.0.11 : goto deny"])
     );
 
     // The same objects as a file (a v1 List, as `kubectl get -o yaml`
@@ -381,7 +381,7 @@ async fn show_prints_the_ruleset_from_the_api() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("elements = { 10.244.1.2 : jump ingress }"),
+        stdout.contains("elements = { 10.244.1.2 : jump ingress_s2 }"),
         "{stdout}"
     );
     // The invalid policy is named, with its field.

@@ -76,6 +76,8 @@ fn list(nft: &Nft) -> String {
         .expect("nft list")
 }
 
+/// Sets keyed by the local pod's address are sharded: 10.244.1.2 and
+/// fd00:244:1::2 are in shard 2 (`..._s2`).
 fn set_block<'a>(listing: &'a str, name: &str) -> &'a str {
     let start = listing
         .find(&format!(" {name} {{"))
@@ -106,7 +108,7 @@ fn ruleset_in_a_fresh_namespace() {
         set_block(&l, "egress_pods_v6").contains("fd00:244:1::2 : jump egress"),
         "{l}"
     );
-    let ports = set_block(&l, "ingress_ports_v4");
+    let ports = set_block(&l, "ingress_ports_v4_s2");
     for want in [
         "10.244.1.2 . 10.244.2.2 . tcp . 80",
         "10.244.1.2 . 10.244.2.2 . udp . 1000-2000",
@@ -114,7 +116,7 @@ fn ruleset_in_a_fresh_namespace() {
     ] {
         assert!(ports.contains(want), "{want} not in {ports}");
     }
-    let egress = set_block(&l, "egress_any_v4");
+    let egress = set_block(&l, "egress_any_v4_s2");
     assert!(
         egress.contains("10.244.1.2 . 10.0.0.0-10.244.2.255"),
         "{egress}"
@@ -136,7 +138,7 @@ fn ruleset_in_a_fresh_namespace() {
     assert!(t.lines().all(|l| l.starts_with("add element ")), "{t}");
     let l = list(&nft);
     assert!(
-        set_block(&l, "ingress_ports_v4").contains("10.244.1.2 . 10.244.3.7 . tcp . 80"),
+        set_block(&l, "ingress_ports_v4_s2").contains("10.244.1.2 . 10.244.3.7 . tcp . 80"),
         "{l}"
     );
 
@@ -160,7 +162,7 @@ fn ruleset_in_a_fresh_namespace() {
         "{l}"
     );
     assert!(
-        !set_block(&l, "ingress_ports_v4").contains("10.244.1.2"),
+        !set_block(&l, "ingress_ports_v4_s2").contains("10.244.1.2"),
         "{l}"
     );
 
@@ -193,17 +195,17 @@ spec:
     c.sync(&snapshot(&[PODS, more, cnp])).expect("fifth sync");
     let l = list(&nft);
     println!("{l}");
-    let admin = set_block(&l, "ingress_admin_ports_v4");
+    let admin = set_block(&l, "ingress_admin_ports_v4_s2");
     assert!(
         admin.contains("10.244.1.2 . 10.244.2.2 . tcp . 80 : goto deny"),
         "{admin}"
     );
-    let egress = set_block(&l, "egress_admin_any_v6");
+    let egress = set_block(&l, "egress_admin_any_v6_s2");
     assert!(
         egress.contains("fd00:244:1::2 . fd00:99::/64 : goto deny"),
         "{egress}"
     );
-    let base = set_block(&l, "egress_baseline_any_v4");
+    let base = set_block(&l, "egress_baseline_any_v4_s2");
     assert!(base.contains("10.244.1.2 . 10.0.0.0/8 : return"), "{base}");
     let report = c
         .sync(&snapshot(&[
@@ -214,5 +216,5 @@ spec:
         .expect("sixth sync");
     let t = report.transaction.expect("a change");
     assert!(!t.contains("delete table"), "{t}");
-    assert!(set_block(&list(&nft), "ingress_admin_ports_v4").contains(". tcp . 81 : goto deny"));
+    assert!(set_block(&list(&nft), "ingress_admin_ports_v4_s2").contains(". tcp . 81 : goto deny"));
 }
