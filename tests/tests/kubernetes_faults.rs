@@ -21,6 +21,8 @@ const NODE: &str = "k3-node";
 const SYSTEM: &str = "starling-system";
 const LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
 const DEADLINE: Duration = Duration::from_secs(60);
+/// How long the agent may take to be ready again after the restart.
+const RECOVERY: Duration = Duration::from_secs(180);
 /// How long the API server stays down.
 const OUTAGE: Duration = Duration::from_secs(20);
 
@@ -169,8 +171,10 @@ fn run() {
 
     cp.start_apiserver().unwrap();
     cp.apply_yaml(&peer("k3-b", "127.0.0.4")).unwrap();
+    // The watches answered 410 list again with the agent's backoff: seen
+    // to take from 10 s to over 60 s on this busy 2-core machine.
     wait_until(
-        DEADLINE,
+        RECOVERY,
         "the agent ready with peers 127.0.0.2 and .4",
         || {
             agent.check_running()?;
