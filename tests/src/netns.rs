@@ -14,6 +14,23 @@ use crate::error::{Error, Result};
 /// Where `ip netns` keeps its named namespaces.
 pub const NETNS_DIR: &str = "/run/netns";
 
+/// Runs `test` with the namespaces `names` made anew (a leftover of a crashed
+/// run removed first), and removes them afterwards, in reverse order, whether
+/// `test` passes or panics (its panic then goes on).
+pub fn with_namespaces(names: &[&str], test: impl FnOnce() + std::panic::UnwindSafe) {
+    for ns in names {
+        delete(ns).unwrap_or_else(|e| panic!("remove leftover namespace {ns}: {e}"));
+        create(ns).unwrap_or_else(|e| panic!("create namespace {ns}: {e}"));
+    }
+    let result = std::panic::catch_unwind(test);
+    for ns in names.iter().rev() {
+        let _ = delete(ns);
+    }
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
 /// Path of a named namespace's handle.
 pub fn path(ns: &str) -> PathBuf {
     Path::new(NETNS_DIR).join(ns)

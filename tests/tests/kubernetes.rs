@@ -5,11 +5,11 @@
 //! rules refusing a bad object with a message that names the field. One
 //! control plane, on loopback, serves every test of this file.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use starling_lab::control_plane::ControlPlane;
+use starling_lab::control_plane::{manifest, ControlPlane};
 use starling_lab::wait_until;
 
 /// The CRDs `examples/kubernetes/crds.yaml` and `policy-crds.yaml` define.
@@ -22,12 +22,6 @@ const CRDS: [&str; 7] = [
     "blockaffinities.starling.dev",
     "clusternetworkpolicies.policy.networking.k8s.io",
 ];
-
-fn manifest(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/kubernetes")
-        .join(name)
-}
 
 fn path_str(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use starling_lab::agent::binary;
-use starling_lab::control_plane::{audit, ControlPlane, Options, Placement};
+use starling_lab::control_plane::{audit, ControlPlane};
 use starling_lab::process::Managed;
 use starling_lab::{cni, netns, state, wait_until};
 
@@ -57,14 +57,6 @@ const UNSEEN: [(&str, &str, &str); 4] = [
 const AGENT_SA: &str = "starling-agent";
 const POLICY_SA: &str = "starling-policy";
 const CNI_SA: &str = "starling-cni";
-
-fn manifest(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/kubernetes")
-        .join(name)
-        .display()
-        .to_string()
-}
 
 /// The cluster objects the components read: this node, the BGP
 /// configuration, a peer with a password Secret, a peer the agent must
@@ -117,41 +109,13 @@ spec: {{podSelector: {{}}, policyTypes: [Ingress]}}
 #[test]
 fn each_component_uses_exactly_what_its_service_account_may_do() {
     let _lock = state::tests_lock(LOCK_WAIT).unwrap_or_else(|e| panic!("{e}"));
-    for ns in [NS, POD_NS, POD_NS2] {
-        netns::delete(ns).unwrap();
-        netns::create(ns).unwrap();
-    }
-    let result = std::panic::catch_unwind(run);
-    for ns in [POD_NS2, POD_NS, NS] {
-        let _ = netns::delete(ns);
-    }
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
+    netns::with_namespaces(&[NS, POD_NS, POD_NS2], run);
 }
 
 fn run() {
-    let cp = ControlPlane::start(Options {
-        placement: Placement::Netns {
-            ns: NS.into(),
-            address: "127.0.0.1".parse().unwrap(),
-        },
-        ..Options::default()
-    })
-    .unwrap_or_else(|e| panic!("control plane: {e}"));
-    let crds = manifest("crds.yaml");
-    let policy_crds = manifest("policy-crds.yaml");
-    let rbac = manifest("rbac.yaml");
-    cp.kubectl(&["apply", "-f", &crds, "-f", &policy_crds, "-f", &rbac])
-        .unwrap();
-    cp.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd",
-        "--all",
-    ])
-    .unwrap();
+    let cp = ControlPlane::start_in_netns(NS).unwrap_or_else(|e| panic!("control plane: {e}"));
+    cp.install(&["crds.yaml", "policy-crds.yaml", "rbac.yaml"])
+        .unwrap_or_else(|e| panic!("install: {e}"));
     cp.apply_yaml(&objects()).unwrap();
     cp.kubectl(&[
         "patch",

@@ -8,11 +8,10 @@
 //! One network namespace, `k3-cp`, holds the control plane and the agent.
 //! Run as root: `cargo test -p starling-lab --test kubernetes_faults`.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use starling_lab::agent::{binary, Ctl};
-use starling_lab::control_plane::{ControlPlane, Options, Placement};
+use starling_lab::control_plane::ControlPlane;
 use starling_lab::process::Managed;
 use starling_lab::{netns, state, wait_until};
 
@@ -26,14 +25,6 @@ const RECOVERY: Duration = Duration::from_secs(180);
 /// How long the API server stays down.
 const OUTAGE: Duration = Duration::from_secs(20);
 
-fn manifest(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/kubernetes")
-        .join(name)
-        .display()
-        .to_string()
-}
-
 fn peer(name: &str, ip: &str) -> String {
     format!(
         "apiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {{name: {name}}}\nspec: {{peerIP: {ip}, asNumber: 65000}}\n"
@@ -43,13 +34,7 @@ fn peer(name: &str, ip: &str) -> String {
 #[test]
 fn the_agent_rides_out_an_api_server_outage_and_a_compaction() {
     let _lock = state::tests_lock(LOCK_WAIT).unwrap_or_else(|e| panic!("{e}"));
-    netns::delete(NS).unwrap();
-    netns::create(NS).unwrap();
-    let result = std::panic::catch_unwind(run);
-    let _ = netns::delete(NS);
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
+    netns::with_namespaces(&[NS], run);
 }
 
 fn readyz() -> String {
@@ -70,30 +55,9 @@ fn configured(ctl: &Ctl) -> Vec<String> {
 }
 
 fn run() {
-    let mut cp = ControlPlane::start(Options {
-        placement: Placement::Netns {
-            ns: NS.into(),
-            address: "127.0.0.1".parse().unwrap(),
-        },
-        ..Options::default()
-    })
-    .unwrap_or_else(|e| panic!("control plane: {e}"));
-    cp.kubectl(&[
-        "apply",
-        "-f",
-        &manifest("crds.yaml"),
-        "-f",
-        &manifest("rbac.yaml"),
-    ])
-    .unwrap();
-    cp.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd",
-        "--all",
-    ])
-    .unwrap();
+    let mut cp = ControlPlane::start_in_netns(NS).unwrap_or_else(|e| panic!("control plane: {e}"));
+    cp.install(&["crds.yaml", "rbac.yaml"])
+        .unwrap_or_else(|e| panic!("install: {e}"));
     cp.apply_yaml(&format!(
         "apiVersion: v1\nkind: Node\nmetadata: {{name: {NODE}}}\n---\n\
          apiVersion: starling.dev/v1alpha1\nkind: BGPConfiguration\nmetadata: {{name: default}}\n\

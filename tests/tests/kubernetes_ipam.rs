@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use starling_lab::control_plane::{ControlPlane, Options, Placement};
+use starling_lab::control_plane::ControlPlane;
 use starling_lab::{cni, netns, state, wait_until};
 
 const NS: &str = "k4-cp";
@@ -28,58 +28,20 @@ fn pod_ns(i: usize) -> String {
     format!("k4-p{i}")
 }
 
-fn manifest(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/kubernetes")
-        .join(name)
-        .display()
-        .to_string()
-}
-
 #[test]
 fn three_nodes_add_100_pods_at_once_without_giving_an_address_twice() {
     let _lock = state::tests_lock(LOCK_WAIT).unwrap_or_else(|e| panic!("{e}"));
     let all: Vec<String> = std::iter::once(NS.to_string())
         .chain((0..PODS).map(pod_ns))
         .collect();
-    for ns in &all {
-        netns::delete(ns).unwrap();
-        netns::create(ns).unwrap();
-    }
-    let result = std::panic::catch_unwind(run);
-    for ns in all.iter().rev() {
-        let _ = netns::delete(ns);
-    }
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
+    let names: Vec<&str> = all.iter().map(String::as_str).collect();
+    netns::with_namespaces(&names, run);
 }
 
 fn run() {
-    let cp = ControlPlane::start(Options {
-        placement: Placement::Netns {
-            ns: NS.into(),
-            address: "127.0.0.1".parse().unwrap(),
-        },
-        ..Options::default()
-    })
-    .unwrap_or_else(|e| panic!("control plane: {e}"));
-    cp.kubectl(&[
-        "apply",
-        "-f",
-        &manifest("crds.yaml"),
-        "-f",
-        &manifest("rbac.yaml"),
-    ])
-    .unwrap();
-    cp.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd",
-        "--all",
-    ])
-    .unwrap();
+    let cp = ControlPlane::start_in_netns(NS).unwrap_or_else(|e| panic!("control plane: {e}"));
+    cp.install(&["crds.yaml", "rbac.yaml"])
+        .unwrap_or_else(|e| panic!("install: {e}"));
     // Blocks of 16 addresses: 100 pods need at least 7 of the pool's 16.
     let mut objects =
         "apiVersion: starling.dev/v1alpha1\nkind: IPPool\nmetadata: {name: k4-pool}\n\

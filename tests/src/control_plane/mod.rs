@@ -49,6 +49,13 @@ const SERVICE_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 96, 0, 1));
 /// Audience and issuer of service-account tokens.
 pub const SA_ISSUER: &str = "https://kubernetes.default.svc";
 
+/// `examples/kubernetes/<name>`: the manifests a user applies.
+pub fn manifest(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/kubernetes")
+        .join(name)
+}
+
 /// The directory holding `kube-apiserver`, `kube-controller-manager`,
 /// `kubectl` and `etcd`: `STARLING_CONTROL_PLANE_DIR`, else what
 /// `tests/control-plane/build.sh` prints (it builds them once, then only
@@ -180,6 +187,40 @@ impl ControlPlane {
         cp.start_controller_manager()?;
         cp.wait_controllers()?;
         Ok(cp)
+    }
+
+    /// Starts one inside lab namespace `ns` (created by the caller), reached
+    /// at that namespace's loopback address.
+    pub fn start_in_netns(ns: &str) -> Result<ControlPlane> {
+        ControlPlane::start(Options {
+            placement: Placement::Netns {
+                ns: ns.into(),
+                address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            },
+            ..Options::default()
+        })
+    }
+
+    /// Applies the named manifests of `examples/kubernetes/` with `kubectl
+    /// apply`, as a user would, and waits until every CRD is Established.
+    pub fn install(&self, manifests: &[&str]) -> Result<()> {
+        let paths: Vec<String> = manifests
+            .iter()
+            .map(|m| manifest(m).display().to_string())
+            .collect();
+        let mut args = vec!["apply"];
+        for path in &paths {
+            args.extend(["-f", path.as_str()]);
+        }
+        self.kubectl(&args)?;
+        self.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "--all",
+        ])?;
+        Ok(())
     }
 
     /// The API server's URL from where it runs (the host, or inside its namespace).
