@@ -12,6 +12,7 @@
 //! Run as root: `cargo test -p starling-lab --test kubernetes_accounts`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -117,16 +118,8 @@ fn run() {
     cp.install(&["crds.yaml", "policy-crds.yaml", "rbac.yaml"])
         .unwrap_or_else(|e| panic!("install: {e}"));
     cp.apply_yaml(&objects()).unwrap();
-    cp.kubectl(&[
-        "patch",
-        "node",
-        NODE,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        r#"{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"}]}}"#,
-    ])
-    .unwrap();
+    cp.set_node_address(NODE, Ipv4Addr::LOCALHOST.into())
+        .unwrap_or_else(|e| panic!("node address: {e}"));
     // Logs and sockets outside the control plane's directory, kept after a
     // failure for a look.
     let dir = std::env::temp_dir().join("starling-k2");

@@ -8,6 +8,7 @@
 //! One network namespace, `k3-cp`, holds the control plane and the agent.
 //! Run as root: `cargo test -p starling-lab --test kubernetes_faults`.
 
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use starling_lab::agent::{binary, Ctl};
@@ -65,16 +66,8 @@ fn run() {
         peer("k3-a", "127.0.0.2")
     ))
     .unwrap();
-    cp.kubectl(&[
-        "patch",
-        "node",
-        NODE,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        r#"{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"}]}}"#,
-    ])
-    .unwrap();
+    cp.set_node_address(NODE, Ipv4Addr::LOCALHOST.into())
+        .unwrap_or_else(|e| panic!("node address: {e}"));
 
     let dir = std::env::temp_dir().join("starling-k3");
     let _ = std::fs::remove_dir_all(&dir);

@@ -223,6 +223,24 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Writes Node `node`'s `status.addresses` to one InternalIP, as its
+    /// kubelet would.
+    pub fn set_node_address(&self, node: &str, address: IpAddr) -> Result<()> {
+        let patch = format!(
+            r#"{{"status":{{"addresses":[{{"type":"InternalIP","address":"{address}"}}]}}}}"#
+        );
+        self.kubectl(&[
+            "patch",
+            "node",
+            node,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ])?;
+        Ok(())
+    }
+
     /// The API server's URL from where it runs (the host, or inside its namespace).
     pub fn local_url(&self) -> String {
         format!("https://127.0.0.1:{}", self.api_port)
