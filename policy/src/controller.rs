@@ -169,11 +169,4 @@ impl Controller {
             .filter(|_| self.applied)
             .map(Model::ruleset)
     }
-
-    /// Removes the table (on shutdown, when asked to).
-    pub fn remove_table(&mut self) -> Result<(), ApplyError> {
-        self.applied = false;
-        let t = crate::nft::TABLE;
-        self.nft.apply(&format!("table {t}\ndelete table {t}\n"))
-    }
 }

@@ -197,7 +197,8 @@ impl Session {
         self.remote_cpi
     }
 
-    pub fn is_polling(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_polling(&self) -> bool {
         self.polling
     }
 
@@ -206,7 +207,8 @@ impl Session {
     }
 
     /// The Desired Min TX and Required Min RX intervals we advertise.
-    pub fn advertised_intervals(&self) -> (Duration, Duration) {
+    #[cfg(test)]
+    pub(crate) fn advertised_intervals(&self) -> (Duration, Duration) {
         (
             Duration::from_micros(self.desired_min_tx.into()),
             Duration::from_micros(self.required_min_rx.into()),
@@ -349,7 +351,8 @@ impl Session {
     }
 
     /// Leaves AdminDown: the session starts over in Down.
-    pub fn admin_up(&mut self, now: Instant) {
+    #[cfg(test)]
+    pub(crate) fn admin_up(&mut self, now: Instant) {
         if self.state != State::AdminDown {
             return;
         }

@@ -70,25 +70,6 @@ impl AsPath {
     pub fn contains(&self, asn: u32) -> bool {
         self.segments.iter().any(|s| s.asns.contains(&asn))
     }
-
-    /// `asn` prepended as section 5.1.2 asks of a speaker sending to an
-    /// external peer.
-    pub fn prepend(&self, asn: u32) -> AsPath {
-        let mut segments = self.segments.clone();
-        match segments.first_mut() {
-            Some(s) if s.kind == SegmentKind::Sequence && s.asns.len() < 255 => {
-                s.asns.insert(0, asn)
-            }
-            _ => segments.insert(
-                0,
-                AsSegment {
-                    kind: SegmentKind::Sequence,
-                    asns: vec![asn],
-                },
-            ),
-        }
-        AsPath { segments }
-    }
 }
 
 impl std::fmt::Display for AsPath {

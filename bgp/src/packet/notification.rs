@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::error::{cease, code};
+use super::error::code;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
@@ -22,15 +22,6 @@ impl Notification {
 
     pub fn cease(subcode: u8) -> Self {
         Notification::new(code::CEASE, subcode, vec![])
-    }
-
-    pub fn is_cease(&self) -> bool {
-        self.code == code::CEASE
-    }
-
-    /// True for the Cease that resolves a connection collision (section 6.8).
-    pub fn is_collision(&self) -> bool {
-        self.code == code::CEASE && self.subcode == cease::CONNECTION_COLLISION_RESOLUTION
     }
 }
 

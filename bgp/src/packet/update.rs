@@ -89,12 +89,14 @@ impl Update {
     }
 
     /// The IPv4 routes this UPDATE withdraws, with their Path Identifiers.
-    pub fn withdrawn_paths(&self) -> impl Iterator<Item = (Prefix, u32)> + '_ {
+    #[cfg(test)]
+    pub(crate) fn withdrawn_paths(&self) -> impl Iterator<Item = (Prefix, u32)> + '_ {
         paths(&self.withdrawn, &self.withdrawn_path_ids)
     }
 
     /// The IPv4 routes this UPDATE announces, with their Path Identifiers.
-    pub fn nlri_paths(&self) -> impl Iterator<Item = (Prefix, u32)> + '_ {
+    #[cfg(test)]
+    pub(crate) fn nlri_paths(&self) -> impl Iterator<Item = (Prefix, u32)> + '_ {
         paths(&self.nlri, &self.nlri_path_ids)
     }
 
