@@ -17,6 +17,6 @@ pub mod netfilter;
 pub mod nftables;
 pub mod pod_guard;
 pub mod route_policy;
-mod socket_option;
+pub mod socket_option;
 pub mod speaker;
 pub mod vxlan;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use starling_agent::config::{build, parse_documents, ClusterConfig};
+use starling_agent::socket_option;
 use starling_agent::speaker::Speaker;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
@@ -60,30 +61,27 @@ struct TcpMd5Sig {
 
 /// Signs the socket's segments to 127.0.0.1 with `key`.
 fn sign(socket: &TcpSocket, key: &[u8]) {
-    // SAFETY: all-zero is a valid tcp_md5sig; the sockaddr_in written fits
-    // sockaddr_storage, and setsockopt only reads the struct.
-    unsafe {
-        let mut sig: TcpMd5Sig = std::mem::zeroed();
-        let sin = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: 0,
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
-            },
-            sin_zero: [0; 8],
-        };
-        std::ptr::write((&mut sig.addr as *mut libc::sockaddr_storage).cast(), sin);
-        sig.keylen = key.len() as u16;
-        sig.key[..key.len()].copy_from_slice(key);
-        let rc = libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_MD5SIG,
-            (&sig as *const TcpMd5Sig).cast(),
-            std::mem::size_of::<TcpMd5Sig>() as libc::socklen_t,
-        );
-        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
-    }
+    // SAFETY: all-zero is a valid tcp_md5sig.
+    let mut sig: TcpMd5Sig = unsafe { std::mem::zeroed() };
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: a sockaddr_in fits in sockaddr_storage.
+    unsafe { std::ptr::write((&mut sig.addr as *mut libc::sockaddr_storage).cast(), sin) };
+    sig.keylen = key.len() as u16;
+    sig.key[..key.len()].copy_from_slice(key);
+    socket_option::set(
+        socket.as_raw_fd(),
+        libc::IPPROTO_TCP,
+        libc::TCP_MD5SIG,
+        &sig,
+    )
+    .expect("TCP_MD5SIG");
 }
 
 /// A connection from 127.0.0.2 to the speaker, signed with `key` if any.

@@ -200,17 +200,14 @@ fn capture_bfd(family: usize) -> Result<()> {
         sock.set_ttl(255)
             .map_err(|e| Error::Setup(format!("ttl: {e}")))?;
     } else {
-        let v: libc::c_int = 255;
-        // SAFETY: setting an int socket option on a valid fd.
-        unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(&sock),
-                libc::IPPROTO_IPV6,
-                libc::IPV6_UNICAST_HOPS,
-                (&v as *const libc::c_int).cast(),
-                4,
-            );
-        }
+        let hops: libc::c_int = 255;
+        starling_agent::socket_option::set(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_UNICAST_HOPS,
+            &hops,
+        )
+        .map_err(|e| Error::Setup(format!("hop limit: {e}")))?;
     }
     let v = ["v4", "v6"][family];
     let to = SocketAddr::new(ip(FRR[family]), 3784);

@@ -12,6 +12,11 @@ use tokio::net::UdpSocket;
 
 use starling_bgp::bfd::{SOURCE_PORTS, TTL};
 
+use crate::socket_option;
+
+/// A boolean socket option's "on".
+const ON: libc::c_int = 1;
+
 /// One datagram with its source, TTL or hop limit, and the index of the
 /// interface it came in on.
 pub(super) struct Received {
@@ -47,25 +52,6 @@ pub(super) fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-pub(super) fn set_int_option(
-    fd: RawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: a valid fd and a c_int option value of the right size.
-    check(unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
-}
-
 /// The wildcard socket on `port` (3784) of one family, reporting each
 /// packet's TTL (IP_RECVTTL) or hop limit (IPV6_RECVHOPLIMIT) and its
 /// interface (IP_PKTINFO, IPV6_RECVPKTINFO); IPv6 only on the IPv6 one, so
@@ -84,9 +70,9 @@ pub(super) fn receive_socket(v6: bool, port: u16) -> io::Result<UdpSocket> {
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let raw = fd.as_raw_fd();
     let rc = if v6 {
-        set_int_option(raw, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
-        set_int_option(raw, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
-        set_int_option(raw, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
+        socket_option::set(raw, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &ON)?;
+        socket_option::set(raw, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, &ON)?;
+        socket_option::set(raw, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, &ON)?;
         // SAFETY: an all-zero sockaddr_in6 is valid; fields set below.
         let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
         sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
@@ -100,8 +86,8 @@ pub(super) fn receive_socket(v6: bool, port: u16) -> io::Result<UdpSocket> {
             )
         }
     } else {
-        set_int_option(raw, libc::IPPROTO_IP, libc::IP_RECVTTL, 1)?;
-        set_int_option(raw, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?;
+        socket_option::set(raw, libc::IPPROTO_IP, libc::IP_RECVTTL, &ON)?;
+        socket_option::set(raw, libc::IPPROTO_IP, libc::IP_PKTINFO, &ON)?;
         // SAFETY: an all-zero sockaddr_in is valid; fields set below.
         let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
         sa.sin_family = libc::AF_INET as libc::sa_family_t;
@@ -135,11 +121,11 @@ pub(super) fn source_socket(local: IpAddr, next_port: &mut u16) -> io::Result<St
                 if local.is_ipv4() {
                     s.set_ttl(u32::from(TTL))?;
                 } else {
-                    set_int_option(
+                    socket_option::set(
                         s.as_raw_fd(),
                         libc::IPPROTO_IPV6,
                         libc::IPV6_UNICAST_HOPS,
-                        libc::c_int::from(TTL),
+                        &libc::c_int::from(TTL),
                     )?;
                 }
                 s.set_nonblocking(true)?;
@@ -260,11 +246,11 @@ mod tests {
             // Loopback is interface 1 in every namespace.
             assert_eq!(r.ifindex, Some(1));
             if v6 {
-                set_int_option(
+                socket_option::set(
                     tx.as_raw_fd(),
                     libc::IPPROTO_IPV6,
                     libc::IPV6_UNICAST_HOPS,
-                    7,
+                    &7,
                 )
                 .unwrap();
             } else {
