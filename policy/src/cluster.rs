@@ -8,8 +8,8 @@
 
 use std::fmt;
 
-use starling_agent::config::{LabelSelector, LabelSelectorRequirement, SelectorOperator};
-use starling_agent::crd as api;
+use starling_datastore::config::{LabelSelector, LabelSelectorRequirement, SelectorOperator};
+use starling_datastore::crd as api;
 
 use crate::addr::IpRange;
 use crate::crd::{self, Action, ClusterNetworkPolicy, Tier};

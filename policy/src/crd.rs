@@ -14,7 +14,7 @@
 use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use starling_agent::crd::LabelSelector;
+use starling_datastore::crd::LabelSelector;
 
 #[derive(CustomResource, JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(

@@ -1,6 +1,6 @@
 //! Errors naming the object and the field at fault.
 
-use starling_agent::config::ConfigError;
+use starling_datastore::config::ConfigError;
 
 /// Why a NetworkPolicy (or a Pod, a Namespace) cannot be used: the object,
 /// the field as a path (`spec.ingress[0].from[1].ipBlock.cidr`) and why.

@@ -1,7 +1,7 @@
 //! `--datastore kubernetes`: Pods, Namespaces and NetworkPolicies watched
 //! in every namespace, ClusterNetworkPolicies and Nodes (their addresses,
 //! for `nodes` peers) with the agent's machinery
-//! ([`starling_agent::kubernetes::Reflection`]: untyped objects, broken
+//! ([`starling_datastore::kubernetes::Reflection`]: untyped objects, broken
 //! watches resumed with backoff, relists applied only once complete), each
 //! object read by the same code as a file's document ([`objects::items`]),
 //! and the result published as the file datastore does, on a
@@ -17,9 +17,9 @@ use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::networking::v1 as net;
 use kube::api::{ApiResource, DynamicObject};
 use kube::Client;
-use starling_agent::config::ConfigError;
-use starling_agent::kubernetes::{KubeDatastoreError, Reflection, Watchable};
-use starling_agent::metrics::Health;
+use starling_datastore::config::ConfigError;
+use starling_datastore::kubernetes::{KubeDatastoreError, Reflection, Watchable};
+use starling_metrics::Health;
 use tokio::sync::{oneshot, watch};
 
 use crate::crd::ClusterNetworkPolicy;

@@ -1,16 +1,14 @@
 //! starling-policy's Prometheus metrics, served with the agent's endpoint
-//! (`starling_agent::metrics`: `/metrics`, `/livez`, `/readyz` on
+//! (`starling_datastore::metrics`: `/metrics`, `/livez`, `/readyz` on
 //! `--metrics-address`): how long each change took to compile and to
 //! apply, how many changes were applied or failed, and what is in force
 //! (policies, isolated pods, elements of each set).
 
-use starling_agent::metrics::prometheus_client::metrics::counter::Counter;
-use starling_agent::metrics::prometheus_client::metrics::family::Family;
-use starling_agent::metrics::prometheus_client::metrics::gauge::Gauge;
-use starling_agent::metrics::prometheus_client::metrics::histogram::{
-    exponential_buckets, Histogram,
-};
-use starling_agent::metrics::Metrics;
+use starling_metrics::prometheus_client::metrics::counter::Counter;
+use starling_metrics::prometheus_client::metrics::family::Family;
+use starling_metrics::prometheus_client::metrics::gauge::Gauge;
+use starling_metrics::prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use starling_metrics::Metrics;
 
 use crate::controller::SyncReport;
 use crate::nft::Ruleset;

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::networking::v1 as net;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
-use starling_agent::config::{yaml_documents, ConfigError, FileDatastore, LoadError};
+use starling_datastore::config::{yaml_documents, ConfigError, FileDatastore, LoadError};
 
 use crate::cluster::{self, ClusterPolicy, KIND_CLUSTER_NETWORK_POLICY};
 use crate::crd::ClusterNetworkPolicy;

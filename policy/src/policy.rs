@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use starling_agent::config::LabelSelector;
+use starling_datastore::config::LabelSelector;
 
 use crate::addr::IpRange;
 

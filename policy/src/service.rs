@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use starling_agent::metrics::Metrics;
+use starling_metrics::Metrics;
 use tokio::sync::watch;
 
 use crate::controller::Controller;

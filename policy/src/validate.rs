@@ -5,7 +5,7 @@
 use k8s_openapi::api::networking::v1 as net;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use starling_agent::config::{LabelSelector, LabelSelectorRequirement, SelectorOperator};
+use starling_datastore::config::{LabelSelector, LabelSelectorRequirement, SelectorOperator};
 
 use crate::addr::IpRange;
 use crate::error::{FieldPath, PolicyError};

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use starling_agent::config::FileDatastore;
-use starling_agent::metrics::Health;
+use starling_datastore::config::FileDatastore;
+use starling_metrics::Health;
 use starling_policy::apply::Nft;
 use starling_policy::explain::{explain, Flow};
 use starling_policy::nft::{ruleset, Options, Ruleset};

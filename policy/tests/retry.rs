@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use starling_agent::metrics::{Health, Metrics};
+use starling_metrics::{Health, Metrics};
 use starling_policy::apply::Nft;
 use starling_policy::metrics::{PolicyMetrics, HEALTH_RULES};
 use starling_policy::nft::Options;

@@ -1,5 +1,6 @@
 //! `starling-agent`: the per-node routing agent. It reads the cluster's
-//! configuration objects (`config`), runs one BGP speaker (`speaker`) built on
+//! configuration objects (`config`, `crd` and `kubernetes`, mostly
+//! `starling-datastore`'s, re-exported), runs one BGP speaker (`speaker`) built on
 //! the sans-IO `starling-bgp` core, programs the kernel over netlink
 //! (`kernel`) and answers `starlingctl` on a unix socket (`control`). It
 //! also drops packets pods send with addresses they were not given
@@ -9,7 +10,6 @@ pub mod bfd;
 pub mod bfd_report;
 pub mod config;
 pub mod control;
-pub mod crd;
 pub mod kernel;
 pub mod kubernetes;
 pub mod metrics;
@@ -20,3 +20,5 @@ pub mod route_policy;
 pub mod socket_option;
 pub mod speaker;
 pub mod vxlan;
+
+pub use starling_datastore::crd;

@@ -1,5 +1,5 @@
 //! The CRD YAML in `examples/kubernetes/crds.yaml` is what the types in
-//! `routing-agent/src/crd/` generate, and their schemas carry the checks a
+//! `routing-agent/datastore/src/crd/` generate, and their schemas carry the checks a
 //! user relies on when `kubectl apply` refuses a bad object.
 
 use std::path::PathBuf;

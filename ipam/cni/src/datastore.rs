@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::Pod;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
-use starling_agent::config::{ClusterConfig, FileDatastore};
-use starling_agent::kubernetes::{KubeBlockStore, KubeDatastore};
+use starling_datastore::config::{ClusterConfig, FileDatastore};
+use starling_datastore::kubernetes::KubeDatastore;
 use starling_ipam::{BlockStore, FileStore};
+use starling_ipam_kube::KubeBlockStore;
 use tokio::runtime::Runtime;
 
 use crate::request::{Datastore, NetConf};

@@ -3,8 +3,9 @@
 //! IPv4, 70 over IPv6), so bulk TCP through the tunnel fits without path
 //! MTU discovery; else the kernel's default for a veth.
 
-use starling_agent::config::{ClusterConfig, VxlanMode};
-use starling_agent::vxlan::{OVERHEAD_V4, OVERHEAD_V6};
+use starling_datastore::config::{
+    ClusterConfig, VxlanMode, VXLAN_OVERHEAD_V4 as OVERHEAD_V4, VXLAN_OVERHEAD_V6 as OVERHEAD_V6,
+};
 
 /// The MTU to give the pod's veth, or None to leave the default.
 pub fn pod_mtu(configured: Option<u32>, uplink: Option<u32>, cfg: &ClusterConfig) -> Option<u32> {
@@ -29,7 +30,7 @@ pub fn pod_mtu(configured: Option<u32>, uplink: Option<u32>, cfg: &ClusterConfig
 #[cfg(test)]
 mod tests {
     use super::*;
-    use starling_agent::config::{build, parse_documents};
+    use starling_datastore::config::{build, parse_documents};
 
     fn config(pools: &[&str]) -> ClusterConfig {
         let text: String = pools

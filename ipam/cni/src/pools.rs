@@ -2,7 +2,7 @@
 //! reads: the IPPools whose `nodeSelector` selects the node, or, when there
 //! is no IPPool at all, the node's `spec.podCIDRs`.
 
-use starling_agent::config::ClusterConfig;
+use starling_datastore::config::ClusterConfig;
 use starling_ipam::IpPool;
 
 use crate::spec::{code, CniError};
@@ -41,7 +41,7 @@ pub fn for_node(cfg: &ClusterConfig, node: &str) -> Result<Vec<IpPool>, CniError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use starling_agent::config::{build, parse_documents};
+    use starling_datastore::config::{build, parse_documents};
 
     fn config(text: &str) -> ClusterConfig {
         let (objects, errors) = parse_documents(text, "c.yaml");

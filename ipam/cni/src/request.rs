@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use serde_json::Value;
-use starling_agent::config::DatastoreSpec;
+use starling_datastore::config::DatastoreSpec;
 use starling_ipam::Handle;
 
 use crate::spec::{code, CniError, SUPPORTED_VERSIONS};

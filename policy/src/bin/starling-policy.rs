@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use starling_agent::config::{DatastoreSpec, FileDatastore};
-use starling_agent::metrics::{serve, Health, Metrics, MetricsAddress};
+use starling_datastore::config::{DatastoreSpec, FileDatastore};
+use starling_metrics::{serve, Health, Metrics, MetricsAddress};
 use starling_policy::apply::Nft;
 use starling_policy::compile::compile;
 use starling_policy::explain::{explain, Flow};

@@ -9,15 +9,11 @@ use std::time::Duration;
 use starling_bgp::packet::AddPathMode;
 use starling_bgp::reflection::PeerRole;
 
-use super::filter::BgpFilterSpec;
-use super::local::LocalNode;
-use super::model::{
-    first_of_family, BfdSpec, BgpPeerSpec, ClusterConfig, NodeInfo, DEFAULT_HOLD_TIME,
+use starling_datastore::config::{
+    first_of_family, resolve_password, BfdSpec, BgpFilterSpec, BgpPeerSpec, ClusterConfig,
+    LocalNode, NodeInfo, SecretKeyRef, DEFAULT_BGP_CONFIGURATION, DEFAULT_HOLD_TIME,
+    KIND_BGP_CONFIGURATION, KIND_BGP_PEER,
 };
-use super::objects::{KIND_BGP_CONFIGURATION, KIND_BGP_PEER};
-use super::passwords;
-use super::secret::SecretKeyRef;
-use super::validate::DEFAULT_BGP_CONFIGURATION;
 
 /// Where a session comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -320,7 +316,7 @@ fn peer_password(
     name: &str,
     r: Option<&SecretKeyRef>,
 ) -> Result<Option<String>, ()> {
-    passwords::resolve(cfg, r).map_err(|e| {
+    resolve_password(cfg, r).map_err(|e| {
         let field = if kind == KIND_BGP_PEER {
             "spec.password.secretKeyRef"
         } else {
@@ -349,9 +345,7 @@ fn restart_time(cfg: &ClusterConfig, peer: Option<&BgpPeerSpec>) -> Option<Durat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::local::local_node;
-    use crate::config::objects::parse_documents;
-    use crate::config::validate::build;
+    use starling_datastore::config::{build, local_node, parse_documents};
 
     const CLUSTER: &str = "
 apiVersion: v1
@@ -737,5 +731,82 @@ data: {edge: czNjcmV0}
         let to_it: Vec<&DesiredPeer> = on_1.iter().filter(|p| p.name == "v4-only").collect();
         assert_eq!(to_it.len(), 1);
         assert!(to_it[0].passive);
+    }
+
+    /// Passwords of the mesh and of BGPPeers, as sessions see them.
+    mod passwords {
+        use super::*;
+
+        const NODES: &str = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: node-1, labels: {rr: "true"}}
+status: {addresses: [{type: InternalIP, address: 10.0.0.11}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-2}
+status: {addresses: [{type: InternalIP, address: 10.0.0.12}]}
+"#;
+
+        fn sessions(extra: &str) -> Vec<DesiredPeer> {
+            let (objects, errors) = parse_documents(&format!("{NODES}{extra}"), "test.yaml");
+            assert!(errors.is_empty(), "{errors:?}");
+            let (cfg, _) = build(objects);
+            let local = local_node(&cfg, "node-1").expect("node-1");
+            desired_peers(&cfg, &local)
+        }
+
+        const SECRET: &str = r#"
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: bgp}
+stringData: {mesh: s3cret, empty: ""}
+"#;
+
+        #[test]
+        fn the_mesh_takes_node_mesh_password_and_its_own_max_prefixes() {
+            let plain = sessions("");
+            assert_eq!(plain.len(), 1);
+            assert_eq!(plain[0].password, None);
+            assert_eq!(plain[0].max_prefixes, Some(10_000));
+            let keyed = sessions(&format!(
+                "---\napiVersion: starling.dev/v1alpha1\nkind: BGPConfiguration\nmetadata: {{name: default}}\n\
+                 spec: {{nodeMeshPassword: {{secretKeyRef: {{name: bgp, key: mesh}}}}, nodeMeshMaxPrefixes: 50}}\n{SECRET}"
+            ));
+            assert_eq!(keyed[0].password.as_deref(), Some("s3cret"));
+            assert_eq!(keyed[0].max_prefixes, Some(50));
+            // An unusable mesh password: no mesh session at all.
+            for key in ["empty", "nope"] {
+                let none = sessions(&format!(
+                    "---\napiVersion: starling.dev/v1alpha1\nkind: BGPConfiguration\nmetadata: {{name: default}}\n\
+                     spec: {{nodeMeshPassword: {{secretKeyRef: {{name: bgp, key: {key}}}}}}}\n{SECRET}"
+                ));
+                assert!(none.is_empty(), "{key}: {none:?}");
+            }
+        }
+
+        #[test]
+        fn a_bgp_peer_with_an_unusable_password_leaves_no_session_to_its_addresses() {
+            // The BGPPeer would win over the mesh for node-2; with its password
+            // empty, the mesh must not take node-2 over without one.
+            let s = sessions(&format!(
+                "---\napiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {{name: rr}}\n\
+                 spec: {{peerSelector: {{}}, password: {{secretKeyRef: {{name: bgp, key: empty}}}}}}\n{SECRET}"
+            ));
+            assert!(s.is_empty(), "{s:?}");
+            let s = sessions(&format!(
+                "---\napiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {{name: a-tor}}\n\
+                 spec: {{peerIP: 10.0.0.1, asNumber: 65000, password: {{secretKeyRef: {{name: bgp, key: empty}}}}}}\n\
+                 ---\napiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {{name: b-tor}}\n\
+                 spec: {{peerIP: 10.0.0.1, asNumber: 65000}}\n{SECRET}"
+            ));
+            assert!(
+                s.iter()
+                    .all(|p| p.address != "10.0.0.1".parse::<std::net::IpAddr>().unwrap()),
+                "{s:?}"
+            );
+        }
     }
 }

@@ -24,10 +24,11 @@ pub const DEVICE_V4: &str = "vxlan.starling";
 pub const DEVICE_V6: &str = "vxlan6.starling";
 /// The VXLAN network identifier (Calico's).
 pub const VNI: u32 = 4096;
-/// Octets VXLAN adds over IPv4: outer IPv4 20, UDP 8, VXLAN 8, Ethernet 14.
-pub const OVERHEAD_V4: u32 = 50;
-/// Over IPv6: the outer header is 40 octets.
-pub const OVERHEAD_V6: u32 = 70;
+/// Octets VXLAN adds over IPv4 and over IPv6 (in `starling-datastore`,
+/// where the CNI plugin finds them too).
+pub use starling_datastore::config::{
+    VXLAN_OVERHEAD_V4 as OVERHEAD_V4, VXLAN_OVERHEAD_V6 as OVERHEAD_V6,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VxlanError {

@@ -51,7 +51,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
 /// The CRDs as one multi-document YAML text, as `crds.yaml` holds it.
 pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
     let mut out = String::from(
-        "# Generated from routing-agent/src/crd/ by\n\
+        "# Generated from routing-agent/datastore/src/crd/ by\n\
          #   STARLING_UPDATE_CRDS=1 cargo test -p starling-agent --test crds\n\
          # Do not edit by hand.\n",
     );

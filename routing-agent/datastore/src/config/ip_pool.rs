@@ -53,6 +53,11 @@ pub struct IpPoolSpec {
     pub disable_bgp_export: bool,
 }
 
+/// Octets VXLAN adds over IPv4: outer IPv4 20, UDP 8, VXLAN 8, Ethernet 14.
+pub const VXLAN_OVERHEAD_V4: u32 = 50;
+/// Over IPv6: the outer header is 40 octets.
+pub const VXLAN_OVERHEAD_V6: u32 = 70;
+
 /// `IPPool.spec.vxlanMode`, Calico's values.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum VxlanMode {

@@ -9,11 +9,11 @@ use kube::api::Api;
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Client, ResourceExt};
+use starling_datastore::crd::IPAMBlock;
 use starling_ipam::{node_blocks_in, NodeBlocks, Stored};
 use tokio::sync::watch;
 
-use super::ipam_store::from_object;
-use crate::crd::IPAMBlock;
+use crate::block_store::from_object;
 
 /// Watches the `IPAMBlock`s and publishes `node`'s share of them after
 /// every change, once the first list is complete (`None` until then, so
@@ -111,8 +111,8 @@ fn insert(into: &mut BTreeMap<String, Stored>, object: &IPAMBlock) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{IPAMAllocation, IPAMBlockSpec};
-    use crate::kubernetes::block_name;
+    use crate::block_name;
+    use starling_datastore::crd::{IPAMAllocation, IPAMBlockSpec};
 
     fn block(cidr: &str, affinity: &str, borrowed_by: Option<(&str, &str)>) -> IPAMBlock {
         let net: ipnetwork::IpNetwork = cidr.parse().unwrap();

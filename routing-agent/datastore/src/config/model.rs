@@ -196,7 +196,7 @@ impl NodeInfo {
 }
 
 /// The first address in `addresses` of the same family as `like`.
-pub(crate) fn first_of_family(addresses: &[IpAddr], like: IpAddr) -> Option<IpAddr> {
+pub fn first_of_family(addresses: &[IpAddr], like: IpAddr) -> Option<IpAddr> {
     addresses
         .iter()
         .copied()

@@ -11,7 +11,7 @@ use super::validate::DEFAULT_BGP_CONFIGURATION;
 
 /// Why a password cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum PasswordError {
+pub enum PasswordError {
     #[error("Secret {secret:?} has no key {key:?}; no session until it does")]
     Missing { secret: String, key: String },
     #[error(
@@ -26,7 +26,7 @@ pub(crate) enum PasswordError {
 }
 
 /// The password `r` names: Ok(None) without one.
-pub(crate) fn resolve(
+pub fn resolve(
     cfg: &ClusterConfig,
     r: Option<&SecretKeyRef>,
 ) -> Result<Option<String>, PasswordError> {
@@ -147,77 +147,5 @@ stringData: {{tor: "{password}", mesh: "{password}"}}
             Err(PasswordError::Missing { .. })
         ));
         assert_eq!(resolve(&cfg, None), Ok(None));
-    }
-
-    const NODES: &str = r#"
-apiVersion: v1
-kind: Node
-metadata: {name: node-1, labels: {rr: "true"}}
-status: {addresses: [{type: InternalIP, address: 10.0.0.11}]}
----
-apiVersion: v1
-kind: Node
-metadata: {name: node-2}
-status: {addresses: [{type: InternalIP, address: 10.0.0.12}]}
-"#;
-
-    fn sessions(extra: &str) -> Vec<crate::config::DesiredPeer> {
-        let (objects, errors) = parse_documents(&format!("{NODES}{extra}"), "test.yaml");
-        assert!(errors.is_empty(), "{errors:?}");
-        let (cfg, _) = build(objects);
-        let local = crate::config::local_node(&cfg, "node-1").expect("node-1");
-        crate::config::desired_peers(&cfg, &local)
-    }
-
-    const SECRET: &str = r#"
----
-apiVersion: v1
-kind: Secret
-metadata: {name: bgp}
-stringData: {mesh: s3cret, empty: ""}
-"#;
-
-    #[test]
-    fn the_mesh_takes_node_mesh_password_and_its_own_max_prefixes() {
-        let plain = sessions("");
-        assert_eq!(plain.len(), 1);
-        assert_eq!(plain[0].password, None);
-        assert_eq!(plain[0].max_prefixes, Some(10_000));
-        let keyed = sessions(&format!(
-            "---\napiVersion: starling.dev/v1alpha1\nkind: BGPConfiguration\nmetadata: {{name: default}}\n\
-             spec: {{nodeMeshPassword: {{secretKeyRef: {{name: bgp, key: mesh}}}}, nodeMeshMaxPrefixes: 50}}\n{SECRET}"
-        ));
-        assert_eq!(keyed[0].password.as_deref(), Some("s3cret"));
-        assert_eq!(keyed[0].max_prefixes, Some(50));
-        // An unusable mesh password: no mesh session at all.
-        for key in ["empty", "nope"] {
-            let none = sessions(&format!(
-                "---\napiVersion: starling.dev/v1alpha1\nkind: BGPConfiguration\nmetadata: {{name: default}}\n\
-                 spec: {{nodeMeshPassword: {{secretKeyRef: {{name: bgp, key: {key}}}}}}}\n{SECRET}"
-            ));
-            assert!(none.is_empty(), "{key}: {none:?}");
-        }
-    }
-
-    #[test]
-    fn a_bgp_peer_with_an_unusable_password_leaves_no_session_to_its_addresses() {
-        // The BGPPeer would win over the mesh for node-2; with its password
-        // empty, the mesh must not take node-2 over without one.
-        let s = sessions(&format!(
-            "---\napiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {{name: rr}}\n\
-             spec: {{peerSelector: {{}}, password: {{secretKeyRef: {{name: bgp, key: empty}}}}}}\n{SECRET}"
-        ));
-        assert!(s.is_empty(), "{s:?}");
-        let s = sessions(&format!(
-            "---\napiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {{name: a-tor}}\n\
-             spec: {{peerIP: 10.0.0.1, asNumber: 65000, password: {{secretKeyRef: {{name: bgp, key: empty}}}}}}\n\
-             ---\napiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {{name: b-tor}}\n\
-             spec: {{peerIP: 10.0.0.1, asNumber: 65000}}\n{SECRET}"
-        ));
-        assert!(
-            s.iter()
-                .all(|p| p.address != "10.0.0.1".parse::<std::net::IpAddr>().unwrap()),
-            "{s:?}"
-        );
     }
 }

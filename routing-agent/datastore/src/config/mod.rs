@@ -3,9 +3,9 @@
 //! YAML text becomes [`Object`]s ([`parse_documents`]: syntax, types, unknown
 //! fields), then a [`ClusterConfig`] ([`build`]: rules across fields and
 //! objects). Rejected objects are left out, each with a [`ConfigError`]
-//! naming its kind, name and field. [`local_node`] and [`desired_peers`] turn
-//! the configuration into what one node's BGP speaker runs; [`FileDatastore`]
-//! reads and watches files.
+//! naming its kind, name and field. [`local_node`] finds one node in it
+//! (the agent's `desired_peers` then derives its BGP sessions);
+//! [`FileDatastore`] reads and watches files.
 
 mod admitted;
 mod datastore;
@@ -20,7 +20,6 @@ mod local;
 mod model;
 mod objects;
 mod passwords;
-mod peers;
 mod secret;
 mod selector;
 mod service;
@@ -37,18 +36,19 @@ pub use filter::{
 };
 pub use ip_pool::{
     IpPoolSpec, VxlanMode, DEFAULT_BLOCK_SIZE_V4, DEFAULT_BLOCK_SIZE_V6, KIND_IP_POOL,
+    VXLAN_OVERHEAD_V4, VXLAN_OVERHEAD_V6,
 };
 pub use local::{local_node, router_id, LocalNode};
 pub use model::{
-    BfdSpec, BgpConfig, BgpPeerSpec, ClusterConfig, NodeInfo, ASN_ANNOTATION, DEFAULT_AS_NUMBER,
-    DEFAULT_BFD_INTERVAL, DEFAULT_BFD_MULTIPLIER, DEFAULT_HOLD_TIME, DEFAULT_LISTEN_PORT,
-    DEFAULT_MAX_ECMP_PATHS, ROUTER_ID_ANNOTATION, ROUTE_REFLECTOR_ANNOTATION,
+    first_of_family, BfdSpec, BgpConfig, BgpPeerSpec, ClusterConfig, NodeInfo, ASN_ANNOTATION,
+    DEFAULT_AS_NUMBER, DEFAULT_BFD_INTERVAL, DEFAULT_BFD_MULTIPLIER, DEFAULT_HOLD_TIME,
+    DEFAULT_LISTEN_PORT, DEFAULT_MAX_ECMP_PATHS, ROUTER_ID_ANNOTATION, ROUTE_REFLECTOR_ANNOTATION,
 };
 pub use objects::{
     parse_documents, yaml_documents, Object, YamlDocument, KIND_BGP_CONFIGURATION, KIND_BGP_PEER,
     KIND_NODE, STARLING_API_VERSION,
 };
-pub use peers::{desired_peers, reflection_role, DesiredPeer, PeerSource};
+pub use passwords::{resolve as resolve_password, PasswordError};
 pub use secret::{SecretData, SecretKeyRef, KIND_SECRET};
 pub use selector::{LabelSelector, LabelSelectorRequirement, SelectorOperator};
 pub use service::{

@@ -28,7 +28,9 @@ use kube::{Client, Resource, ResourceExt};
 use starling_ipam::{Allocation, Block, BlockStore, Handle, StoreError, Stored};
 use tokio::runtime::Handle as Runtime;
 
-use crate::crd::{BlockAffinity, BlockAffinitySpec, IPAMAllocation, IPAMBlock, IPAMBlockSpec};
+use starling_datastore::crd::{
+    BlockAffinity, BlockAffinitySpec, IPAMAllocation, IPAMBlock, IPAMBlockSpec,
+};
 
 /// Rounds of a `BlockAffinity` write lost to concurrent writers before
 /// giving up (each round is one read and one write).
@@ -320,7 +322,7 @@ fn to_spec(block: &Block) -> IPAMBlockSpec {
 }
 
 /// The block an object holds, checked as a file's is.
-pub(super) fn from_object(object: &IPAMBlock) -> Result<Stored, StoreError> {
+pub(crate) fn from_object(object: &IPAMBlock) -> Result<Stored, StoreError> {
     let name = object.name_any();
     let corrupt = |reason: String| StoreError::CorruptObject {
         object: format!("IPAMBlock {name}"),

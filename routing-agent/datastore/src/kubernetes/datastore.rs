@@ -30,7 +30,7 @@ use super::objects::{key, parser_input, ObjectKey, WatchedKind};
 use super::reflect::{not_listed, Reflection};
 use super::secrets::{self, NamedSecrets};
 use crate::config::{build, parse_documents, ClusterConfig, ConfigError, Object};
-use crate::metrics::Health;
+use starling_metrics::Health;
 
 /// The part of [`Health`] this datastore reports as.
 pub const HEALTH_PART: &str = "kubernetes";
