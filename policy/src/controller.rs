@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::apply::{ApplyError, Nft};
 use crate::cluster::ClusterPolicy;
 use crate::compile::{compile, Compiled, Policies};
+use crate::denied::parse_counters;
 use crate::error::PolicyError;
 use crate::model::Model;
 use crate::nft::{changes, Options, Ruleset};
@@ -124,7 +125,7 @@ impl Controller {
             Some(model) => {
                 let delta = model.update(snapshot.clone(), &self.in_force);
                 let t = if self.applied {
-                    changes(&delta.removed, &delta.added)
+                    changes(&delta, self.options)
                 } else {
                     model.ruleset().transaction(None)
                 };
@@ -168,5 +169,15 @@ impl Controller {
             .as_ref()
             .filter(|_| self.applied)
             .map(Model::ruleset)
+    }
+
+    /// The packets each deny chain's counter has counted (by chain name).
+    pub fn denied_counters(&self) -> Result<BTreeMap<String, u64>, String> {
+        let t = crate::nft::TABLE;
+        let args = ["-j", "list", "counters", "table"];
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend(t.split(' '));
+        let out = self.nft.run(&full, None).map_err(|e| e.to_string())?;
+        parse_counters(&out).map_err(|e| format!("nft -j list counters: {e}"))
     }
 }

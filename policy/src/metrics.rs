@@ -2,7 +2,12 @@
 //! (`starling_datastore::metrics`: `/metrics`, `/livez`, `/readyz` on
 //! `--metrics-address`): how long each change took to compile and to
 //! apply, how many changes were applied or failed, and what is in force
-//! (policies, isolated pods, elements of each set).
+//! (policies, isolated pods, elements of each set), and the packets each
+//! reason denied (`starling_policy_denied_packets_total`, labelled by
+//! direction, tier, namespace and policy: see [`crate::denied`]).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use starling_metrics::prometheus_client::metrics::counter::Counter;
 use starling_metrics::prometheus_client::metrics::family::Family;
@@ -11,6 +16,7 @@ use starling_metrics::prometheus_client::metrics::histogram::{exponential_bucket
 use starling_metrics::Metrics;
 
 use crate::controller::SyncReport;
+use crate::denied::{DenyReason, Tally};
 use crate::nft::Ruleset;
 
 /// The part of `/readyz` that says whether the rules are in force.
@@ -29,6 +35,8 @@ pub struct PolicyMetrics {
     invalid_policies: Gauge,
     isolated_pods: Gauge,
     elements: Family<SetLabels, Gauge>,
+    denied: Family<SetLabels, Counter>,
+    tally: Arc<Mutex<Tally>>,
 }
 
 impl PolicyMetrics {
@@ -45,6 +53,8 @@ impl PolicyMetrics {
             invalid_policies: Gauge::default(),
             isolated_pods: Gauge::default(),
             elements: Family::default(),
+            denied: Family::default(),
+            tally: Arc::default(),
         };
         metrics.register(
             "starling_policy_compile_seconds",
@@ -86,7 +96,34 @@ impl PolicyMetrics {
             "Elements of each set and verdict map of table inet starling",
             m.elements.clone(),
         );
+        metrics.register(
+            "starling_policy_denied_packets",
+            "Packets denied, by direction, tier (Admin, NetworkPolicy, Baseline), namespace \
+             (of NetworkPolicies; empty for a ClusterNetworkPolicy) and policy (for \
+             NetworkPolicy: the policies isolating the pod, comma-separated)",
+            m.denied.clone(),
+        );
         m
+    }
+
+    /// A reading of the deny counters (by chain), with the reason of each
+    /// chain in force; chains not in force are not counted.
+    pub fn denied(&self, readings: &BTreeMap<String, u64>, denies: &BTreeMap<String, DenyReason>) {
+        let Ok(mut tally) = self.tally.lock() else {
+            return;
+        };
+        for (chain, n) in tally.increments(readings) {
+            let Some(r) = denies.get(&chain) else {
+                continue;
+            };
+            let labels = vec![
+                ("direction".to_string(), r.direction.name().to_string()),
+                ("tier".to_string(), r.tier.name().to_string()),
+                ("namespace".to_string(), r.namespace.clone()),
+                ("policy".to_string(), r.policy.clone()),
+            ];
+            self.denied.get_or_create(&labels).inc_by(n);
+        }
     }
 
     /// After a successful sync: its times and the ruleset now in force.
@@ -158,6 +195,7 @@ mod tests {
                 ("ingress_ports_v4_s3".to_string(), BTreeSet::new()),
                 ("egress_any_v6".to_string(), BTreeSet::new()),
             ]),
+            denies: BTreeMap::new(),
         };
         let report = SyncReport {
             kept_last_good: Vec::new(),
@@ -169,10 +207,22 @@ mod tests {
         };
         m.synced(&report, &applied);
         m.failed();
+        let reason = DenyReason {
+            direction: crate::compile::Direction::Ingress,
+            tier: crate::denied::DeniedBy::NetworkPolicy,
+            namespace: "x".into(),
+            policy: "a,b".into(),
+        };
+        let denies = BTreeMap::from([(reason.chain(), reason.clone())]);
+        m.denied(&BTreeMap::from([(reason.chain(), 3)]), &denies);
+        m.denied(&BTreeMap::from([(reason.chain(), 5)]), &denies);
+        // A chain no longer in force is not counted.
+        m.denied(&BTreeMap::from([("deny_gone".to_string(), 9)]), &denies);
         let text = metrics.encode();
         for line in [
             "starling_policy_applies_total 1",
             "starling_policy_apply_errors_total 1",
+            "starling_policy_denied_packets_total{direction=\"ingress\",tier=\"NetworkPolicy\",namespace=\"x\",policy=\"a,b\"} 5",
             "starling_policy_policies 2",
             "starling_policy_invalid_policies 0",
             "starling_policy_isolated_pods 2",

@@ -24,7 +24,8 @@ use crate::cluster::ClusterPolicy;
 use crate::compile::{
     compile, compile_address, is_local, pods_of, Compiled, Direction, PeerCache, Policies,
 };
-use crate::nft::{elements, ruleset, Element, Options, Ruleset};
+use crate::denied::DenyReason;
+use crate::nft::{elements, ruleset, Element, Entries, Options, Ruleset};
 use crate::objects::{Labels, PodInfo, Snapshot};
 use crate::policy::{NamespaceScope, ObjectKey, Peer, Policy, PortMatch, Rule};
 
@@ -33,6 +34,10 @@ use crate::policy::{NamespaceScope, ObjectKey, Peer, Policy, PortMatch, Rule};
 pub struct Delta {
     pub removed: Vec<Element>,
     pub added: Vec<Element>,
+    /// Reasons now denying traffic that did not (their chains are added).
+    pub denies_added: Vec<DenyReason>,
+    /// Chains of reasons no element refers to any more.
+    pub denies_removed: Vec<String>,
     /// Local pod addresses compiled again.
     pub recompiled: usize,
 }
@@ -48,7 +53,9 @@ pub struct Model {
     /// the last in key order owns it, as in [`compile`]).
     holders: BTreeMap<IpAddr, BTreeSet<ObjectKey>>,
     compiled: Compiled,
-    elements: BTreeMap<(Direction, IpAddr), Vec<Element>>,
+    elements: BTreeMap<(Direction, IpAddr), Entries>,
+    /// How many addresses' entries refer to each deny chain.
+    deny_refs: BTreeMap<String, usize>,
     ruleset: Ruleset,
 }
 
@@ -64,11 +71,17 @@ impl Model {
     ) -> Model {
         let compiled = compile(&snapshot, policies, Some(node));
         let ruleset = ruleset(&compiled, options);
-        let elements = compiled
+        let elements: BTreeMap<(Direction, IpAddr), Entries> = compiled
             .isolated
             .iter()
             .map(|(&(d, ip), iso)| ((d, ip), elements(d, ip, iso)))
             .collect();
+        let mut deny_refs = BTreeMap::new();
+        for e in elements.values() {
+            for r in &e.denies {
+                *deny_refs.entry(r.chain()).or_default() += 1;
+            }
+        }
         let mut holders: BTreeMap<IpAddr, BTreeSet<ObjectKey>> = BTreeMap::new();
         for pod in snapshot.pods.values().filter(|p| is_local(p, Some(node))) {
             for ip in &pod.ips {
@@ -82,6 +95,7 @@ impl Model {
             holders,
             compiled,
             elements,
+            deny_refs,
             ruleset,
         }
     }
@@ -258,6 +272,7 @@ impl Model {
             ..Delta::default()
         };
         let mut cache = PeerCache::default();
+        let mut reasons: BTreeMap<String, DenyReason> = BTreeMap::new();
         for ip in dirty {
             let mut fresh = BTreeMap::new();
             let owner = self
@@ -277,22 +292,42 @@ impl Model {
                         self.compiled.isolated.insert((d, ip), iso);
                         e
                     }
-                    None => Vec::new(),
+                    None => Entries::default(),
                 };
+                for r in &was.denies {
+                    if let Some(n) = self.deny_refs.get_mut(&r.chain()) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+                for r in &now.denies {
+                    *self.deny_refs.entry(r.chain()).or_default() += 1;
+                    reasons.entry(r.chain()).or_insert_with(|| r.clone());
+                }
                 let (was_set, now_set): (BTreeSet<&Element>, BTreeSet<&Element>) =
-                    (was.iter().collect(), now.iter().collect());
+                    (was.elements.iter().collect(), now.elements.iter().collect());
                 delta
                     .removed
                     .extend(was_set.difference(&now_set).map(|e| (*e).clone()));
                 delta
                     .added
                     .extend(now_set.difference(&was_set).map(|e| (*e).clone()));
-                if !now.is_empty() {
+                if !now.elements.is_empty() {
                     self.elements.insert((d, ip), now);
                 }
             }
         }
-        self.ruleset.change(&delta.removed, &delta.added);
+        for (name, reason) in reasons {
+            if !self.ruleset.denies.contains_key(&name) {
+                delta.denies_added.push(reason);
+            }
+        }
+        self.deny_refs.retain(|name, n| {
+            if *n == 0 && self.ruleset.denies.contains_key(name) {
+                delta.denies_removed.push(name.clone());
+            }
+            *n > 0
+        });
+        self.ruleset.change(&delta);
         delta
     }
 }

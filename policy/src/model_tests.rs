@@ -167,11 +167,14 @@ fn updates_equal_a_full_compile_over_random_changes() {
             assert_eq!(m.ruleset(), &want, "seed {seed} step {step}");
             // The delta turns what was applied into the new ruleset, and
             // the transaction says the same.
-            applied.change(&delta.removed, &delta.added);
+            applied.change(&delta);
             assert_eq!(applied, want, "seed {seed} step {step}");
             assert_eq!(
-                changes(&delta.removed, &delta.added).is_none(),
-                delta.removed.is_empty() && delta.added.is_empty()
+                changes(&delta, Options::default()).is_none(),
+                delta.removed.is_empty()
+                    && delta.added.is_empty()
+                    && delta.denies_added.is_empty()
+                    && delta.denies_removed.is_empty()
             );
         }
     }

@@ -11,7 +11,11 @@
 //!          ip daddr . ip saddr . meta l4proto . th dport @ingress_ports_v4 return
 //!          reject (tcp reset, else icmpx admin-prohibited) or drop
 //! ```
-//! and the same for IPv6 and for egress (`saddr . daddr`). Interval sets
+//! and the same for IPv6 and for egress (`saddr . daddr`). Denied packets
+//! go through the chain of their reason ([`crate::denied`]): a tier's
+//! Deny verdict names it, and a pod isolated by NetworkPolicies has its
+//! own in `ingress_npdeny_v4` (looked up only once a packet is denied).
+//! Interval sets
 //! hold disjoint elements (nftables rejects overlaps), so grants are merged
 //! first.
 //!
@@ -28,8 +32,10 @@ use std::net::IpAddr;
 use crate::addr::{disjoint, merge, Family, IpRange, PortRange};
 use crate::compile::{Compiled, Direction, Isolated};
 use crate::crd::Action;
+use crate::denied::{self, DeniedBy, DenyReason};
+use crate::model::Delta;
 use crate::policy::Protocol;
-use crate::tiers::{regions_with_ports, regions_without_ports};
+use crate::tiers::{regions_with_ports, regions_without_ports, Outcome};
 
 /// The table every rule lives in.
 pub const TABLE: &str = "inet starling";
@@ -59,6 +65,8 @@ pub enum Deny {
 pub struct Options {
     pub host_to_pod: HostToPod,
     pub deny: Deny,
+    /// Denied packets are logged to this NFLOG group (`--log-denied`).
+    pub log_group: Option<u16>,
 }
 
 /// A whole ruleset: the options (chains) and every set's elements.
@@ -66,6 +74,8 @@ pub struct Options {
 pub struct Ruleset {
     pub options: Options,
     pub sets: BTreeMap<String, BTreeSet<String>>,
+    /// The chain (and counter) of each reason denying traffic.
+    pub denies: BTreeMap<String, DenyReason>,
 }
 
 const FAMILIES: [(Family, &str); 2] = [(Family::V4, "v4"), (Family::V6, "v6")];
@@ -101,6 +111,11 @@ fn set_decls() -> Vec<(String, String, bool)> {
                 false,
             ));
             v.push((format!("{dir}_np_{f}"), addr.to_string(), false));
+            v.push((
+                format!("{dir}_npdeny_{f}"),
+                format!("{addr} : verdict"),
+                false,
+            ));
             for k in 0..SHARDS {
                 v.push((
                     sharded(&format!("{dir}_any_{f}"), k),
@@ -133,11 +148,27 @@ fn set_decls() -> Vec<(String, String, bool)> {
 /// The ClusterNetworkPolicy tiers, as set names say them.
 const TIERS: [&str; 2] = ["admin", "baseline"];
 
-/// A tier's verdict: Accept ends this direction's evaluation, Deny denies.
-fn verdict(a: Action) -> Option<&'static str> {
-    match a {
-        Action::Accept => Some("return"),
-        Action::Deny => Some("goto deny"),
+/// A tier's verdict: Accept ends this direction's evaluation, Deny goes
+/// to the chain of its reason (noted in `denies`).
+fn verdict(
+    o: &Outcome,
+    d: Direction,
+    tier: DeniedBy,
+    denies: &mut BTreeSet<DenyReason>,
+) -> Option<String> {
+    match o.action {
+        Action::Accept => Some("return".to_string()),
+        Action::Deny => {
+            let reason = DenyReason {
+                direction: d,
+                tier,
+                namespace: String::new(),
+                policy: o.denied_by.clone().unwrap_or_default(),
+            };
+            let v = format!("goto {}", reason.chain());
+            denies.insert(reason);
+            Some(v)
+        }
         Action::Pass => None,
     }
 }
@@ -161,32 +192,65 @@ fn ports(p: PortRange) -> String {
 /// One set element: the set's name and the element as `nft` writes it.
 pub type Element = (String, String);
 
+/// What one isolated local pod address puts in the ruleset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entries {
+    pub elements: Vec<Element>,
+    /// The reasons its elements send denied packets to.
+    pub denies: BTreeSet<DenyReason>,
+}
+
 /// Renders the model's elements.
 pub fn ruleset(model: &Compiled, options: Options) -> Ruleset {
     let mut sets: BTreeMap<String, BTreeSet<String>> = set_decls()
         .into_iter()
         .map(|(n, _, _)| (n, BTreeSet::new()))
         .collect();
+    let mut denies = BTreeMap::new();
     for (&(d, ip), iso) in &model.isolated {
-        for (set, e) in elements(d, ip, iso) {
+        let entries = elements(d, ip, iso);
+        for (set, e) in entries.elements {
             sets.entry(set).or_default().insert(e);
         }
+        denies.extend(entries.denies.into_iter().map(|r| (r.chain(), r)));
     }
-    Ruleset { options, sets }
+    Ruleset {
+        options,
+        sets,
+        denies,
+    }
 }
 
 /// The elements one isolated local pod address puts in the sets. Every
 /// element starts with that address, so two addresses never share one.
-pub fn elements(d: Direction, ip: IpAddr, iso: &Isolated) -> Vec<Element> {
+pub fn elements(d: Direction, ip: IpAddr, iso: &Isolated) -> Entries {
     let (dir, f, k) = (d.name(), fam(&ip), shard(&ip));
+    let mut denies = BTreeSet::new();
     let mut out = vec![(format!("{dir}_pods_{f}"), format!("{ip} : jump {dir}_s{k}"))];
     if !iso.policies.is_empty() {
         out.push((format!("{dir}_np_{f}"), ip.to_string()));
+        let names: Vec<&str> = iso.policies.iter().map(|p| p.name.as_str()).collect();
+        let reason = DenyReason {
+            direction: d,
+            tier: DeniedBy::NetworkPolicy,
+            namespace: iso.pod.namespace.clone(),
+            policy: names.join(","),
+        };
+        out.push((
+            format!("{dir}_npdeny_{f}"),
+            format!("{ip} : goto {}", reason.chain()),
+        ));
+        denies.insert(reason);
     }
-    for (tier, decisions) in TIERS.into_iter().zip([&iso.admin, &iso.baseline]) {
+    let tiers = [DeniedBy::Admin, DeniedBy::Baseline];
+    for ((tier, decisions), by) in TIERS
+        .into_iter()
+        .zip([&iso.admin, &iso.baseline])
+        .zip(tiers)
+    {
         for proto in Protocol::ALL {
             for (r, p, a) in regions_with_ports(decisions, proto) {
-                if let Some(v) = verdict(a) {
+                if let Some(v) = verdict(&a, d, by, &mut denies) {
                     out.push((
                         sharded(&format!("{dir}_{tier}_ports_{f}"), k),
                         format!("{ip} . {r} . {} . {} : {v}", proto.nft(), ports(p)),
@@ -195,7 +259,7 @@ pub fn elements(d: Direction, ip: IpAddr, iso: &Isolated) -> Vec<Element> {
             }
         }
         for (r, a) in regions_without_ports(decisions) {
-            if let Some(v) = verdict(a) {
+            if let Some(v) = verdict(&a, d, by, &mut denies) {
                 out.push((
                     sharded(&format!("{dir}_{tier}_any_{f}"), k),
                     format!("{ip} . {r} : {v}"),
@@ -229,13 +293,20 @@ pub fn elements(d: Direction, ip: IpAddr, iso: &Isolated) -> Vec<Element> {
             ));
         }
     }
-    out
+    Entries {
+        elements: out,
+        denies,
+    }
 }
 
 impl Ruleset {
     /// The whole table as `nft -f` reads it (what `starling-policy show` prints).
     pub fn text(&self) -> String {
         let mut s = format!("table {TABLE} {{\n");
+        // Before the maps whose elements jump to them.
+        for (name, reason) in &self.denies {
+            s += &denied::declaration(name, reason, self.options.log_group);
+        }
         for (name, ty, interval) in set_decls() {
             let kind = if ty.contains(": verdict") {
                 "map"
@@ -321,6 +392,10 @@ impl Ruleset {
                     s += &format!("\t\t{ip} {local} . {ip} {peer} @{d}_any_{f}_s{k} return\n");
                     s += &format!("\t\t{ip} {local} . {ip} {peer} . meta l4proto . th dport @{d}_ports_{f}_s{k} return\n");
                 }
+                // Denied: the chain of the policies isolating the pod.
+                for (ip, f) in [("ip", "v4"), ("ip6", "v6")] {
+                    s += &format!("\t\t{ip} {local} vmap @{d}_npdeny_{f}\n");
+                }
                 s += "\t\tgoto deny\n\t}\n";
             }
         }
@@ -342,6 +417,15 @@ impl Ruleset {
         };
         let mut s = String::new();
         let empty = BTreeSet::new();
+        let (added, removed) = (
+            self.denies
+                .keys()
+                .filter(|n| !before.denies.contains_key(*n)),
+            before
+                .denies
+                .keys()
+                .filter(|n| !self.denies.contains_key(*n)),
+        );
         for (name, now) in &self.sets {
             let was = before.sets.get(name).unwrap_or(&empty);
             let gone: Vec<&str> = was.difference(now).map(String::as_str).collect();
@@ -349,12 +433,18 @@ impl Ruleset {
                 s += &format!("delete element {TABLE} {name} {{ {} }}\n", gone.join(", "));
             }
         }
+        for name in added {
+            s += &denied::add(name, self.options.log_group);
+        }
         for (name, now) in &self.sets {
             let was = before.sets.get(name).unwrap_or(&empty);
             let new: Vec<&str> = now.difference(was).map(String::as_str).collect();
             if !new.is_empty() {
                 s += &format!("add element {TABLE} {name} {{ {} }}\n", new.join(", "));
             }
+        }
+        for name in removed {
+            s += &denied::delete(name);
         }
         (!s.is_empty()).then_some(s)
     }
@@ -375,23 +465,29 @@ impl Ruleset {
             .collect()
     }
 
-    /// Applies a change of elements to this ruleset (what nft holds once
-    /// [`changes`] ran).
-    pub fn change(&mut self, removed: &[Element], added: &[Element]) {
-        for (set, e) in removed {
+    /// Applies a change to this ruleset (what nft holds once [`changes`] ran).
+    pub fn change(&mut self, delta: &Delta) {
+        for (set, e) in &delta.removed {
             if let Some(s) = self.sets.get_mut(set) {
                 s.remove(e);
             }
         }
-        for (set, e) in added {
+        for (set, e) in &delta.added {
             self.sets.entry(set.clone()).or_default().insert(e.clone());
+        }
+        for name in &delta.denies_removed {
+            self.denies.remove(name);
+        }
+        for reason in &delta.denies_added {
+            self.denies.insert(reason.chain(), reason.clone());
         }
     }
 }
 
-/// One `nft -f` transaction deleting `removed` and adding `added`
-/// (deletions first); `None` when both are empty.
-pub fn changes(removed: &[Element], added: &[Element]) -> Option<String> {
+/// One `nft -f` transaction of a change: elements deleted, then the new
+/// reasons' chains, the elements added, and the chains of reasons gone
+/// (nothing refers to them any more); `None` when nothing changes.
+pub fn changes(delta: &Delta, options: Options) -> Option<String> {
     fn group(v: &[Element]) -> BTreeMap<&str, Vec<&str>> {
         let mut by: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for (set, e) in v {
@@ -400,11 +496,17 @@ pub fn changes(removed: &[Element], added: &[Element]) -> Option<String> {
         by
     }
     let mut s = String::new();
-    for (set, list) in group(removed) {
+    for (set, list) in group(&delta.removed) {
         s += &format!("delete element {TABLE} {set} {{ {} }}\n", list.join(", "));
     }
-    for (set, list) in group(added) {
+    for reason in &delta.denies_added {
+        s += &denied::add(&reason.chain(), options.log_group);
+    }
+    for (set, list) in group(&delta.added) {
         s += &format!("add element {TABLE} {set} {{ {} }}\n", list.join(", "));
+    }
+    for name in &delta.denies_removed {
+        s += &denied::delete(name);
     }
     (!s.is_empty()).then_some(s)
 }

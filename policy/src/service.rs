@@ -1,7 +1,9 @@
 //! The controller's loop: a sync on every new snapshot, and after a failed
 //! `nft` transaction a retry with backoff (issue #18), without waiting for
 //! an unrelated change: until it succeeds, new pods would stay unisolated.
-//! Meanwhile `/readyz` says so.
+//! Meanwhile `/readyz` says so. Every [`DENIED_READ`] it reads the deny
+//! counters into the metrics, and after each apply it tells the log
+//! reader (`--log-denied`) what is in force.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -12,6 +14,7 @@ use starling_metrics::Metrics;
 use tokio::sync::watch;
 
 use crate::controller::Controller;
+use crate::deny_log::SharedContext;
 use crate::metrics::{PolicyMetrics, HEALTH_RULES};
 use crate::objects::Snapshot;
 
@@ -54,7 +57,12 @@ pub struct Reporting {
     pub metrics: Metrics,
     pub policy: PolicyMetrics,
     pub applied_file: Option<PathBuf>,
+    /// The log reader's view (`--log-denied`).
+    pub log: Option<SharedContext>,
 }
+
+/// How often the deny counters are read.
+pub const DENIED_READ: Duration = Duration::from_secs(2);
 
 /// Syncs `c` with every snapshot of `rx` until the sender is gone or
 /// `stop` completes; a failed apply is retried with [`Backoff`] (the next
@@ -71,6 +79,8 @@ pub async fn run(
         health.not_ready(HEALTH_RULES, "no ruleset applied yet");
     }
     let mut backoff = Backoff::new();
+    let mut counters = tokio::time::interval(DENIED_READ);
+    counters.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let snapshot = rx.borrow_and_update().clone();
         let retry = match c.sync(&snapshot) {
@@ -88,6 +98,12 @@ pub async fn run(
                 if let Some(applied) = c.applied() {
                     report.policy.synced(&r, applied);
                     health.ready(HEALTH_RULES);
+                    if let Some(Ok(mut ctx)) = report.log.as_ref().map(|l| l.write()) {
+                        if ctx.denies != applied.denies {
+                            ctx.denies = applied.denies.clone();
+                        }
+                        ctx.snapshot = snapshot.clone();
+                    }
                     if let Some(path) = &report.applied_file {
                         // As `show` prints it.
                         let text = c.policies().tiers_text() + &applied.text();
@@ -110,11 +126,26 @@ pub async fn run(
             }
         };
         let sleep = tokio::time::sleep(retry.unwrap_or(Duration::from_secs(86_400)));
-        tokio::select! {
-            changed = rx.changed() => if changed.is_err() { return },
-            _ = sleep, if retry.is_some() => {}
-            _ = &mut stop => return,
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { return } else { break },
+                _ = &mut sleep, if retry.is_some() => break,
+                _ = counters.tick() => read_denied(&c, &report),
+                _ = &mut stop => return,
+            }
         }
+    }
+}
+
+/// The deny counters into the metrics (while a ruleset is in force).
+fn read_denied(c: &Controller, report: &Reporting) {
+    let Some(applied) = c.applied() else {
+        return;
+    };
+    match c.denied_counters() {
+        Ok(readings) => report.policy.denied(&readings, &applied.denies),
+        Err(e) => tracing::warn!("cannot read the deny counters: {e}"),
     }
 }
 

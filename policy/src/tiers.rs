@@ -74,12 +74,30 @@ pub fn first(
         .find(|d| d.peer.contains(peer) && d.covers_ports(proto, (port, port)))
 }
 
+/// What a region gets: the action, and for Deny the ClusterNetworkPolicy
+/// denying (its counter and log lines name it), so two adjacent Deny
+/// regions of different policies stay apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub action: Action,
+    pub denied_by: Option<String>,
+}
+
+impl Outcome {
+    fn of(d: &Decision) -> Outcome {
+        Outcome {
+            action: d.action,
+            denied_by: (d.action == Action::Deny).then(|| d.origin.policy.clone()),
+        }
+    }
+}
+
 /// The outcome for `proto` (TCP, UDP or SCTP) as disjoint (peer range,
-/// port range, action) regions; regions no rule matches are absent.
+/// port range, outcome) regions; regions no rule matches are absent.
 pub fn regions_with_ports(
     decisions: &[Decision],
     proto: Protocol,
-) -> Vec<(IpRange, PortRange, Action)> {
+) -> Vec<(IpRange, PortRange, Outcome)> {
     let relevant: Vec<&Decision> = decisions
         .iter()
         .filter(|d| d.ports.is_none_or(|(p, _)| p == proto))
@@ -102,7 +120,7 @@ pub fn regions_with_ports(
             relevant
                 .iter()
                 .filter(|d| d.covers_ports(proto, ports))
-                .map(|d| (d.peer, d.action)),
+                .map(|d| (d.peer, Outcome::of(d))),
         );
         match &mut open {
             Some((_, end, regions)) if *regions == painted && *end + 1 == lo => *end = hi,
@@ -130,17 +148,17 @@ pub fn regions_with_ports(
 
 /// The outcome for protocols without ports (ICMP, ...): only rules
 /// without `protocols` match them.
-pub fn regions_without_ports(decisions: &[Decision]) -> Vec<(IpRange, Action)> {
+pub fn regions_without_ports(decisions: &[Decision]) -> Vec<(IpRange, Outcome)> {
     paint(
         decisions
             .iter()
             .filter(|d| d.ports.is_none())
-            .map(|d| (d.peer, d.action)),
+            .map(|d| (d.peer, Outcome::of(d))),
     )
 }
 
 /// An interval of ports (as u32, inclusive) and its painted peer ranges.
-type PortStripe = (u32, u32, Vec<(IpRange, Action)>);
+type PortStripe = (u32, u32, Vec<(IpRange, Outcome)>);
 
 fn port(v: u32) -> u16 {
     u16::try_from(v).unwrap_or(u16::MAX)
@@ -148,9 +166,9 @@ fn port(v: u32) -> u16 {
 
 /// First match in one dimension: each range takes the action of the first
 /// rule covering it. Disjoint, sorted, adjacent equal actions merged.
-fn paint(rules: impl Iterator<Item = (IpRange, Action)>) -> Vec<(IpRange, Action)> {
+fn paint(rules: impl Iterator<Item = (IpRange, Outcome)>) -> Vec<(IpRange, Outcome)> {
     let mut undecided: Option<Vec<IpRange>> = None;
-    let mut out: Vec<(IpRange, Action)> = Vec::new();
+    let mut out: Vec<(IpRange, Outcome)> = Vec::new();
     for (r, action) in rules {
         let pending = undecided.get_or_insert_with(|| vec![IpRange::all(r.family)]);
         let mut next = Vec::with_capacity(pending.len() + 1);
@@ -162,7 +180,7 @@ fn paint(rules: impl Iterator<Item = (IpRange, Action)>) -> Vec<(IpRange, Action
                         lo: u.lo.max(r.lo),
                         hi: u.hi.min(r.hi),
                     },
-                    action,
+                    action.clone(),
                 ));
                 next.extend(u.minus(&[r]));
             } else {
@@ -172,7 +190,7 @@ fn paint(rules: impl Iterator<Item = (IpRange, Action)>) -> Vec<(IpRange, Action
         *pending = next;
     }
     out.sort_by_key(|(r, _)| (r.family, r.lo));
-    let mut merged: Vec<(IpRange, Action)> = Vec::with_capacity(out.len());
+    let mut merged: Vec<(IpRange, Outcome)> = Vec::with_capacity(out.len());
     for (r, a) in out {
         match merged.last_mut() {
             Some((last, la))
@@ -211,9 +229,9 @@ mod tests {
         }
     }
 
-    fn show(v: &[(IpRange, PortRange, Action)]) -> Vec<String> {
+    fn show(v: &[(IpRange, PortRange, Outcome)]) -> Vec<String> {
         v.iter()
-            .map(|(r, (a, b), act)| format!("{r} {a}-{b} {act}"))
+            .map(|(r, (a, b), o)| format!("{r} {a}-{b} {}", o.action))
             .collect()
     }
 
@@ -245,6 +263,9 @@ mod tests {
         let any = regions_without_ports(&rules);
         assert_eq!(any.len(), 1);
         assert_eq!(any[0].0.to_string(), "10.0.0.0/8");
+        assert_eq!(any[0].1.denied_by, None);
+        let denied = &regions_with_ports(&rules, tcp)[1].2;
+        assert_eq!(denied.denied_by.as_deref(), Some("p"));
         let hit = first(&rules, "10.0.0.5".parse().unwrap(), tcp, 80).unwrap();
         assert_eq!(hit.action, Action::Deny);
         let hit = first(&rules, "10.0.9.5".parse().unwrap(), tcp, 85).unwrap();

@@ -84,6 +84,7 @@ async fn a_failed_transaction_is_retried_until_it_applies() {
         policy: PolicyMetrics::register(&metrics),
         metrics: metrics.clone(),
         applied_file: None,
+        log: None,
     };
     let (tx, rx) = watch::channel(snapshot(&[POD_A, DENY]));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();

@@ -11,6 +11,7 @@ use starling_datastore::config::{DatastoreSpec, FileDatastore};
 use starling_metrics::{serve, Health, Metrics, MetricsAddress};
 use starling_policy::apply::Nft;
 use starling_policy::compile::compile;
+use starling_policy::deny_log::{self, SharedContext};
 use starling_policy::explain::{explain, Flow};
 use starling_policy::metrics::{PolicyMetrics, HEALTH_RULES};
 use starling_policy::nft::{ruleset, Deny, HostToPod, Options};
@@ -48,6 +49,13 @@ struct Cli {
     /// (`/livez`, `/readyz`): ADDRESS:PORT, or `off`.
     #[arg(long, env = "STARLING_METRICS_ADDRESS", default_value = "off")]
     metrics_address: MetricsAddress,
+    /// Log a line per denied flow (rate-limited): the pods, port and
+    /// protocol, and the policy that denied it, read from the kernel's log group.
+    #[arg(long)]
+    log_denied: bool,
+    /// The NFLOG group denied packets are logged to (with --log-denied).
+    #[arg(long, default_value_t = 100)]
+    nflog_group: u16,
     /// Log as JSON lines.
     #[arg(long, env = "STARLING_LOG_JSON")]
     log_json: bool,
@@ -92,6 +100,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     let options = Options {
         host_to_pod: cli.host_to_pod,
         deny: cli.deny,
+        log_group: cli.log_denied.then_some(cli.nflog_group),
     };
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("tokio runtime: {e}"))?;
     // The commands log only problems (objects ignored, watches broken).
@@ -137,7 +146,22 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 };
                 let rx = subscribe(&datastore, Some(health)).await?;
                 let m = PolicyMetrics::register(&metrics);
-                controller(rx, node, options, cli.applied_file, (m, metrics)).await
+                let log = match options.log_group {
+                    Some(group) => {
+                        let ctx = SharedContext::default();
+                        deny_log::start(group, ctx.clone())?;
+                        tracing::info!(group, "logging denied flows from the NFLOG group");
+                        Some(ctx)
+                    }
+                    None => None,
+                };
+                let reporting = Reporting {
+                    metrics,
+                    policy: m,
+                    applied_file: cli.applied_file,
+                    log,
+                };
+                controller(rx, node, options, reporting).await
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -240,8 +264,7 @@ async fn controller(
     rx: watch::Receiver<Arc<Snapshot>>,
     node: String,
     options: Options,
-    applied_file: Option<PathBuf>,
-    (policy, metrics): (PolicyMetrics, Metrics),
+    report: Reporting,
 ) -> Result<(), String> {
     let c = Controller::new(&node, options, Nft::default());
     tracing::info!(%node, "starling-policy started");
@@ -252,11 +275,6 @@ async fn controller(
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-    };
-    let report = Reporting {
-        metrics,
-        policy,
-        applied_file,
     };
     service::run(rx, c, report, stop).await;
     // The rules stay in force while the controller is away.
