@@ -179,6 +179,8 @@ pub struct Agent {
     dir: PathBuf,
     datastore: PathBuf,
     rust_log: String,
+    /// `--datastore kubernetes` with this `KUBECONFIG` instead of the file.
+    kubeconfig: Option<PathBuf>,
     proc: Option<Managed>,
 }
 
@@ -191,8 +193,22 @@ impl Agent {
             dir: dir.to_path_buf(),
             datastore: datastore.to_path_buf(),
             rust_log: rust_log.to_string(),
+            kubeconfig: None,
             proc: None,
         }
+    }
+
+    /// Runs the agent with `--datastore kubernetes` and `KUBECONFIG`
+    /// (its ServiceAccount's token), writing starling-cni's kubeconfig to
+    /// [`cni_kubeconfig`](Self::cni_kubeconfig), as the DaemonSet does.
+    pub fn with_kubeconfig(mut self, kubeconfig: &Path) -> Self {
+        self.kubeconfig = Some(kubeconfig.to_path_buf());
+        self
+    }
+
+    /// Where the agent writes starling-cni's kubeconfig (Kubernetes mode).
+    pub fn cni_kubeconfig(&self) -> PathBuf {
+        self.dir.join("cni.kubeconfig")
     }
 
     pub fn node(&self) -> &str {
@@ -248,25 +264,42 @@ impl Agent {
         {
             let _ = writeln!(f, "=== starling-lab: starting {} in {}", self.node, self.ns);
         }
-        let datastore = format!("file:{}", self.datastore.display());
         let socket = self.socket().display().to_string();
-        // The IPAM store the lab's starling-cni writes (read when the
-        // cluster has IPPools).
-        let ipam_dir = self.ipam_dir().display().to_string();
-        let args = [
-            "--node-name",
-            self.node.as_str(),
-            "--datastore",
-            datastore.as_str(),
-            "--control-socket",
-            socket.as_str(),
-            "--metrics-address",
-            crate::metrics::METRICS_ADDRESS,
-            "--state-dir",
-            ipam_dir.as_str(),
+        let mut args: Vec<String> = vec![
+            "--node-name".into(),
+            self.node.clone(),
+            "--control-socket".into(),
+            socket,
+            "--metrics-address".into(),
+            crate::metrics::METRICS_ADDRESS.into(),
         ];
         let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| self.rust_log.clone());
-        let env = [("RUST_LOG", rust_log.as_str())];
+        let mut env = vec![("RUST_LOG", rust_log)];
+        match &self.kubeconfig {
+            Some(kubeconfig) => {
+                // IPAM from the IPAMBlocks; starling-cni's credentials
+                // written by the agent.
+                args.extend([
+                    "--datastore".into(),
+                    "kubernetes".into(),
+                    "--cni-kubeconfig".into(),
+                    self.cni_kubeconfig().display().to_string(),
+                ]);
+                env.push(("KUBECONFIG", kubeconfig.display().to_string()));
+            }
+            None => {
+                // The IPAM store the lab's starling-cni writes (read when
+                // the cluster has IPPools).
+                args.extend([
+                    "--datastore".into(),
+                    format!("file:{}", self.datastore.display()),
+                    "--state-dir".into(),
+                    self.ipam_dir().display().to_string(),
+                ]);
+            }
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let child = netns::spawn(&self.ns, &bin, &args, &env, &log)?;
         let m = Managed::new(format!("agent of {}", self.node), child, &log);
         let pid = m.pid();

@@ -374,6 +374,24 @@ impl Frr {
         Ok(out.stdout)
     }
 
+    /// Changes bgpd's running configuration: `configure terminal`, then
+    /// each line in order (`router bgp 65000`, `neighbor X password Y`).
+    pub fn configure(&self, lines: &[&str]) -> Result<String> {
+        let dir = self.dir.display().to_string();
+        let mut args = vec![
+            "--vty_socket",
+            dir.as_str(),
+            "-d",
+            "bgpd",
+            "-c",
+            "configure terminal",
+        ];
+        for l in lines {
+            args.extend(["-c", l]);
+        }
+        Ok(cmd::run_checked("vtysh", &args, Duration::from_secs(10))?.stdout)
+    }
+
     /// `show bgp summary json`, parsed.
     pub fn summary(&self) -> Result<BgpSummary> {
         parse_summary(&self.vtysh("show bgp summary json")?)

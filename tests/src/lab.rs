@@ -1,6 +1,9 @@
 //! `Lab`: one whole lab (switch, ToR with FRR, three nodes with agents, six
 //! pods plugged in by starling-cni) owned by one value and torn down when it
-//! is dropped.
+//! is dropped. In Kubernetes mode ([`LabOptions::kubernetes`], module
+//! [`kubernetes`]) a real control plane is the datastore.
+
+pub mod kubernetes;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -51,6 +54,11 @@ pub struct LabOptions {
     /// fd01::/64, `topology::NodeSpec::on_second_subnet`) that the `tor`
     /// namespace routes to the first as a plain router; None: one subnet.
     pub second_subnet_from: Option<u8>,
+    /// Kubernetes mode: a real control plane, every component with
+    /// `--datastore kubernetes` and its ServiceAccount, starling-policy on
+    /// every node; `cluster_yaml` (without its Nodes) goes in with `kubectl
+    /// apply` (see [`kubernetes`]).
+    pub kubernetes: bool,
 }
 
 impl Default for LabOptions {
@@ -68,6 +76,7 @@ impl Default for LabOptions {
             ip_pools: true,
             pool_fields: String::new(),
             second_subnet_from: None,
+            kubernetes: false,
         }
     }
 }
@@ -113,6 +122,7 @@ pub struct Lab {
     pods: Vec<Pod>,
     frr: Option<Frr>,
     agents: BTreeMap<String, Agent>,
+    kube: Option<kubernetes::KubeParts>,
     keep: bool,
     torn_down: bool,
     _lock: FileLock,
@@ -154,12 +164,17 @@ impl Lab {
             pods: Vec::new(),
             frr: None,
             agents: BTreeMap::new(),
+            kube: None,
             keep: false,
             torn_down: false,
             _lock: lock,
         };
         lab.save_record()?;
         lab.build_topology(options.second_subnet_from.is_some())?;
+        if options.kubernetes {
+            lab.up_kubernetes(&options)?;
+            return Ok(lab);
+        }
         // The datastore first: starling-cni reads the pools from it.
         if options.ip_pools {
             let yaml = format!(
@@ -256,7 +271,7 @@ impl Lab {
     /// whose namespace is `pod_ns`, with the lab's datastore and IPAM
     /// store, as a container runtime does; returns its JSON output.
     pub fn cni(&self, node: &str, verb: &str, id: &str, pod_ns: &str) -> Result<serde_json::Value> {
-        let conf = cni::config(node, &self.datastore_path(), &self.ipam_dir())?;
+        let conf = self.cni_config(node)?;
         cni::run(&self.ns(node), verb, id, pod_ns, &conf)
     }
 
@@ -645,6 +660,7 @@ impl Lab {
             }
             None => s.push_str("----- FRR not started\n"),
         }
+        s.push_str(&self.kube_diagnostics());
         s
     }
 
@@ -671,6 +687,8 @@ impl Lab {
         if let Some(mut f) = self.frr.take() {
             f.stop();
         }
+        // starling-policy and the control plane.
+        drop(self.kube.take());
         state::cleanup(&self.prefix).map(|_| ())
     }
 
@@ -680,6 +698,9 @@ impl Lab {
         }
         if let Some(f) = self.frr.as_mut() {
             f.detach();
+        }
+        if let Some(k) = self.kube.as_mut() {
+            k.detach();
         }
     }
 }

@@ -128,7 +128,22 @@ impl Default for Labels {
     }
 }
 
-fn flow_map(m: &BTreeMap<String, String>) -> String {
+/// Labels with some changes: `("x/a", "k", "v")` for a pod, `("y", "k", "v")` for a namespace.
+pub fn relabel(changes: &[(&str, &str, &str)]) -> Labels {
+    let mut l = Labels::default();
+    for (what, k, v) in changes {
+        let map = if what.contains('/') {
+            l.pods.entry(what.to_string()).or_default()
+        } else {
+            l.namespaces.entry(what.to_string()).or_default()
+        };
+        map.insert(k.to_string(), v.to_string());
+    }
+    l
+}
+
+/// A YAML flow map: `{k: v, ...}`.
+pub fn flow_map(m: &BTreeMap<String, String>) -> String {
     let kv: Vec<String> = m.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     format!("{{{}}}", kv.join(", "))
 }
@@ -176,6 +191,8 @@ pub struct E2eServers {
     pub pods: Vec<E2ePod>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    /// The pods' namespaces were made here (and are removed on drop).
+    owns_namespaces: bool,
 }
 
 impl E2eServers {
@@ -183,13 +200,15 @@ impl E2eServers {
     /// plugs them into their nodes (`node_ns(node)`) and starts serving.
     pub fn start(prefix: &str, node_ns: impl Fn(&str) -> String) -> Result<E2eServers> {
         let mut me = E2eServers {
-            pods: e2e_pods(prefix),
+            pods: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
             threads: Vec::new(),
+            owns_namespaces: true,
         };
-        for p in me.pods.clone() {
+        for p in e2e_pods(prefix) {
             netns::delete(&p.netns)?;
             netns::create(&p.netns)?;
+            me.pods.push(p.clone());
             let spec = PodSpec {
                 node: p.node.clone(),
                 name: format!("np-{}-{}", p.namespace, p.name),
@@ -197,6 +216,27 @@ impl E2eServers {
                 v6: p.v6,
             };
             pods::plug(&node_ns(&p.node), &p.netns, &spec)?;
+        }
+        me.serve_all()?;
+        Ok(me)
+    }
+
+    /// Serves in pods already plugged (by starling-cni), whose namespaces
+    /// stay when this is dropped.
+    pub fn serve(pods: Vec<E2ePod>) -> Result<E2eServers> {
+        let mut me = E2eServers {
+            pods,
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Vec::new(),
+            owns_namespaces: false,
+        };
+        me.serve_all()?;
+        Ok(me)
+    }
+
+    fn serve_all(&mut self) -> Result<()> {
+        let me = self;
+        for p in me.pods.clone() {
             for port in PORTS {
                 for ip in [IpAddr::V4(p.v4), IpAddr::V6(p.v6)] {
                     let addr = SocketAddr::new(ip, port);
@@ -210,7 +250,7 @@ impl E2eServers {
                 }
             }
         }
-        Ok(me)
+        Ok(())
     }
 }
 
@@ -219,6 +259,9 @@ impl Drop for E2eServers {
         self.stop.store(true, Ordering::SeqCst);
         for t in self.threads.drain(..) {
             let _ = t.join();
+        }
+        if !self.owns_namespaces {
+            return;
         }
         for p in &self.pods {
             if let Err(e) = netns::delete(&p.netns) {

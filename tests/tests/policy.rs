@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use policy_cases::{cases, Case};
 use starling_lab::policy_lab::PolicyControllers;
-use starling_lab::policy_pods::{objects_yaml, E2eServers, Family, Labels};
+use starling_lab::policy_pods::{objects_yaml, relabel, E2eServers, Family};
 use starling_lab::policy_probe::{differences, expected, probe_all};
 use starling_lab::{netns, state, Error, Lab, LabOptions, Result};
 
@@ -109,18 +109,4 @@ fn run_case(case: &Case, servers: &E2eServers, ctl: &mut PolicyControllers) -> R
         }
     }
     Ok(())
-}
-
-/// Labels with some changes: `("x/a", "k", "v")` for a pod, `("y", "k", "v")` for a namespace.
-pub fn relabel(changes: &[(&str, &str, &str)]) -> Labels {
-    let mut l = Labels::default();
-    for (what, k, v) in changes {
-        let map = if what.contains('/') {
-            l.pods.entry(what.to_string()).or_default()
-        } else {
-            l.namespaces.entry(what.to_string()).or_default()
-        };
-        map.insert(k.to_string(), v.to_string());
-    }
-    l
 }

@@ -702,11 +702,19 @@ data: {edge: czNjcmV0}
 
     #[test]
     fn first_bgp_peer_by_name_wins_and_own_addresses_are_skipped() {
-        let cfg = config(
-            "---\napiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {name: a-tor}\n\
-             spec: {peerIP: 10.0.0.1, asNumber: 65111}\n---\n\
-             apiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {name: self}\n\
-             spec: {peerIP: 10.0.0.11, asNumber: 65111}\n",
+        let text = format!(
+            "{CLUSTER}---\napiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {{name: a-tor}}\n\
+             spec: {{peerIP: 10.0.0.1, asNumber: 65111}}\n---\n\
+             apiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {{name: self}}\n\
+             spec: {{peerIP: 10.0.0.11, asNumber: 65111}}\n"
+        );
+        let (objects, _) = parse_documents(&text, "test.yaml");
+        let (cfg, errors) = build(objects);
+        // The later BGPPeer to 10.0.0.1 is reported (an Event in Kubernetes).
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            (errors[0].name.as_str(), errors[0].field.as_str()),
+            ("tor", "spec.peerIP")
         );
         let on_1 = peers_of(&cfg, "node-1");
         let tor = on_1.iter().find(|p| p.address == ip("10.0.0.1")).unwrap();

@@ -28,6 +28,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use serde::Deserialize;
+
 use crate::cmd::{self, Output};
 use crate::error::{Error, Result};
 use crate::process::{Managed, STOP_GRACE};
@@ -100,6 +102,12 @@ pub struct Options {
     pub cluster_cidr: String,
     pub node_cidr_mask_v4: u8,
     pub node_cidr_mask_v6: u8,
+    /// Working directory (PKI, kubeconfigs, logs, etcd data); default: a
+    /// fresh one under `$TMPDIR/starling-control-plane/`.
+    pub dir: Option<PathBuf>,
+    /// Kill the processes when the test process exits (the default); a lab
+    /// that may be kept (`starling-lab up --keep`) stops them itself.
+    pub tied: bool,
 }
 
 impl Default for Options {
@@ -109,6 +117,8 @@ impl Default for Options {
             cluster_cidr: "10.244.0.0/16,fd00:244::/56".into(),
             node_cidr_mask_v4: 24,
             node_cidr_mask_v6: 64,
+            dir: None,
+            tied: true,
         }
     }
 }
@@ -126,6 +136,8 @@ pub struct ControlPlane {
     etcd: Managed,
     apiserver: Option<Managed>,
     controller_manager: Option<Managed>,
+    /// Left running, with its directory, when dropped.
+    detached: bool,
 }
 
 impl ControlPlane {
@@ -144,7 +156,14 @@ impl ControlPlane {
     /// `default` ServiceAccount.
     pub fn start(options: Options) -> Result<ControlPlane> {
         let bins = binaries()?;
-        let dir = work_dir()?;
+        let dir = match &options.dir {
+            Some(d) => {
+                std::fs::create_dir_all(d)
+                    .map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
+                d.clone()
+            }
+            None => work_dir()?,
+        };
         let (addresses, etcd_port, api_port) = match &options.placement {
             Placement::Loopback => (
                 vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
@@ -170,7 +189,7 @@ impl ControlPlane {
             },
             None,
         )?;
-        let etcd = start_etcd(&bins, &dir, &options.placement, etcd_port)?;
+        let etcd = start_etcd(&bins, &dir, &options, etcd_port)?;
         let mut cp = ControlPlane {
             dir,
             bins,
@@ -182,6 +201,7 @@ impl ControlPlane {
             etcd,
             apiserver: None,
             controller_manager: None,
+            detached: false,
         };
         cp.start_apiserver()?;
         cp.start_controller_manager()?;
@@ -226,9 +246,17 @@ impl ControlPlane {
     /// Writes Node `node`'s `status.addresses` to one InternalIP, as its
     /// kubelet would.
     pub fn set_node_address(&self, node: &str, address: IpAddr) -> Result<()> {
-        let patch = format!(
-            r#"{{"status":{{"addresses":[{{"type":"InternalIP","address":"{address}"}}]}}}}"#
-        );
+        self.set_node_addresses(node, &[address])
+    }
+
+    /// Writes Node `node`'s `status.addresses` to these InternalIPs (a
+    /// dual-stack node has one of each family), as its kubelet would.
+    pub fn set_node_addresses(&self, node: &str, addresses: &[IpAddr]) -> Result<()> {
+        let list: Vec<String> = addresses
+            .iter()
+            .map(|a| format!(r#"{{"type":"InternalIP","address":"{a}"}}"#))
+            .collect();
+        let patch = format!(r#"{{"status":{{"addresses":[{}]}}}}"#, list.join(","));
         self.kubectl(&[
             "patch",
             "node",
@@ -306,6 +334,27 @@ impl ControlPlane {
     /// `kubectl apply -f` of YAML text (written to a file first), as the admin.
     pub fn apply_yaml(&self, yaml: &str) -> Result<String> {
         let file = self.temp_file("apply", "yaml", yaml)?;
+        self.kubectl(&["apply", "-f", pki::s(&file)?])
+    }
+
+    /// `kubectl apply` of the objects of a multi-document YAML text read as
+    /// YAML 1.2, as Starling's file datastore reads it (kubectl's YAML
+    /// takes `y` and `n` for booleans: a namespace named `y`), sent as
+    /// one JSON `List`.
+    pub fn apply_objects(&self, yaml: &str) -> Result<String> {
+        let mut items = Vec::new();
+        for doc in serde_yaml::Deserializer::from_str(yaml) {
+            let v = serde_json::Value::deserialize(doc)
+                .map_err(|e| Error::parse("objects to apply", e))?;
+            if !v.is_null() {
+                items.push(v);
+            }
+        }
+        if items.is_empty() {
+            return Ok(String::new());
+        }
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+        let file = self.temp_file("apply", "json", &list.to_string())?;
         self.kubectl(&["apply", "-f", pki::s(&file)?])
     }
 
@@ -404,6 +453,27 @@ impl ControlPlane {
         std::fs::write(&p, audit::policy())
             .map_err(|e| Error::io(format!("writing {}", p.display()), e))?;
         Ok(p)
+    }
+
+    /// Pids of the running processes (etcd, API server, controller-manager).
+    pub fn pids(&self) -> Vec<u32> {
+        let mut v = vec![self.etcd.pid()];
+        v.extend(self.apiserver.iter().map(Managed::pid));
+        v.extend(self.controller_manager.iter().map(Managed::pid));
+        v
+    }
+
+    /// Leaves everything running, with its directory, when dropped (a kept
+    /// lab; stop it with the lab's cleanup).
+    pub fn detach(&mut self) {
+        self.detached = true;
+        self.etcd.detach();
+        for m in [&mut self.apiserver, &mut self.controller_manager]
+            .into_iter()
+            .flatten()
+        {
+            m.detach();
+        }
     }
 
     /// Whether the API server process is running.
@@ -525,7 +595,7 @@ impl ControlPlane {
     }
 
     fn spawn(&self, name: &str, args: &[String]) -> Result<Managed> {
-        spawn_in(&self.bins, &self.dir, &self.options.placement, name, args)
+        spawn_in(&self.bins, &self.dir, &self.options, name, args)
     }
 
     fn temp_file(&self, stem: &str, ext: &str, text: &str) -> Result<PathBuf> {
@@ -539,6 +609,9 @@ impl ControlPlane {
 
 impl Drop for ControlPlane {
     fn drop(&mut self) {
+        if self.detached {
+            return;
+        }
         if let Some(mut m) = self.controller_manager.take() {
             m.stop(STOP_GRACE);
         }
@@ -548,9 +621,9 @@ impl Drop for ControlPlane {
     }
 }
 
-fn start_etcd(bins: &Path, dir: &Path, placement: &Placement, port: u16) -> Result<Managed> {
+fn start_etcd(bins: &Path, dir: &Path, options: &Options, port: u16) -> Result<Managed> {
     let client = format!("http://127.0.0.1:{port}");
-    let peer_port = match placement {
+    let peer_port = match options.placement {
         Placement::Loopback => free_port()?,
         Placement::Netns { .. } => 2380,
     };
@@ -567,15 +640,16 @@ fn start_etcd(bins: &Path, dir: &Path, placement: &Placement, port: u16) -> Resu
         "--unsafe-no-fsync".into(),
         "--log-level=warn".into(),
     ];
-    spawn_in(bins, dir, placement, "etcd", &args)
+    spawn_in(bins, dir, options, "etcd", &args)
 }
 
-/// Starts `bins/name args` where `placement` says, logging to `dir/name.log`,
-/// in its own process group, killed if the test process dies.
+/// Starts `bins/name args` where `options.placement` says, logging to
+/// `dir/name.log`, in its own process group, killed if the test process dies
+/// (when `options.tied`).
 fn spawn_in(
     bins: &Path,
     dir: &Path,
-    placement: &Placement,
+    options: &Options,
     name: &str,
     args: &[String],
 ) -> Result<Managed> {
@@ -588,7 +662,7 @@ fn spawn_in(
             .map_err(|e| Error::io(format!("opening log {}", log.display()), e))
     };
     let program = bins.join(name);
-    let mut c = match placement {
+    let mut c = match &options.placement {
         Placement::Loopback => Command::new(&program),
         Placement::Netns { ns, .. } => {
             let mut c = Command::new("ip");
@@ -601,7 +675,12 @@ fn spawn_in(
         .stdout(Stdio::from(open()?))
         .stderr(Stdio::from(open()?))
         .process_group(0);
-    let child = tied::spawn(c).map_err(|e| Error::io(format!("starting {name}"), e))?;
+    let child = if options.tied {
+        tied::spawn(c)
+    } else {
+        c.spawn()
+    }
+    .map_err(|e| Error::io(format!("starting {name}"), e))?;
     Ok(Managed::new(name, child, &log))
 }
 

@@ -126,7 +126,53 @@ pub fn build(objects: Vec<Object>) -> (ClusterConfig, Vec<ConfigError>) {
     cfg.peers.sort_by(|a, b| a.name.cmp(&b.name));
     cfg.ip_pools.sort_by(|a, b| a.name.cmp(&b.name));
     errors.extend(super::passwords::check_passwords(&cfg));
+    errors.extend(duplicate_peerings(&cfg, |name| {
+        seen.get(&(KIND_BGP_PEER, name.to_string()))
+            .map_or("", String::as_str)
+    }));
     (cfg, errors)
+}
+
+/// Two BGPPeers to one `peerIP` from one node: each object is valid alone
+/// (the CRD rules cannot see it), the node runs one session per address,
+/// from the first BGPPeer by name; each later one is reported, naming the
+/// node and the BGPPeer in use. The first such node is named.
+fn duplicate_peerings<'a>(
+    cfg: &ClusterConfig,
+    source: impl Fn(&str) -> &'a str,
+) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    for (i, later) in cfg.peers.iter().enumerate() {
+        let Some(ip) = later.peer_ip else {
+            continue;
+        };
+        let clash = cfg.peers[..i]
+            .iter()
+            .filter(|first| first.peer_ip == Some(ip))
+            .find_map(|first| {
+                cfg.nodes
+                    .values()
+                    .find(|n| {
+                        first.selects_node(&n.name, &n.labels)
+                            && later.selects_node(&n.name, &n.labels)
+                    })
+                    .map(|n| (first, n))
+            });
+        if let Some((first, node)) = clash {
+            errors.push(ConfigError::new(
+                source(&later.name),
+                KIND_BGP_PEER,
+                &later.name,
+                "spec.peerIP",
+                format!(
+                    "duplicate peering: BGPPeer {:?} already peers with {ip} from node {:?} \
+                     (the first by name is used)",
+                    first.name, node.name
+                ),
+            ));
+        }
+    }
+    errors
 }
 
 fn check_as_number(asn: u32, field: String) -> Result<(), FieldError> {
@@ -529,6 +575,36 @@ mod tests {
             cfg.nodes.contains_key("p"),
             "another kind may reuse the name"
         );
+    }
+
+    #[test]
+    fn a_second_peering_to_one_address_from_one_node_is_reported() {
+        let nodes = "---\napiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {rack: a}}\n\
+                     ---\napiVersion: v1\nkind: Node\nmetadata: {name: n2, labels: {rack: b}}\n";
+        let text = format!(
+            "{nodes}{}{}{}",
+            peer("tor", "{peerIP: 10.0.0.1, asNumber: 1}"),
+            peer(
+                "tor-b",
+                "{peerIP: 10.0.0.1, asNumber: 2, nodeSelector: {matchLabels: {rack: b}}}"
+            ),
+            peer("other", "{peerIP: 10.0.0.2, asNumber: 1}"),
+        );
+        let (cfg, errors) = parse_and_build(&text);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            errors[0].to_string(),
+            "test.yaml: BGPPeer/tor-b: spec.peerIP: duplicate peering: BGPPeer \"tor\" \
+             already peers with 10.0.0.1 from node \"n2\" (the first by name is used)"
+        );
+        assert_eq!(cfg.peers.len(), 3, "reported, not removed");
+        // Disjoint nodes: two peerings, no clash.
+        let text = format!(
+            "{nodes}{}{}",
+            peer("tor-a", "{peerIP: 10.0.0.1, asNumber: 1, node: n1}"),
+            peer("tor-b", "{peerIP: 10.0.0.1, asNumber: 2, node: n2}"),
+        );
+        assert_eq!(parse_and_build(&text).1, []);
     }
 
     #[test]
