@@ -5,6 +5,7 @@
 
 pub mod bfd;
 pub mod fsm;
+pub mod instance;
 pub mod packet;
 pub mod prefix;
 pub mod reflection;

@@ -142,6 +142,18 @@ fn via(prefix: &str, hops: &[&str]) -> KernelRoute {
     }
 }
 
+/// One route in through the speaker's path, [`Kernel::apply`].
+fn replace(kernel: &Kernel, route: &KernelRoute) -> Result<(), KernelError> {
+    let result = kernel.apply(&[Change::Replace(route.clone())]).pop();
+    result.flatten().map_or(Ok(()), Err)
+}
+
+/// One route out through [`Kernel::apply`].
+fn delete(kernel: &Kernel, prefix: IpNetwork) -> Result<(), KernelError> {
+    let result = kernel.apply(&[Change::Delete(prefix)]).pop();
+    result.flatten().map_or(Ok(()), Err)
+}
+
 fn blackhole(prefix: &str) -> KernelRoute {
     KernelRoute::Blackhole {
         prefix: net(prefix),
@@ -208,8 +220,8 @@ fn replace_moves_between_one_next_hop_and_ecmp() {
     for step in 0..3 {
         let (route4, route6) = (v4[step].clone(), v6[step].clone());
         ns.run(|kernel| async move {
-            kernel.replace(&route4).await.expect("replace v4");
-            kernel.replace(&route6).await.expect("replace v6");
+            replace(&kernel, &route4).expect("replace v4");
+            replace(&kernel, &route6).expect("replace v6");
             assert_eq!(kernel.list().await.expect("list"), [route4, route6]);
         });
         assert_eq!(ns.ours(), seen[step], "step {step}");
@@ -218,7 +230,7 @@ fn replace_moves_between_one_next_hop_and_ecmp() {
     // Replacing the same route again is not an error, and duplicates collapse.
     ns.run(|kernel| async move {
         let route = via("10.1.0.0/24", &["10.0.0.13", "10.0.0.13"]);
-        kernel.replace(&route).await.expect("replace again");
+        replace(&kernel, &route).expect("replace again");
     });
     assert_eq!(ns.ours(), seen[2]);
 }
@@ -229,8 +241,8 @@ fn blackholes_v4_and_v6_and_back_to_a_gateway() {
         return;
     };
     ns.run(|kernel| async move {
-        kernel.replace(&blackhole("10.2.0.0/24")).await.expect("v4");
-        kernel.replace(&blackhole("fd00:2::/64")).await.expect("v6");
+        replace(&kernel, &blackhole("10.2.0.0/24")).expect("v4");
+        replace(&kernel, &blackhole("fd00:2::/64")).expect("v6");
         assert_eq!(
             kernel.list().await.expect("list"),
             [blackhole("10.2.0.0/24"), blackhole("fd00:2::/64")]
@@ -242,14 +254,8 @@ fn blackholes_v4_and_v6_and_back_to_a_gateway() {
     );
 
     ns.run(|kernel| async move {
-        kernel
-            .replace(&via("10.2.0.0/24", &["10.0.0.12"]))
-            .await
-            .expect("v4 over blackhole");
-        kernel
-            .replace(&via("fd00:2::/64", &["fd00::12"]))
-            .await
-            .expect("v6 over blackhole");
+        replace(&kernel, &via("10.2.0.0/24", &["10.0.0.12"])).expect("v4 over blackhole");
+        replace(&kernel, &via("fd00:2::/64", &["fd00::12"])).expect("v6 over blackhole");
     });
     assert_eq!(
         ns.ours(),
@@ -265,36 +271,18 @@ fn delete_removes_ours_only_and_missing_is_ok() {
     ns.ip("route add 10.9.0.0/24 via 10.0.0.12 proto static");
     ns.ip("-6 route add fd00:9::/64 via fd00::12 proto static");
     ns.run(|kernel| async move {
-        kernel
-            .replace(&via("10.1.0.0/24", &["10.0.0.12", "10.0.0.13"]))
-            .await
-            .expect("ecmp v4");
-        kernel
-            .replace(&via("fd00:1::/64", &["fd00::12", "fd00::13"]))
-            .await
-            .expect("ecmp v6");
-        kernel
-            .replace(&blackhole("10.2.0.0/24"))
-            .await
-            .expect("bh v4");
-        kernel
-            .replace(&blackhole("fd00:2::/64"))
-            .await
-            .expect("bh v6");
+        replace(&kernel, &via("10.1.0.0/24", &["10.0.0.12", "10.0.0.13"])).expect("ecmp v4");
+        replace(&kernel, &via("fd00:1::/64", &["fd00::12", "fd00::13"])).expect("ecmp v6");
+        replace(&kernel, &blackhole("10.2.0.0/24")).expect("bh v4");
+        replace(&kernel, &blackhole("fd00:2::/64")).expect("bh v6");
 
         for prefix in ["10.1.0.0/24", "fd00:1::/64", "10.2.0.0/24", "fd00:2::/64"] {
-            kernel.delete(net(prefix)).await.expect("delete");
-            kernel.delete(net(prefix)).await.expect("delete again");
+            delete(&kernel, net(prefix)).expect("delete");
+            delete(&kernel, net(prefix)).expect("delete again");
         }
         // Never a route of somebody else's.
-        kernel
-            .delete(net("10.9.0.0/24"))
-            .await
-            .expect("not ours v4");
-        kernel
-            .delete(net("fd00:9::/64"))
-            .await
-            .expect("not ours v6");
+        delete(&kernel, net("10.9.0.0/24")).expect("not ours v4");
+        delete(&kernel, net("fd00:9::/64")).expect("not ours v6");
         assert_eq!(kernel.list().await.expect("list"), []);
     });
     assert_eq!(ns.ours(), Vec::<String>::new());
@@ -316,11 +304,8 @@ fn list_shows_only_our_routes() {
     ns.ip("route add 10.9.0.0/24 via 10.0.0.12 proto static");
     ns.ip("route add 10.4.0.0/24 via 10.0.0.14 proto 87");
     ns.run(|kernel| async move {
-        kernel
-            .replace(&via("10.1.0.0/24", &["10.0.0.12", "10.0.0.13"]))
-            .await
-            .expect("ecmp");
-        kernel.replace(&blackhole("fd00:2::/64")).await.expect("bh");
+        replace(&kernel, &via("10.1.0.0/24", &["10.0.0.12", "10.0.0.13"])).expect("ecmp");
+        replace(&kernel, &blackhole("fd00:2::/64")).expect("bh");
         assert_eq!(
             kernel.list().await.expect("list"),
             [
@@ -345,15 +330,13 @@ fn bad_routes_are_refused_naming_the_prefix() {
             via("fd00:1::/64", &["10.0.0.12"]),
         ];
         for route in refused {
-            let err = kernel.replace(&route).await.expect_err("refused");
+            let err = replace(&kernel, &route).expect_err("refused");
             assert!(matches!(err, KernelError::InvalidRoute { .. }), "{err}");
             assert!(err.to_string().contains("/24") || err.to_string().contains("/64"));
         }
         // The kernel's own refusal: the gateway is on no connected subnet.
-        let err = kernel
-            .replace(&via("10.5.0.0/24", &["192.0.2.1"]))
-            .await
-            .expect_err("unreachable gateway");
+        let err =
+            replace(&kernel, &via("10.5.0.0/24", &["192.0.2.1"])).expect_err("unreachable gateway");
         assert!(err.to_string().contains("10.5.0.0/24"), "{err}");
         assert_eq!(kernel.list().await.expect("list"), []);
     });

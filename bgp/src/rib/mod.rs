@@ -19,6 +19,8 @@ use std::collections::hash_map::Entry as MapEntry;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::packet::PathAttributes;
 use crate::prefix::{Family, Prefix};
 use store::{Store, Stored};
@@ -57,15 +59,27 @@ impl Route {
     }
 }
 
-/// The best route for a prefix changed.
+/// The selection for a prefix changed: what the kernel should now hold for
+/// it. The one shape of a route change from the RIB to netlink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BestChange {
     pub prefix: Prefix,
-    /// The best route, or None when no route is left.
-    pub best: Option<Route>,
     /// The next hops of the best route and of every route as good as it
-    /// (ECMP), sorted, at most `max_paths`.
-    pub next_hops: Vec<IpAddr>,
+    /// (ECMP), sorted, at most `max_paths`; empty when no route is left.
+    /// Inline for the common single next hop: a full table makes no
+    /// allocation per change.
+    pub next_hops: SmallVec<[IpAddr; 1]>,
+}
+
+impl BestChange {
+    fn of(prefix: Prefix, slot: Option<&Slot>, store: &Store) -> BestChange {
+        BestChange {
+            prefix,
+            next_hops: slot
+                .map(|s| SmallVec::from_slice(s.next_hops(store)))
+                .unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -138,32 +152,18 @@ impl Rib {
         self.store.attribute_sets()
     }
 
-    /// Adds or replaces `peer`'s route for `prefix`.
-    pub fn announce(&mut self, prefix: Prefix, route: Route) -> Option<BestChange> {
-        let peer = self.store.peer_id(&route.peer);
-        let path = self.store.path_id(&route.attrs, route.next_hop);
-        let mut new = Stored::new(peer, path, route.path_id);
-        if route.stale {
-            new.set_stale();
-        }
-        let mut changed = Vec::new();
-        self.announce_stored(prefix, new, &mut changed);
-        self.store.release_unused(path);
-        changed.first().and_then(|p| self.best_change(*p))
-    }
-
     /// One UPDATE's announcements: `peer`'s routes for `prefixes`, each
     /// with its ADD-PATH Path Identifier (0 without ADD-PATH), all with
     /// `attrs` and `next_hop`. The prefixes whose selection changed are
-    /// added to `changed`. Shared work (the peer and path lookups) is done
-    /// once for all.
+    /// added to `changed` with their new next hops. Shared work (the peer
+    /// and path lookups) is done once for all.
     pub fn announce_all(
         &mut self,
         peer: &Arc<PeerInfo>,
         attrs: &Arc<PathAttributes>,
         next_hop: IpAddr,
         prefixes: impl IntoIterator<Item = (Prefix, u32)>,
-        changed: &mut Vec<Prefix>,
+        changed: &mut Vec<BestChange>,
     ) {
         let peer = self.store.peer_id(peer);
         let path = self.store.path_id(attrs, next_hop);
@@ -173,55 +173,38 @@ impl Rib {
         self.store.release_unused(path);
     }
 
-    fn announce_stored(&mut self, prefix: Prefix, new: Stored, changed: &mut Vec<Prefix>) {
+    fn announce_stored(&mut self, prefix: Prefix, new: Stored, changed: &mut Vec<BestChange>) {
         self.store.retain(new.path, 1);
         let (store, max_paths) = (&mut self.store, self.max_paths);
         let change = on_table!(self, prefix, |t, k| upsert(t, k, new, store, max_paths));
-        if change {
-            changed.push(prefix);
+        if let Some(next_hops) = change {
+            changed.push(BestChange { prefix, next_hops });
         }
-    }
-
-    /// Removes `peer`'s route for `prefix` (path 0), if it had one.
-    pub fn withdraw(&mut self, peer: IpAddr, prefix: Prefix) -> Option<BestChange> {
-        let mut changed = Vec::new();
-        self.withdraw_all(peer, [(prefix, 0)], &mut changed);
-        let prefix = changed.first()?;
-        Some(self.best_change(*prefix).unwrap_or(BestChange {
-            prefix: *prefix,
-            best: None,
-            next_hops: vec![],
-        }))
     }
 
     /// Removes `peer`'s routes for `prefixes`, each by its ADD-PATH Path
     /// Identifier (RFC 7911: a withdrawal names one path); the prefixes
     /// whose selection changed (or that have no route left) are added to
-    /// `changed`.
+    /// `changed` with their new next hops.
     pub fn withdraw_all(
         &mut self,
         peer: IpAddr,
         prefixes: impl IntoIterator<Item = (Prefix, u32)>,
-        changed: &mut Vec<Prefix>,
+        changed: &mut Vec<BestChange>,
     ) {
         for (prefix, path_id) in prefixes {
             let (store, max_paths) = (&mut self.store, self.max_paths);
             let change = on_table!(self, prefix, |t, k| {
                 remove(t, k, peer, Some(path_id), false, store, max_paths)
             });
-            if change {
-                changed.push(prefix);
+            if let Some(next_hops) = change {
+                changed.push(BestChange { prefix, next_hops });
             }
         }
     }
 
-    /// Removes every route of `peer` (its session went down). Walks the
-    /// table once, as BIRD does when a protocol goes down.
-    pub fn remove_peer(&mut self, peer: IpAddr) -> Vec<BestChange> {
-        self.remove_peer_touching(peer, None)
-    }
-
-    /// As `remove_peer`; also adds to `touched` every prefix that lost a
+    /// Removes every route of `peer` (its session went down), walking the
+    /// table once, as BIRD does when a protocol goes down; also adds to `touched` every prefix that lost a
     /// route, whether its selection changed or not: what a speaker that
     /// sends every path (ADD-PATH, RFC 7911) must look at again.
     pub fn remove_peer_touching(
@@ -262,12 +245,8 @@ impl Rib {
     }
 
     /// Removes the peer's routes still stale (of `family`, or all): after
-    /// its End-of-RIB, or when its restart time ran out.
-    pub fn sweep_stale(&mut self, peer: IpAddr, family: Option<Family>) -> Vec<BestChange> {
-        self.remove_where(peer, family, true, None)
-    }
-
-    /// As `sweep_stale`, with `touched` as for `remove_peer_touching`.
+    /// its End-of-RIB, or when its restart time ran out; `touched` as for
+    /// `remove_peer_touching`.
     pub fn sweep_stale_touching(
         &mut self,
         peer: IpAddr,
@@ -321,15 +300,6 @@ impl Rib {
             IpAddr::V4(a) => self.v4.get(V4::new(a, prefix.length())),
             IpAddr::V6(a) => self.v6.get(V6::new(a, prefix.length())),
         }
-    }
-
-    fn best_change(&self, prefix: Prefix) -> Option<BestChange> {
-        let slot = self.slot(&prefix)?;
-        Some(BestChange {
-            prefix,
-            best: Some(self.store.route(slot.best())),
-            next_hops: slot.next_hops(&self.store).to_vec(),
-        })
     }
 
     /// The selected route for `prefix`.
@@ -407,26 +377,35 @@ impl Rib {
     }
 }
 
-/// Section 9.1: `new` into the table; whether the selection changed.
+/// The next hops of a changed selection, read from its slot.
+type NextHops = SmallVec<[IpAddr; 1]>;
+
+/// Section 9.1: `new` into the table; the new next hops when the selection
+/// changed.
 fn upsert<K: Key>(
     t: &mut Table<K>,
     k: K,
     new: Stored,
     store: &mut Store,
     max_paths: usize,
-) -> bool {
+) -> Option<NextHops> {
     match t.entry(k) {
         MapEntry::Vacant(v) => {
-            v.insert(Slot::One(new));
+            let slot = v.insert(Slot::One(new));
             let addr = store.peer_address(new);
             *store.counts.entry(addr).or_default() += 1;
-            true
+            Some(SmallVec::from_slice(slot.next_hops(store)))
         }
-        MapEntry::Occupied(o) => o.into_mut().upsert(new, store, max_paths),
+        MapEntry::Occupied(o) => {
+            let slot = o.into_mut();
+            slot.upsert(new, store, max_paths)
+                .then(|| SmallVec::from_slice(slot.next_hops(store)))
+        }
     }
 }
 
-/// Removes `peer`'s route for `k`; whether the selection changed.
+/// Removes `peer`'s route for `k`; the new next hops (none when the
+/// prefix has no route left) when the selection changed.
 fn remove<K: Key>(
     t: &mut Table<K>,
     k: K,
@@ -435,16 +414,14 @@ fn remove<K: Key>(
     stale_only: bool,
     store: &mut Store,
     max_paths: usize,
-) -> bool {
-    let Some(slot) = t.get_mut(k) else {
-        return false;
-    };
+) -> Option<NextHops> {
+    let slot = t.get_mut(k)?;
     match slot.remove(peer, path_id, stale_only, store, max_paths) {
-        Removal::NotFound => false,
-        Removal::Kept { changed } => changed,
+        Removal::NotFound => None,
+        Removal::Kept { changed } => changed.then(|| SmallVec::from_slice(slot.next_hops(store))),
         Removal::Emptied => {
             t.remove(k);
-            true
+            Some(SmallVec::new())
         }
     }
 }
@@ -459,11 +436,7 @@ fn reselect_all<K: Key>(
 ) {
     for (k, slot) in t.iter_mut() {
         if slot.reselect_changed(store, max_paths) {
-            changes.push(BestChange {
-                prefix: k.prefix(),
-                best: Some(store.route(slot.best())),
-                next_hops: slot.next_hops(store).to_vec(),
-            });
+            changes.push(BestChange::of(k.prefix(), Some(slot), store));
         }
     }
 }
@@ -507,21 +480,13 @@ fn remove_all<K: Key>(
                 Removal::NotFound => break,
                 Removal::Kept { changed: c } => changed |= c,
                 Removal::Emptied => {
-                    changes.push(BestChange {
-                        prefix: k.prefix(),
-                        best: None,
-                        next_hops: vec![],
-                    });
+                    changes.push(BestChange::of(k.prefix(), None, store));
                     return false;
                 }
             }
         }
         if changed {
-            changes.push(BestChange {
-                prefix: k.prefix(),
-                best: Some(store.route(slot.best())),
-                next_hops: slot.next_hops(store).to_vec(),
-            });
+            changes.push(BestChange::of(k.prefix(), Some(slot), store));
         }
         true
     });

@@ -141,43 +141,6 @@ impl Kernel {
         Ok(deleted)
     }
 
-    /// Install or replace (NLM_F_REPLACE) a route with our protocol in the
-    /// main table. Several next hops make one multipath (ECMP) route. Next hops
-    /// are gateways reachable on a connected subnet.
-    pub async fn replace(&self, route: &KernelRoute) -> Result<(), KernelError> {
-        let prefix = route.prefix();
-        let message = replace_message(route)
-            .map_err(|reason| KernelError::InvalidRoute { prefix, reason })?;
-        self.handle
-            .route()
-            .add(message)
-            .replace()
-            .execute()
-            .await
-            .map_err(|err| KernelError::Replace {
-                prefix,
-                source: to_io(err),
-            })
-    }
-
-    /// Delete our route for the prefix; Ok if none exists (ESRCH/ENOENT).
-    pub async fn delete(&self, prefix: IpNetwork) -> Result<(), KernelError> {
-        match self
-            .handle
-            .route()
-            .del(delete_message(prefix))
-            .execute()
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(err) if is_missing(&err) => Ok(()),
-            Err(err) => Err(KernelError::Delete {
-                prefix,
-                source: to_io(err),
-            }),
-        }
-    }
-
     /// Our routes as the kernel holds them now. Routes of our protocol that are
     /// neither gateway nor blackhole routes (someone else's doing) are skipped.
     pub async fn list(&self) -> Result<Vec<KernelRoute>, KernelError> {

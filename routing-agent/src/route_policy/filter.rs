@@ -4,29 +4,34 @@
 //! (Accept or Reject); when none does, the route takes the default path
 //! (what would have happened without filters).
 
-use starling_bgp::packet::{AsPath, PathAttributes, SegmentKind};
-use starling_bgp::Prefix;
+use std::sync::Arc;
+
+use starling_bgp::instance::Filters;
+pub use starling_bgp::instance::{Direction, RouteFacts};
+use starling_bgp::packet::{AsPath, SegmentKind};
 
 use crate::config::{
     BgpFilterSpec, CommunityValue, FilterAction, FilterRule, MatchOperator, PeerType,
 };
 
-/// Which way the route goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Import,
-    Export,
-}
+/// A peer's BGPFilters, in the order its BGPPeer lists them, as the
+/// speaker's instance applies them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PeerFilters(pub Arc<Vec<BgpFilterSpec>>);
 
-/// What a rule can look at.
-#[derive(Debug, Clone, Copy)]
-pub struct RouteFacts<'a> {
-    pub prefix: Prefix,
-    pub attrs: &'a PathAttributes,
-    /// Learned from a BGP peer (`source: RemotePeers`), not the node's own.
-    pub from_remote_peer: bool,
-    /// The session the route comes in on or goes out on is eBGP.
-    pub ebgp: bool,
+impl Filters for PeerFilters {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn refuses(&self, direction: Direction, route: &RouteFacts<'_>) -> Option<String> {
+        if self.0.is_empty() {
+            return None;
+        }
+        evaluate(self.0.iter(), direction, route)
+            .filter(|d| !d.accepted())
+            .map(|d| d.describe())
+    }
 }
 
 /// The rule that decided.
@@ -129,6 +134,8 @@ fn starts_with(path: &AsPath, prefix: &[u32]) -> bool {
 mod tests {
     use super::*;
     use crate::config::FilterRule;
+    use starling_bgp::packet::PathAttributes;
+    use starling_bgp::Prefix;
 
     fn rule(action: FilterAction) -> FilterRule {
         FilterRule {

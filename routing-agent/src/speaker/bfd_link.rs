@@ -32,14 +32,9 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use starling_bgp::fsm::State as BgpState;
-
 use super::Speaker;
 use crate::bfd::{BfdConfig, BfdEvent, BfdHandle, BfdState, Diag};
 use crate::config::BfdSpec;
-
-/// Cease subcode "BFD Down" (RFC 9384 section 2).
-const CEASE_BFD_DOWN: u8 = 10;
 
 /// What a BFD state change does to the BGP side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,11 +232,11 @@ impl Speaker {
     /// A BFD session for each peer that enables it, none for the others.
     pub(super) fn sync_bfd(&mut self) {
         let want: BTreeMap<IpAddr, (IpAddr, BfdConfig)> = self
-            .peers
+            .sockets
             .iter()
             .filter_map(|(a, p)| {
-                let spec = p.desired.bfd?;
-                Some((*a, (p.desired.local_address, bfd_config(&spec))))
+                let spec = p.bfd?;
+                Some((*a, (p.local_address, bfd_config(&spec))))
             })
             .collect();
         self.bfd.sync(&want);
@@ -252,14 +247,14 @@ impl Speaker {
             return;
         }
         let addr = ev.peer;
-        let Some(p) = self.peers.get_mut(&addr) else {
+        let Some(p) = self.instance.peer(addr) else {
             return;
         };
         let view = BgpView {
-            established: p.session.state() == BgpState::Established,
-            helping_restart: p.stale_until.is_some(),
+            established: p.established(),
+            helping_restart: p.helping_restart(),
         };
-        let name = p.desired.name.clone();
+        let name = p.config().name.clone();
         match verdict(&ev, view) {
             Verdict::Ignore => {
                 if ev.from == BfdState::Up {
@@ -268,13 +263,13 @@ impl Speaker {
             }
             Verdict::PeerDown => {
                 tracing::warn!(peer = %addr, %name, diag = %ev.diag, "BFD down: closing the BGP session (Cease / BFD Down) and withdrawing its routes");
-                p.session.cease(Instant::now(), CEASE_BFD_DOWN, Vec::new());
-                self.drive(addr);
+                self.instance.handle_path_down(Instant::now(), addr);
+                self.carry_out();
             }
             Verdict::AbortRestart => {
                 tracing::warn!(peer = %addr, %name, "BFD down while the peer restarts, and its BFD is control-plane independent: its forwarding failed, its stale routes go now");
-                p.stale_until = None;
-                self.remove_routes(addr, None, true);
+                self.instance.handle_restart_abandoned(Instant::now(), addr);
+                self.carry_out();
             }
         }
     }

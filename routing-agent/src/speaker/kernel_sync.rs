@@ -10,9 +10,13 @@ use ipnetwork::IpNetwork;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{oneshot, Notify};
 
+use starling_bgp::rib::BestChange;
+use starling_bgp::Prefix;
+
+use super::configuration::to_network;
 use super::installed::Installed;
-use super::kernel_queue::{decode, Item, Queue};
-use crate::kernel::{Change, Kernel, KernelError, KernelRoute};
+use super::kernel_queue::{decode, Item, Queue, Queued};
+use crate::kernel::{Change, Kernel, KernelError};
 
 /// What the speaker and the kernel task share.
 #[derive(Default)]
@@ -70,28 +74,45 @@ impl KernelSync {
         self.enabled
     }
 
-    pub fn replace(&self, route: KernelRoute) {
-        self.push_change(&Change::Replace(route));
+    /// A best-route change from the RIB, as it is: a route via its next
+    /// hops (through `device` when set), or none when it has none left.
+    pub fn route(&self, change: &BestChange, device: Option<u32>) {
+        let prefix = to_network(&change.prefix);
+        self.push(if change.next_hops.is_empty() {
+            Queued::Delete(prefix)
+        } else {
+            Queued::Via {
+                prefix,
+                next_hops: &change.next_hops[..],
+                device,
+            }
+        });
     }
 
-    pub fn delete(&self, prefix: IpNetwork) {
-        self.push_change(&Change::Delete(prefix));
+    /// A blackhole for one of the node's own prefixes, added or removed.
+    pub fn blackhole(&self, prefix: &Prefix, add: bool) {
+        let prefix = to_network(prefix);
+        self.push(if add {
+            Queued::Blackhole(prefix)
+        } else {
+            Queued::Delete(prefix)
+        });
     }
 
-    fn push_change(&self, change: &Change) {
+    fn push(&self, change: Queued<'_>) {
         if !self.enabled {
             return;
         }
         let mut queue = lock(&self.sender.0.queue);
         let was_empty = queue.is_empty();
-        queue.push_change(change);
+        queue.push_queued(change);
         drop(queue);
         if was_empty {
             self.sender.0.wake.notify_one();
         }
     }
 
-    fn push(&self, item: Item) {
+    fn push_item(&self, item: Item) {
         lock(&self.sender.0.queue).push(item);
         self.sender.0.wake.notify_one();
     }
@@ -100,7 +121,7 @@ impl KernelSync {
     /// installed again since start-up (graceful restart).
     pub fn reconcile(&self, stale: BTreeSet<IpNetwork>) {
         if self.enabled {
-            self.push(Item::Reconcile(stale));
+            self.push_item(Item::Reconcile(stale));
         }
     }
 
@@ -110,7 +131,7 @@ impl KernelSync {
             return;
         }
         let (done, wait) = oneshot::channel();
-        self.push(Item::Flush(done));
+        self.push_item(Item::Flush(done));
         let _ = wait.await;
     }
 

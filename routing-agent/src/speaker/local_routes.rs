@@ -1,22 +1,22 @@
-//! The node's own routes: what IPAM gave it (its blocks, and the addresses
-//! it borrowed from other nodes' blocks) or, when the cluster has no IPPool,
-//! its `spec.podCIDRs`; and the service prefixes it announces
-//! (`route_policy::service_prefixes`). Each is advertised to the peers;
-//! blocks and pod CIDRs also get a blackhole, so that addresses no pod holds
-//! are never forwarded elsewhere (a pod's own /32 host route is more
-//! specific).
+//! Which prefixes are the node's own: what IPAM gave it (its blocks, and
+//! the addresses it borrowed from other nodes' blocks) or, when the cluster
+//! has no IPPool, its `spec.podCIDRs`; and the service prefixes it
+//! announces (`route_policy::service_prefixes`). The instance advertises
+//! each to the peers; blocks and pod CIDRs also get a blackhole, so that
+//! addresses no pod holds are never forwarded elsewhere (a pod's own /32
+//! host route is more specific).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use starling_bgp::instance::LocalRoutes;
 use starling_bgp::Prefix;
 use starling_ipam::NodeBlocks;
 use tokio::sync::watch;
 
-use super::peers::to_network;
+use super::configuration::to_network;
 use super::Speaker;
 use crate::config::{node_originates, AdmittedRanges, ClusterConfig};
-use crate::kernel::KernelRoute;
 use crate::kubernetes::block_name;
 use crate::route_policy::service_prefixes;
 
@@ -43,12 +43,10 @@ impl IpamView {
 }
 
 impl Speaker {
-    /// Recomputes the node's own routes from IPAM or the Node object, and
-    /// tells the kernel and the peers what changed.
-    pub(super) fn refresh_local_routes(&mut self, cfg: &ClusterConfig) {
-        let Some(local) = &self.local else {
-            return;
-        };
+    /// The node's own routes, from IPAM or the Node object, and the
+    /// service prefixes it announces; each with whether it is blackholed.
+    pub(super) fn local_routes(&mut self, cfg: &ClusterConfig) -> Option<LocalRoutes> {
+        let local = self.local.as_ref()?;
         // What IPAM gave the node is checked against the pools; the Node's
         // own spec.podCIDRs (written by whoever may write Nodes) are its
         // to announce.
@@ -83,7 +81,8 @@ impl Speaker {
         // IPAM not read (yet): the pod routes stay as they are, the service
         // routes follow the configuration all the same.
         let mut want = own.unwrap_or_else(|| {
-            self.local_routes
+            self.instance
+                .local_routes()
                 .iter()
                 .filter(|(p, blackhole)| **blackhole || !self.service_routes.contains(p))
                 .map(|(p, b)| (*p, *b))
@@ -105,49 +104,7 @@ impl Speaker {
             want.entry(*p).or_insert(false);
         }
         self.service_routes = services;
-        self.set_local_routes(want);
-    }
-
-    fn set_local_routes(&mut self, new: BTreeMap<Prefix, bool>) {
-        if new == self.local_routes {
-            return;
-        }
-        for (gone, blackholed) in &self.local_routes {
-            if *blackholed && new.get(gone) != Some(&true) {
-                self.kernel.delete(to_network(gone));
-            }
-        }
-        for (added, blackhole) in &new {
-            if *blackhole && self.local_routes.get(added) != Some(&true) {
-                self.kernel.replace(KernelRoute::Blackhole {
-                    prefix: to_network(added),
-                });
-            }
-        }
-        let removed: Vec<Prefix> = self
-            .local_routes
-            .keys()
-            .filter(|p| !new.contains_key(p))
-            .copied()
-            .collect();
-        tracing::info!(routes = ?new.keys().map(ToString::to_string).collect::<Vec<_>>(), "the node's own routes");
-        self.local_routes = new;
-        // A prefix that stopped being ours may have a learned route to install.
-        for p in &removed {
-            let hops = self.rib.next_hops(p);
-            if !hops.is_empty() {
-                let prefix = to_network(p);
-                self.kernel.replace(KernelRoute::Via {
-                    prefix,
-                    device: self.tunnels.device_for(prefix, hops),
-                    next_hops: hops.to_vec(),
-                });
-            }
-        }
-        let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
-        for addr in addrs {
-            self.advertise(addr, false);
-        }
+        Some(want)
     }
 }
 

@@ -7,10 +7,9 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::peers::to_network;
+use super::configuration::to_network;
 use super::Speaker;
 use crate::bfd_report::BfdReport;
-use crate::config::PeerSource;
 use crate::control::{PeerStatus, Request, Response, RouteStatus, Summary};
 
 impl Speaker {
@@ -21,13 +20,15 @@ impl Speaker {
             Request::Summary => Response::Summary(self.summary()),
             Request::Bfd => Response::Error("BFD status is answered by `control`".into()),
             Request::Refresh { peer } => {
-                if peer.is_some_and(|a| !self.peers.contains_key(&a)) {
+                if peer.is_some_and(|a| !self.instance.is_peer(a)) {
                     return Response::Error(format!(
                         "{} is not a configured peer",
                         peer.map(|a| a.to_string()).unwrap_or_default()
                     ));
                 }
-                Response::Refreshed(self.request_refresh(peer))
+                let asked = self.instance.request_refresh(Instant::now(), peer);
+                self.carry_out();
+                Response::Refreshed(asked)
             }
         }
     }
@@ -53,20 +54,16 @@ impl Speaker {
     }
 
     fn summary(&self) -> Summary {
-        let established = self
-            .peers
-            .values()
-            .filter(|p| p.session.state() == starling_bgp::fsm::State::Established)
-            .count();
-        let received: usize = self
-            .peers
-            .keys()
-            .map(|a| self.rib.peer_prefix_count(*a))
-            .sum();
+        let (mut peers, mut established, mut received) = (0, 0, 0);
+        for (_, p) in self.instance.peers() {
+            peers += 1;
+            established += usize::from(p.established());
+            received += p.prefixes_received();
+        }
         Summary {
-            peers: self.peers.len() as u64,
+            peers: peers as u64,
             peers_established: established as u64,
-            prefixes: self.rib.len() as u64,
+            prefixes: self.instance.rib().len() as u64,
             routes_received: received as u64,
             routes_installed: self.kernel.installed_count() as u64,
         }
@@ -74,28 +71,27 @@ impl Speaker {
 
     pub(super) fn peer_status(&self) -> Vec<PeerStatus> {
         let now = Instant::now();
-        self.peers
-            .iter()
-            .map(|(addr, p)| PeerStatus {
-                name: p.desired.name.clone(),
-                address: *addr,
-                asn: p.desired.remote_as,
-                kind: match p.desired.source {
-                    PeerSource::Mesh { .. } => "mesh".to_string(),
-                    PeerSource::BgpPeer { .. } => "peer".to_string(),
-                },
-                state: p.session.state().name().to_string(),
-                uptime_seconds: p.session.uptime(now).map_or(0, |d| d.as_secs()),
-                prefixes_received: self.rib.peer_prefix_count(*addr) as u64,
-                prefixes_sent: p.sent.len() as u64,
-                last_error: p.session.last_error().map(ToString::to_string),
-                bfd_state: p
-                    .desired
-                    .bfd
-                    .and(self.bfd.session(*addr))
-                    .map(|s| s.state.name().to_string()),
-                bfd_transitions: self.bfd.session(*addr).map_or(0, |s| s.transitions),
-                add_path: add_path_text(&p.session),
+        self.instance
+            .peers()
+            .map(|(addr, p)| {
+                let socket = self.sockets.get(&addr);
+                PeerStatus {
+                    name: p.config().name.clone(),
+                    address: addr,
+                    asn: p.config().remote_as,
+                    kind: socket.map_or("peer", |s| s.kind()).to_string(),
+                    state: p.session().state().name().to_string(),
+                    uptime_seconds: p.session().uptime(now).map_or(0, |d| d.as_secs()),
+                    prefixes_received: p.prefixes_received() as u64,
+                    prefixes_sent: p.prefixes_sent() as u64,
+                    last_error: p.session().last_error().map(ToString::to_string),
+                    bfd_state: socket
+                        .and_then(|s| s.bfd)
+                        .and(self.bfd.session(addr))
+                        .map(|s| s.state.name().to_string()),
+                    bfd_transitions: self.bfd.session(addr).map_or(0, |s| s.transitions),
+                    add_path: add_path_text(p.session()),
+                }
             })
             .collect()
     }
@@ -105,7 +101,7 @@ impl Speaker {
     pub(super) fn installed_per_peer(&self) -> BTreeMap<IpAddr, u64> {
         let mut out = BTreeMap::new();
         self.kernel.with_installed(|installed| {
-            for (prefix, peer) in self.rib.selected_peers() {
+            for (prefix, peer) in self.instance.rib().selected_peers() {
                 if installed.contains(&to_network(&prefix)) {
                     *out.entry(peer).or_default() += 1;
                 }
@@ -115,8 +111,8 @@ impl Speaker {
     }
 
     fn route_status(&self) -> Vec<RouteStatus> {
-        let mut out: Vec<RouteStatus> = self
-            .local_routes
+        let local_routes = self.instance.local_routes();
+        let mut out: Vec<RouteStatus> = local_routes
             .keys()
             .map(|p| RouteStatus {
                 prefix: p.to_string(),
@@ -129,8 +125,8 @@ impl Speaker {
                 refused: None,
             })
             .collect();
-        for (prefix, route, hops) in self.rib.best_routes() {
-            if self.local_routes.contains_key(&prefix) {
+        for (prefix, route, hops) in self.instance.rib().best_routes() {
+            if local_routes.contains_key(&prefix) {
                 continue;
             }
             let peer = route.peer.address;
@@ -140,9 +136,9 @@ impl Speaker {
                 prefix: prefix.to_string(),
                 next_hops: hops,
                 source: self
-                    .peers
-                    .get(&peer)
-                    .map_or_else(|| peer.to_string(), |p| p.desired.name.clone()),
+                    .instance
+                    .peer(peer)
+                    .map_or_else(|| peer.to_string(), |p| p.config().name.clone()),
                 peer: Some(peer),
                 as_path: route.attrs.as_path.to_string(),
                 installed: self.kernel.is_installed(&network),
@@ -152,24 +148,21 @@ impl Speaker {
         }
         // What the filters refused: routes the peers sent, and the node's
         // own routes towards peers.
-        for (addr, p) in &self.peers {
-            for (prefix, (decision, as_path)) in &p.refused {
+        for (addr, p) in self.instance.peers() {
+            let name = &p.config().name;
+            for (prefix, (decision, as_path)) in p.refused_imports() {
                 out.push(RouteStatus {
                     prefix: prefix.to_string(),
                     next_hops: vec![],
-                    source: p.desired.name.clone(),
-                    peer: Some(*addr),
+                    source: name.clone(),
+                    peer: Some(addr),
                     as_path: as_path.clone(),
                     installed: false,
                     tunnel: None,
-                    refused: Some(format!(
-                        "import from {}: {}",
-                        p.desired.name,
-                        decision.describe()
-                    )),
+                    refused: Some(format!("import from {name}: {decision}")),
                 });
             }
-            for (prefix, decision) in self.refused_exports(*addr) {
+            for (prefix, decision) in self.instance.refused_exports(addr) {
                 out.push(RouteStatus {
                     prefix: prefix.to_string(),
                     next_hops: vec![],
@@ -178,11 +171,7 @@ impl Speaker {
                     as_path: String::new(),
                     installed: self.kernel.is_installed(&to_network(&prefix)),
                     tunnel: None,
-                    refused: Some(format!(
-                        "export to {}: {}",
-                        p.desired.name,
-                        decision.describe()
-                    )),
+                    refused: Some(format!("export to {name}: {decision}")),
                 });
             }
         }

@@ -1,8 +1,6 @@
 //! The speaker's side of VXLAN: the devices made or removed as the pools
 //! and nodes change, and every route placed again when the plan changes.
 
-use starling_bgp::Prefix;
-
 use super::Speaker;
 use crate::config::{ClusterConfig, LocalNode};
 use crate::vxlan::TunnelPlan;
@@ -59,8 +57,13 @@ impl Speaker {
                 "VXLAN plan changed; placing every route again"
             );
             self.tunnels = plan;
-            let prefixes: Vec<Prefix> = self.rib.selected_peers().map(|(p, _)| p).collect();
-            self.install(&prefixes);
+            if self.kernel.enabled() {
+                for change in self.instance.learned_routes() {
+                    let network = super::configuration::to_network(&change.prefix);
+                    let device = self.tunnels.device_for(network, &change.next_hops);
+                    self.kernel.route(&change, device);
+                }
+            }
         }
     }
 

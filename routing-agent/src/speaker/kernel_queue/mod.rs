@@ -74,8 +74,55 @@ pub(super) struct Queue {
     scratch: Vec<u8>,
 }
 
+/// A change as it is queued, borrowing its next hops: a route change from
+/// the RIB is packed straight from the RIB's own shape, with no vector of
+/// its own on the way.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Queued<'a> {
+    Via {
+        prefix: IpNetwork,
+        next_hops: &'a [IpAddr],
+        device: Option<u32>,
+    },
+    Blackhole(IpNetwork),
+    Delete(IpNetwork),
+}
+
+impl Queued<'_> {
+    fn prefix(&self) -> IpNetwork {
+        match self {
+            Queued::Via { prefix, .. } | Queued::Blackhole(prefix) | Queued::Delete(prefix) => {
+                *prefix
+            }
+        }
+    }
+}
+
+impl<'a> From<&'a Change> for Queued<'a> {
+    fn from(change: &'a Change) -> Queued<'a> {
+        match change {
+            Change::Delete(prefix) => Queued::Delete(*prefix),
+            Change::Replace(KernelRoute::Blackhole { prefix }) => Queued::Blackhole(*prefix),
+            Change::Replace(KernelRoute::Via {
+                prefix,
+                next_hops,
+                device,
+            }) => Queued::Via {
+                prefix: *prefix,
+                next_hops,
+                device: *device,
+            },
+        }
+    }
+}
+
 impl Queue {
+    #[cfg(test)]
     pub fn push_change(&mut self, change: &Change) {
+        self.push_queued(Queued::from(change));
+    }
+
+    pub fn push_queued(&mut self, change: Queued<'_>) {
         let prefix = change.prefix();
         let key = self.hasher.hash_one(prefix) as u32;
         self.scratch.clear();
@@ -207,16 +254,16 @@ fn slot_len(input: &[u8]) -> usize {
     used + rest.iter().take_while(|&&b| b == PAD).count()
 }
 
-fn encode(change: &Change, out: &mut Vec<u8>) {
+fn encode(change: Queued<'_>, out: &mut Vec<u8>) {
     let prefix = change.prefix();
     let mut tag = if prefix.is_ipv6() { V6 } else { 0 };
     match change {
-        Change::Delete(_) => tag |= DELETE,
-        Change::Replace(KernelRoute::Blackhole { .. }) => tag |= BLACKHOLE,
-        Change::Replace(KernelRoute::Via {
+        Queued::Delete(_) => tag |= DELETE,
+        Queued::Blackhole(_) => tag |= BLACKHOLE,
+        Queued::Via {
             next_hops, device, ..
-        }) => {
-            if let [IpAddr::V4(_)] = next_hops.as_slice() {
+        } => {
+            if let [IpAddr::V4(_)] = next_hops {
                 tag |= ONE_V4_HOP;
             }
             if device.is_some() {
@@ -227,14 +274,14 @@ fn encode(change: &Change, out: &mut Vec<u8>) {
     out.push(tag);
     out.push(prefix.prefix());
     push_address(prefix.ip(), out);
-    if let Change::Replace(KernelRoute::Via {
+    if let Queued::Via {
         next_hops, device, ..
-    }) = change
+    } = change
     {
         if let Some(index) = device {
             out.extend_from_slice(&index.to_be_bytes());
         }
-        if let [IpAddr::V4(hop)] = next_hops.as_slice() {
+        if let [IpAddr::V4(hop)] = next_hops {
             out.extend_from_slice(&hop.octets());
             return;
         }

@@ -58,7 +58,7 @@ fn changes_come_back_as_queued() {
     ];
     let mut packed = Vec::new();
     for c in &changes {
-        encode(c, &mut packed);
+        encode(c.into(), &mut packed);
     }
     assert_eq!(decode(&packed), changes);
     // Through the queue, the three changes of 10.1.0.0/24 are one.
@@ -75,7 +75,7 @@ fn changes_come_back_as_queued() {
 #[test]
 fn an_ipv4_route_via_one_next_hop_takes_ten_octets() {
     let mut out = Vec::new();
-    encode(&via("10.1.0.0/24", &["10.0.0.12"]), &mut out);
+    encode((&via("10.1.0.0/24", &["10.0.0.12"])).into(), &mut out);
     assert_eq!(out.len(), 10);
 }
 
@@ -115,8 +115,8 @@ fn many_changes_fill_several_chunks_and_barriers_keep_their_place() {
 #[test]
 fn a_truncated_chunk_ends_early() {
     let mut out = Vec::new();
-    encode(&via("10.1.0.0/24", &["10.0.0.12"]), &mut out);
-    encode(&via("10.2.0.0/24", &["10.0.0.12"]), &mut out);
+    encode((&via("10.1.0.0/24", &["10.0.0.12"])).into(), &mut out);
+    encode((&via("10.2.0.0/24", &["10.0.0.12"])).into(), &mut out);
     assert_eq!(decode(&out[..15]).len(), 1);
     assert!(decode(&[]).is_empty());
 }
@@ -317,7 +317,7 @@ fn a_peer_flapping_1000_routes_100_times_queues_1000() {
                     route.clone()
                 };
                 one.clear();
-                encode(&change, &mut one);
+                encode((&change).into(), &mut one);
                 unqueued += one.len();
                 changes += 1;
                 queue.push_change(&change);

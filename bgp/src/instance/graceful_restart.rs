@@ -1,46 +1,47 @@
 //! Graceful restart (RFC 4724), both roles.
 //!
-//! As the restarting speaker: an agent that finds routes of its protocol in
-//! the kernel at start-up was killed, not stopped, so it keeps them (the
-//! packets keep flowing), announces the Restart State bit, and removes the
-//! ones nobody re-announced once every peer has sent End-of-RIB, or the
-//! restart time has run out.
+//! As the restarting speaker: a node whose kernel held our routes at
+//! start-up was killed, not stopped, so it keeps them (the packets keep
+//! flowing), announces the Restart State bit, and has the ones nobody
+//! re-announced removed ([`Output::RestartComplete`]) once every peer has
+//! sent End-of-RIB, or the restart time has run out. RFC 4724 section
+//! 4.1: "the Receiving Speaker [...] MUST wait for the End-of-RIB marker
+//! from all the peers [...] or the expiration of a configurable timer".
 //!
 //! As the helper: when a peer that negotiated the capability drops without
 //! a NOTIFICATION (its process died, or its hold timer ran out), its routes
 //! stay, marked stale, until it comes back and sends End-of-RIB, or its
-//! restart time runs out. A peer that sent or got a NOTIFICATION, or did not
-//! negotiate the capability, loses its routes at once.
+//! restart time runs out. Section 4.2: "If the session does not get
+//! re-established within the "Restart Time" that the peer advertised
+//! previously, the Receiving Speaker MUST delete all the stale routes from
+//! the peer". A peer that sent or got a NOTIFICATION, or did not negotiate
+//! the capability, loses its routes at once.
 
-use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ipnetwork::IpNetwork;
-use starling_bgp::fsm::{DownReason, State};
-use starling_bgp::packet::error::code;
-use starling_bgp::packet::Open;
-use starling_bgp::Family;
+use crate::fsm::DownReason;
+use crate::packet::Open;
+use crate::prefix::Family;
 
-use super::Speaker;
+use super::{dropped_without_notification, established, Filters, Instance, Output};
 
-/// The agent's own restart, while it lasts.
+/// The node's own restart, while it lasts.
 pub(super) struct Restart {
-    /// Our routes the kernel held at start-up.
-    pub stale: BTreeSet<IpNetwork>,
-    /// When to reconcile at the latest; set once the configuration is read.
-    pub deadline: Option<Instant>,
+    /// When to finish at the latest; set once the configuration is read.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// How long to wait for peers' End-of-RIB after our own restart when no
 /// peer says otherwise.
-const DEFAULT_DEFERRAL: Duration = Duration::from_secs(120);
+pub(super) const DEFAULT_DEFERRAL: Duration = Duration::from_secs(120);
 
-impl Speaker {
+impl<F: Filters> Instance<F> {
     /// Starts the restart clock once the sessions are known: the longest
     /// restart time among them. With no graceful-restart peer there is
     /// nothing to wait for.
-    pub(super) fn start_restart_clock(&mut self, now: Instant) {
+    pub(super) fn start_restart_clock(&mut self) {
+        let now = self.now;
         let Some(restart) = &mut self.restart else {
             return;
         };
@@ -50,24 +51,24 @@ impl Speaker {
         let longest = self
             .peers
             .values()
-            .filter_map(|p| p.desired.graceful_restart)
+            .filter_map(|p| p.config.graceful_restart)
             .max();
         restart.deadline = Some(now + longest.unwrap_or(Duration::ZERO).min(DEFAULT_DEFERRAL));
         tracing::info!(
-            stale_routes = restart.stale.len(),
             wait = ?longest,
             "restarting: keeping the kernel routes of the last run until peers resend theirs"
         );
     }
 
     /// Whether sessions should announce the Restart State bit.
-    pub(super) fn restarting(&self) -> bool {
+    pub fn restarting(&self) -> bool {
         self.restart.is_some()
     }
 
     /// The session left Established: keep the peer's routes as stale, or
     /// drop them.
-    pub(super) fn peer_down(&mut self, addr: IpAddr, reason: &DownReason, now: Instant) {
+    pub(super) fn peer_down(&mut self, addr: IpAddr, reason: &DownReason) {
+        let now = self.now;
         let Some(p) = self.peers.get_mut(&addr) else {
             return;
         };
@@ -75,11 +76,7 @@ impl Speaker {
         p.eor.clear();
         p.refresh_stale.clear();
         p.refused.clear();
-        let helper = match reason {
-            DownReason::ConnectionLost => true,
-            DownReason::Sent(n) => n.code == code::HOLD_TIMER_EXPIRED,
-            DownReason::Received(_) | DownReason::Stopped => false,
-        };
+        let helper = dropped_without_notification(reason);
         let restart_time = p
             .session
             .negotiated_graceful_restart()
@@ -89,7 +86,7 @@ impl Speaker {
             Some(t) if !t.is_zero() => {
                 let n = self.rib.mark_stale(addr, None);
                 p.stale_until = Some(now + t);
-                tracing::info!(peer = %addr, name = %p.desired.name, routes = n, restart_time = ?t, "peer restarting: keeping its routes as stale");
+                tracing::info!(peer = %addr, name = %p.config.name, routes = n, restart_time = ?t, "peer restarting: keeping its routes as stale");
             }
             _ => {
                 p.stale_until = None;
@@ -100,7 +97,12 @@ impl Speaker {
 
     /// The session is back: a peer that did not preserve forwarding loses
     /// its stale routes now; one that did keeps them until End-of-RIB.
-    pub(super) fn peer_up(&mut self, addr: IpAddr, open: &Open, now: Instant) {
+    /// Section 4.2: "If the Forwarding State bit for a specific address
+    /// family is not set in the newly received Graceful Restart
+    /// Capability, or if a specific address family is not included [...],
+    /// the Receiving Speaker MUST immediately remove all the stale routes".
+    pub(super) fn peer_up(&mut self, addr: IpAddr, open: &Open) {
+        let now = self.now;
         let Some(p) = self.peers.get_mut(&addr) else {
             return;
         };
@@ -113,7 +115,7 @@ impl Speaker {
             .graceful_restart()
             .is_some_and(|gr| families.iter().all(|f| gr.preserved(*f)));
         if preserved {
-            // RFC 4724 section 4.2: wait for End-of-RIB, but not forever.
+            // Wait for End-of-RIB, but not forever.
             p.stale_until = Some(until.max(now + DEFAULT_DEFERRAL.min(Duration::from_secs(60))));
         } else {
             p.stale_until = None;
@@ -121,8 +123,11 @@ impl Speaker {
         }
     }
 
-    /// End-of-RIB from the peer for `family`.
-    pub(super) fn end_of_rib(&mut self, addr: IpAddr, family: Family, now: Instant) {
+    /// End-of-RIB from the peer for `family`. Section 4.2: "Once the
+    /// End-of-RIB marker for an address family is received from the peer,
+    /// it MUST immediately remove any routes from the peer that are still
+    /// marked as stale for that address family."
+    pub(super) fn end_of_rib(&mut self, addr: IpAddr, family: Family) {
         let Some(p) = self.peers.get_mut(&addr) else {
             return;
         };
@@ -138,17 +143,30 @@ impl Speaker {
             }
             self.remove_routes(addr, Some(family), true);
         }
-        self.maybe_reconcile(now);
+        self.maybe_reconcile();
+    }
+
+    /// RFC 5882 section 4.3: BFD of a control-plane independent peer went
+    /// down while we hold its routes over its restart: its forwarding
+    /// failed too, so the stale routes go now.
+    pub fn handle_restart_abandoned(&mut self, now: std::time::Instant, addr: IpAddr) {
+        self.now = now;
+        if let Some(p) = self.peers.get_mut(&addr) {
+            p.stale_until = None;
+            self.remove_routes(addr, None, true);
+        }
+        self.run();
     }
 
     /// The earliest graceful-restart deadline.
-    pub(super) fn restart_deadline(&self) -> Option<Instant> {
+    pub(super) fn restart_deadline(&self) -> Option<std::time::Instant> {
         let own = self.restart.as_ref().and_then(|r| r.deadline);
         let peers = self.peers.values().filter_map(|p| p.stale_until).min();
         own.into_iter().chain(peers).min()
     }
 
-    pub(super) fn restart_timeouts(&mut self, now: Instant) {
+    pub(super) fn restart_timeouts(&mut self) {
+        let now = self.now;
         let expired: Vec<IpAddr> = self
             .peers
             .iter()
@@ -158,17 +176,17 @@ impl Speaker {
         for addr in expired {
             if let Some(p) = self.peers.get_mut(&addr) {
                 p.stale_until = None;
-                tracing::info!(peer = %addr, name = %p.desired.name, "restart time over: removing the peer's stale routes");
+                tracing::info!(peer = %addr, name = %p.config.name, "restart time over: removing the peer's stale routes");
             }
             self.remove_routes(addr, None, true);
         }
-        self.maybe_reconcile(now);
+        self.maybe_reconcile();
     }
 
     /// Ends our own restart when every peer is back and has sent End-of-RIB
     /// for all its families, or when the deadline passes: kernel routes of
     /// the last run that nobody announced again go.
-    pub(super) fn maybe_reconcile(&mut self, now: Instant) {
+    pub(super) fn maybe_reconcile(&mut self) {
         let Some(restart) = &self.restart else {
             return;
         };
@@ -176,23 +194,21 @@ impl Speaker {
             return;
         };
         let all_back = self.peers.values().all(|p| {
-            p.session.state() == State::Established
+            established(&p.session)
                 && p.session
                     .negotiated_families()
                     .iter()
                     .all(|f| p.eor.contains(f))
         });
-        if !all_back && now < deadline {
+        if !all_back && self.now < deadline {
             return;
         }
-        let Some(restart) = self.restart.take() else {
-            return;
-        };
+        self.restart = None;
         tracing::info!(
             all_peers_back = all_back,
             "restart complete: removing kernel routes nobody re-announced"
         );
-        self.kernel.reconcile(restart.stale);
+        self.out.push_back(Output::RestartComplete);
         for p in self.peers.values_mut() {
             p.session.set_restarting(false);
         }

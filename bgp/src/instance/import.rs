@@ -1,58 +1,53 @@
-//! Routes in and out: UPDATEs received go into the RIB and from there into
-//! the kernel; the node's own prefixes go out to every peer.
+//! Routes in: an UPDATE into the Adj-RIB-In and Loc-RIB (RFC 4271 section
+//! 9), with the checks a route passes first, the import filters, and the
+//! maximum number of prefixes a peer may send.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::time::Instant;
 
-use starling_bgp::packet::{paths, paths_where, Update};
-use starling_bgp::reflection;
-use starling_bgp::rib::BestChange;
-use starling_bgp::{Family, Prefix};
+use crate::packet::{paths, paths_where, Update};
+use crate::prefix::{Family, Prefix};
+use crate::reflection;
 
-use super::export::refused_by;
-use super::peers::to_network;
-use super::Speaker;
-use crate::config::PeerSource;
-use crate::kernel::KernelRoute;
-use crate::route_policy::{Decision, Direction, RouteFacts};
+use super::{established, Direction, Filters, Instance, RouteFacts};
 
-impl Speaker {
+impl<F: Filters> Instance<F> {
     /// Section 9: an UPDATE from `addr` into the Adj-RIB-In and Loc-RIB.
     pub(super) fn ingest(&mut self, addr: IpAddr, u: Update) {
+        // RFC 4724 section 2: "An UPDATE message with no reachable Network
+        // Layer Reachability Information (NLRI) and empty withdrawn NLRI is
+        // specified as the End-of-RIB marker".
         if let Some(family) = u.end_of_rib_family() {
-            self.end_of_rib(addr, family, Instant::now());
+            self.end_of_rib(addr, family);
             return;
         }
         let Some(p) = self.peers.get(&addr) else {
             return;
         };
         for e in &u.withdraw_reasons {
-            tracing::warn!(peer = %addr, name = %p.desired.name, error = %e, "malformed UPDATE: its routes are treated as withdrawn (RFC 7606)");
+            tracing::warn!(peer = %addr, name = %p.config.name, error = %e, "malformed UPDATE: its routes are treated as withdrawn (RFC 7606)");
         }
         for e in &u.discarded {
-            tracing::warn!(peer = %addr, name = %p.desired.name, error = %e, "malformed attribute discarded (RFC 7606)");
+            tracing::warn!(peer = %addr, name = %p.config.name, error = %e, "malformed attribute discarded (RFC 7606)");
         }
         let families = p.session.negotiated_families();
         // From another Starling node: only addresses inside the cluster's
         // IPPools (issue #18), whatever that node's agent says.
-        let from_node = matches!(
-            p.desired.source,
-            PeerSource::Mesh { .. } | PeerSource::BgpPeer { node: Some(_), .. }
-        );
-        let name = p.desired.name.clone();
+        let from_node = p.config.cluster_node;
+        let name = p.config.name.clone();
         let info = p.info.clone();
-        let filters = p.desired.filters.clone();
-        let local_as = p.desired.local_as;
+        let filters = p.config.filters.clone();
+        let local_as = p.config.local_as;
         let attrs = self.rib.intern(u.attributes);
-        // Section 9.1.2: a route whose AS_PATH holds our own AS is a loop.
-        // Within the AS, RFC 4456 section 8 finds loops by ORIGINATOR_ID
-        // and CLUSTER_LIST.
-        let router_id = self.local.as_ref().map(|l| l.router_id);
+        // Section 9.1.2: "If the AS_PATH attribute of a BGP route contains
+        // an AS loop, the BGP route should be excluded from the Phase 2
+        // decision function." Within the AS, RFC 4456 section 8 finds loops
+        // by ORIGINATOR_ID and CLUSTER_LIST.
         let looped = if info.ebgp {
             attrs.as_path.contains(local_as)
         } else {
-            router_id.is_some_and(|id| reflection::is_loop(&attrs, id, self.cluster_id))
+            self.router_id
+                .is_some_and(|id| reflection::is_loop(&attrs, id, self.cluster_id))
         };
         let mut changed = std::mem::take(&mut self.changed);
         changed.clear();
@@ -79,10 +74,10 @@ impl Speaker {
         }
         let local_routes = &self.local_routes;
         let admitted = &self.node_imports;
-        let admit = |prefix: &Prefix| !from_node || admitted.contains(to_network(prefix));
+        let admit = |prefix: &Prefix| !from_node || admitted.contains(prefix);
         // The import filters' decisions (none without filters): refused
         // routes are treated as withdrawn, and remembered with their rule.
-        let mut decided: Vec<(Prefix, Option<(Decision, String)>)> = Vec::new();
+        let mut decided: Vec<(Prefix, Option<(String, String)>)> = Vec::new();
         for (next_hop, nlri, ids) in announced {
             let outside = nlri.iter().filter(|p| !admit(p)).count();
             if outside > 0 {
@@ -99,7 +94,7 @@ impl Speaker {
                         from_remote_peer: true,
                         ebgp: info.ebgp,
                     };
-                    let d = refused_by(&filters, Direction::Import, &facts);
+                    let d = filters.refuses(Direction::Import, &facts);
                     if d.is_some() {
                         refused.insert(*prefix);
                     }
@@ -145,7 +140,6 @@ impl Speaker {
             // A reflector sending every path (ADD-PATH) must tell its
             // clients of paths that change no selection too: everything
             // this UPDATE named is looked at again.
-            self.install(&changed);
             let mut touched: Vec<Prefix> = u.withdrawn.iter().chain(&u.nlri).copied().collect();
             if let Some(un) = &u.mp_unreach {
                 touched.extend(&un.withdrawn);
@@ -156,9 +150,8 @@ impl Speaker {
             touched.sort_unstable();
             touched.dedup();
             self.export_changes(&touched);
-        } else {
-            self.apply_changed(&changed);
         }
+        self.install(changed.drain(..));
         self.changed = changed;
         self.check_max_prefixes(addr);
     }
@@ -171,10 +164,10 @@ impl Speaker {
         let Some(p) = self.peers.get(&addr) else {
             return;
         };
-        if p.session.state() != starling_bgp::fsm::State::Established {
+        if !established(&p.session) {
             return;
         }
-        let (filters, ebgp) = (p.desired.filters.clone(), p.info.ebgp);
+        let (filters, ebgp) = (p.config.filters.clone(), p.info.ebgp);
         let mut refused = Vec::new();
         if !filters.is_empty() {
             let prefixes: Vec<Prefix> = self.rib.prefixes().collect();
@@ -189,7 +182,7 @@ impl Speaker {
                         from_remote_peer: true,
                         ebgp,
                     };
-                    if let Some(d) = refused_by(&filters, Direction::Import, &facts) {
+                    if let Some(d) = filters.refuses(Direction::Import, &facts) {
                         refused.push((prefix, route.path_id, d, route.attrs.as_path.to_string()));
                     }
                 }
@@ -206,96 +199,33 @@ impl Speaker {
                 p.refused.insert(prefix, (d, as_path));
             }
         }
-        if self.cluster_id.is_some() {
-            self.install(&changed);
-            self.export_changes(&changed);
-        } else {
-            self.apply_changed(&changed);
-        }
-        if self.request_refresh(Some(addr)).is_empty() {
+        self.apply_changes(changed);
+        if self.request_refresh_of(Some(addr)).is_empty() {
             tracing::warn!(peer = %addr, "the peer does not support route refresh: routes its new filters accept that were refused before come with its next UPDATEs or a new session");
         }
     }
 
-    /// RFC 4486: a peer over its `maxPrefixes` gets Cease / Maximum Number
-    /// of Prefixes Reached, with the family and the limit as data.
+    /// RFC 4486 section 4: "If a BGP speaker decides to terminate its
+    /// peering with a neighbor because the number of address prefixes
+    /// received from the neighbor exceeds a locally configured upper bound
+    /// [...] then the speaker MUST send to the neighbor a NOTIFICATION
+    /// message with the Error Code Cease and the Error Subcode "Maximum
+    /// Number of Prefixes Reached"" (1), with the family and the limit as
+    /// data.
     fn check_max_prefixes(&mut self, addr: IpAddr) {
         let count = self.rib.peer_prefix_count(addr);
         let Some(p) = self.peers.get_mut(&addr) else {
             return;
         };
-        let Some(max) = p.desired.max_prefixes.filter(|m| count > *m as usize) else {
+        let Some(max) = p.config.max_prefixes.filter(|m| count > *m as usize) else {
             return;
         };
-        tracing::error!(peer = %addr, name = %p.desired.name, prefixes = count, max_prefixes = max, "peer sent more prefixes than its maxPrefixes: closing the session (Cease, subcode 1)");
-        let family = starling_bgp::Family::unicast_for(addr);
+        tracing::error!(peer = %addr, name = %p.config.name, prefixes = count, max_prefixes = max, "peer sent more prefixes than its maxPrefixes: closing the session (Cease, subcode 1)");
+        let family = Family::unicast_for(addr);
         let mut data = family.afi.to_be_bytes().to_vec();
         data.push(family.safi);
         data.extend(max.to_be_bytes());
-        p.session.cease(Instant::now(), 1, data);
-        self.drive(addr);
-    }
-
-    /// Best-route changes into the kernel. The node's own prefixes keep
-    /// their blackhole.
-    pub(super) fn apply_changes(&mut self, changes: Vec<BestChange>) {
-        let prefixes: Vec<Prefix> = changes.iter().map(|c| c.prefix).collect();
-        self.apply_changed(&prefixes);
-    }
-
-    /// Removes the routes of `addr` (only its stale ones of `family`, or of
-    /// all, with `stale_only`) and applies the changes; how many prefixes
-    /// changed. A reflector looks again at every prefix that lost a route:
-    /// a peer sent every path (ADD-PATH) may hold one never selected.
-    pub(super) fn remove_routes(
-        &mut self,
-        addr: IpAddr,
-        family: Option<Family>,
-        stale_only: bool,
-    ) -> usize {
-        let mut touched = Vec::new();
-        let sink = self.cluster_id.is_some().then_some(&mut touched);
-        let changes = if stale_only {
-            self.rib.sweep_stale_touching(addr, family, sink)
-        } else {
-            self.rib.remove_peer_touching(addr, sink)
-        };
-        let prefixes: Vec<Prefix> = changes.iter().map(|c| c.prefix).collect();
-        if self.cluster_id.is_some() {
-            self.install(&prefixes);
-            self.export_changes(&touched);
-        } else {
-            self.apply_changed(&prefixes);
-        }
-        prefixes.len()
-    }
-
-    /// The kernel and the reflected routes brought in line with the RIB for
-    /// `prefixes`, whose selection changed.
-    pub(super) fn apply_changed(&mut self, prefixes: &[Prefix]) {
-        self.install(prefixes);
-        self.export_changes(prefixes);
-    }
-
-    /// The kernel brought in line with the RIB for `prefixes`.
-    pub(super) fn install(&mut self, prefixes: &[Prefix]) {
-        if self.kernel.enabled() {
-            for prefix in prefixes {
-                if self.local_routes.contains_key(prefix) {
-                    continue;
-                }
-                let network = to_network(prefix);
-                let next_hops = self.rib.next_hops(prefix);
-                if next_hops.is_empty() {
-                    self.kernel.delete(network);
-                } else {
-                    self.kernel.replace(KernelRoute::Via {
-                        prefix: network,
-                        device: self.tunnels.device_for(network, next_hops),
-                        next_hops: next_hops.to_vec(),
-                    });
-                }
-            }
-        }
+        p.session.cease(self.now, 1, data);
+        self.pending.insert(addr);
     }
 }

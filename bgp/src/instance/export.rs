@@ -6,53 +6,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
-use starling_bgp::fsm::State;
-use starling_bgp::packet::{AsPath, Origin, PathAttributes, Update};
-use starling_bgp::reflection::{self, PeerRole};
-use starling_bgp::Prefix;
+use crate::packet::{AsPath, Origin, PathAttributes, Update};
+use crate::prefix::{Family, Prefix};
+use crate::reflection::{self, PeerRole};
 
-use super::{Peer, Speaker};
-use crate::config::{BgpConfig, BgpFilterSpec, PeerSource};
-use crate::route_policy::{
-    communities_for, evaluate, export_disabled, Decision, Direction, RouteFacts,
-};
-
-/// The attributes of the node's own route `prefix` towards `p`, with the
-/// communities of `prefixAdvertisements`.
-fn local_attributes(p: &Peer, prefix: Prefix, bgp: Option<&BgpConfig>) -> PathAttributes {
-    let ebgp = p.desired.remote_as != p.desired.local_as;
-    let (communities, large_communities) =
-        bgp.map(|b| communities_for(b, prefix)).unwrap_or_default();
-    PathAttributes {
-        communities,
-        large_communities,
-        origin: Some(Origin::Igp),
-        // RFC 4271 section 5.1.2: our AS first towards external peers.
-        as_path: if ebgp {
-            AsPath::sequence(vec![p.desired.local_as])
-        } else {
-            AsPath::default()
-        },
-        // Section 5.1.5: LOCAL_PREF goes to internal peers only.
-        local_pref: (!ebgp).then_some(100),
-        ..PathAttributes::default()
-    }
-}
-
-/// The rule of `filters` that refuses the route, if one does (a rule that
-/// accepts, or none matching, lets it through).
-pub(super) fn refused_by(
-    filters: &[BgpFilterSpec],
-    direction: Direction,
-    route: &RouteFacts<'_>,
-) -> Option<Decision> {
-    if filters.is_empty() {
-        return None;
-    }
-    evaluate(filters, direction, route).filter(|d| !d.accepted())
-}
+use super::{covers, established, Advertisement, Direction, Filters, Instance, Peer, RouteFacts};
 
 /// One route as sent to a peer: its attributes and next hop.
 pub(super) type Export = (Arc<PathAttributes>, IpAddr);
@@ -61,47 +20,92 @@ pub(super) type Export = (Arc<PathAttributes>, IpAddr);
 /// is sent with (0 without ADD-PATH).
 type Key = (Prefix, u32);
 
-impl Speaker {
+/// The communities of `prefixAdvertisements` for `prefix`: every entry
+/// whose range covers it adds its own, sorted, each once.
+pub fn communities_for(
+    advertisements: &[Advertisement],
+    prefix: Prefix,
+) -> (Vec<u32>, Vec<[u32; 3]>) {
+    let (mut standard, mut large) = (Vec::new(), Vec::new());
+    for a in advertisements.iter().filter(|a| covers(&a.range, &prefix)) {
+        standard.extend(&a.communities);
+        large.extend(&a.large_communities);
+    }
+    standard.sort_unstable();
+    standard.dedup();
+    large.sort_unstable();
+    large.dedup();
+    (standard, large)
+}
+
+/// The attributes of the node's own route `prefix` towards `p`, with the
+/// communities of `prefixAdvertisements`.
+fn local_attributes<F>(p: &Peer<F>, prefix: Prefix, ads: &[Advertisement]) -> PathAttributes {
+    let ebgp = p.config.ebgp();
+    let (communities, large_communities) = communities_for(ads, prefix);
+    PathAttributes {
+        communities,
+        large_communities,
+        origin: Some(Origin::Igp),
+        // RFC 4271 section 5.1.2: "When a given BGP speaker advertises the
+        // route to an external peer, the advertising speaker updates the
+        // AS_PATH attribute [...] by prepending its own AS number".
+        as_path: if ebgp {
+            AsPath::sequence(vec![p.config.local_as])
+        } else {
+            AsPath::default()
+        },
+        // Section 5.1.5: "A BGP speaker MUST NOT include this attribute in
+        // UPDATE messages it sends to external peers".
+        local_pref: (!ebgp).then_some(100),
+        ..PathAttributes::default()
+    }
+}
+
+impl<F: Filters> Instance<F> {
     /// What `addr` should hold for `prefix`: nothing, one route (path 0),
     /// or with ADD-PATH send negotiated one route per path.
     fn exports_for(&mut self, addr: IpAddr, prefix: &Prefix) -> Vec<(u32, Export)> {
         let Some(p) = self.peers.get(&addr) else {
             return vec![];
         };
-        if p.desired.local_address.is_ipv4() != prefix.is_ipv4()
+        if p.config.local_address.is_ipv4() != prefix.is_ipv4()
             || !p.session.negotiated_families().contains(&prefix.family())
         {
             return vec![];
         }
-        let ebgp = p.desired.remote_as != p.desired.local_as;
+        let ebgp = p.config.ebgp();
         // IPPool disableBGPExport: to the other nodes only.
-        let outside = matches!(p.desired.source, PeerSource::BgpPeer { node: None, .. });
-        let pools = self.config.as_ref().map_or(&[][..], |c| &c.ip_pools[..]);
-        if outside && export_disabled(pools, prefix.addr(), prefix.length()) {
+        if !p.config.cluster_node && self.no_export.contains(prefix) {
             return vec![];
         }
         if self.local_routes.contains_key(prefix) {
-            let attrs = local_attributes(p, *prefix, self.config.as_ref().map(|c| &c.bgp));
+            let attrs = local_attributes(p, *prefix, &self.communities);
             let facts = RouteFacts {
                 prefix: *prefix,
                 attrs: &attrs,
                 from_remote_peer: false,
                 ebgp,
             };
-            if refused_by(&p.desired.filters, Direction::Export, &facts).is_some() {
+            if p.config
+                .filters
+                .refuses(Direction::Export, &facts)
+                .is_some()
+            {
                 return vec![];
             }
-            let nh = p.desired.local_address;
+            let nh = p.config.local_address;
             return vec![(0, (self.rib.intern(attrs), nh))];
         }
         let Some(cluster_id) = self.cluster_id else {
             return vec![];
         };
-        let to_role = p.role;
-        let filters = p.desired.filters.clone();
-        // RFC 7911: with Send negotiated, every path (as FRR's
-        // addpath-tx-all-paths), each under a Path Identifier the RIB keeps
-        // for that path while it exists; without, the best route only.
+        let to_role = p.config.role;
+        let filters = p.config.filters.clone();
+        // RFC 7911 section 3: "the Path Identifier [...] is used to
+        // identify a path"; with Send negotiated, every path (as FRR's
+        // addpath-tx-all-paths), each under an identifier the RIB keeps for
+        // that path while it exists; without, the best route only.
         let candidates = if p.session.add_path(prefix.family()).send {
             self.rib.routes(prefix)
         } else {
@@ -110,9 +114,12 @@ impl Speaker {
         let mut out: Vec<(u32, Export)> = Vec::with_capacity(candidates.len());
         for (path_id, route) in candidates {
             let from = route.peer.address;
-            let Some(from_role) = self.peers.get(&from).map(|f| f.role) else {
+            let Some(from_role) = self.peers.get(&from).map(|f| f.config.role) else {
                 continue;
             };
+            // RFC 4456 section 6: "A route from a Non-Client peer: Reflect
+            // to all the Clients. A route from a Client peer: Reflect to all
+            // the Non-Client peers and also to the Client peers."
             let reflect = from != addr
                 && !route.stale
                 && reflection::should_reflect(from_role, to_role)
@@ -127,7 +134,7 @@ impl Speaker {
                     from_remote_peer: true,
                     ebgp,
                 };
-                if refused_by(&filters, Direction::Export, &facts).is_none() {
+                if filters.refuses(Direction::Export, &facts).is_none() {
                     out.push((path_id, (self.rib.intern(attrs), route.next_hop)));
                 }
             }
@@ -137,26 +144,26 @@ impl Speaker {
 
     /// The node's own routes the filters of `addr` keep from it, with the
     /// rule that did (for `starlingctl routes`).
-    pub(super) fn refused_exports(&self, addr: IpAddr) -> Vec<(Prefix, Decision)> {
+    pub fn refused_exports(&self, addr: IpAddr) -> Vec<(Prefix, String)> {
         let Some(p) = self.peers.get(&addr) else {
             return vec![];
         };
-        if p.desired.filters.is_empty() || p.session.state() != State::Established {
+        if p.config.filters.is_empty() || !established(&p.session) {
             return vec![];
         }
-        let bgp = self.config.as_ref().map(|c| &c.bgp);
         self.local_routes
             .keys()
-            .filter(|prefix| prefix.is_ipv4() == p.desired.local_address.is_ipv4())
+            .filter(|prefix| prefix.is_ipv4() == p.config.local_address.is_ipv4())
             .filter_map(|prefix| {
-                let attrs = local_attributes(p, *prefix, bgp);
+                let attrs = local_attributes(p, *prefix, &self.communities);
                 let facts = RouteFacts {
                     prefix: *prefix,
                     attrs: &attrs,
                     from_remote_peer: false,
-                    ebgp: p.desired.remote_as != p.desired.local_as,
+                    ebgp: p.config.ebgp(),
                 };
-                refused_by(&p.desired.filters, Direction::Export, &facts).map(|d| (*prefix, d))
+                let refusal = p.config.filters.refuses(Direction::Export, &facts);
+                refusal.map(|d| (*prefix, d))
             })
             .collect()
     }
@@ -177,9 +184,15 @@ impl Speaker {
     }
 
     /// Brings the peer's Adj-RIB-Out in line with what it should hold; with
-    /// `end_of_rib`, follows with End-of-RIB markers (RFC 4724).
+    /// `end_of_rib`, follows with End-of-RIB markers (RFC 4724 section 4:
+    /// "Once the initial update has been completed, the End-of-RIB marker
+    /// [...] MUST be sent").
     pub(super) fn advertise(&mut self, addr: IpAddr, end_of_rib: bool) {
-        if self.peers.get(&addr).map(|p| p.session.state()) != Some(State::Established) {
+        if !self
+            .peers
+            .get(&addr)
+            .is_some_and(|p| established(&p.session))
+        {
             return;
         }
         let want = self.full_export(addr);
@@ -208,9 +221,7 @@ impl Speaker {
         let addrs: Vec<IpAddr> = self
             .peers
             .iter()
-            .filter(|(_, p)| {
-                p.role != PeerRole::External && p.session.state() == State::Established
-            })
+            .filter(|(_, p)| p.config.role != PeerRole::External && established(&p.session))
             .map(|(a, _)| *a)
             .collect();
         for addr in addrs {
@@ -244,6 +255,7 @@ impl Speaker {
         changes: Vec<(Key, Option<Export>)>,
         end_of_rib: bool,
     ) {
+        let now = self.now;
         let Some(p) = self.peers.get_mut(&addr) else {
             return;
         };
@@ -282,7 +294,7 @@ impl Speaker {
                     // Section 9.2). Additionally, if the NLRI was previously
                     // advertised to that peer, it must be withdrawn from
                     // service ([RFC4271], Section 9.1.3)."
-                    tracing::warn!(peer = %addr, name = %p.desired.name, routes = prefixes.len(), first = %prefixes.first().map(ToString::to_string).unwrap_or_default(), error = %e, max_message = codec.max_message_len(), "routes too large for the peer's maximum message size are not sent to it (RFC 8654 section 4)");
+                    tracing::warn!(peer = %addr, name = %p.config.name, routes = prefixes.len(), first = %prefixes.first().map(ToString::to_string).unwrap_or_default(), error = %e, max_message = codec.max_message_len(), "routes too large for the peer's maximum message size are not sent to it (RFC 8654 section 4)");
                     for key in prefixes.into_iter().zip(ids) {
                         p.sent.remove(&key);
                         if replaced.contains(&key) {
@@ -293,10 +305,7 @@ impl Speaker {
             }
         }
         let mut updates = Vec::new();
-        for family in [
-            starling_bgp::Family::IPV4_UNICAST,
-            starling_bgp::Family::IPV6_UNICAST,
-        ] {
+        for family in [Family::IPV4_UNICAST, Family::IPV6_UNICAST] {
             let (prefixes, ids): (Vec<Prefix>, Vec<u32>) = withdrawn
                 .iter()
                 .filter(|(w, _)| w.family() == family)
@@ -315,12 +324,11 @@ impl Speaker {
                     .map(|f| Update::end_of_rib(*f)),
             );
         }
-        let now = Instant::now();
         for u in &updates {
             if let Err(e) = p.session.send_update(now, u) {
-                tracing::error!(peer = %addr, name = %p.desired.name, error = %e, "an UPDATE too large for the peer was not sent");
+                tracing::error!(peer = %addr, name = %p.config.name, error = %e, "an UPDATE too large for the peer was not sent");
             }
         }
-        self.drive(addr);
+        self.pending.insert(addr);
     }
 }

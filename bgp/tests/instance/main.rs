@@ -1,0 +1,10 @@
+//! The speaker's rules, tested on the sans-IO `Instance`: every peer is
+//! played by the test, no sockets, no root.
+
+mod harness;
+
+mod config_change;
+mod graceful_restart;
+mod max_prefixes;
+mod reflection;
+mod route_refresh;
