@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod bench;
 pub mod bfd_probe;
+pub mod cluster_scale;
 pub mod cmd;
 pub mod cni;
 pub mod control_plane;

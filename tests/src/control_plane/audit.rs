@@ -2,7 +2,7 @@
 //! ServiceAccounts made (verb, API group, resource), to compare with what
 //! RBAC lets them do.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -92,9 +92,19 @@ impl std::fmt::Display for Request {
 
 /// Every kind of request `username` made, from the audit log at `path`.
 pub fn requests(path: &Path, username: &str) -> Result<BTreeSet<Request>> {
-    let text = std::fs::read_to_string(path)
+    Ok(counted(path, 0, username)?.into_keys().collect())
+}
+
+/// How many requests of each kind `username` made, from byte `from` of the
+/// audit log at `path` on (a length read earlier: what was logged since).
+pub fn counted(path: &Path, from: u64, username: &str) -> Result<BTreeMap<Request, usize>> {
+    let bytes = std::fs::read(path)
         .map_err(|e| Error::io(format!("reading audit log {}", path.display()), e))?;
-    let mut out = BTreeSet::new();
+    let start = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
+    // Whole lines only: the server may be writing the last one.
+    let end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let text = String::from_utf8_lossy(&bytes[start..end.max(start)]);
+    let mut out = BTreeMap::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let ev: Event = serde_json::from_str(line).map_err(|e| Error::parse("audit event", e))?;
         // A watch is audited when its response starts (it completes only
@@ -112,13 +122,19 @@ pub fn requests(path: &Path, username: &str) -> Result<BTreeSet<Request>> {
         if let Some(sub) = o.subresource {
             resource = format!("{resource}/{sub}");
         }
-        out.insert(Request {
+        let request = Request {
             verb: ev.verb,
             group: o.api_group.unwrap_or_default(),
             resource,
             namespace: o.namespace.unwrap_or_default(),
             refused: code == 401 || code == 403,
-        });
+        };
+        *out.entry(request).or_insert(0) += 1;
     }
     Ok(out)
+}
+
+/// The audit log's length now, for [`counted`] later (0 if not written yet).
+pub fn length(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
 }

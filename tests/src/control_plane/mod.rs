@@ -495,7 +495,7 @@ impl ControlPlane {
             None,
         )?;
         let o = &self.options;
-        let args = vec![
+        let mut args = vec![
             format!("--kubeconfig={}", kubeconfig.display()),
             "--leader-elect=false".into(),
             // No serving port: several control planes may share the host.
@@ -503,8 +503,6 @@ impl ControlPlane {
             "--controllers=node-ipam-controller,endpointslice-controller,serviceaccount-token-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,namespace-controller,garbage-collector-controller".into(),
             "--allocate-node-cidrs=true".into(),
             format!("--cluster-cidr={}", o.cluster_cidr),
-            format!("--node-cidr-mask-size-ipv4={}", o.node_cidr_mask_v4),
-            format!("--node-cidr-mask-size-ipv6={}", o.node_cidr_mask_v6),
             format!("--service-cluster-ip-range={SERVICE_CIDR}"),
             format!(
                 "--service-account-private-key-file={}",
@@ -513,6 +511,15 @@ impl ControlPlane {
             format!("--root-ca-file={}", p.ca_cert.display()),
             "--use-service-account-credentials=true".into(),
         ];
+        // A mask size only for a family the cluster CIDR has (the
+        // controller-manager refuses the other).
+        let families = o.cluster_cidr.split(',').map(|c| c.contains(':'));
+        for v6 in families.collect::<std::collections::BTreeSet<bool>>() {
+            args.push(match v6 {
+                false => format!("--node-cidr-mask-size-ipv4={}", o.node_cidr_mask_v4),
+                true => format!("--node-cidr-mask-size-ipv6={}", o.node_cidr_mask_v6),
+            });
+        }
         self.controller_manager = Some(self.spawn("kube-controller-manager", &args)?);
         Ok(())
     }
