@@ -7,9 +7,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
-use starling_agent::control::{
-    query, serve, ControlError, ControlRequest, PeerStatus, Request, Response, RouteStatus,
-};
+use starling_agent::control::{serve, ControlError, ControlRequest};
+use starling_control::{query, PeerStatus, QueryError, Request, Response, RouteStatus};
 use tokio::sync::mpsc;
 
 /// A scratch directory removed on drop.
@@ -77,7 +76,7 @@ fn canned_agent() -> mpsc::Sender<ControlRequest> {
     tx
 }
 
-async fn query_async(path: &Path, request: Request) -> Result<Response, ControlError> {
+async fn query_async(path: &Path, request: Request) -> Result<Response, QueryError> {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || query(&path, &request))
         .await
@@ -179,7 +178,7 @@ fn a_missing_agent_is_reported_clearly() {
     let scratch = Scratch::new("missing");
     let path = scratch.0.join("agent.sock");
     let err = query(&path, &Request::Peers).expect_err("no agent");
-    assert!(matches!(err, ControlError::NotRunning { .. }), "{err:?}");
+    assert!(matches!(err, QueryError::NotRunning { .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
         format!(
@@ -191,5 +190,5 @@ fn a_missing_agent_is_reported_clearly() {
     // A socket file nobody listens on reads the same.
     drop(UnixListener::bind(&path).expect("stale socket"));
     let err = query(&path, &Request::Routes).expect_err("stale socket");
-    assert!(matches!(err, ControlError::NotRunning { .. }), "{err:?}");
+    assert!(matches!(err, QueryError::NotRunning { .. }), "{err:?}");
 }

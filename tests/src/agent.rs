@@ -2,12 +2,11 @@
 //! `starlingctl` over its control socket.
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use serde::Deserialize;
+use starling_control::{PeerStatus, RouteStatus};
 
 use crate::cmd;
 use crate::error::{Error, Result};
@@ -45,83 +44,18 @@ pub fn binary(name: &str) -> Result<PathBuf> {
     }
 }
 
-/// One BGP session as `starlingctl peers -o json` reports it.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-pub struct Peer {
-    #[serde(default)]
-    pub name: String,
-    pub address: String,
-    #[serde(default)]
-    pub asn: u32,
-    /// "mesh" or "peer".
-    #[serde(default)]
-    pub kind: String,
-    /// "Idle" .. "Established".
-    pub state: String,
-    #[serde(default)]
-    pub uptime_seconds: Option<u64>,
-    #[serde(default)]
-    pub prefixes_received: u64,
-    #[serde(default)]
-    pub prefixes_sent: u64,
-    #[serde(default)]
-    pub last_error: Option<String>,
-    /// The BFD session's state; None when BFD is off for the peer.
-    #[serde(default)]
-    pub bfd_state: Option<String>,
-    #[serde(default)]
-    pub bfd_transitions: u64,
-    /// ADD-PATH negotiated: "rx", "tx", "rx+tx"; None when neither.
-    #[serde(default)]
-    pub add_path: Option<String>,
-}
-
-impl Peer {
-    /// The peer's address (accepts `ip` and `ip:port` forms).
-    pub fn ip(&self) -> Option<IpAddr> {
-        self.address
-            .parse::<IpAddr>()
-            .ok()
-            .or_else(|| self.address.parse::<SocketAddr>().ok().map(|s| s.ip()))
-    }
-
-    pub fn is_established(&self) -> bool {
-        self.state.eq_ignore_ascii_case("Established")
-    }
-}
-
-/// One route as `starlingctl routes -o json` reports it.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-pub struct AgentRoute {
-    pub prefix: String,
-    #[serde(default)]
-    pub next_hops: Vec<String>,
-    #[serde(default)]
-    pub source: String,
-    #[serde(default)]
-    pub peer: Option<String>,
-    /// Left untyped: a list of AS numbers or a string.
-    #[serde(default)]
-    pub as_path: serde_json::Value,
-    #[serde(default)]
-    pub installed: bool,
-    /// Which BGPFilter rule refused the route, if one did.
-    #[serde(default)]
-    pub refused: Option<String>,
-}
-
 /// Parses `starlingctl peers -o json`.
-pub fn parse_peers(json: &str) -> Result<Vec<Peer>> {
+pub fn parse_peers(json: &str) -> Result<Vec<PeerStatus>> {
     serde_json::from_str(json).map_err(|e| Error::parse("`starlingctl peers -o json`", e))
 }
 
 /// Parses `starlingctl routes -o json`.
-pub fn parse_routes(json: &str) -> Result<Vec<AgentRoute>> {
+pub fn parse_routes(json: &str) -> Result<Vec<RouteStatus>> {
     serde_json::from_str(json).map_err(|e| Error::parse("`starlingctl routes -o json`", e))
 }
 
 /// Brief `address=state` list, for observations.
-pub fn brief_peers(peers: &[Peer]) -> String {
+pub fn brief_peers(peers: &[PeerStatus]) -> String {
     if peers.is_empty() {
         return "no peers".to_string();
     }
@@ -152,11 +86,11 @@ impl Ctl {
         Ok(cmd::run_checked(&bin, &full, Duration::from_secs(10))?.stdout)
     }
 
-    pub fn peers(&self) -> Result<Vec<Peer>> {
+    pub fn peers(&self) -> Result<Vec<PeerStatus>> {
         parse_peers(&self.run(&["peers", "-o", "json"])?)
     }
 
-    pub fn routes(&self) -> Result<Vec<AgentRoute>> {
+    pub fn routes(&self) -> Result<Vec<RouteStatus>> {
         parse_routes(&self.run(&["routes", "-o", "json"])?)
     }
 
@@ -387,6 +321,8 @@ impl Drop for Agent {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use super::*;
 
     #[test]
@@ -395,11 +331,11 @@ mod tests {
             r#"[{"name":"tor","address":"10.0.0.1","asn":65000,"kind":"peer","state":"Established",
                 "uptime_seconds":12,"prefixes_received":0,"prefixes_sent":2,"last_error":null},
                {"name":"node-2","address":"fd00::12","asn":64512,"kind":"mesh","state":"Active",
-                "uptime_seconds":null,"prefixes_received":0,"prefixes_sent":0,"last_error":"refused"}]"#,
+                "uptime_seconds":0,"prefixes_received":0,"prefixes_sent":0,"last_error":"refused"}]"#,
         )
         .unwrap();
         assert!(p[0].is_established());
-        assert_eq!(p[1].ip(), Some("fd00::12".parse().unwrap()));
+        assert_eq!(p[1].address, "fd00::12".parse::<IpAddr>().unwrap());
         assert_eq!(p[1].last_error.as_deref(), Some("refused"));
         assert!(brief_peers(&p).contains("fd00::12=Active"));
         assert!(parse_peers("not json").is_err());
@@ -410,10 +346,10 @@ mod tests {
     fn routes_parse() {
         let r = parse_routes(
             r#"[{"prefix":"10.244.2.0/24","next_hops":["10.0.0.12"],"source":"bgp",
-                 "peer":"10.0.0.12","as_path":[],"installed":true}]"#,
+                 "peer":"10.0.0.12","as_path":"","installed":true}]"#,
         )
         .unwrap();
         assert!(r[0].installed);
-        assert_eq!(r[0].next_hops, vec!["10.0.0.12"]);
+        assert_eq!(r[0].next_hops, vec!["10.0.0.12".parse::<IpAddr>().unwrap()]);
     }
 }

@@ -501,7 +501,7 @@ impl Lab {
         node: &str,
         peers: &[IpAddr],
         deadline: Duration,
-    ) -> Result<Vec<agent::Peer>> {
+    ) -> Result<Vec<starling_control::PeerStatus>> {
         let what = format!("agent of {node}: sessions {peers:?} Established");
         let a = self.agent_mut(node)?;
         wait_until(deadline, &what, || {
@@ -509,7 +509,7 @@ impl Lab {
             let list = a.ctl().peers()?;
             let ok = peers.iter().all(|want| {
                 list.iter()
-                    .any(|p| p.ip() == Some(*want) && p.is_established())
+                    .any(|p| p.address == *want && p.is_established())
             });
             let brief = agent::brief_peers(&list);
             Ok(Check::when(ok, list, || brief))

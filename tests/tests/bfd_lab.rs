@@ -14,7 +14,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use starling_agent::bfd_report::BfdReport;
+use starling_control::BfdReport;
 use starling_lab::bfd_probe;
 use starling_lab::datastore::DEFAULT_CLUSTER_YAML;
 use starling_lab::frr::DEFAULT_BGPD_CONF;

@@ -22,8 +22,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use starling_agent::bfd_report::BfdReport;
-use starling_lab::agent::Peer;
+use starling_control::{BfdReport, PeerStatus};
 use starling_lab::{
     bfd_probe, metrics, netns, spoof, state, wait_until, Check, Error, Lab, LabOptions,
 };
@@ -91,10 +90,17 @@ fn bfd_report(lab: &Lab, node: &str) -> Result<BfdReport> {
 type SessionView = (String, String, Option<String>, u64);
 
 fn sessions(lab: &Lab) -> Result<Vec<SessionView>> {
-    let peers: Vec<Peer> = lab.agent("node-1")?.ctl().peers()?;
+    let peers: Vec<PeerStatus> = lab.agent("node-1")?.ctl().peers()?;
     Ok(peers
         .into_iter()
-        .map(|p| (p.address, p.state, p.bfd_state, p.bfd_transitions))
+        .map(|p| {
+            (
+                p.address.to_string(),
+                p.state,
+                p.bfd_state,
+                p.bfd_transitions,
+            )
+        })
         .collect())
 }
 

@@ -51,7 +51,7 @@ fn readyz() -> String {
 
 fn configured(ctl: &Ctl) -> Vec<String> {
     ctl.peers()
-        .map(|p| p.iter().map(|p| p.address.clone()).collect())
+        .map(|p| p.iter().map(|p| p.address.to_string()).collect())
         .unwrap_or_default()
 }
 

@@ -326,7 +326,7 @@ fn bgppeer_removed_and_added() {
             starling_lab::wait_until(Duration::from_secs(30), &what, || {
                 agent.check_running()?;
                 let peers = agent.ctl().peers()?;
-                let gone = !peers.iter().any(|p| p.ip() == Some(tor_v4));
+                let gone = !peers.iter().any(|p| p.address == tor_v4);
                 let brief = starling_lab::agent::brief_peers(&peers);
                 Ok(starling_lab::Check::when(gone, (), || brief))
             })?;
@@ -510,7 +510,7 @@ fn malformed_update_gets_its_notification() {
         let others = lab.expected_agent_peers("node-1");
         lab.wait_agent_established("node-1", &others, Duration::from_secs(5))?;
         let peers = lab.agent_mut("node-1")?.ctl().peers()?;
-        let raw = peers.iter().find(|p| p.ip() == Some(raw_ip));
+        let raw = peers.iter().find(|p| p.address == raw_ip);
         let said = raw.and_then(|p| p.last_error.clone()).unwrap_or_default();
         ensure(said.contains("Malformed Attribute List"), || {
             format!("node-1's last error for the raw peer: {said:?}")
@@ -617,7 +617,7 @@ fn agent_kill_and_restart_loses_no_packet() {
             let peers = agent1.ctl().peers()?;
             let up = peers
                 .iter()
-                .any(|p| p.ip() == Some(IpAddr::V4(node3_v4)) && p.is_established());
+                .any(|p| p.address == IpAddr::V4(node3_v4) && p.is_established());
             Ok(starling_lab::Check::when(!up, (), || {
                 starling_lab::agent::brief_peers(&peers)
             }))
@@ -630,7 +630,7 @@ fn agent_kill_and_restart_loses_no_packet() {
             || {
                 let peers = agent1.ctl().peers()?;
                 let down = peers.iter().any(|p| {
-                    p.ip() == Some(IpAddr::V4(node3_v4)) && p.bfd_state.as_deref() == Some("Down")
+                    p.address == IpAddr::V4(node3_v4) && p.bfd_state.as_deref() == Some("Down")
                 });
                 Ok(starling_lab::Check::when(down, (), || {
                     starling_lab::agent::brief_peers(&peers)
@@ -742,9 +742,7 @@ fn route_reflectors_serve_clients_without_a_mesh() {
                 &format!("{c} to see node-1 down"),
                 || {
                     let peers = agent.ctl().peers()?;
-                    let up = peers
-                        .iter()
-                        .any(|p| p.ip() == Some(rr1) && p.is_established());
+                    let up = peers.iter().any(|p| p.address == rr1 && p.is_established());
                     Ok(starling_lab::Check::when(!up, (), || {
                         starling_lab::agent::brief_peers(&peers)
                     }))
@@ -902,9 +900,7 @@ fn md5_password_from_a_secret() {
             "node-1 to say the password may be wrong",
             || {
                 let peers = agent.ctl().peers()?;
-                let up = peers
-                    .iter()
-                    .any(|p| p.ip() == Some(tor) && p.is_established());
+                let up = peers.iter().any(|p| p.address == tor && p.is_established());
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
                 let said = text.contains("check that both sides use the same password");
                 Ok(starling_lab::Check::when(!up && said, (), || {
@@ -973,7 +969,7 @@ fn metrics_disagreements(lab: &Lab, n: &topology::NodeSpec) -> Result<Vec<String
         // 4271 9.1.2); the metric counts what it kept, as starlingctl.
         let received = peers
             .iter()
-            .find(|p| p.ip() == Some(tor))
+            .find(|p| p.address == tor)
             .map_or(0, |p| p.prefixes_received);
         check(
             &mut wrong,
@@ -984,7 +980,8 @@ fn metrics_disagreements(lab: &Lab, n: &topology::NodeSpec) -> Result<Vec<String
     }
     // Every session's figures, as starlingctl shows them.
     for p in &peers {
-        let labels = [("address", p.address.as_str())];
+        let address = p.address.to_string();
+        let labels = [("address", address.as_str())];
         check(
             &mut wrong,
             format!("received from {}", p.address),

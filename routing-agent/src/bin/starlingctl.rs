@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use starling_agent::control::{
-    self, peers_table, routes_table, Request, Response, DEFAULT_SOCKET_PATH,
+use starling_control::{
+    bfd_table, peers_table, routes_table, summary_text, Request, Response, DEFAULT_SOCKET_PATH,
 };
 
 #[derive(Parser)]
@@ -83,7 +83,7 @@ fn render(cli: &Cli) -> Result<String, String> {
         Command::Bfd => Request::Bfd,
         Command::Refresh { peer } => Request::Refresh { peer },
     };
-    let response = control::query(&cli.socket, &request).map_err(|err| err.to_string())?;
+    let response = starling_control::query(&cli.socket, &request).map_err(|err| err.to_string())?;
     let json = |value: Result<String, serde_json::Error>| {
         value
             .map(|text| text + "\n")
@@ -94,9 +94,9 @@ fn render(cli: &Cli) -> Result<String, String> {
         (Response::Peers(peers), Output::Json) => json(serde_json::to_string_pretty(&peers)),
         (Response::Routes(routes), Output::Table) => Ok(routes_table(&routes)),
         (Response::Routes(routes), Output::Json) => json(serde_json::to_string_pretty(&routes)),
-        (Response::Summary(s), Output::Table) => Ok(control::summary_text(&s)),
+        (Response::Summary(s), Output::Table) => Ok(summary_text(&s)),
         (Response::Summary(s), Output::Json) => json(serde_json::to_string_pretty(&s)),
-        (Response::Bfd(r), Output::Table) => Ok(starling_agent::bfd_report::bfd_table(&r)),
+        (Response::Bfd(r), Output::Table) => Ok(bfd_table(&r)),
         (Response::Bfd(r), Output::Json) => json(serde_json::to_string_pretty(&r)),
         (Response::Refreshed(peers), Output::Table) => Ok(match peers.is_empty() {
             true => "no established peer supports route refresh\n".to_string(),

@@ -35,7 +35,7 @@ fn add_path_of(lab: &Lab, node: &str, peers: &[IpAddr]) -> Result<Vec<Option<Str
         .iter()
         .map(|a| {
             all.iter()
-                .find(|p| p.ip() == Some(*a))
+                .find(|p| p.address == *a)
                 .and_then(|p| p.add_path.clone())
         })
         .collect())
@@ -122,7 +122,7 @@ fn reflectors_send_every_path_to_their_clients() {
                 let peers = lab.agent(c)?.ctl().peers()?;
                 let up = peers
                     .iter()
-                    .any(|p| p.ip().is_some_and(|a| rr1.contains(&a)) && p.is_established());
+                    .any(|p| rr1.contains(&p.address) && p.is_established());
                 Ok(Check::when(!up, (), || {
                     starling_lab::agent::brief_peers(&peers)
                 }))
