@@ -384,9 +384,7 @@ fn wait_tor_v4(lab: &mut Lab, up: bool, deadline: Duration) -> Result<()> {
         wait_until(deadline, &what, || {
             a.check_running()?;
             let peers = a.ctl().peers()?;
-            let now = peers
-                .iter()
-                .any(|p| p.ip() == Some(tor) && p.is_established());
+            let now = peers.iter().any(|p| p.address == tor && p.is_established());
             Ok(Check::when(now == up, (), || agent::brief_peers(&peers)))
         })?;
     }
@@ -480,7 +478,7 @@ fn outage(lab: &mut Lab, pods: &[E2ePod]) -> Result<()> {
         a.check_running()?;
         let peers = a.ctl().peers()?;
         Ok(Check::when(
-            peers.iter().any(|p| p.ip() == Some(extra)),
+            peers.iter().any(|p| p.address == extra),
             (),
             || agent::brief_peers(&peers),
         ))
