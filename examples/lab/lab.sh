@@ -2,8 +2,12 @@
 # Starling's lab: a rack in network namespaces (switch, FRR top-of-rack, three
 # nodes running starling-agent, two pods per node).
 #
-#   examples/lab/lab.sh up [--keep]   build, converge, show, check pod traffic, tear down
-#   examples/lab/lab.sh down          remove a lab left by --keep or a crash
+#   examples/lab/lab.sh up [--keep] [--kubernetes]   build, converge, show, check pod traffic, tear down
+#   examples/lab/lab.sh down                         remove a lab left by --keep or a crash
+#
+# --kubernetes: a real control plane (etcd, kube-apiserver,
+# kube-controller-manager, built once by tests/control-plane/build.sh, which
+# needs Go) is the datastore of every component.
 #
 # Needs root. Installs FRR, nftables, iproute2 and ping if missing.
 set -euo pipefail
@@ -11,7 +15,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
 usage() {
-    echo "usage: $0 up [--keep] | down" >&2
+    echo "usage: $0 up [--keep] [--kubernetes] | down" >&2
     exit 2
 }
 
@@ -40,6 +44,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 cd "$ROOT"
+for a in "$@"; do
+    if [ "$a" = "--kubernetes" ]; then
+        # Builds the control plane's binaries once (long: see the README),
+        # then only finds them in its cache.
+        tests/control-plane/build.sh >/dev/null
+    fi
+done
 cargo build --workspace --bins
 BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 export STARLING_BIN_DIR="${STARLING_BIN_DIR:-$BIN_DIR}"

@@ -4,7 +4,9 @@
 //! each), waits until every BGP session is Established and every route is in,
 //! prints what the agents, FRR and the kernels hold, checks pod-to-pod traffic
 //! across nodes, then tears it all down (unless `--keep`). `down` removes a
-//! kept or crashed lab.
+//! kept or crashed lab. `up --kubernetes` runs the lab in Kubernetes mode: a
+//! real control plane, every component with `--datastore kubernetes`
+//! (see `starling_lab::lab::kubernetes`).
 
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -30,6 +32,11 @@ enum Command {
         /// Namespace prefix (the default lab has none).
         #[arg(long, default_value = "")]
         prefix: String,
+        /// Kubernetes mode: etcd, kube-apiserver and kube-controller-manager
+        /// in namespace `cp`; the agents, starling-policy and starling-cni
+        /// read and write the API.
+        #[arg(long)]
+        kubernetes: bool,
     },
     /// Remove a kept or crashed lab.
     Down {
@@ -46,7 +53,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     wait::install_interrupt_handlers();
     let result = match cli.command {
-        Command::Up { keep, prefix } => up(&prefix, keep),
+        Command::Up {
+            keep,
+            prefix,
+            kubernetes,
+        } => up(&prefix, keep, kubernetes),
         Command::Down { prefix } => down(&prefix),
     };
     match result {
@@ -62,9 +73,17 @@ fn step(s: &str) {
     eprintln!("==> {s}");
 }
 
-fn up(prefix: &str, keep: bool) -> Result<()> {
-    step("building the lab: switch, tor (FRR), node-1..3 (agents), two pods per node");
-    let mut lab = Lab::up(prefix, LabOptions::default())?;
+fn up(prefix: &str, keep: bool, kubernetes: bool) -> Result<()> {
+    if kubernetes {
+        step("building the lab in Kubernetes mode: switch, control plane (cp), tor (FRR), node-1..3 (agents, starling-policy), two pods per node");
+    } else {
+        step("building the lab: switch, tor (FRR), node-1..3 (agents), two pods per node");
+    }
+    let options = LabOptions {
+        kubernetes,
+        ..LabOptions::default()
+    };
+    let mut lab = Lab::up(prefix, options)?;
     match converge_and_show(&mut lab) {
         Ok(()) => {
             if keep {
@@ -117,6 +136,19 @@ fn converge_and_show(lab: &mut Lab) -> Result<()> {
         );
     }
 
+    if let Ok(kube) = lab.kube() {
+        println!("\n### kubectl get nodes,ippools,ipamblocks,bgppeers,bgpnodestatuses");
+        print!(
+            "{}",
+            kube.kubectl(&[
+                "get",
+                "nodes,ippools,ipamblocks,bgppeers,bgpnodestatuses",
+                "-o",
+                "wide"
+            ])?
+        );
+    }
+
     let from = lab.pod("node-1", "pod-a")?.clone();
     let to = lab.pod("node-3", "pod-a")?.clone();
     for addr in [to.v4(), to.v6()] {
@@ -146,6 +178,15 @@ fn print_keep_help(lab: &Lab) {
     } else {
         format!("starling-lab down --prefix {p}")
     };
+    if let Ok(kube) = lab.kube() {
+        let kubectl = kube.binary("kubectl").display().to_string();
+        let admin = kube.admin_kubeconfig().display().to_string();
+        println!(
+            "\nKubernetes (the API server at https://10.0.0.100:6443, from the namespace {p}cp):\
+             \n  ip netns exec {p}cp {kubectl} --kubeconfig {admin} get bgpnodestatuses -o wide\
+             \n  (then kubectl apply -f your BGPPeers, IPPools, NetworkPolicies the same way)"
+        );
+    }
     println!(
         "\nThe lab is kept running. State, logs and sockets: {dir}\n\
          \n  starlingctl --socket {dir}/node-1/ctl.sock peers\
