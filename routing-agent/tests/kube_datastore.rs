@@ -443,6 +443,10 @@ async fn not_ready_while_a_watch_is_broken_then_ready_again() {
         )],
         End::Close,
     );
+    // The relist, at once after the 410, is answered with something that
+    // is no list: the watch is broken until it is listed again a moment
+    // later.
+    api.list(PEERS, json!("no list"));
     api.list(
         PEERS,
         peer_list(
@@ -486,8 +490,8 @@ async fn not_ready_while_a_watch_is_broken_then_ready_again() {
     .await;
     assert!(health.is_ready(), "{:?}", health.reasons());
 
-    // Listing first; broken by the 410 (the agent says what it does
-    // meanwhile); ready once listed again.
+    // Listing first; broken by the failed relist (the agent says what it
+    // does meanwhile); ready once listed again.
     assert!(seen[0][0].1.contains("not listed yet"), "{seen:#?}");
     let broken = seen
         .iter()

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use futures::StreamExt;
 use kube::api::Api;
-use kube::runtime::watcher::{self, watcher, Event};
-use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use starling_datastore::crd::IPAMBlock;
+use starling_datastore::kubernetes::watch_resumed;
 use starling_ipam::{node_blocks_in, NodeBlocks, Stored};
 use tokio::sync::watch;
 
@@ -18,16 +18,14 @@ use crate::block_store::from_object;
 /// Watches the `IPAMBlock`s and publishes `node`'s share of them after
 /// every change, once the first list is complete (`None` until then, so
 /// that the speaker never withdraws a block it holds because the list has
-/// not arrived). A broken watch is resumed with backoff, keeping what was
+/// not arrived). A broken watch is resumed (`watch_resumed`: a 410 lists again at once), keeping what was
 /// published; a block that cannot be read is skipped with a warning naming
 /// it.
 pub fn publish_node_blocks(client: Client, node: String) -> watch::Receiver<Option<NodeBlocks>> {
     let (tx, rx) = watch::channel(None);
     let api: Api<IPAMBlock> = Api::all(client);
     tokio::spawn(async move {
-        let mut events = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .boxed();
+        let mut events = watch_resumed(api, watcher::Config::default());
         let mut blocks = BlockSet::default();
         while let Some(event) = events.next().await {
             match event {

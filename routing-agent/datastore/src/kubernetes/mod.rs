@@ -8,9 +8,11 @@ mod datastore;
 mod events;
 mod objects;
 pub mod reflect;
+mod resume;
 mod secrets;
 
 pub use datastore::{KubeDatastore, KubeDatastoreError, HEALTH_PART};
 pub use events::{EventRecorder, RejectionSink};
 pub use objects::{ObjectKey, WatchedKind};
 pub use reflect::{Reflection, Watchable};
+pub use resume::watch_resumed;

@@ -7,8 +7,8 @@
 //! naming its field, as in file mode.
 //!
 //! A watch that breaks (API server restart, 410 Gone, dropped connection)
-//! is resumed by kube's watcher with exponential backoff (0.8s to 30s); a
-//! 410 makes it list again. A relist replaces the kind's entries only once
+//! is resumed ([`super::resume`]: a 410 lists again at once, other errors
+//! wait from 0.25 s doubling to 4 s). A relist replaces the kind's entries only once
 //! it is complete, so that the caller never sees a partial set, and keeps
 //! what it last knew meanwhile.
 
@@ -17,9 +17,10 @@ use std::collections::BTreeMap;
 use futures::stream::{BoxStream, SelectAll};
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject};
-use kube::runtime::watcher::{self, watcher, Event};
-use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use kube::Client;
+
+use super::resume::watch_resumed;
 
 /// A kind of object to watch.
 pub trait Watchable: Copy + Ord + Send + Sync + 'static {
@@ -144,8 +145,7 @@ impl<K: Watchable, E: PartialEq> Reflection<K, E> {
             .map(|(k, _)| (*k, KindState::default()))
             .collect();
         let streams = kinds.into_iter().map(|(kind, api)| {
-            watcher(api, watcher::Config::default())
-                .default_backoff()
+            watch_resumed(api, watcher::Config::default())
                 .map(move |event| (kind, event))
                 .boxed()
         });
@@ -196,16 +196,6 @@ impl<K: Watchable, E: PartialEq> Reflection<K, E> {
             }
         };
         Some(changed && self.synced())
-    }
-
-    /// Waits for the next change of the entries once every kind has been
-    /// listed ([`Reflection::next_event`] until it says so).
-    pub async fn next_change(&mut self) -> Option<()> {
-        loop {
-            if self.next_event().await? {
-                return Some(());
-            }
-        }
     }
 
     /// Every kind has been listed once.
