@@ -543,9 +543,8 @@ async fn a_peers_password_follows_its_secret_and_other_secrets_are_not_read() {
     let mut tor = peer("tor", "10.0.0.1", 65000, "150");
     tor["spec"]["password"] = json!({"secretKeyRef": {"name": "bgp-passwords", "key": "tor"}});
     api.list(PEERS, peer_list("200", vec![tor]));
-    let store = KubeDatastore::new(api.client())
-        .with_secret_namespace("default")
-        .with_secret_refresh(Duration::from_millis(200));
+    // The client's default namespace, as a pod's is its own.
+    let store = KubeDatastore::new(api.client()).with_secret_refresh(Duration::from_millis(200));
     let mut rx = store.watch().await.expect("first list");
     let seen = wait_for(&mut rx, "tor's new password", |c| {
         passwords(c) == [("tor".to_string(), Some("n3w-pass".to_string()))]

@@ -12,10 +12,10 @@
 //! reported naming its field, as in file mode.
 //!
 //! A watch that breaks (API server restart, 410 Gone, dropped connection)
-//! is resumed with backoff ([`super::reflect`]; a 410 makes it list
-//! again). Meanwhile, and until that list is complete, the agent keeps the
-//! configuration it last built, and says so in its log and in its
-//! readiness (part `kubernetes` of [`Health`], with the reason).
+//! is resumed (`super::resume`: a 410 lists again at once, other errors
+//! wait at most 4 s). Meanwhile, and until that list is complete, the
+//! agent keeps the configuration it last built, and says so in its log and
+//! in its readiness (part `kubernetes` of [`Health`], with the reason).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -50,9 +50,6 @@ pub struct KubeDatastore {
     client: Client,
     rejections: Option<Arc<dyn RejectionSink>>,
     health: Option<Health>,
-    /// Where the BGPPeers' Secrets are; the client's default namespace
-    /// (in a pod, its own) unless set.
-    namespace: Option<String>,
     /// How often a Secret in use is read again.
     secret_refresh: std::time::Duration,
 }
@@ -72,7 +69,6 @@ impl KubeDatastore {
             client,
             rejections: None,
             health: None,
-            namespace: None,
             secret_refresh: secrets::REFRESH,
         }
     }
@@ -85,13 +81,6 @@ impl KubeDatastore {
     /// (the agent emits a Kubernetes Event).
     pub fn with_rejections(mut self, sink: Arc<dyn RejectionSink>) -> Self {
         self.rejections = Some(sink);
-        self
-    }
-
-    /// Reads the Secrets BGPPeers name in `namespace` (by default the
-    /// client's: in a pod, the pod's own namespace).
-    pub fn with_secret_namespace(mut self, namespace: &str) -> Self {
-        self.namespace = Some(namespace.to_string());
         self
     }
 
@@ -196,12 +185,10 @@ async fn run(store: KubeDatastore, first: oneshot::Sender<watch::Receiver<Arc<Cl
     let apis = WatchedKind::ALL
         .iter()
         .map(|&kind| {
+            // Namespaced kinds (Secrets) in the client's default namespace:
+            // in a pod, the pod's own.
             let api: Api<DynamicObject> = if kind.namespaced() {
-                let ns = store
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| store.client.default_namespace().to_string());
-                Api::namespaced_with(store.client.clone(), &ns, &kind.resource())
+                Api::default_namespaced_with(store.client.clone(), &kind.resource())
             } else {
                 Api::all_with(store.client.clone(), &kind.resource())
             };
@@ -209,16 +196,8 @@ async fn run(store: KubeDatastore, first: oneshot::Sender<watch::Receiver<Arc<Cl
         })
         .collect();
     let mut state = Objects::new(apis, Entry::new);
-    let secret_ns = store
-        .namespace
-        .clone()
-        .unwrap_or_else(|| store.client.default_namespace().to_string());
     let mut secrets = NamedSecrets::new(
-        Api::namespaced_with(
-            store.client.clone(),
-            &secret_ns,
-            &WatchedKind::Secret.resource(),
-        ),
+        Api::default_namespaced_with(store.client.clone(), &WatchedKind::Secret.resource()),
         store.secret_refresh,
     );
     let mut first = Some(first);
