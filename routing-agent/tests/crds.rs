@@ -276,6 +276,10 @@ fn every_crd_field_is_read_by_the_agent() {
             nat_outgoing: Some(true),
             vxlan_mode: Some(starling_agent::crd::VXLANMode::CrossSubnet),
             disable_bgp_export: Some(true),
+            allowed_uses: Some(vec![
+                starling_agent::crd::IPPoolAllowedUse::Workload,
+                starling_agent::crd::IPPoolAllowedUse::Tunnel,
+            ]),
         },
     );
     let text = [
@@ -293,6 +297,7 @@ fn every_crd_field_is_read_by_the_agent() {
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(cfg.peers.len(), 2);
     assert!(cfg.ip_pools[0].disable_bgp_export);
+    assert!(cfg.ip_pools[0].allowed_uses.tunnel);
     assert_eq!(cfg.bgp.prefix_advertisements[0].1.len(), 2);
     assert_eq!(cfg.bgp.listen_port, 1179);
     assert_eq!(cfg.bgp.bfd.multiplier, 5);

@@ -1,6 +1,8 @@
 //! The pools a node allocates from, read from the same datastore the agent
-//! reads: the IPPools whose `nodeSelector` selects the node, or, when there
-//! is no IPPool at all, the node's `spec.podCIDRs`.
+//! reads: the IPPools whose `nodeSelector` selects the node and whose
+//! `allowedUses` has Workload (LoadBalancer pools are never seen here:
+//! `ClusterConfig::load_balancer_pools`), or, when there is no pods' IPPool
+//! at all, the node's `spec.podCIDRs`.
 
 use starling_datastore::config::ClusterConfig;
 use starling_ipam::IpPool;
@@ -29,7 +31,7 @@ pub fn for_node(cfg: &ClusterConfig, node: &str) -> Result<Vec<IpPool>, CniError
     }
     cfg.ip_pools
         .iter()
-        .filter(|p| p.selects_node(&info.labels))
+        .filter(|p| p.allowed_uses.workload && p.selects_node(&info.labels))
         .map(|p| {
             IpPool::new(&p.name, p.cidr, Some(p.block_size), p.disabled)
                 .map(|pool| pool.allowing_requested(p.allow_requested_addresses))
@@ -54,6 +56,17 @@ mod tests {
         apiVersion: v1\nkind: Node\nmetadata: {name: n2}\n";
 
     #[test]
+    fn a_load_balancer_pool_alone_leaves_the_pod_cidrs() {
+        let text = format!(
+            "{NODES}---\napiVersion: starling.dev/v1alpha1\nkind: IPPool\nmetadata: {{name: lb}}\n\
+             spec: {{cidr: 10.30.0.0/16, allowedUses: [LoadBalancer]}}\n"
+        );
+        let pools = for_node(&config(&text), "n1").unwrap();
+        let names: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["n1/podCIDRs[0]", "n1/podCIDRs[1]"]);
+    }
+
+    #[test]
     fn pod_cidrs_without_ip_pools() {
         let cfg = config(NODES);
         let pools = for_node(&cfg, "n1").unwrap();
@@ -69,7 +82,11 @@ mod tests {
             "{NODES}---\napiVersion: starling.dev/v1alpha1\nkind: IPPool\nmetadata: {{name: all}}\n\
              spec: {{cidr: 10.10.0.0/16}}\n---\n\
              apiVersion: starling.dev/v1alpha1\nkind: IPPool\nmetadata: {{name: rack-a}}\n\
-             spec: {{cidr: 10.20.0.0/16, nodeSelector: {{matchLabels: {{rack: a}}}}}}\n"
+             spec: {{cidr: 10.20.0.0/16, nodeSelector: {{matchLabels: {{rack: a}}}}}}\n---\n\
+             apiVersion: starling.dev/v1alpha1\nkind: IPPool\nmetadata: {{name: lb}}\n\
+             spec: {{cidr: 10.30.0.0/16, allowedUses: [LoadBalancer]}}\n---\n\
+             apiVersion: starling.dev/v1alpha1\nkind: IPPool\nmetadata: {{name: tunnel}}\n\
+             spec: {{cidr: 10.40.0.0/16, allowedUses: [Tunnel]}}\n"
         );
         let cfg = config(&text);
         let names = |node| {

@@ -14,7 +14,12 @@
 //!   allowRequestedAddresses: false  # optional: CNI callers may choose addresses here
 //!   natOutgoing: true        # optional: masquerade traffic to outside every pool
 //!   vxlanMode: CrossSubnet   # optional: Never (default), Always, CrossSubnet
+//!   allowedUses: [Workload]  # optional: Workload, Tunnel; or LoadBalancer alone
 //! ```
+//!
+//! A pool whose `allowedUses` is `[LoadBalancer]` gives Services of type
+//! LoadBalancer their addresses (`load_balancer`), never pods: `build` keeps
+//! it in `ClusterConfig::load_balancer_pools`, apart from `ip_pools`.
 
 use std::collections::BTreeMap;
 
@@ -51,12 +56,81 @@ pub struct IpPoolSpec {
     /// `disableBGPExport`: the pool's blocks go to the other nodes only,
     /// never to BGPPeers outside the cluster.
     pub disable_bgp_export: bool,
+    /// `allowedUses`, defaulted to `[Workload]`.
+    pub allowed_uses: AllowedUses,
 }
 
 /// Octets VXLAN adds over IPv4: outer IPv4 20, UDP 8, VXLAN 8, Ethernet 14.
 pub const VXLAN_OVERHEAD_V4: u32 = 50;
 /// Over IPv6: the outer header is 40 octets.
 pub const VXLAN_OVERHEAD_V6: u32 = 70;
+
+/// `IPPool.spec.allowedUses` (Calico's field and values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AllowedUses {
+    /// `Workload`: pods' addresses.
+    pub workload: bool,
+    /// `Tunnel`: accepted as Calico's value; Starling's VXLAN takes no
+    /// address of its own.
+    pub tunnel: bool,
+    /// `LoadBalancer`: Services of type LoadBalancer; never with the others.
+    pub load_balancer: bool,
+}
+
+impl Default for AllowedUses {
+    /// `[Workload]`.
+    fn default() -> Self {
+        AllowedUses {
+            workload: true,
+            tunnel: false,
+            load_balancer: false,
+        }
+    }
+}
+
+fn allowed_uses(spec: &Fields) -> FieldResult<AllowedUses> {
+    if spec.get("allowedUses").is_none() {
+        return Ok(AllowedUses::default());
+    }
+    let path = spec.path_of("allowedUses");
+    let mut uses = AllowedUses {
+        workload: false,
+        tunnel: false,
+        load_balancer: false,
+    };
+    let list = spec.list("allowedUses")?;
+    if list.is_empty() {
+        return Err(FieldError::new(
+            path,
+            "empty: list Workload, Tunnel or LoadBalancer (or leave it out: [Workload])",
+        ));
+    }
+    for (i, v) in list.iter().enumerate() {
+        let item = format!("{path}[{i}]");
+        let flag = match super::fields::string_value(v, &item)?.as_str() {
+            "Workload" => &mut uses.workload,
+            "Tunnel" => &mut uses.tunnel,
+            "LoadBalancer" => &mut uses.load_balancer,
+            other => {
+                return Err(FieldError::new(
+                    item,
+                    format!("{other:?} is not one of Workload, Tunnel, LoadBalancer"),
+                ))
+            }
+        };
+        if *flag {
+            return Err(FieldError::new(item, "listed twice"));
+        }
+        *flag = true;
+    }
+    if uses.load_balancer && (uses.workload || uses.tunnel) {
+        return Err(FieldError::new(
+            path,
+            "LoadBalancer cannot be combined with Workload or Tunnel",
+        ));
+    }
+    Ok(uses)
+}
 
 /// `IPPool.spec.vxlanMode`, Calico's values.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -109,6 +183,7 @@ pub(crate) fn ip_pool(object: &Fields, meta: Meta) -> FieldResult<IpPoolSpec> {
         "natOutgoing",
         "vxlanMode",
         "disableBGPExport",
+        "allowedUses",
     ])?;
     let value = spec
         .get("cidr")
@@ -146,12 +221,23 @@ pub(crate) fn ip_pool(object: &Fields, meta: Meta) -> FieldResult<IpPoolSpec> {
         nat_outgoing: spec.bool("natOutgoing")?.unwrap_or(false),
         vxlan_mode,
         disable_bgp_export: spec.bool("disableBGPExport")?.unwrap_or(false),
+        allowed_uses: allowed_uses(&spec)?,
     })
 }
 
 /// The rules across fields and pools: a block size from the pool's prefix
-/// length to 32 (128), and no CIDR overlapping a pool `accepted` before.
-pub(crate) fn check_ip_pool(pool: &IpPoolSpec, accepted: &[IpPoolSpec]) -> Result<(), FieldError> {
+/// length to 32 (128), no tunnel to a LoadBalancer pool, and no CIDR
+/// overlapping a pool `accepted` before.
+pub(crate) fn check_ip_pool<'a>(
+    pool: &IpPoolSpec,
+    accepted: impl IntoIterator<Item = &'a IpPoolSpec>,
+) -> Result<(), FieldError> {
+    if pool.allowed_uses.load_balancer && pool.vxlan_mode != VxlanMode::Never {
+        return Err(FieldError::new(
+            "spec.vxlanMode",
+            "a LoadBalancer pool has no pods to tunnel to: Never or leave it out",
+        ));
+    }
     let max = if pool.cidr.is_ipv4() { 32 } else { 128 };
     if pool.block_size < pool.cidr.prefix() || pool.block_size > max {
         return Err(FieldError::new(
@@ -168,7 +254,7 @@ pub(crate) fn check_ip_pool(pool: &IpPoolSpec, accepted: &[IpPoolSpec]) -> Resul
         other.is_ipv4() == pool.cidr.is_ipv4()
             && (other.contains(pool.cidr.network()) || pool.cidr.contains(other.network()))
     };
-    if let Some(other) = accepted.iter().find(|o| overlaps(&o.cidr)) {
+    if let Some(other) = accepted.into_iter().find(|o| overlaps(&o.cidr)) {
         return Err(FieldError::new(
             "spec.cidr",
             format!(
@@ -259,6 +345,26 @@ mod tests {
                 "spec.natOutgoing: expected true or false",
             ),
             (
+                "{cidr: 10.0.0.0/8, allowedUses: [Workload, LoadBalancer]}",
+                "spec.allowedUses: LoadBalancer cannot be combined with Workload or Tunnel",
+            ),
+            (
+                "{cidr: 10.0.0.0/8, allowedUses: [Pods]}",
+                "spec.allowedUses[0]: \"Pods\" is not one of Workload, Tunnel, LoadBalancer",
+            ),
+            (
+                "{cidr: 10.0.0.0/8, allowedUses: [Tunnel, Tunnel]}",
+                "spec.allowedUses[1]: listed twice",
+            ),
+            (
+                "{cidr: 10.0.0.0/8, allowedUses: []}",
+                "spec.allowedUses: empty",
+            ),
+            (
+                "{cidr: 10.0.0.0/8, allowedUses: [LoadBalancer], vxlanMode: Always}",
+                "spec.vxlanMode: a LoadBalancer pool has no pods to tunnel to",
+            ),
+            (
                 "{cidr: 10.0.0.0/8, vxlanMode: crosssubnet}",
                 "spec.vxlanMode: \"crosssubnet\" is not one of Never, Always, CrossSubnet",
             ),
@@ -272,6 +378,31 @@ mod tests {
                 "{spec}: {shown}"
             );
         }
+    }
+
+    #[test]
+    fn load_balancer_pools_are_kept_apart_from_the_pods_pools() {
+        let (cfg, errors) = pools(&[
+            ("pods", "{cidr: 10.244.0.0/16, allowedUses: [Workload, Tunnel]}"),
+            ("lb", "{cidr: 198.51.100.0/24, allowedUses: [LoadBalancer]}"),
+            ("lb-in-pods", "{cidr: 10.244.7.0/24, allowedUses: [LoadBalancer]}"),
+            ("pods-in-lb", "{cidr: 198.51.100.128/25}"),
+        ]);
+        let names = |p: &[super::IpPoolSpec]| -> Vec<String> {
+            p.iter().map(|p| p.name.clone()).collect()
+        };
+        assert_eq!(names(&cfg.ip_pools), ["pods"]);
+        assert_eq!(names(&cfg.load_balancer_pools), ["lb"]);
+        assert!(cfg.ip_pools[0].allowed_uses.workload && cfg.ip_pools[0].allowed_uses.tunnel);
+        assert!(cfg.load_balancer_pools[0].allowed_uses.load_balancer);
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "p.yaml: IPPool/lb-in-pods: spec.cidr: 10.244.7.0/24 overlaps IPPool pods (10.244.0.0/16)",
+                "p.yaml: IPPool/pods-in-lb: spec.cidr: 198.51.100.128/25 overlaps IPPool lb (198.51.100.0/24)",
+            ]
+        );
     }
 
     #[test]

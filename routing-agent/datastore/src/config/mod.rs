@@ -35,7 +35,7 @@ pub use filter::{
     KIND_BGP_FILTER,
 };
 pub use ip_pool::{
-    IpPoolSpec, VxlanMode, DEFAULT_BLOCK_SIZE_V4, DEFAULT_BLOCK_SIZE_V6, KIND_IP_POOL,
+    AllowedUses, IpPoolSpec, VxlanMode, DEFAULT_BLOCK_SIZE_V4, DEFAULT_BLOCK_SIZE_V6, KIND_IP_POOL,
     VXLAN_OVERHEAD_V4, VXLAN_OVERHEAD_V6,
 };
 pub use local::{local_node, router_id, LocalNode};

@@ -52,8 +52,12 @@ pub struct ClusterConfig {
     pub peers: Vec<BgpPeerSpec>,
     /// Validated BGPFilters, sorted by name.
     pub filters: Vec<BgpFilterSpec>,
-    /// Validated IPPools (no two overlap), sorted by name.
+    /// Validated IPPools for pods (`allowedUses` Workload and/or Tunnel; no
+    /// two pools of either list overlap), sorted by name.
     pub ip_pools: Vec<IpPoolSpec>,
+    /// IPPools with `allowedUses: [LoadBalancer]`: addresses for Services
+    /// of type LoadBalancer (`load_balancer`), never for pods; sorted by name.
+    pub load_balancer_pools: Vec<IpPoolSpec>,
     /// Secrets by name (for BGPPeer passwords).
     pub secrets: BTreeMap<String, SecretData>,
     /// Services, sorted by namespace and name (service announcement).

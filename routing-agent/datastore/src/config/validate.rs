@@ -62,7 +62,9 @@ pub fn build(objects: Vec<Object>) -> (ClusterConfig, Vec<ConfigError>) {
             Object::Node { node, .. } => check_node(node),
             Object::BgpConfiguration { name, bgp, .. } => check_bgp_configuration(name, bgp),
             Object::BgpPeer { peer, .. } => check_bgp_peer(peer),
-            Object::IpPool { pool, .. } => check_ip_pool(pool, &cfg.ip_pools),
+            Object::IpPool { pool, .. } => {
+                check_ip_pool(pool, cfg.ip_pools.iter().chain(&cfg.load_balancer_pools))
+            }
             Object::Secret { .. }
             | Object::Service { .. }
             | Object::EndpointSlice { .. }
@@ -84,6 +86,9 @@ pub fn build(objects: Vec<Object>) -> (ClusterConfig, Vec<ConfigError>) {
             }
             Object::BgpConfiguration { bgp, .. } => cfg.bgp = bgp,
             Object::BgpPeer { peer, .. } => cfg.peers.push(peer),
+            Object::IpPool { pool, .. } if pool.allowed_uses.load_balancer => {
+                cfg.load_balancer_pools.push(pool)
+            }
             Object::IpPool { pool, .. } => cfg.ip_pools.push(pool),
             Object::Secret { name, data, .. } => {
                 cfg.secrets.insert(name, data);
@@ -125,6 +130,7 @@ pub fn build(objects: Vec<Object>) -> (ClusterConfig, Vec<ConfigError>) {
     cfg.filters = filters;
     cfg.peers.sort_by(|a, b| a.name.cmp(&b.name));
     cfg.ip_pools.sort_by(|a, b| a.name.cmp(&b.name));
+    cfg.load_balancer_pools.sort_by(|a, b| a.name.cmp(&b.name));
     errors.extend(super::passwords::check_passwords(&cfg));
     errors.extend(duplicate_peerings(&cfg, |name| {
         seen.get(&(KIND_BGP_PEER, name.to_string()))

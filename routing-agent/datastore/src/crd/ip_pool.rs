@@ -31,7 +31,9 @@ use super::selector::LabelSelector;
 )]
 #[x_kube(
     validation = Rule::new("!has(self.blockSize) || !isCIDR(self.cidr) || self.blockSize >= cidr(self.cidr).prefixLength()").message("blockSize must be at least the prefix length of cidr"),
-    validation = Rule::new("!has(self.blockSize) || !isCIDR(self.cidr) || cidr(self.cidr).ip().family() == 6 || self.blockSize <= 32").message("blockSize of an IPv4 pool is at most 32")
+    validation = Rule::new("!has(self.blockSize) || !isCIDR(self.cidr) || cidr(self.cidr).ip().family() == 6 || self.blockSize <= 32").message("blockSize of an IPv4 pool is at most 32"),
+    validation = Rule::new("!has(self.allowedUses) || !('LoadBalancer' in self.allowedUses) || self.allowedUses.size() == 1").message("allowedUses: LoadBalancer cannot be combined with Workload or Tunnel"),
+    validation = Rule::new("!has(self.allowedUses) || !('LoadBalancer' in self.allowedUses) || !has(self.vxlanMode) || self.vxlanMode == 'Never'").message("vxlanMode: a LoadBalancer pool has no pods to tunnel to")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct IPPoolSpec {
@@ -70,6 +72,21 @@ pub struct IPPoolSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub disable_bgp_export: Option<bool>,
+    /// What the pool's addresses are for (Calico's field): Workload (pods)
+    /// and Tunnel, or LoadBalancer alone (Services of type LoadBalancer,
+    /// never pods). Default [Workload].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 3))]
+    #[x_kube(validation = Rule::new("self.all(u, self.exists_one(v, v == u))").message("each use at most once"))]
+    pub allowed_uses: Option<Vec<IPPoolAllowedUse>>,
+}
+
+/// `spec.allowedUses`, Calico's values.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IPPoolAllowedUse {
+    Workload,
+    Tunnel,
+    LoadBalancer,
 }
 
 /// `spec.vxlanMode`, Calico's values.

@@ -23,7 +23,7 @@ pub use filter::{
     BGPFilter, BGPFilterRule, BGPFilterSpec, CommunityMatch, FilterAction, FilterPeerType,
     MatchOperator, PrefixLength, RouteSource,
 };
-pub use ip_pool::{IPPool, IPPoolSpec, VXLANMode};
+pub use ip_pool::{IPPool, IPPoolAllowedUse, IPPoolSpec, VXLANMode};
 pub use ipam::{BlockAffinity, BlockAffinitySpec, IPAMAllocation, IPAMBlock, IPAMBlockSpec};
 pub use node_status::{
     BGPNodeStatus, BGPNodeStatusSpec, BGPNodeStatusStatus, SessionKind, SessionState, SessionStatus,
