@@ -4,7 +4,9 @@
 //! the sans-IO `starling-bgp` core, programs the kernel over netlink
 //! (`kernel`) and answers `starlingctl` on a unix socket (`control`). It
 //! also drops packets pods send with addresses they were not given
-//! (`pod_guard`, an nftables table written through `nftables`).
+//! (`pod_guard`, an nftables table written through `nftables`). In
+//! Kubernetes mode one agent at a time gives Services of type LoadBalancer
+//! their addresses (`load_balancer`).
 
 pub mod bfd;
 pub mod bfd_report;
@@ -12,6 +14,7 @@ pub mod config;
 pub mod control;
 pub mod kernel;
 pub mod kubernetes;
+pub mod load_balancer;
 pub mod metrics;
 pub mod netfilter;
 pub mod nftables;

@@ -504,7 +504,8 @@ fn secrets_are_read_only_in_the_agents_namespace() {
     // kubernetes::secrets: each Secret the configuration names, by name;
     // never a list or watch of the namespace's Secrets.
     assert!(WatchedKind::ALL.iter().all(|k| !k.namespaced()));
-    // kubernetes::cni_token: a TokenRequest for starling-cni, and only it.
+    // kubernetes::cni_token: a TokenRequest for starling-cni, and only it;
+    // load_balancer: the Lease whose holder assigns LoadBalancer addresses.
     let used = BTreeSet::from([
         ("".to_string(), "secrets".to_string(), "get".to_string()),
         (
@@ -512,44 +513,51 @@ fn secrets_are_read_only_in_the_agents_namespace() {
             "serviceaccounts/token".to_string(),
             "create".to_string(),
         ),
+        (
+            "coordination.k8s.io".to_string(),
+            "leases".to_string(),
+            "get".to_string(),
+        ),
+        (
+            "coordination.k8s.io".to_string(),
+            "leases".to_string(),
+            "update".to_string(),
+        ),
+        (
+            "coordination.k8s.io".to_string(),
+            "leases".to_string(),
+            "create".to_string(),
+        ),
     ]);
     assert_eq!(granted, used);
-    let token_rules: Vec<&PolicyRule> = m
-        .namespaced_roles
-        .iter()
-        .flat_map(|r| r.rules.iter().flatten())
-        .filter(|r| {
-            r.resources
-                .iter()
-                .flatten()
-                .any(|x| x == "serviceaccounts/token")
-        })
-        .collect();
+    let named = |resource: &str| -> Vec<&PolicyRule> {
+        m.namespaced_roles
+            .iter()
+            .flat_map(|r| r.rules.iter().flatten())
+            .filter(|r| r.resources.iter().flatten().any(|x| x == resource))
+            .collect()
+    };
+    let token_rules = named("serviceaccounts/token");
     assert_eq!(token_rules.len(), 1);
     assert_eq!(
         token_rules[0].resource_names,
         Some(vec!["starling-cni".to_string()])
     );
+    // Reading and renewing the Lease: that one only (a create cannot be
+    // narrowed by name).
+    for rule in named("leases") {
+        if rule.verbs.iter().any(|v| v != "create") {
+            assert_eq!(
+                rule.resource_names,
+                Some(vec![starling_agent::load_balancer::LEASE_NAME.to_string()])
+            );
+        }
+    }
     // No long-lived token Secret for the plugin any more.
     assert!(m.secrets.is_empty());
-    // One more Role: the agent's Events, in `default` only.
-    let elsewhere: Vec<&Role> = m
-        .namespaced_roles
-        .iter()
-        .filter(|r| r.metadata.namespace != ns)
-        .collect();
-    assert_eq!(elsewhere.len(), 1);
-    assert_eq!(elsewhere[0].metadata.namespace.as_deref(), Some("default"));
-    let events: BTreeSet<(String, String, String)> = ["create", "patch"]
-        .map(|v| {
-            (
-                "events.k8s.io".to_string(),
-                "events".to_string(),
-                v.to_string(),
-            )
-        })
-        .into();
-    assert_eq!(grants(elsewhere[0].rules.iter().flatten()), events);
+    // No Role elsewhere: Events go to the namespace of the object they are
+    // about (the ClusterRole grants them).
+    assert!(m.namespaced_roles.iter().all(|r| r.metadata.namespace == ns));
 }
 
 /// What the ClusterRole `name` grants.
@@ -615,7 +623,21 @@ fn the_cluster_role_grants_what_the_agent_uses_and_nothing_more() {
     used.insert(starling("bgpnodestatuses", "create"));
     used.insert(starling("bgpnodestatuses", "patch"));
     used.insert(starling("bgpnodestatuses/status", "patch"));
-    // Events: a Role in `default`, not here.
+    // kubernetes::events (rejected objects, in `default`) and
+    // load_balancer (refused Services, in their own namespace).
+    for verb in ["create", "patch"] {
+        used.insert((
+            "events.k8s.io".to_string(),
+            "events".to_string(),
+            verb.to_string(),
+        ));
+    }
+    // load_balancer: status.loadBalancer.ingress of LoadBalancer Services.
+    used.insert((
+        "".to_string(),
+        "services/status".to_string(),
+        "patch".to_string(),
+    ));
     assert_eq!(granted, used);
 }
 

@@ -11,6 +11,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use starling_agent::config::{DatastoreSpec, FileDatastore};
 use starling_agent::control::{self, DEFAULT_SOCKET_PATH};
 use starling_agent::kernel::Kernel;
+use starling_agent::load_balancer::LoadBalancerAllocator;
 use starling_agent::kubernetes::{
     publish_node_blocks, CniToken, EventRecorder, KubeDatastore, NodeStatusWriter,
     SessionStatusSink,
@@ -186,13 +187,18 @@ async fn run(args: Args) -> Result<(), String> {
                 store.client().clone(),
                 args.node_name.clone(),
             )));
+            let allocator = LoadBalancerAllocator::new(store.client().clone(), &args.node_name);
             tracing::info!("waiting for the first lists of the Kubernetes datastore");
-            store
+            let config = store
                 .with_rejections(std::sync::Arc::new(events))
                 .with_health(metrics.health().clone())
                 .watch()
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            // LoadBalancer addresses from the pools, by whichever agent
+            // holds the Lease.
+            tokio::spawn(allocator.run(config.clone()));
+            config
         }
     };
     metrics.health().ready("config");
