@@ -557,7 +557,10 @@ fn secrets_are_read_only_in_the_agents_namespace() {
     assert!(m.secrets.is_empty());
     // No Role elsewhere: Events go to the namespace of the object they are
     // about (the ClusterRole grants them).
-    assert!(m.namespaced_roles.iter().all(|r| r.metadata.namespace == ns));
+    assert!(m
+        .namespaced_roles
+        .iter()
+        .all(|r| r.metadata.namespace == ns));
 }
 
 /// What the ClusterRole `name` grants.

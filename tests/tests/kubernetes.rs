@@ -184,6 +184,16 @@ fn cidrs_not_in_network_form_are_refused() {
         "spec",
         "blockSize must be at least the prefix length of cidr",
     );
+    refused(
+        &pool("10.244.0.0/16", "  allowedUses: [Workload, LoadBalancer]\n"),
+        "spec",
+        "allowedUses: LoadBalancer cannot be combined with Workload or Tunnel",
+    );
+    refused(
+        &pool("10.244.0.0/16", "  allowedUses: [Workload, Workload]\n"),
+        "spec.allowedUses",
+        "each use at most once",
+    );
 }
 
 #[test]

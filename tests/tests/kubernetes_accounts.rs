@@ -62,7 +62,9 @@ const CNI_SA: &str = "starling-cni";
 /// The cluster objects the components read: this node, the BGP
 /// configuration, a peer with a password Secret, a peer the agent must
 /// reject (holdTime 2s passes the CRD's pattern, not the agent's rules),
-/// an IPv4 and an IPv6 pool, a NetworkPolicy.
+/// an IPv4 and an IPv6 pool, a LoadBalancer pool and a Service of type
+/// LoadBalancer (the agent holding the Lease gives it an address), a
+/// NetworkPolicy.
 fn objects() -> String {
     format!(
         r#"apiVersion: v1
@@ -98,6 +100,16 @@ apiVersion: starling.dev/v1alpha1
 kind: IPPool
 metadata: {{name: k2-v6}}
 spec: {{cidr: "fd00:245::/120", blockSize: 122}}
+---
+apiVersion: starling.dev/v1alpha1
+kind: IPPool
+metadata: {{name: k2-lb}}
+spec: {{cidr: 10.246.0.0/28, allowedUses: [LoadBalancer]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: k2-lb, namespace: default}}
+spec: {{type: LoadBalancer, allocateLoadBalancerNodePorts: false, ports: [{{port: 80}}]}}
 ---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -173,6 +185,22 @@ fn run() {
     .unwrap();
     assert!(event.contains("InvalidConfiguration"), "{event}");
     assert!(event.contains("spec.holdTime"), "{event}");
+    // The LoadBalancer Service's address, written by the agent as the
+    // holder of the Lease (created, then renewed: get, create, update).
+    wait_until(DEADLINE, "an address for Service k2-lb", || {
+        agent.check_running()?;
+        let out = cp.kubectl(&[
+            "get",
+            "service",
+            "k2-lb",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[0].ip}",
+        ])?;
+        Ok(out.trim() == "10.246.0.1")
+    })
+    .unwrap();
     // The same rejection again (the peer edited, still invalid): the Event
     // is a series, patched rather than created again.
     cp.kubectl(&[

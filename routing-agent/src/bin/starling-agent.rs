@@ -11,11 +11,11 @@ use tokio::signal::unix::{signal, SignalKind};
 use starling_agent::config::{DatastoreSpec, FileDatastore};
 use starling_agent::control::{self, DEFAULT_SOCKET_PATH};
 use starling_agent::kernel::Kernel;
-use starling_agent::load_balancer::LoadBalancerAllocator;
 use starling_agent::kubernetes::{
     publish_node_blocks, CniToken, EventRecorder, KubeDatastore, NodeStatusWriter,
     SessionStatusSink,
 };
+use starling_agent::load_balancer::LoadBalancerAllocator;
 use starling_agent::metrics::{self, Metrics, MetricsAddress, PodGuardMetrics};
 use starling_agent::netfilter;
 use starling_agent::nftables::Nft;

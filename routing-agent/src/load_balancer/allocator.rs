@@ -198,7 +198,12 @@ impl LoadBalancerAllocator {
         let ingress: Option<Vec<serde_json::Value>> = if addresses.is_empty() {
             None
         } else {
-            Some(addresses.iter().map(|ip| json!({"ip": ip.to_string()})).collect())
+            Some(
+                addresses
+                    .iter()
+                    .map(|ip| json!({"ip": ip.to_string()}))
+                    .collect(),
+            )
         };
         let patch = json!({
             "metadata": {"resourceVersion": resource_version},
@@ -363,7 +368,11 @@ fn object_ref(key: &str) -> ObjectRef<Service> {
 }
 
 /// A Warning Event on the Service.
-async fn refuse(recorder: &Recorder, store: &Store<Service>, (key, field, message): &(String, String, String)) {
+async fn refuse(
+    recorder: &Recorder,
+    store: &Store<Service>,
+    (key, field, message): &(String, String, String),
+) {
     tracing::warn!(service = %key, field = %field, "no LoadBalancer address: {message}");
     let (ns, name) = key.split_once('/').unwrap_or(("", key));
     let uid = store
@@ -380,7 +389,9 @@ async fn refuse(recorder: &Recorder, store: &Store<Service>, (key, field, messag
     let event = Event {
         type_: EventType::Warning,
         reason: REFUSED_REASON.to_string(),
-        note: Some(format!("{field}: {message}; no LoadBalancer address assigned")),
+        note: Some(format!(
+            "{field}: {message}; no LoadBalancer address assigned"
+        )),
         action: "AssignLoadBalancerAddress".to_string(),
         secondary: None,
     };
@@ -497,7 +508,10 @@ mod tests {
         assert_eq!(s.families, [true, false]);
         assert_eq!(s.ingress, ["198.51.100.7".parse::<IpAddr>().unwrap()]);
         let (field, ips) = s.requested.unwrap().unwrap();
-        assert_eq!(field, "metadata.annotations[projectcalico.org/loadBalancerIPs]");
+        assert_eq!(
+            field,
+            "metadata.annotations[projectcalico.org/loadBalancerIPs]"
+        );
         assert_eq!(ips.len(), 2);
 
         let s = lb_service(&service(json!({

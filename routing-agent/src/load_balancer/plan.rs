@@ -412,10 +412,7 @@ mod tests {
             vec![ip("198.51.100.77")],
         )));
         let mut c = svc("ns/c", "3");
-        c.requested = Some(Ok((
-            "spec.loadBalancerIP".into(),
-            vec![ip("203.0.113.1")],
-        )));
+        c.requested = Some(Ok(("spec.loadBalancerIP".into(), vec![ip("203.0.113.1")])));
         let mut d = svc("ns/d", "4");
         d.requested = Some(Err((
             format!("metadata.annotations[{LOAD_BALANCER_IPS_ANNOTATION}]"),
@@ -477,7 +474,10 @@ mod tests {
         no_longer.ingress = vec![ip("198.51.100.3")];
         let mut cluster_ip = svc("ns/c", "5");
         cluster_ip.load_balancer = false;
-        let actions = plan(&pools, &[metallb, elsewhere, hostname, no_longer, cluster_ip]);
+        let actions = plan(
+            &pools,
+            &[metallb, elsewhere, hostname, no_longer, cluster_ip],
+        );
         assert_eq!(sets(&actions), [("ns/n".to_string(), vec![])]);
         assert!(refusals(&actions).is_empty());
         // Without pools nothing is ours: nothing is touched.

@@ -194,7 +194,10 @@ pub(crate) fn ip_pool(object: &Fields, meta: Meta) -> FieldResult<IpPoolSpec> {
     } else {
         DEFAULT_BLOCK_SIZE_V6
     };
+    let allowed_uses = allowed_uses(&spec)?;
     let block_size = match spec.u16("blockSize")? {
+        // A LoadBalancer pool is not cut into blocks: any size will do.
+        None if allowed_uses.load_balancer => default.max(cidr.prefix()),
         None => default,
         Some(n) => u8::try_from(n).unwrap_or(u8::MAX),
     };
@@ -221,7 +224,7 @@ pub(crate) fn ip_pool(object: &Fields, meta: Meta) -> FieldResult<IpPoolSpec> {
         nat_outgoing: spec.bool("natOutgoing")?.unwrap_or(false),
         vxlan_mode,
         disable_bgp_export: spec.bool("disableBGPExport")?.unwrap_or(false),
-        allowed_uses: allowed_uses(&spec)?,
+        allowed_uses,
     })
 }
 
@@ -383,16 +386,25 @@ mod tests {
     #[test]
     fn load_balancer_pools_are_kept_apart_from_the_pods_pools() {
         let (cfg, errors) = pools(&[
-            ("pods", "{cidr: 10.244.0.0/16, allowedUses: [Workload, Tunnel]}"),
+            (
+                "pods",
+                "{cidr: 10.244.0.0/16, allowedUses: [Workload, Tunnel]}",
+            ),
             ("lb", "{cidr: 198.51.100.0/24, allowedUses: [LoadBalancer]}"),
-            ("lb-in-pods", "{cidr: 10.244.7.0/24, allowedUses: [LoadBalancer]}"),
+            (
+                "small-lb",
+                "{cidr: 203.0.113.0/28, allowedUses: [LoadBalancer]}",
+            ),
+            (
+                "lb-in-pods",
+                "{cidr: 10.244.7.0/24, allowedUses: [LoadBalancer]}",
+            ),
             ("pods-in-lb", "{cidr: 198.51.100.128/25}"),
         ]);
-        let names = |p: &[super::IpPoolSpec]| -> Vec<String> {
-            p.iter().map(|p| p.name.clone()).collect()
-        };
+        let names =
+            |p: &[super::IpPoolSpec]| -> Vec<String> { p.iter().map(|p| p.name.clone()).collect() };
         assert_eq!(names(&cfg.ip_pools), ["pods"]);
-        assert_eq!(names(&cfg.load_balancer_pools), ["lb"]);
+        assert_eq!(names(&cfg.load_balancer_pools), ["lb", "small-lb"]);
         assert!(cfg.ip_pools[0].allowed_uses.workload && cfg.ip_pools[0].allowed_uses.tunnel);
         assert!(cfg.load_balancer_pools[0].allowed_uses.load_balancer);
         let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
