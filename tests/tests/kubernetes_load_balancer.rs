@@ -113,13 +113,13 @@ fn allocators_racing_give_each_address_once_honour_requests_and_release() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut allocators = BTreeMap::new();
     for node in ["node-a", "node-b", "node-c"] {
-        let handle = rt.block_on(async {
+        let (allocator, config) = rt.block_on(async {
             let store = KubeDatastore::from_environment().await.unwrap();
             let allocator = LoadBalancerAllocator::new(store.client().clone(), node)
                 .with_lease_duration(Duration::from_secs(3));
-            let config = store.watch().await.unwrap();
-            tokio::spawn(allocator.run(config))
+            (allocator, store.watch().await.unwrap())
         });
+        let handle = rt.spawn(allocator.run(config));
         allocators.insert(node.to_string(), handle);
     }
 

@@ -15,5 +15,6 @@ mod plan;
 
 pub use allocator::{LoadBalancerAllocator, LEASE_NAME};
 pub use plan::{
-    plan, Action, LbService, ServiceKey, CALICO_LOAD_BALANCER_CLASS, LOAD_BALANCER_IPS_ANNOTATION,
+    plan, Action, LbService, Request, ServiceKey, CALICO_LOAD_BALANCER_CLASS,
+    LOAD_BALANCER_IPS_ANNOTATION,
 };

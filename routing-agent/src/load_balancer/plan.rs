@@ -34,6 +34,10 @@ pub const CALICO_LOAD_BALANCER_CLASS: &str = "calico";
 /// `namespace/name`.
 pub type ServiceKey = String;
 
+/// The addresses a Service asks for with the field that asks, or that
+/// field and why it cannot be read.
+pub type Request = Result<(String, Vec<IpAddr>), (String, String)>;
+
 /// What the planner reads of one Service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LbService {
@@ -49,7 +53,7 @@ pub struct LbService {
     pub ours: bool,
     /// The addresses asked for, with the field that asks; an error (field,
     /// message) when that field cannot be read.
-    pub requested: Option<Result<(String, Vec<IpAddr>), (String, String)>>,
+    pub requested: Option<Request>,
     /// `spec.ipFamilies` (IPv4 when the API shows none): true for IPv4.
     pub families: Vec<bool>,
     /// `status.loadBalancer.ingress[].ip`.
