@@ -114,7 +114,7 @@ pub fn agent_converged(
     let ctl = Ctl {
         socket: agent_socket(dir),
     };
-    let peers: BTreeSet<IpAddr> = ctl.peers()?.iter().filter_map(|p| p.ip()).collect();
+    let peers: BTreeSet<IpAddr> = ctl.peers()?.iter().map(|p| p.address).collect();
     if &peers != expected {
         let missing = expected.difference(&peers).count();
         let extra = peers.difference(expected).count();
