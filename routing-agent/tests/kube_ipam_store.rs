@@ -1,7 +1,7 @@
 //! The Kubernetes IPAM store (`KubeBlockStore`) against a stateful fake API
-//! server with the real server's resourceVersion compare-and-swap: the
-//! eight-allocator test the file store passes, and each write's answer
-//! to a writer that came first.
+//! server with the real server's resourceVersion compare-and-swap: each
+//! write's answer to a writer that came first, at the moment a test
+//! chooses (allocators racing on the real server: `tests/tests/kubernetes_ipam.rs`).
 
 // The scripted server's HTTP half is shared; its scripting goes unused here.
 #[allow(dead_code)]
@@ -9,8 +9,6 @@ mod fake_api;
 // Its helpers for other tests go unused here.
 #[allow(dead_code)]
 mod object_api;
-#[path = "../../ipam/tests/stress/mod.rs"]
-mod stress;
 
 use serde_json::json;
 use starling_agent::kubernetes::KubeBlockStore;
@@ -39,26 +37,6 @@ fn server() -> (Runtime, ObjectApi) {
 fn open(rt: &Runtime, api: &ObjectApi) -> KubeBlockStore {
     let _entered = rt.enter();
     KubeBlockStore::new(api.client(), rt.handle().clone())
-}
-
-#[test]
-fn eight_allocators_never_hand_out_an_address_twice() {
-    let (rt, api) = server();
-    let store = open(&rt, &api);
-    stress::eight_allocators(&store, || open(&rt, &api));
-    // The allocators did collide, and the store made them start over.
-    let conflicts = api.conflicts();
-    eprintln!("409s: {conflicts:?}, writes: {}", api.writes());
-    assert!(
-        conflicts.get("Conflict").copied().unwrap_or(0) > 0,
-        "{conflicts:?}"
-    );
-    // Every block was freed, and its BlockAffinity with it.
-    assert!(api.objects(BLOCKS).is_empty());
-    assert_eq!(
-        api.objects(AFFINITIES).keys().collect::<Vec<_>>(),
-        Vec::<&String>::new()
-    );
 }
 
 fn block(affinity: Option<&str>, holders: &[(&str, &str)]) -> Block {

@@ -31,7 +31,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use policy_cases::{cases, Case};
-use starling_lab::lab::kubernetes::pod_yaml;
+use starling_lab::control_plane::audit;
+use starling_lab::lab::kubernetes::{pod_yaml, SYSTEM};
 use starling_lab::policy_pods::{
     e2e_pods, flow_map, E2ePod, E2eServers, Family, Labels, Proto, NAMESPACES,
 };
@@ -412,6 +413,21 @@ fn password_change(lab: &mut Lab) -> Result<()> {
         .configure(&["router bgp 65000", "neighbor NODES-V4 password n3w-s3cret"])?;
     lab.wait_frr_established(SESSIONS_UP)?;
     wait_tor_v4(lab, true, SESSIONS_UP)?;
+    // The agents read Secrets by name, never list or watch them (the API
+    // server's audit log of their ServiceAccount).
+    let user = format!("system:serviceaccount:{SYSTEM}:starling-agent");
+    let secrets: Vec<String> = audit::requests(&lab.kube()?.audit_log(), &user)?
+        .into_iter()
+        .filter(|r| r.resource == "secrets")
+        .map(|r| r.to_string())
+        .collect();
+    ensure(
+        !secrets.is_empty()
+            && secrets
+                .iter()
+                .all(|r| r.starts_with("get ") && !r.ends_with("(refused)")),
+        || format!("the agents' requests for Secrets: {secrets:?}"),
+    )?;
     Ok(())
 }
 

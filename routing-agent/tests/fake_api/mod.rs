@@ -7,13 +7,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
 /// How a scripted watch response ends after its events.
 #[derive(Clone, Copy, Debug)]
@@ -38,7 +36,6 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub query: String,
-    pub content_type: String,
     pub body: String,
 }
 
@@ -132,23 +129,6 @@ impl FakeApi {
             .count()
     }
 
-    /// Waits (10s at most) until a request satisfies `done`, and returns it.
-    pub async fn wait_for_request(&self, what: &str, done: impl Fn(&Request) -> bool) -> Request {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let seen = self.seen.notified();
-            if let Some(r) = self.requests().into_iter().find(|r| done(r)) {
-                return r;
-            }
-            if tokio::time::timeout_at(deadline, seen).await.is_err() {
-                panic!(
-                    "timed out waiting for {what}; requests: {:#?}",
-                    self.requests()
-                );
-            }
-        }
-    }
-
     async fn serve(self, mut stream: TcpStream) {
         let mut buf = Vec::new();
         loop {
@@ -222,13 +202,10 @@ pub async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<R
     let method = first.next()?.to_string();
     let target = first.next()?.to_string();
     let mut length = 0;
-    let mut content_type = String::new();
     for line in lines {
         if let Some((k, v)) = line.split_once(':') {
-            match k.trim().to_ascii_lowercase().as_str() {
-                "content-length" => length = v.trim().parse().ok()?,
-                "content-type" => content_type = v.trim().to_string(),
-                _ => {}
+            if k.trim().eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().ok()?;
             }
         }
     }
@@ -247,7 +224,6 @@ pub async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<R
         method,
         path: path.to_string(),
         query: query.to_string(),
-        content_type,
         body,
     })
 }
