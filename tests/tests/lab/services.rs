@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use starling_lab::frr::Afi;
 use starling_lab::{Check, Lab, LabOptions, Result};
 
-use super::{run_lab, ROUTES_IN, SESSIONS_UP};
+use super::{ensure, run_lab, ROUTES_IN, SESSIONS_UP};
 
 const BGP_SPEC: &str = "spec: {asNumber: 64512, nodeToNodeMeshEnabled: true, listenPort: 179}";
 
@@ -213,6 +213,77 @@ fn services_are_announced_as_calico_does() {
             &want,
         )?;
         println!("the Service deleted: FRR saw the withdrawal within {gone:?}");
+        Ok(())
+    });
+}
+
+/// The lab in Kubernetes mode (a real API server; the agents with their
+/// ServiceAccount's token): an IPPool with `allowedUses: [LoadBalancer]`
+/// gives a LoadBalancer Service the pool's lowest address and another the
+/// address its annotation asks for; the agent holding the Lease writes them
+/// in the Services' status, every node announces them (aggregation off: a
+/// /32 each), and FRR's table shows them from the three nodes; a Service
+/// deleted is withdrawn.
+#[test]
+fn load_balancer_addresses_from_a_pool_are_announced() {
+    let bgp = "spec: {asNumber: 64512, nodeToNodeMeshEnabled: true, listenPort: 179, \
+               serviceLoadBalancerIPs: [{cidr: 198.51.100.0/24}], \
+               serviceLoadBalancerAggregation: Disabled}";
+    let cluster = format!(
+        "{}\n---\napiVersion: starling.dev/v1alpha1\nkind: IPPool\nmetadata: {{name: load-balancers}}\n\
+         spec: {{cidr: 198.51.100.0/24, allowedUses: [LoadBalancer]}}\n",
+        starling_lab::datastore::DEFAULT_CLUSTER_YAML.replace(BGP_SPEC, bgp)
+    );
+    let options = LabOptions {
+        kubernetes: true,
+        cluster_yaml: cluster,
+        agent_ready_timeout: Duration::from_secs(60),
+        ..LabOptions::default()
+    };
+    run_lab("w1-", options, |lab| {
+        lab.wait_frr_established(SESSIONS_UP)?;
+        let service = |name: &str, meta: &str| {
+            format!(
+                "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default{meta}}}\n\
+                 spec: {{type: LoadBalancer, allocateLoadBalancerNodePorts: false, \
+                 externalTrafficPolicy: Cluster, ports: [{{port: 80}}]}}\n"
+            )
+        };
+        let kube = lab.kube()?;
+        kube.apply_objects(&format!(
+            "{}{}",
+            service("web", ""),
+            service(
+                "api",
+                ", annotations: {projectcalico.org/loadBalancerIPs: '[\"198.51.100.50\"]'}"
+            )
+        ))?;
+        let all = [1, 2, 3];
+        let announced = wait_frr(
+            lab,
+            "the pool's addresses from every node",
+            &[by("198.51.100.1/32", &all), by("198.51.100.50/32", &all)],
+        )?;
+        println!("assigned and announced: FRR saw them within {announced:?}");
+        let status = lab.kube()?.kubectl(&[
+            "get",
+            "services",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.status.loadBalancer.ingress[*].ip} {end}",
+        ])?;
+        ensure(
+            status.contains("web=198.51.100.1 ") && status.contains("api=198.51.100.50 "),
+            || format!("the Services' status: {status}"),
+        )?;
+        lab.kube()?
+            .kubectl(&["delete", "service", "web", "-n", "default"])?;
+        wait_frr(
+            lab,
+            "web's address withdrawn with the Service",
+            &[by("198.51.100.50/32", &all)],
+        )?;
         Ok(())
     });
 }
