@@ -128,29 +128,6 @@ impl<'a> Fields<'a> {
             .transpose()
     }
 
-    pub fn u32(&self, key: &str) -> FieldResult<Option<u32>> {
-        self.unsigned(key, u64::from(u32::MAX))
-            .map(|n| n.and_then(|n| u32::try_from(n).ok()))
-    }
-
-    pub fn u16(&self, key: &str) -> FieldResult<Option<u16>> {
-        self.unsigned(key, u64::from(u16::MAX))
-            .map(|n| n.and_then(|n| u16::try_from(n).ok()))
-    }
-
-    fn unsigned(&self, key: &str, max: u64) -> FieldResult<Option<u64>> {
-        let Some(v) = self.get(key) else {
-            return Ok(None);
-        };
-        match v.as_u64() {
-            Some(n) if n <= max => Ok(Some(n)),
-            _ => Err(FieldError::new(
-                self.path_of(key),
-                format!("expected an integer from 0 to {max}, got {}", describe(v)),
-            )),
-        }
-    }
-
     /// A list; absent reads as empty.
     pub fn list(&self, key: &str) -> FieldResult<&'a [Value]> {
         match self.get(key) {
@@ -210,8 +187,6 @@ mod tests {
         let v = yaml("{a: x, n: 7, b: true, l: [1, 2], m: {k: v}, z: null}");
         let f = Fields::new(&v, "spec").unwrap();
         assert_eq!(f.string("a").unwrap().as_deref(), Some("x"));
-        assert_eq!(f.u32("n").unwrap(), Some(7));
-        assert_eq!(f.u16("n").unwrap(), Some(7));
         assert_eq!(f.bool("b").unwrap(), Some(true));
         assert_eq!(f.list("l").unwrap().len(), 2);
         assert_eq!(f.string_map("m").unwrap()["k"], "v");
@@ -226,8 +201,6 @@ mod tests {
         let v = yaml("{a: 1, n: -1, big: 70000, b: yes, l: x, m: {k: 1}}");
         let f = Fields::new(&v, "spec").unwrap();
         assert_eq!(f.string("a").unwrap_err().field, "spec.a");
-        assert_eq!(f.u32("n").unwrap_err().field, "spec.n");
-        assert_eq!(f.u16("big").unwrap_err().field, "spec.big");
         assert_eq!(f.bool("b").unwrap_err().field, "spec.b");
         assert_eq!(f.list("l").unwrap_err().field, "spec.l");
         assert_eq!(f.string_map("m").unwrap_err().field, "spec.m[k]");

@@ -19,7 +19,10 @@ use std::net::IpAddr;
 use ipnetwork::IpNetwork;
 
 use super::fields::{FieldError, FieldResult, Fields};
-use super::kinds::{cidr, section, Meta};
+use super::node::Meta;
+use super::typed::spec;
+use super::values::cidr;
+use crate::crd;
 
 pub const KIND_BGP_FILTER: &str = "BGPFilter";
 
@@ -92,79 +95,69 @@ pub(crate) const RULE_LISTS: [(&str, bool); 4] = [
     ("importV6", false),
 ];
 
+/// A BGPFilter read through its CRD type (`crd::BGPFilterSpec`).
 pub(crate) fn bgp_filter(object: &Fields, meta: Meta) -> FieldResult<BgpFilterSpec> {
-    let spec = section(object, "spec")?;
-    spec.deny_unknown(&RULE_LISTS.map(|(k, _)| k))?;
-    let mut lists: Vec<Vec<FilterRule>> = Vec::new();
-    for (key, v4) in RULE_LISTS {
-        let mut rules = Vec::new();
-        for (i, v) in spec.list(key)?.iter().enumerate() {
-            let f = Fields::new(v, &format!("{}[{i}]", spec.path_of(key)))?;
-            rules.push(rule(&f, v4)?);
+    // Calico's rules may match an interface; Starling has no interface
+    // routes, and says so rather than "unknown field".
+    if let Some(spec) = object.get("spec") {
+        for (key, _) in RULE_LISTS {
+            let rules = spec.get(key).and_then(serde_yaml::Value::as_sequence);
+            for (i, r) in rules.into_iter().flatten().enumerate() {
+                if r.get("interface").is_some() {
+                    return Err(FieldError::new(
+                        format!("spec.{key}[{i}].interface"),
+                        "not supported: Starling announces no interface routes",
+                    ));
+                }
+            }
         }
-        lists.push(rules);
     }
-    let mut lists = lists.into_iter();
-    let mut next = || lists.next().unwrap_or_default();
+    let spec: crd::BGPFilterSpec = spec(object)?;
+    let lists = [
+        (&spec.export_v4, "exportV4", true),
+        (&spec.import_v4, "importV4", true),
+        (&spec.export_v6, "exportV6", false),
+        (&spec.import_v6, "importV6", false),
+    ];
+    let mut read = lists.map(|(rules, key, v4)| {
+        rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| rule(r, &format!("spec.{key}[{i}]"), v4))
+            .collect::<FieldResult<Vec<FilterRule>>>()
+    });
+    let mut next = |i: usize| std::mem::replace(&mut read[i], Ok(Vec::new()));
     Ok(BgpFilterSpec {
         name: meta.name,
-        export_v4: next(),
-        import_v4: next(),
-        export_v6: next(),
-        import_v6: next(),
+        export_v4: next(0)?,
+        import_v4: next(1)?,
+        export_v6: next(2)?,
+        import_v6: next(3)?,
     })
 }
 
-fn rule(f: &Fields, v4: bool) -> FieldResult<FilterRule> {
-    f.deny_unknown(&[
-        "action",
-        "cidr",
-        "matchOperator",
-        "prefixLength",
-        "source",
-        "peerType",
-        "communities",
-        "asPathPrefix",
-        "interface",
-    ])?;
-    if f.get("interface").is_some() {
-        return Err(FieldError::new(
-            f.path_of("interface"),
-            "not supported: Starling announces no interface routes",
-        ));
-    }
-    let action = match f.required_string("action")?.as_str() {
-        "Accept" => FilterAction::Accept,
-        "Reject" => FilterAction::Reject,
-        other => {
-            return Err(FieldError::new(
-                f.path_of("action"),
-                format!("{other:?}: expected Accept or Reject"),
-            ))
-        }
+fn rule(r: &crd::BGPFilterRule, at: &str, v4: bool) -> FieldResult<FilterRule> {
+    let path = |key: &str| format!("{at}.{key}");
+    let action = match r.action {
+        crd::FilterAction::Accept => FilterAction::Accept,
+        crd::FilterAction::Reject => FilterAction::Reject,
     };
-    let operator = f
-        .string("matchOperator")?
-        .map(|op| match op.as_str() {
-            "Equal" => Ok(MatchOperator::Equal),
-            "NotEqual" => Ok(MatchOperator::NotEqual),
-            "In" => Ok(MatchOperator::In),
-            "NotIn" => Ok(MatchOperator::NotIn),
-            other => Err(FieldError::new(
-                f.path_of("matchOperator"),
-                format!("{other:?}: expected Equal, NotEqual, In or NotIn"),
-            )),
-        })
-        .transpose()?;
-    let network = f
-        .get("cidr")
-        .map(|v| cidr(v, &f.path_of("cidr")))
+    let operator = r.match_operator.map(|op| match op {
+        crd::MatchOperator::Equal => MatchOperator::Equal,
+        crd::MatchOperator::NotEqual => MatchOperator::NotEqual,
+        crd::MatchOperator::In => MatchOperator::In,
+        crd::MatchOperator::NotIn => MatchOperator::NotIn,
+    });
+    let network = r
+        .cidr
+        .as_deref()
+        .map(|s| cidr(s, &path("cidr")))
         .transpose()?;
     let max_len = if v4 { 32 } else { 128 };
     if let Some(n) = network {
         if n.is_ipv4() != v4 {
             return Err(FieldError::new(
-                f.path_of("cidr"),
+                path("cidr"),
                 format!("{n} is not an IPv{} CIDR", if v4 { 4 } else { 6 }),
             ));
         }
@@ -173,109 +166,73 @@ fn rule(f: &Fields, v4: bool) -> FieldResult<FilterRule> {
         (Some(op), Some(n)) => Some((op, n)),
         (None, None) => None,
         (Some(_), None) => {
-            return Err(FieldError::new(
-                f.path_of("cidr"),
-                "required with matchOperator",
-            ))
+            return Err(FieldError::new(path("cidr"), "required with matchOperator"))
         }
         (None, Some(_)) => {
-            return Err(FieldError::new(
-                f.path_of("matchOperator"),
-                "required with cidr",
-            ))
+            return Err(FieldError::new(path("matchOperator"), "required with cidr"))
         }
     };
-    let prefix_length = match f.get("prefixLength") {
+    let prefix_length = match &r.prefix_length {
         None => None,
-        Some(v) => {
-            let p = Fields::new(v, &f.path_of("prefixLength"))?;
-            p.deny_unknown(&["min", "max"])?;
+        Some(p) => {
             let Some((op, n)) = cidr else {
                 return Err(FieldError::new(
-                    f.path_of("prefixLength"),
+                    path("prefixLength"),
                     "needs cidr and matchOperator In or NotIn",
                 ));
             };
             if !matches!(op, MatchOperator::In | MatchOperator::NotIn) {
                 return Err(FieldError::new(
-                    f.path_of("prefixLength"),
+                    path("prefixLength"),
                     "only with matchOperator In or NotIn",
                 ));
             }
-            let bound = |key: &str, default: u8| -> FieldResult<u8> {
-                match p.u16(key)? {
+            let bound = |key: &str, value: Option<u8>, default: u8| -> FieldResult<u8> {
+                match value {
                     None => Ok(default),
-                    Some(l) if (1..=u16::from(max_len)).contains(&l) => Ok(l as u8),
+                    Some(l) if (1..=max_len).contains(&l) => Ok(l),
                     Some(l) => Err(FieldError::new(
-                        p.path_of(key),
+                        format!("{at}.prefixLength.{key}"),
                         format!("{l}: must be from 1 to {max_len}"),
                     )),
                 }
             };
-            let (min, max) = (bound("min", n.prefix())?, bound("max", max_len)?);
+            let (min, max) = (
+                bound("min", p.min, n.prefix())?,
+                bound("max", p.max, max_len)?,
+            );
             if min > max {
                 return Err(FieldError::new(
-                    p.path_of("min"),
+                    format!("{at}.prefixLength.min"),
                     format!("{min} is more than max ({max})"),
                 ));
             }
             Some((min, max))
         }
     };
-    let remote_peers_only = match f.string("source")?.as_deref() {
-        None => false,
-        Some("RemotePeers") => true,
-        Some(other) => {
-            return Err(FieldError::new(
-                f.path_of("source"),
-                format!("{other:?}: expected RemotePeers"),
-            ))
-        }
-    };
-    let peer_type = match f.string("peerType")?.as_deref() {
-        None => None,
-        Some("eBGP") => Some(PeerType::Ebgp),
-        Some("iBGP") => Some(PeerType::Ibgp),
-        Some(other) => {
-            return Err(FieldError::new(
-                f.path_of("peerType"),
-                format!("{other:?}: expected eBGP or iBGP"),
-            ))
-        }
-    };
+    let peer_type = r.peer_type.map(|t| match t {
+        crd::FilterPeerType::Ebgp => PeerType::Ebgp,
+        crd::FilterPeerType::Ibgp => PeerType::Ibgp,
+    });
     let mut communities = Vec::new();
-    if let Some(v) = f.get("communities") {
-        let c = Fields::new(v, &f.path_of("communities"))?;
-        c.deny_unknown(&["values"])?;
-        for (i, v) in c.list("values")?.iter().enumerate() {
-            let path = format!("{}[{i}]", c.path_of("values"));
-            let s = super::fields::string_value(v, &path)?;
-            communities.push(community(&s).map_err(|m| FieldError::new(&path, m))?);
-        }
+    for (i, s) in r.communities.iter().flat_map(|c| &c.values).enumerate() {
+        let path = format!("{at}.communities.values[{i}]");
+        communities.push(community(s).map_err(|m| FieldError::new(&path, m))?);
     }
-    let mut as_path_prefix = Vec::new();
-    for (i, v) in f.list("asPathPrefix")?.iter().enumerate() {
-        match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
-            Some(n) if n > 0 => as_path_prefix.push(n),
-            _ => {
-                return Err(FieldError::new(
-                    format!("{}[{i}]", f.path_of("asPathPrefix")),
-                    format!(
-                        "expected an AS number from 1 to 4294967295, got {}",
-                        super::fields::describe(v)
-                    ),
-                ))
-            }
-        }
+    if let Some(i) = r.as_path_prefix.iter().position(|&n| n == 0) {
+        return Err(FieldError::new(
+            format!("{at}.asPathPrefix[{i}]"),
+            "expected an AS number from 1 to 4294967295, got number 0",
+        ));
     }
     Ok(FilterRule {
         action,
         cidr,
         prefix_length,
-        remote_peers_only,
+        remote_peers_only: r.source == Some(crd::RouteSource::RemotePeers),
         peer_type,
         communities,
-        as_path_prefix,
+        as_path_prefix: r.as_path_prefix.clone(),
     })
 }
 
@@ -325,7 +282,7 @@ impl BgpFilterSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::kinds::metadata;
+    use crate::config::node::metadata;
 
     fn decode(spec: &str) -> FieldResult<BgpFilterSpec> {
         let v: serde_yaml::Value =

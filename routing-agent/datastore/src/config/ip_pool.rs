@@ -26,8 +26,11 @@ use std::collections::BTreeMap;
 use ipnetwork::IpNetwork;
 
 use super::fields::{FieldError, FieldResult, Fields};
-use super::kinds::{cidr, section, Meta};
-use super::selector::{parse_selector, LabelSelector};
+use super::node::Meta;
+use super::selector::check_selector;
+use super::typed::spec;
+use super::values::cidr;
+use crate::crd::{self, LabelSelector};
 
 pub const KIND_IP_POOL: &str = "IPPool";
 /// Block size of IPv4 pools that set none.
@@ -88,17 +91,16 @@ impl Default for AllowedUses {
     }
 }
 
-fn allowed_uses(spec: &Fields) -> FieldResult<AllowedUses> {
-    if spec.get("allowedUses").is_none() {
+fn allowed_uses(listed: Option<&[crd::IPPoolAllowedUse]>) -> FieldResult<AllowedUses> {
+    let Some(list) = listed else {
         return Ok(AllowedUses::default());
-    }
-    let path = spec.path_of("allowedUses");
+    };
+    let path = "spec.allowedUses";
     let mut uses = AllowedUses {
         workload: false,
         tunnel: false,
         load_balancer: false,
     };
-    let list = spec.list("allowedUses")?;
     if list.is_empty() {
         return Err(FieldError::new(
             path,
@@ -106,20 +108,13 @@ fn allowed_uses(spec: &Fields) -> FieldResult<AllowedUses> {
         ));
     }
     for (i, v) in list.iter().enumerate() {
-        let item = format!("{path}[{i}]");
-        let flag = match super::fields::string_value(v, &item)?.as_str() {
-            "Workload" => &mut uses.workload,
-            "Tunnel" => &mut uses.tunnel,
-            "LoadBalancer" => &mut uses.load_balancer,
-            other => {
-                return Err(FieldError::new(
-                    item,
-                    format!("{other:?} is not one of Workload, Tunnel, LoadBalancer"),
-                ))
-            }
+        let flag = match v {
+            crd::IPPoolAllowedUse::Workload => &mut uses.workload,
+            crd::IPPoolAllowedUse::Tunnel => &mut uses.tunnel,
+            crd::IPPoolAllowedUse::LoadBalancer => &mut uses.load_balancer,
         };
         if *flag {
-            return Err(FieldError::new(item, "listed twice"));
+            return Err(FieldError::new(format!("{path}[{i}]"), "listed twice"));
         }
         *flag = true;
     }
@@ -154,12 +149,6 @@ impl VxlanMode {
             VxlanMode::CrossSubnet => "CrossSubnet",
         }
     }
-
-    fn parse(s: &str) -> Option<VxlanMode> {
-        [VxlanMode::Never, VxlanMode::Always, VxlanMode::CrossSubnet]
-            .into_iter()
-            .find(|m| m.as_str() == s)
-    }
 }
 
 impl IpPoolSpec {
@@ -172,58 +161,39 @@ impl IpPoolSpec {
     }
 }
 
+/// An IPPool read through its CRD type (`crd::IPPoolSpec`).
 pub(crate) fn ip_pool(object: &Fields, meta: Meta) -> FieldResult<IpPoolSpec> {
-    let spec = section(object, "spec")?;
-    spec.deny_unknown(&[
-        "cidr",
-        "blockSize",
-        "nodeSelector",
-        "disabled",
-        "allowRequestedAddresses",
-        "natOutgoing",
-        "vxlanMode",
-        "disableBGPExport",
-        "allowedUses",
-    ])?;
-    let value = spec
-        .get("cidr")
-        .ok_or_else(|| FieldError::new(spec.path_of("cidr"), "required"))?;
-    let cidr = cidr(value, &spec.path_of("cidr"))?;
+    let spec: crd::IPPoolSpec = spec(object)?;
+    let cidr = cidr(&spec.cidr, "spec.cidr")?;
     let default = if cidr.is_ipv4() {
         DEFAULT_BLOCK_SIZE_V4
     } else {
         DEFAULT_BLOCK_SIZE_V6
     };
-    let allowed_uses = allowed_uses(&spec)?;
-    let block_size = match spec.u16("blockSize")? {
-        // A LoadBalancer pool is not cut into blocks: any size will do.
-        None if allowed_uses.load_balancer => default.max(cidr.prefix()),
-        None => default,
-        Some(n) => u8::try_from(n).unwrap_or(u8::MAX),
-    };
-    let node_selector = spec
-        .get("nodeSelector")
-        .map(|v| parse_selector(v, &spec.path_of("nodeSelector")))
-        .transpose()?;
-    let vxlan_mode = match spec.string("vxlanMode")? {
-        None => VxlanMode::default(),
-        Some(s) => VxlanMode::parse(&s).ok_or_else(|| {
-            FieldError::new(
-                spec.path_of("vxlanMode"),
-                format!("{s:?} is not one of Never, Always, CrossSubnet"),
-            )
-        })?,
-    };
+    let allowed_uses = allowed_uses(spec.allowed_uses.as_deref())?;
+    if let Some(s) = &spec.node_selector {
+        check_selector(s, "spec.nodeSelector")?;
+    }
     Ok(IpPoolSpec {
         name: meta.name,
         cidr,
-        block_size,
-        node_selector,
-        disabled: spec.bool("disabled")?.unwrap_or(false),
-        allow_requested_addresses: spec.bool("allowRequestedAddresses")?.unwrap_or(false),
-        nat_outgoing: spec.bool("natOutgoing")?.unwrap_or(false),
-        vxlan_mode,
-        disable_bgp_export: spec.bool("disableBGPExport")?.unwrap_or(false),
+        block_size: match spec.block_size {
+            // A LoadBalancer pool is not cut into blocks: any size will do.
+            None if allowed_uses.load_balancer => default.max(cidr.prefix()),
+            None => default,
+            // Out of u8's range is out of every pool's: `check_ip_pool` says so.
+            Some(n) => u8::try_from(n).unwrap_or(u8::MAX),
+        },
+        node_selector: spec.node_selector,
+        disabled: spec.disabled.unwrap_or(false),
+        allow_requested_addresses: spec.allow_requested_addresses.unwrap_or(false),
+        nat_outgoing: spec.nat_outgoing.unwrap_or(false),
+        vxlan_mode: match spec.vxlan_mode.unwrap_or_default() {
+            crd::VXLANMode::Never => VxlanMode::Never,
+            crd::VXLANMode::Always => VxlanMode::Always,
+            crd::VXLANMode::CrossSubnet => VxlanMode::CrossSubnet,
+        },
+        disable_bgp_export: spec.disable_bgp_export.unwrap_or(false),
         allowed_uses,
     })
 }

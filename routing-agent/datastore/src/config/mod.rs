@@ -1,13 +1,16 @@
 //! Cluster configuration objects, validation and the file datastore.
 //!
 //! YAML text becomes [`Object`]s ([`parse_documents`]: syntax, types, unknown
-//! fields), then a [`ClusterConfig`] ([`build`]: rules across fields and
+//! fields; Starling's own kinds through their CRD types in `crd`, the one
+//! schema of each, whether the object comes from a file or the API
+//! server), then a [`ClusterConfig`] ([`build`]: rules across fields and
 //! objects). Rejected objects are left out, each with a [`ConfigError`]
 //! naming its kind, name and field. [`local_node`] finds one node in it
 //! (the agent's `desired_peers` then derives its BGP sessions);
 //! [`FileDatastore`] reads and watches files.
 
 mod admitted;
+mod bgp;
 mod datastore;
 mod duration;
 mod error;
@@ -15,16 +18,19 @@ mod fields;
 mod file_store;
 mod filter;
 mod ip_pool;
-mod kinds;
 mod local;
 mod model;
+mod node;
 mod objects;
 mod passwords;
 mod secret;
 mod selector;
 mod service;
+mod typed;
 mod validate;
+mod values;
 
+pub use crate::crd::{LabelSelector, LabelSelectorRequirement, SelectorOperator};
 pub use admitted::{node_imports, node_originates, AdmittedRanges};
 pub use datastore::{DatastoreSpec, DatastoreSpecError};
 pub use duration::parse_go_duration;
@@ -50,7 +56,6 @@ pub use objects::{
 };
 pub use passwords::{resolve as resolve_password, PasswordError};
 pub use secret::{SecretData, SecretKeyRef, KIND_SECRET};
-pub use selector::{LabelSelector, LabelSelectorRequirement, SelectorOperator};
 pub use service::{
     EndpointSliceInfo, ServiceInfo, ServiceType, DISCOVERY_API_VERSION, KIND_ENDPOINT_SLICE,
     KIND_SERVICE, SERVICE_NAME_LABEL,

@@ -9,8 +9,8 @@ use ipnetwork::IpNetwork;
 use super::filter::{BgpFilterSpec, CommunityValue};
 use super::ip_pool::IpPoolSpec;
 use super::secret::{SecretData, SecretKeyRef};
-use super::selector::LabelSelector;
 use super::service::{EndpointSliceInfo, ServiceInfo};
+use crate::crd::LabelSelector;
 
 /// AS number used when neither the BGPConfiguration nor the node sets one.
 pub const DEFAULT_AS_NUMBER: u32 = 64512;

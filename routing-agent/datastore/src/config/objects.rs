@@ -5,12 +5,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use serde_yaml::Value;
 
+use super::bgp;
 use super::error::ConfigError;
 use super::fields::{describe, FieldError, Fields};
 use super::filter::{self, BgpFilterSpec, KIND_BGP_FILTER};
 use super::ip_pool::{self, IpPoolSpec, KIND_IP_POOL};
-use super::kinds;
 use super::model::{BgpConfig, BgpPeerSpec, NodeInfo};
+use super::node::{self, metadata};
 use super::secret::{self, SecretData, KIND_SECRET};
 use super::service::{
     self, EndpointSliceInfo, ServiceInfo, DISCOVERY_API_VERSION, KIND_ENDPOINT_SLICE, KIND_SERVICE,
@@ -231,45 +232,45 @@ fn parse_value(
     };
     let failed = |e: FieldError| ConfigError::new(source, &kind, &name, e.field, e.message);
     let decoded = match (api_version.as_str(), kind.as_str()) {
-        ("v1", KIND_NODE) => kinds::metadata(&top)
-            .and_then(|meta| kinds::node(&top, meta))
+        ("v1", KIND_NODE) => metadata(&top)
+            .and_then(|meta| node::node(&top, meta))
             .map(|node| Object::Node {
                 source: source.to_string(),
                 node,
             }),
-        (STARLING_API_VERSION, KIND_BGP_CONFIGURATION) => kinds::metadata(&top)
-            .and_then(|meta| Ok((meta.name, kinds::bgp_configuration(&top)?)))
+        (STARLING_API_VERSION, KIND_BGP_CONFIGURATION) => metadata(&top)
+            .and_then(|meta| Ok((meta.name, bgp::bgp_configuration(&top)?)))
             .map(|(name, bgp)| Object::BgpConfiguration {
                 source: source.to_string(),
                 name,
                 bgp,
             }),
-        (STARLING_API_VERSION, KIND_BGP_PEER) => kinds::metadata(&top)
-            .and_then(|meta| kinds::bgp_peer(&top, meta))
+        (STARLING_API_VERSION, KIND_BGP_PEER) => metadata(&top)
+            .and_then(|meta| bgp::bgp_peer(&top, meta))
             .map(|peer| Object::BgpPeer {
                 source: source.to_string(),
                 peer,
             }),
-        (STARLING_API_VERSION, KIND_IP_POOL) => kinds::metadata(&top)
+        (STARLING_API_VERSION, KIND_IP_POOL) => metadata(&top)
             .and_then(|meta| ip_pool::ip_pool(&top, meta))
             .map(|pool| Object::IpPool {
                 source: source.to_string(),
                 pool,
             }),
-        (STARLING_API_VERSION, KIND_BGP_FILTER) => kinds::metadata(&top)
+        (STARLING_API_VERSION, KIND_BGP_FILTER) => metadata(&top)
             .and_then(|meta| filter::bgp_filter(&top, meta))
             .map(|filter| Object::BgpFilter {
                 source: source.to_string(),
                 filter,
             }),
-        ("v1", KIND_SECRET) => kinds::metadata(&top)
+        ("v1", KIND_SECRET) => metadata(&top)
             .and_then(|meta| Ok((meta.name, secret::secret(&top)?)))
             .map(|(name, data)| Object::Secret {
                 source: source.to_string(),
                 name,
                 data,
             }),
-        ("v1", KIND_SERVICE) => kinds::metadata(&top)
+        ("v1", KIND_SERVICE) => metadata(&top)
             .and_then(|meta| {
                 let ns = service::namespace(&top)?;
                 service::service(&top, meta, ns)
@@ -279,7 +280,7 @@ fn parse_value(
                 key: service.key(),
                 service,
             }),
-        (DISCOVERY_API_VERSION, KIND_ENDPOINT_SLICE) => kinds::metadata(&top)
+        (DISCOVERY_API_VERSION, KIND_ENDPOINT_SLICE) => metadata(&top)
             .and_then(|meta| {
                 let ns = service::namespace(&top)?;
                 service::endpoint_slice(&top, meta, ns)

@@ -16,12 +16,8 @@ pub const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 1..=80;
 /// A Secret's keys and their values (decoded from `data`, or `stringData`).
 pub type SecretData = BTreeMap<String, String>;
 
-/// `spec.password.secretKeyRef` of a BGPPeer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretKeyRef {
-    pub name: String,
-    pub key: String,
-}
+/// `spec.password.secretKeyRef` of a BGPPeer: the CRDs' type.
+pub use crate::crd::SecretKeyRef;
 
 /// A Secret: `data` values are base64 (as the API server returns them),
 /// `stringData` values plain; a key in both takes `stringData`'s, as the API
@@ -38,26 +34,4 @@ pub(crate) fn secret(object: &Fields) -> FieldResult<SecretData> {
     }
     out.extend(object.string_map("stringData")?);
     Ok(out)
-}
-
-/// `field: {secretKeyRef: {name, key}}` in a spec: a BGPPeer's
-/// `password`, a BGPConfiguration's `nodeMeshPassword`.
-pub(crate) fn password(spec: &Fields, field: &str) -> FieldResult<Option<SecretKeyRef>> {
-    let Some(value) = spec.get(field) else {
-        return Ok(None);
-    };
-    let password = Fields::new(value, &spec.path_of(field))?;
-    password.deny_unknown(&["secretKeyRef"])?;
-    let Some(r) = password.get("secretKeyRef") else {
-        return Err(FieldError::new(
-            password.path_of("secretKeyRef"),
-            "required",
-        ));
-    };
-    let r = Fields::new(r, &password.path_of("secretKeyRef"))?;
-    r.deny_unknown(&["name", "key"])?;
-    Ok(Some(SecretKeyRef {
-        name: r.required_string("name")?,
-        key: r.required_string("key")?,
-    }))
 }

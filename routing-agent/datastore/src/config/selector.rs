@@ -1,125 +1,50 @@
-//! Kubernetes label selectors (`matchLabels`, `matchExpressions`).
+//! Kubernetes label selectors (`matchLabels`, `matchExpressions`): the
+//! type is the CRDs' (`crd::LabelSelector`); what its schema cannot say is
+//! checked here.
 
-use std::collections::BTreeMap;
+use super::fields::{FieldError, FieldResult};
+use crate::crd::{LabelSelector, SelectorOperator};
 
-use serde_yaml::Value;
-
-use super::fields::{string_value, FieldError, FieldResult, Fields};
-
-/// A Kubernetes `LabelSelector`. All of its terms must hold; the empty
-/// selector matches everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LabelSelector {
-    pub match_labels: BTreeMap<String, String>,
-    pub match_expressions: Vec<LabelSelectorRequirement>,
-}
-
-/// One `matchExpressions` term.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LabelSelectorRequirement {
-    pub key: String,
-    pub operator: SelectorOperator,
-    pub values: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SelectorOperator {
-    In,
-    NotIn,
-    Exists,
-    DoesNotExist,
-}
-
-impl LabelSelector {
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.match_labels
-            .iter()
-            .all(|(k, v)| labels.get(k) == Some(v))
-            && self.match_expressions.iter().all(|r| r.matches(labels))
-    }
-}
-
-impl LabelSelectorRequirement {
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let value = labels.get(&self.key);
-        match self.operator {
-            SelectorOperator::In => value.is_some_and(|v| self.values.contains(v)),
-            // As in Kubernetes, a missing label is "not in" any set.
-            SelectorOperator::NotIn => !value.is_some_and(|v| self.values.contains(v)),
-            SelectorOperator::Exists => value.is_some(),
-            SelectorOperator::DoesNotExist => value.is_none(),
+/// In and NotIn need values, Exists and DoesNotExist take none; `path` is
+/// where the selector is (`spec.nodeSelector`).
+pub(crate) fn check_selector(s: &LabelSelector, path: &str) -> FieldResult<()> {
+    for (i, r) in s.match_expressions.iter().enumerate() {
+        let at = format!("{path}.matchExpressions[{i}]");
+        if r.key.is_empty() {
+            return Err(FieldError::new(format!("{at}.key"), "required"));
+        }
+        let values = format!("{at}.values");
+        match r.operator {
+            SelectorOperator::In | SelectorOperator::NotIn if r.values.is_empty() => {
+                return Err(FieldError::new(
+                    values,
+                    format!("{:?} needs at least one value", r.operator),
+                ))
+            }
+            SelectorOperator::Exists | SelectorOperator::DoesNotExist if !r.values.is_empty() => {
+                return Err(FieldError::new(
+                    values,
+                    format!("{:?} takes no values", r.operator),
+                ))
+            }
+            _ => {}
         }
     }
-}
-
-/// Reads a selector found at `path` (e.g. `spec.nodeSelector`).
-pub(crate) fn parse_selector(value: &Value, path: &str) -> FieldResult<LabelSelector> {
-    let f = Fields::new(value, path)?;
-    f.deny_unknown(&["matchLabels", "matchExpressions"])?;
-    let match_labels = f.string_map("matchLabels")?;
-    let expressions_path = f.path_of("matchExpressions");
-    let match_expressions = f
-        .list("matchExpressions")?
-        .iter()
-        .enumerate()
-        .map(|(i, v)| parse_requirement(v, &format!("{expressions_path}[{i}]")))
-        .collect::<FieldResult<Vec<_>>>()?;
-    Ok(LabelSelector {
-        match_labels,
-        match_expressions,
-    })
-}
-
-fn parse_requirement(value: &Value, path: &str) -> FieldResult<LabelSelectorRequirement> {
-    let f = Fields::new(value, path)?;
-    f.deny_unknown(&["key", "operator", "values"])?;
-    let key = f.required_string("key")?;
-    let operator = match f.required_string("operator")?.as_str() {
-        "In" => SelectorOperator::In,
-        "NotIn" => SelectorOperator::NotIn,
-        "Exists" => SelectorOperator::Exists,
-        "DoesNotExist" => SelectorOperator::DoesNotExist,
-        other => {
-            return Err(FieldError::new(
-                f.path_of("operator"),
-                format!("unknown operator {other:?} (expected In, NotIn, Exists or DoesNotExist)"),
-            ))
-        }
-    };
-    let values_path = f.path_of("values");
-    let values = f
-        .list("values")?
-        .iter()
-        .enumerate()
-        .map(|(i, v)| string_value(v, &format!("{values_path}[{i}]")))
-        .collect::<FieldResult<Vec<_>>>()?;
-    match operator {
-        SelectorOperator::In | SelectorOperator::NotIn if values.is_empty() => {
-            Err(FieldError::new(
-                values_path,
-                format!("{operator:?} needs at least one value"),
-            ))
-        }
-        SelectorOperator::Exists | SelectorOperator::DoesNotExist if !values.is_empty() => Err(
-            FieldError::new(values_path, format!("{operator:?} takes no values")),
-        ),
-        _ => Ok(LabelSelectorRequirement {
-            key,
-            operator,
-            values,
-        }),
-    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::config::typed::typed;
 
     fn selector(s: &str) -> FieldResult<LabelSelector> {
-        parse_selector(
-            &serde_yaml::from_str(s).expect("test YAML"),
-            "spec.nodeSelector",
-        )
+        let v: serde_yaml::Value = serde_yaml::from_str(s).expect("test YAML");
+        let s: LabelSelector = typed(&v, "spec.nodeSelector")?;
+        check_selector(&s, "spec.nodeSelector")?;
+        Ok(s)
     }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

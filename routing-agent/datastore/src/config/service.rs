@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use super::fields::{FieldError, FieldResult, Fields};
-use super::kinds::{section, Meta};
+use super::node::{section, Meta};
 
 pub const KIND_SERVICE: &str = "Service";
 pub const KIND_ENDPOINT_SLICE: &str = "EndpointSlice";
@@ -176,7 +176,7 @@ fn address(s: &str, path: &str) -> FieldResult<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::kinds::metadata;
+    use crate::config::node::metadata;
 
     /// The YAML with each line's indentation removed (the tests indent
     /// their text; the documents are flat).

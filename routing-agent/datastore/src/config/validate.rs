@@ -7,11 +7,11 @@ use std::time::Duration;
 use super::error::ConfigError;
 use super::fields::FieldError;
 use super::ip_pool::check_ip_pool;
-use super::kinds::annotation_path;
 use super::model::{
     BfdSpec, BgpConfig, BgpPeerSpec, ClusterConfig, NodeInfo, ASN_ANNOTATION, DEFAULT_HOLD_TIME,
     MAX_ECMP_PATHS,
 };
+use super::node::annotation_path;
 use super::objects::{Object, KIND_BGP_PEER};
 
 /// The name of the only BGPConfiguration that is used.

@@ -1,5 +1,6 @@
-//! `BGPConfiguration` and `BGPPeer` (`starling.dev/v1alpha1`), the same
-//! fields the file datastore reads (`config::kinds`).
+//! `BGPConfiguration` and `BGPPeer` (`starling.dev/v1alpha1`): the one
+//! schema of both kinds, for files and the API server alike (`config::bgp`
+//! reads them into the model).
 //!
 //! The schema checks what it can: AS numbers from 1 to 4294967295 other
 //! than 23456 (AS_TRANS), ports, IP addresses (CEL `isIP`), Go durations,
@@ -43,6 +44,7 @@ pub(crate) const DURATION_PATTERN: &str = r"^(0|\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)(
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 pub struct BGPConfigurationSpec {
     /// The cluster's AS number (default 64512); a node's `starling.dev/asn`
     /// annotation overrides it.
@@ -128,6 +130,7 @@ pub struct BGPConfigurationSpec {
 /// `{name, value}`: a standard (`65000:100`) or large (`65000:1:2`)
 /// community with a name.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Community {
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
@@ -137,6 +140,7 @@ pub struct Community {
 
 /// `{cidr, communities}`: names of `communities`, or values.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct PrefixAdvertisement {
     #[schemars(length(max = 43))]
     #[x_kube(validation = Rule::new("isCIDR(self) && cidr(self).masked() == cidr(self)").message("must be a CIDR in network form, such as 10.244.0.0/16"))]
@@ -149,6 +153,7 @@ pub struct PrefixAdvertisement {
 /// `{cidr}`: one range of service addresses, as Calico's
 /// `ServiceClusterIPBlock` and the like.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct ServiceIPBlock {
     // The bounds keep the CEL rule's estimated cost within what a real
     // API server accepts (an IPv6 CIDR is at most 43 characters).
@@ -169,6 +174,7 @@ pub enum Aggregation {
 /// takes its BGP session down at once.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 pub struct Bfd {
     /// Default true when the block is present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -190,6 +196,7 @@ pub struct Bfd {
 /// `gracefulRestart: {enabled, restartTime}`; on, 120s, when absent.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 pub struct GracefulRestart {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
@@ -224,6 +231,7 @@ pub struct GracefulRestart {
     validation = Rule::new("!(has(self.node) && has(self.nodeSelector))").message("node and nodeSelector are mutually exclusive")
 )]
 #[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 pub struct BGPPeerSpec {
     /// The router to peer with (IPv4 or IPv6).
     #[serde(default, rename = "peerIP", skip_serializing_if = "Option::is_none")]
@@ -280,12 +288,14 @@ pub struct BGPPeerSpec {
 /// `password: {secretKeyRef: {name, key}}`, as in Calico.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 pub struct PasswordSource {
     pub secret_key_ref: SecretKeyRef,
 }
 
 /// A key of a Secret.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct SecretKeyRef {
     #[schemars(length(min = 1))]
     pub name: String,

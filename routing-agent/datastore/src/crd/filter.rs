@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 pub struct BGPFilterSpec {
     /// Rules for IPv4 routes sent to the peer.
     #[serde(default, rename = "exportV4", skip_serializing_if = "Vec::is_empty")]
@@ -46,6 +47,7 @@ pub struct BGPFilterSpec {
     validation = Rule::new("!has(self.prefixLength) || (has(self.matchOperator) && (self.matchOperator == 'In' || self.matchOperator == 'NotIn'))").message("prefixLength needs matchOperator In or NotIn")
 )]
 #[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 pub struct BGPFilterRule {
     pub action: FilterAction,
     /// In network form; the family of the list.
@@ -101,6 +103,7 @@ pub enum FilterPeerType {
 
 /// `{min, max}`, 1 to 32 (IPv4) or 128 (IPv6).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct PrefixLength {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 128))]
@@ -112,6 +115,7 @@ pub struct PrefixLength {
 
 /// `{values: ["65000:100", "65000:1:2"]}`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct CommunityMatch {
     #[schemars(length(max = 32), inner(regex(pattern = r"^[0-9]+:[0-9]+(:[0-9]+)?$")))]
     pub values: Vec<String>,

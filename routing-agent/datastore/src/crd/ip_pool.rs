@@ -36,6 +36,7 @@ use super::selector::LabelSelector;
     validation = Rule::new("!has(self.allowedUses) || !('LoadBalancer' in self.allowedUses) || !has(self.vxlanMode) || self.vxlanMode == 'Never'").message("vxlanMode: a LoadBalancer pool has no pods to tunnel to")
 )]
 #[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 pub struct IPPoolSpec {
     /// The pool's range in network form, IPv4 or IPv6 (`10.244.0.0/16`).
     #[schemars(extend("format" = "cidr"))]
@@ -44,7 +45,7 @@ pub struct IPPoolSpec {
     /// Prefix length of the blocks (default 26 for IPv4, 122 for IPv6).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 128))]
-    pub block_size: Option<u8>,
+    pub block_size: Option<u16>,
     /// The nodes that take blocks from it (default: every node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<LabelSelector>,
