@@ -1,5 +1,5 @@
 //! starling-policy's Prometheus metrics, served with the agent's endpoint
-//! (`starling_datastore::metrics`: `/metrics`, `/livez`, `/readyz` on
+//! (`starling_metrics`: `/metrics`, `/livez`, `/readyz` on
 //! `--metrics-address`): how long each change took to compile and to
 //! apply, how many changes were applied or failed, and what is in force
 //! (policies, isolated pods, elements of each set), and the packets each

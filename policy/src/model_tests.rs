@@ -225,8 +225,8 @@ fn a_change_recompiles_only_what_it_touches() {
     assert_eq!(
         added,
         [
-            "ingress_ports_v4_s2 10.244.1.2 . 10.244.2.61 . tcp . 80",
-            "ingress_ports_v6_s2 fd00:244:1::2 . fd00:244:2::61 . tcp . 80"
+            "ingress_hports_v4 10.244.1.2 . 10.244.2.61 . tcp . 80",
+            "ingress_hports_v6 fd00:244:1::2 . fd00:244:2::61 . tcp . 80"
         ]
     );
 

@@ -7,11 +7,17 @@
 //! forward: ct established,related accept
 //!          ip saddr vmap @egress_pods_v4   (isolated local pod -> jump egress)
 //!          ip daddr vmap @ingress_pods_v4  (isolated local pod -> jump ingress)
-//! ingress: ip daddr . ip saddr @ingress_any_v4 return                     (rules without ports)
+//! ingress: ip daddr . ip saddr @ingress_hany_v4 return                    (one peer address, no ports)
+//!          ip daddr . ip saddr . meta l4proto . th dport @ingress_hports_v4 return  (one address, one port)
+//!          ip daddr . ip saddr @ingress_any_v4 return                     (rules without ports)
 //!          ip daddr . ip saddr . meta l4proto . th dport @ingress_ports_v4 return
 //!          reject (tcp reset, else icmpx admin-prohibited) or drop
 //! ```
-//! and the same for IPv6 and for egress (`saddr . daddr`). Denied packets
+//! and the same for IPv6 and for egress (`saddr . daddr`). Grants to one
+//! peer address (a pod, a node) and one port, or any port, are elements of
+//! plain hash sets (`_hany_`, `_hports_`), which the kernel adds and
+//! removes in constant time; only address ranges (ipBlocks, networks) and
+//! port ranges go to interval sets. Denied packets
 //! go through the chain of their reason ([`crate::denied`]): a tier's
 //! Deny verdict names it, and a pod isolated by NetworkPolicies has its
 //! own in `ingress_npdeny_v4` (looked up only once a packet is denied).
@@ -114,6 +120,12 @@ fn set_decls() -> Vec<(String, String, bool)> {
             v.push((
                 format!("{dir}_npdeny_{f}"),
                 format!("{addr} : verdict"),
+                false,
+            ));
+            v.push((format!("{dir}_hany_{f}"), format!("{addr} . {addr}"), false));
+            v.push((
+                format!("{dir}_hports_{f}"),
+                format!("{addr} . {addr} . inet_proto . inet_service"),
                 false,
             ));
             for k in 0..SHARDS {
@@ -267,17 +279,22 @@ pub fn elements(d: Direction, ip: IpAddr, iso: &Isolated) -> Entries {
             }
         }
     }
-    let any: Vec<IpRange> = iso
+    // One peer address: a hash set element; ranges: interval sets.
+    let (hosts, any): (Vec<IpRange>, Vec<IpRange>) = iso
         .grants
         .iter()
         .filter(|g| g.ports.is_none())
         .map(|g| g.peer)
-        .collect();
+        .partition(|r| r.lo == r.hi);
+    let hosts: BTreeSet<String> = hosts.iter().map(ToString::to_string).collect();
+    for h in hosts {
+        out.push((format!("{dir}_hany_{f}"), format!("{ip} . {h}")));
+    }
     for r in merge(any) {
         out.push((sharded(&format!("{dir}_any_{f}"), k), format!("{ip} . {r}")));
     }
     for proto in Protocol::ALL {
-        let rects: Vec<(IpRange, PortRange)> = iso
+        let (exact, rects): (Vec<(IpRange, PortRange)>, Vec<(IpRange, PortRange)>) = iso
             .grants
             .iter()
             .filter_map(|g| {
@@ -285,7 +302,14 @@ pub fn elements(d: Direction, ip: IpAddr, iso: &Isolated) -> Entries {
                     .filter(|(p, _)| *p == proto)
                     .map(|(_, r)| (g.peer, r))
             })
+            .partition(|(r, p)| r.lo == r.hi && p.0 == p.1);
+        let exact: BTreeSet<String> = exact
+            .iter()
+            .map(|(r, p)| format!("{ip} . {r} . {} . {}", proto.nft(), p.0))
             .collect();
+        for e in exact {
+            out.push((format!("{dir}_hports_{f}"), e));
+        }
         for (r, p) in disjoint(&rects) {
             out.push((
                 sharded(&format!("{dir}_ports_{f}"), k),
@@ -389,6 +413,8 @@ impl Ruleset {
                 s += "\t}\n";
                 s += &format!("\tchain {d}_np_s{k} {{\n");
                 for (ip, f) in [("ip", "v4"), ("ip6", "v6")] {
+                    s += &format!("\t\t{ip} {local} . {ip} {peer} @{d}_hany_{f} return\n");
+                    s += &format!("\t\t{ip} {local} . {ip} {peer} . meta l4proto . th dport @{d}_hports_{f} return\n");
                     s += &format!("\t\t{ip} {local} . {ip} {peer} @{d}_any_{f}_s{k} return\n");
                     s += &format!("\t\t{ip} {local} . {ip} {peer} . meta l4proto . th dport @{d}_ports_{f}_s{k} return\n");
                 }

@@ -64,8 +64,9 @@ fn pod_changes_are_element_changes() {
     let after = ruleset(&compile(&s2, &p, Some("node-1")), Options::default());
     assert_eq!(
         after.transaction(Some(&before)).unwrap(),
-        "delete element inet starling ingress_any_v4_s2 { 10.244.1.2 . 10.244.2.2 }\n\
-         add element inet starling ingress_any_v4_s2 { 10.244.1.2 . 10.244.2.3 }\n"
+        // One pod address: the hash set, not an interval set.
+        "delete element inet starling ingress_hany_v4 { 10.244.1.2 . 10.244.2.2 }\n\
+         add element inet starling ingress_hany_v4 { 10.244.1.2 . 10.244.2.3 }\n"
     );
     assert_eq!(after.transaction(Some(&after)), None);
     // Other options: the table is replaced.

@@ -108,14 +108,20 @@ fn ruleset_in_a_fresh_namespace() {
         set_block(&l, "egress_pods_v6").contains("fd00:244:1::2 : jump egress"),
         "{l}"
     );
-    let ports = set_block(&l, "ingress_ports_v4_s2");
+    // One peer address and one port: the hash set; a port range: the
+    // interval set.
+    let exact = set_block(&l, "ingress_hports_v4");
     for want in [
         "10.244.1.2 . 10.244.2.2 . tcp . 80",
-        "10.244.1.2 . 10.244.2.2 . udp . 1000-2000",
         "10.244.1.2 . 10.244.2.2 . sctp . 81",
     ] {
-        assert!(ports.contains(want), "{want} not in {ports}");
+        assert!(exact.contains(want), "{want} not in {exact}");
     }
+    let ports = set_block(&l, "ingress_ports_v4_s2");
+    assert!(
+        ports.contains("10.244.1.2 . 10.244.2.2 . udp . 1000-2000"),
+        "{ports}"
+    );
     let egress = set_block(&l, "egress_any_v4_s2");
     assert!(
         egress.contains("10.244.1.2 . 10.0.0.0-10.244.2.255"),
@@ -138,7 +144,7 @@ fn ruleset_in_a_fresh_namespace() {
     assert!(t.lines().all(|l| l.starts_with("add element ")), "{t}");
     let l = list(&nft);
     assert!(
-        set_block(&l, "ingress_ports_v4_s2").contains("10.244.1.2 . 10.244.3.7 . tcp . 80"),
+        set_block(&l, "ingress_hports_v4").contains("10.244.1.2 . 10.244.3.7 . tcp . 80"),
         "{l}"
     );
 
@@ -161,10 +167,9 @@ fn ruleset_in_a_fresh_namespace() {
         !set_block(&l, "ingress_pods_v4").contains("10.244.1.2"),
         "{l}"
     );
-    assert!(
-        !set_block(&l, "ingress_ports_v4_s2").contains("10.244.1.2"),
-        "{l}"
-    );
+    for set in ["ingress_ports_v4_s2", "ingress_hports_v4"] {
+        assert!(!set_block(&l, set).contains("10.244.1.2"), "{l}");
+    }
 
     // A ClusterNetworkPolicy: Admin Deny and Pass regions, a Baseline
     // Accept; nft takes the verdict maps, and a change rewrites elements.
