@@ -83,6 +83,12 @@ pub struct Results {
     /// Lines of the first transaction, and set elements in force.
     pub transaction_lines: usize,
     pub elements: usize,
+    /// The fixed cost of one transaction with the whole ruleset loaded:
+    /// a one-element `nft -f -` (median of 20), and of that `ip netns
+    /// exec` entering the node's namespace (which a controller on a real
+    /// node does not pay).
+    pub nft_fixed: Duration,
+    pub netns_exec: Duration,
     /// Per kind of event: from the new snapshot to `nft` having
     /// committed, and the CPU time it took.
     pub events: Vec<EventStats>,
@@ -151,6 +157,8 @@ pub struct EventStats {
     pub kind: EventKind,
     /// Snapshot handed over to `nft` having committed, per event.
     pub latency: Vec<Duration>,
+    /// Of which the controller's compile and diff (incremental mode).
+    pub compile: Vec<Duration>,
     /// CPU time of the controller (this process) and of `nft` (children),
     /// summed over the events.
     pub cpu: Duration,
@@ -305,6 +313,8 @@ pub fn run(prefix: &str, w: Workload, progress: &dyn Fn(&str)) -> Result<Results
         .ok_or_else(|| Error::Setup("nothing applied".into()))?;
     let elements = applied.sets.values().map(|s| s.len()).sum();
     let rss_kib = procfs::rss_kib(std::process::id()).unwrap_or(0);
+    progress("fixed cost of a transaction");
+    let (nft_fixed, netns_exec) = fixed_cost(&nft, &topo.node)?;
 
     let mut events = Vec::new();
     for kind in EventKind::ALL {
@@ -312,6 +322,7 @@ pub fn run(prefix: &str, w: Workload, progress: &dyn Fn(&str)) -> Result<Results
         let mut stats = EventStats {
             kind,
             latency: Vec::new(),
+            compile: Vec::new(),
             cpu: Duration::ZERO,
             nft_cpu: Duration::ZERO,
             empty: 0,
@@ -340,6 +351,7 @@ pub fn run(prefix: &str, w: Workload, progress: &dyn Fn(&str)) -> Result<Results
                 t.is_some()
             } else {
                 let r = c.sync(&next).map_err(|e| Error::Setup(e.to_string()))?;
+                stats.compile.push(r.compile_time);
                 r.transaction.is_some()
             };
             stats.latency.push(start.elapsed());
@@ -361,12 +373,42 @@ pub fn run(prefix: &str, w: Workload, progress: &dyn Fn(&str)) -> Result<Results
         apply: report.apply_time,
         transaction_lines,
         elements,
+        nft_fixed,
+        netns_exec,
         events,
         rss_kib,
         peak_rss_kib,
         throughput_empty,
         throughput_loaded,
     })
+}
+
+/// Median wall time of a one-element transaction (added, then deleted)
+/// and of `ip netns exec NS true`.
+fn fixed_cost(nft: &Nft, ns: &str) -> Result<(Duration, Duration)> {
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let mut one = Vec::new();
+    let mut exec = Vec::new();
+    for i in 0..20 {
+        let verb = if i % 2 == 0 { "add" } else { "delete" };
+        let t = format!(
+            "{verb} element {} ingress_hany_v4 {{ 10.255.255.1 . 10.255.255.2 }}\n",
+            starling_policy::nft::TABLE
+        );
+        let start = Instant::now();
+        nft.apply(&t).map_err(|e| Error::Setup(e.to_string()))?;
+        one.push(start.elapsed());
+        let start = Instant::now();
+        std::process::Command::new("ip")
+            .args(["netns", "exec", ns, "true"])
+            .status()
+            .map_err(|e| Error::io("ip netns exec", e))?;
+        exec.push(start.elapsed());
+    }
+    Ok((median(one), median(exec)))
 }
 
 /// CPU time (user and system) of this process or of its waited-for
@@ -497,7 +539,8 @@ pub fn report(r: &Results) -> String {
          | decode the objects | {} |\n\
          | first compile + diff | {} |\n\
          | first apply (`nft -f -`, {} lines, {} set elements) | {} |\n\
-         | resident memory after the first apply / peak at the end | {} MiB / {} MiB |\n",
+         | resident memory after the first apply / peak at the end | {} MiB / {} MiB |\n\
+         | one-element transaction, whole ruleset loaded (of which `ip netns exec`) | {} ({}) |\n",
         w.pods(),
         w.namespaces,
         w.policies,
@@ -508,6 +551,8 @@ pub fn report(r: &Results) -> String {
         ms(r.apply),
         r.rss_kib / 1024,
         r.peak_rss_kib / 1024,
+        ms(r.nft_fixed),
+        ms(r.netns_exec),
     );
     for e in &r.events {
         let mut lat = e.latency.clone();
@@ -517,8 +562,18 @@ pub fn report(r: &Results) -> String {
             lat.get(i).copied().unwrap_or_default()
         };
         let n = lat.len().max(1) as u32;
+        let mut compile = e.compile.clone();
+        compile.sort();
+        let compile = match compile.len() {
+            0 => String::new(),
+            len => format!(
+                "; compile + diff median {} / max {}",
+                ms(compile[len / 2]),
+                ms(compile[len - 1])
+            ),
+        };
         s += &format!(
-            "| {} until in force: median / p99 / max of {} | {} / {} / {}; CPU per event {} (nft {}){} |\n",
+            "| {} until in force: median / p99 / max of {} | {} / {} / {}; CPU per event {} (nft {}){compile}{} |\n",
             e.kind.name(),
             lat.len(),
             ms(at(0.5)),
