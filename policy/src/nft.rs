@@ -298,7 +298,8 @@ pub fn elements(d: Direction, ip: IpAddr, iso: &Isolated) -> Entries {
         out.push((sharded(&format!("{dir}_any_{f}"), k), format!("{ip} . {r}")));
     }
     for proto in Protocol::ALL {
-        let (exact, rects): (Vec<(IpRange, PortRange)>, Vec<(IpRange, PortRange)>) = iso
+        type Rects = Vec<(IpRange, PortRange)>;
+        let (exact, rects): (Rects, Rects) = iso
             .grants
             .iter()
             .filter_map(|g| {
