@@ -7,8 +7,9 @@ use std::net::IpAddr;
 
 use starling_lab::{topology, Check, Lab, LabOptions, Result};
 
+use super::reflection::{node_yaml, reflector_cluster_yaml};
 use super::routing::{anycast_hops, wait_hops};
-use super::{ensure, node_yaml, reflector_cluster_yaml, run_lab, ROUTES_IN, SESSIONS_UP};
+use super::{ensure, run_lab, ROUTES_IN, SESSIONS_UP};
 
 const ANYCAST: [&str; 2] = ["10.244.99.0/24", "fd00:244:99::/64"];
 
