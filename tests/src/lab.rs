@@ -3,23 +3,24 @@
 //! is dropped. In Kubernetes mode ([`LabOptions::kubernetes`], module
 //! [`kubernetes`]) a real control plane is the datastore.
 
+mod agents;
+mod diagnostics;
 pub mod kubernetes;
+mod routes;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::agent::{self, Agent};
+use crate::agent::Agent;
 use crate::cni;
 use crate::datastore;
 use crate::error::{Error, Result};
-use crate::frr::{self, Afi, Frr};
-use crate::kernel::{self, KernelRoute};
+use crate::frr::{self, Frr};
 use crate::netns;
 use crate::state::{self, FileLock, ProcRecord, Record};
-use crate::topology::{self, Cidr, NodeSpec, PodSpec};
-use crate::wait::{wait_until, Check};
+use crate::topology::{self, NodeSpec, PodSpec};
 
 /// What [`Lab::up`] builds and starts.
 #[derive(Debug, Clone)]
@@ -384,215 +385,6 @@ impl Lab {
         &self.record.namespaces
     }
 
-    // ----- FRR -----
-
-    pub fn frr(&self) -> Result<&Frr> {
-        self.frr
-            .as_ref()
-            .ok_or_else(|| Error::Setup("FRR is not running in this lab".into()))
-    }
-
-    pub fn frr_mut(&mut self) -> Result<&mut Frr> {
-        self.frr
-            .as_mut()
-            .ok_or_else(|| Error::Setup("FRR is not running in this lab".into()))
-    }
-
-    /// The ToR's six neighbors: every node's IPv4 and IPv6 address.
-    pub fn frr_neighbors(&self) -> Vec<IpAddr> {
-        self.nodes.iter().flat_map(NodeSpec::addrs).collect()
-    }
-
-    /// Waits until FRR has all six neighbors Established.
-    pub fn wait_frr_established(&mut self, deadline: Duration) -> Result<frr::BgpSummary> {
-        let n = self.frr_neighbors();
-        self.frr_mut()?.wait_established(&n, deadline)
-    }
-
-    /// Waits until FRR's BGP tables hold every node's pod CIDRs.
-    pub fn wait_frr_routes(&mut self, deadline: Duration) -> Result<()> {
-        let want: Vec<Cidr> = self.nodes.iter().flat_map(NodeSpec::pod_cidrs).collect();
-        let frr = self.frr_mut()?;
-        wait_until(deadline, "FRR's BGP tables to hold every pod CIDR", || {
-            frr.check_running()?;
-            let mut have = frr.table(Afi::Ipv4)?.prefixes();
-            have.extend(frr.table(Afi::Ipv6)?.prefixes());
-            let missing: Vec<String> = want
-                .iter()
-                .filter(|c| !have.contains(c))
-                .map(Cidr::to_string)
-                .collect();
-            Ok(Check::when(missing.is_empty(), (), || {
-                format!("missing {}", missing.join(", "))
-            }))
-        })
-    }
-
-    // ----- agents -----
-
-    pub fn agent(&self, node: &str) -> Result<&Agent> {
-        self.agents
-            .get(node)
-            .ok_or_else(|| Error::Setup(format!("no agent for node {node:?}")))
-    }
-
-    pub fn agent_mut(&mut self, node: &str) -> Result<&mut Agent> {
-        self.agents
-            .get_mut(node)
-            .ok_or_else(|| Error::Setup(format!("no agent for node {node:?}")))
-    }
-
-    fn spawn_agent(&mut self, node: &str) -> Result<()> {
-        let pid = self.agent_mut(node)?.start()?;
-        let program = agent::binary(agent::AGENT_BIN)?;
-        if !self.record.processes.iter().any(|p| p.pid == pid) {
-            self.record_process(pid, &format!("agent of {node}"), &program)?;
-        }
-        Ok(())
-    }
-
-    /// Starts a node's agent and waits until it answers `starlingctl`.
-    pub fn start_agent(&mut self, node: &str) -> Result<()> {
-        self.spawn_agent(node)?;
-        self.agent_mut(node)?.wait_ready(Duration::from_secs(20))
-    }
-
-    /// SIGTERM to a node's agent (SIGKILL after the grace period); returns
-    /// how it exited.
-    pub fn stop_agent(&mut self, node: &str) -> Result<Option<std::process::ExitStatus>> {
-        let a = self.agent_mut(node)?;
-        let pid = a.pid();
-        let st = a.stop();
-        if let Some(pid) = pid {
-            self.forget_process(pid)?;
-        }
-        Ok(st)
-    }
-
-    /// SIGKILL to a node's agent.
-    pub fn kill_agent(&mut self, node: &str) -> Result<()> {
-        let a = self.agent_mut(node)?;
-        let pid = a.pid();
-        a.kill();
-        if let Some(pid) = pid {
-            self.forget_process(pid)?;
-        }
-        Ok(())
-    }
-
-    /// The BGP sessions a node's agent should have: the two other nodes over
-    /// IPv4 and IPv6 (mesh), and the ToR over IPv4 and IPv6.
-    pub fn expected_agent_peers(&self, node: &str) -> Vec<IpAddr> {
-        let mut v: Vec<IpAddr> = self
-            .nodes
-            .iter()
-            .filter(|n| n.name != node)
-            .flat_map(NodeSpec::addrs)
-            .collect();
-        v.push(IpAddr::V4(topology::TOR_V4));
-        v.push(IpAddr::V6(topology::TOR_V6));
-        v
-    }
-
-    /// Waits until the node's agent reports every address in `peers`
-    /// Established.
-    pub fn wait_agent_established(
-        &mut self,
-        node: &str,
-        peers: &[IpAddr],
-        deadline: Duration,
-    ) -> Result<Vec<starling_control::PeerStatus>> {
-        let what = format!("agent of {node}: sessions {peers:?} Established");
-        let a = self.agent_mut(node)?;
-        wait_until(deadline, &what, || {
-            a.check_running()?;
-            let list = a.ctl().peers()?;
-            let ok = peers.iter().all(|want| {
-                list.iter()
-                    .any(|p| p.address == *want && p.is_established())
-            });
-            let brief = agent::brief_peers(&list);
-            Ok(Check::when(ok, list, || brief))
-        })
-    }
-
-    /// Waits until every node's agent has all its expected sessions up.
-    pub fn wait_agents_established(&mut self, deadline: Duration) -> Result<()> {
-        let start = std::time::Instant::now();
-        for n in self.node_names() {
-            let peers = self.expected_agent_peers(&n);
-            let left = deadline.saturating_sub(start.elapsed());
-            self.wait_agent_established(&n, &peers, left)?;
-        }
-        Ok(())
-    }
-
-    // ----- kernel routes -----
-
-    /// A node's proto-87 routes (IPv4 and IPv6).
-    pub fn kernel_routes(&self, node: &str) -> Result<Vec<(Cidr, KernelRoute)>> {
-        kernel::agent_routes(&self.ns(node))
-    }
-
-    /// What `node`'s kernel lacks of the routes it should have learned: every
-    /// other node's pod CIDRs via that node's address (only `among` nodes).
-    pub fn missing_routes(&self, node: &str, among: &[String]) -> Result<Vec<String>> {
-        let routes = self.kernel_routes(node)?;
-        let mut missing = Vec::new();
-        for other in self
-            .nodes
-            .iter()
-            .filter(|n| n.name != node && among.contains(&n.name))
-        {
-            for (cidr, via) in [
-                (other.pod_cidr_v4, IpAddr::V4(other.v4)),
-                (other.pod_cidr_v6, IpAddr::V6(other.v6)),
-            ] {
-                if !kernel::has_route_via(&routes, &cidr, via) {
-                    missing.push(format!("{cidr} via {via}"));
-                }
-            }
-        }
-        Ok(missing)
-    }
-
-    /// Waits until every node's kernel holds every other node's pod CIDRs via
-    /// that node's address.
-    pub fn wait_routes_everywhere(&self, deadline: Duration) -> Result<()> {
-        let names = self.node_names();
-        wait_until(
-            deadline,
-            "every node to route every other node's pod CIDRs",
-            || {
-                let mut obs = Vec::new();
-                for n in &names {
-                    let m = self.missing_routes(n, &names)?;
-                    if !m.is_empty() {
-                        obs.push(format!("{n} lacks {}", m.join(", ")));
-                    }
-                }
-                Ok(Check::when(obs.is_empty(), (), || obs.join("; ")))
-            },
-        )
-    }
-
-    /// Waits until none of `gone`'s pod CIDRs is in `node`'s kernel (proto 87).
-    pub fn wait_routes_gone(&self, node: &str, gone: &str, deadline: Duration) -> Result<()> {
-        let cidrs = self.node(gone)?.pod_cidrs();
-        let what = format!("{gone}'s pod CIDRs to leave {node}'s kernel");
-        wait_until(deadline, &what, || {
-            let routes = self.kernel_routes(node)?;
-            let still: Vec<String> = cidrs
-                .iter()
-                .filter(|c| kernel::has_prefix(&routes, c))
-                .map(Cidr::to_string)
-                .collect();
-            Ok(Check::when(still.is_empty(), (), || {
-                format!("still there: {}", still.join(", "))
-            }))
-        })
-    }
-
     // ----- datastore -----
 
     /// The lab's copy of the datastore the agents read.
@@ -611,58 +403,6 @@ impl Lab {
     }
 
     // ----- diagnostics and teardown -----
-
-    /// What a failing test should print: agents' log tails and tables, each
-    /// node's proto-87 routes, FRR's logs and summary.
-    pub fn diagnostics(&mut self) -> String {
-        let mut s = format!(
-            "===== diagnostics of lab {:?} ({})\n",
-            self.name,
-            self.dir.display()
-        );
-        for n in self.node_names() {
-            let ns = self.ns(&n);
-            if let Some(a) = self.agents.get_mut(&n) {
-                let state = match a.check_running() {
-                    Ok(()) => format!("running (pid {:?})", a.pid()),
-                    Err(e) => format!("not running: {e}"),
-                };
-                s.push_str(&format!("----- agent of {n}: {state}\n"));
-                s.push_str(&format!(
-                    "--- {} (last 40 lines)\n{}\n",
-                    a.log_path().display(),
-                    a.log_tail(40)
-                ));
-                if a.is_running() {
-                    let ctl = a.ctl();
-                    for (t, r) in [("peers", ctl.peers_table()), ("routes", ctl.routes_table())] {
-                        match r {
-                            Ok(out) => s.push_str(&format!("--- starlingctl {t}\n{out}\n")),
-                            Err(e) => s.push_str(&format!("--- starlingctl {t}: {e}\n")),
-                        }
-                    }
-                }
-            }
-            for fam in ["-4", "-6"] {
-                match netns::ip(&ns, &[fam, "route", "show"]) {
-                    Ok(out) => s.push_str(&format!("--- ip {fam} route ({ns})\n{out}")),
-                    Err(e) => s.push_str(&format!("--- ip {fam} route ({ns}): {e}\n")),
-                }
-            }
-        }
-        match self.frr.as_mut() {
-            Some(f) => {
-                if let Err(e) = f.check_running() {
-                    s.push_str(&format!("----- FRR: {e}\n"));
-                }
-                s.push_str("----- FRR\n");
-                s.push_str(&f.diagnostics(40));
-            }
-            None => s.push_str("----- FRR not started\n"),
-        }
-        s.push_str(&self.kube_diagnostics());
-        s
-    }
 
     /// Keep everything running after this value is dropped (`--keep`).
     pub fn set_keep(&mut self, keep: bool) {
