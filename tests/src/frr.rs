@@ -7,20 +7,25 @@
 //! run as the packaged `frr` user (in group `frrvty`), and the instance
 //! directory is handed to that user. `-P 0` turns the TCP vty off.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod bfdd;
+mod show;
+
 use std::ffi::CString;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use crate::cmd;
 use crate::error::{Error, Result};
 use crate::netns;
 use crate::process::{Managed, STOP_GRACE};
-use crate::topology::Cidr;
 use crate::wait::{wait_until, Check};
+
+pub use bfdd::Bfdd;
+pub use show::{
+    parse_summary, parse_table, AfiSummary, BfdPeer, BgpNextHop, BgpPath, BgpSummary, BgpTable,
+    NeighborSummary,
+};
 
 /// The ToR's bgpd.conf shipped in examples/lab/frr/.
 pub const DEFAULT_BGPD_CONF: &str = include_str!("../../examples/lab/frr/bgpd.conf");
@@ -56,150 +61,6 @@ impl Afi {
             Afi::Ipv6 => "ipv6",
         }
     }
-}
-
-/// `show bgp summary json`.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct BgpSummary {
-    #[serde(rename = "ipv4Unicast", default)]
-    pub ipv4_unicast: Option<AfiSummary>,
-    #[serde(rename = "ipv6Unicast", default)]
-    pub ipv6_unicast: Option<AfiSummary>,
-}
-
-/// One address family of `show bgp summary json`.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct AfiSummary {
-    #[serde(rename = "routerId", default)]
-    pub router_id: String,
-    #[serde(rename = "as", default)]
-    pub asn: u32,
-    #[serde(default)]
-    pub peers: BTreeMap<String, NeighborSummary>,
-}
-
-/// One neighbor in `show bgp summary json`.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct NeighborSummary {
-    #[serde(rename = "remoteAs", default)]
-    pub remote_as: u32,
-    #[serde(default)]
-    pub state: String,
-    #[serde(rename = "pfxRcd", default)]
-    pub pfx_rcd: u64,
-    #[serde(rename = "pfxSnt", default)]
-    pub pfx_snt: u64,
-    #[serde(rename = "peerUptimeMsec", default)]
-    pub peer_uptime_msec: u64,
-}
-
-impl NeighborSummary {
-    pub fn is_established(&self) -> bool {
-        self.state == "Established"
-    }
-}
-
-impl BgpSummary {
-    /// Every neighbor of every address family, keyed by address.
-    pub fn neighbors(&self) -> BTreeMap<IpAddr, &NeighborSummary> {
-        let mut m = BTreeMap::new();
-        for afi in [&self.ipv4_unicast, &self.ipv6_unicast]
-            .into_iter()
-            .flatten()
-        {
-            for (k, v) in &afi.peers {
-                if let Ok(ip) = k.parse::<IpAddr>() {
-                    m.insert(ip, v);
-                }
-            }
-        }
-        m
-    }
-
-    /// The neighbor with this address, if configured.
-    pub fn neighbor(&self, addr: IpAddr) -> Option<&NeighborSummary> {
-        self.neighbors().get(&addr).copied()
-    }
-
-    /// Whether the neighbor with this address is Established.
-    pub fn is_established(&self, addr: IpAddr) -> bool {
-        self.neighbor(addr)
-            .is_some_and(NeighborSummary::is_established)
-    }
-
-    /// One line per neighbor: `addr state pfxRcd`, for observations.
-    pub fn brief(&self) -> String {
-        let v: Vec<String> = self
-            .neighbors()
-            .iter()
-            .map(|(a, n)| format!("{a}={}({})", n.state, n.pfx_rcd))
-            .collect();
-        if v.is_empty() {
-            "no neighbors".to_string()
-        } else {
-            v.join(" ")
-        }
-    }
-}
-
-/// `show bgp ipv4|ipv6 unicast json`.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct BgpTable {
-    #[serde(default)]
-    pub routes: BTreeMap<String, Vec<BgpPath>>,
-}
-
-/// One path of one prefix in a BGP table.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct BgpPath {
-    #[serde(default)]
-    pub valid: bool,
-    #[serde(default)]
-    pub bestpath: bool,
-    #[serde(default)]
-    pub path: String,
-    #[serde(default)]
-    pub nexthops: Vec<BgpNextHop>,
-}
-
-/// A next hop of a BGP path.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct BgpNextHop {
-    #[serde(default)]
-    pub ip: String,
-    #[serde(default)]
-    pub scope: Option<String>,
-}
-
-impl BgpTable {
-    /// The prefixes that have at least one valid path.
-    pub fn prefixes(&self) -> BTreeSet<Cidr> {
-        self.routes
-            .iter()
-            .filter(|(_, paths)| paths.iter().any(|p| p.valid))
-            .filter_map(|(k, _)| k.parse().ok())
-            .collect()
-    }
-
-    /// Valid paths for a prefix.
-    pub fn paths(&self, prefix: &Cidr) -> Vec<&BgpPath> {
-        self.routes
-            .iter()
-            .filter(|(k, _)| k.parse::<Cidr>().ok().as_ref() == Some(prefix))
-            .flat_map(|(_, v)| v.iter().filter(|p| p.valid))
-            .collect()
-    }
-}
-
-/// Parses `show bgp summary json` output. An empty object (no BGP instance) is
-/// an empty summary.
-pub fn parse_summary(json: &str) -> Result<BgpSummary> {
-    serde_json::from_str(json).map_err(|e| Error::parse("`show bgp summary json`", e))
-}
-
-/// Parses `show bgp ipv4|ipv6 unicast json` output.
-pub fn parse_table(json: &str) -> Result<BgpTable> {
-    serde_json::from_str(json).map_err(|e| Error::parse("`show bgp unicast json`", e))
 }
 
 /// A running zebra + bgpd pair.
@@ -532,170 +393,4 @@ fn frr_user() -> Result<(u32, u32)> {
 fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
     std::os::unix::fs::chown(path, Some(uid), Some(gid))
         .map_err(|e| Error::io(format!("chown {}", path.display()), e))
-}
-
-/// One peer of `show bfd peers json`.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct BfdPeer {
-    #[serde(default)]
-    pub peer: String,
-    #[serde(default)]
-    pub local: String,
-    /// "up", "down", "init", "shutdown".
-    #[serde(default)]
-    pub status: String,
-    #[serde(default)]
-    pub id: u32,
-    #[serde(rename = "remote-id", default)]
-    pub remote_id: u32,
-    #[serde(default)]
-    pub diagnostic: String,
-    #[serde(rename = "remote-diagnostic", default)]
-    pub remote_diagnostic: String,
-}
-
-/// FRR's bfdd on its own (single-hop peers with a local address need no
-/// zebra), its paths in `dir` like `Frr`'s.
-#[derive(Debug)]
-pub struct Bfdd {
-    dir: PathBuf,
-    instance: String,
-    daemon: Option<Managed>,
-}
-
-impl Bfdd {
-    /// Writes `bfdd.conf` into `dir` and starts bfdd inside `ns`, waiting
-    /// until it answers vtysh.
-    pub fn start(ns: &str, dir: &Path, instance: &str, conf: &str) -> Result<Bfdd> {
-        let (uid, gid) = frr_user()?;
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        for stale in ["bfdd.pid", "bfdd.vty"] {
-            let _ = std::fs::remove_file(dir.join(stale));
-        }
-        write(&dir.join("bfdd.conf"), conf)?;
-        chown(dir, uid, gid)?;
-        let d = dir.display().to_string();
-        let (pid, conf, log) = (
-            format!("{d}/bfdd.pid"),
-            format!("{d}/bfdd.conf"),
-            format!("file:{d}/bfdd.log"),
-        );
-        let args = [
-            "-N",
-            instance,
-            "--vty_socket",
-            &d,
-            "-i",
-            &pid,
-            "-f",
-            &conf,
-            "-u",
-            "frr",
-            "-g",
-            "frr",
-            "-P",
-            "0",
-            "--log",
-            &log,
-        ];
-        let out = dir.join("bfdd.out");
-        let child = netns::spawn(ns, &daemon_dir().join("bfdd"), &args, &[], &out)?;
-        let mut bfdd = Bfdd {
-            dir: dir.to_path_buf(),
-            instance: instance.to_string(),
-            daemon: Some(Managed::new(format!("FRR bfdd in {ns}"), child, &out)),
-        };
-        wait_until(Duration::from_secs(15), "bfdd to answer vtysh", || {
-            if let Some(b) = bfdd.daemon.as_mut() {
-                b.check_running()?;
-            }
-            bfdd.peers().map(|_| true)
-        })?;
-        Ok(bfdd)
-    }
-
-    /// Runs a vtysh command against this bfdd.
-    pub fn vtysh(&self, command: &str) -> Result<String> {
-        let dir = self.dir.display().to_string();
-        let args = ["--vty_socket", &dir, "-d", "bfdd", "-c", command];
-        Ok(cmd::run_checked("vtysh", &args, Duration::from_secs(10))?.stdout)
-    }
-
-    /// `show bfd peers json`, parsed.
-    pub fn peers(&self) -> Result<Vec<BfdPeer>> {
-        let json = self.vtysh("show bfd peers json")?;
-        serde_json::from_str(&json).map_err(|e| Error::parse("`show bfd peers json`", e))
-    }
-
-    /// The last lines of bfdd's log and output, and its peers.
-    pub fn diagnostics(&self, lines: usize) -> String {
-        let show = "show bfd peers";
-        daemon_diagnostics(
-            &self.dir,
-            &["bfdd.log", "bfdd.out"],
-            lines,
-            show,
-            self.vtysh(show),
-        )
-    }
-
-    /// Stops bfdd (SIGTERM, SIGKILL after a grace period).
-    pub fn stop(&mut self) {
-        if let Some(mut d) = self.daemon.take() {
-            d.stop(STOP_GRACE);
-        }
-        let _ = std::fs::remove_dir(Path::new("/var/run/frr").join(&self.instance));
-    }
-}
-
-impl Drop for Bfdd {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SUMMARY: &str = r#"{
-"ipv4Unicast":{"routerId":"10.0.0.1","as":65000,"peers":{
-  "10.0.0.11":{"remoteAs":64512,"state":"Established","pfxRcd":1,"pfxSnt":2,"peerUptimeMsec":5000},
-  "10.0.0.12":{"remoteAs":64512,"state":"Connect","pfxRcd":0,"pfxSnt":0}}},
-"ipv6Unicast":{"routerId":"10.0.0.1","as":65000,"peers":{
-  "fd00::11":{"remoteAs":64512,"state":"Active"}}}
-}"#;
-
-    #[test]
-    fn summary_parses() {
-        let s = parse_summary(SUMMARY).unwrap();
-        assert!(s.is_established("10.0.0.11".parse().unwrap()));
-        assert!(!s.is_established("10.0.0.12".parse().unwrap()));
-        assert!(!s.is_established("fd00::11".parse().unwrap()));
-        assert!(!s.is_established("10.0.0.13".parse().unwrap()));
-        assert_eq!(s.neighbors().len(), 3);
-        assert!(s.brief().contains("10.0.0.11=Established(1)"));
-        assert!(parse_summary("{}").unwrap().neighbors().is_empty());
-        assert!(parse_summary("% bgp not running").is_err());
-    }
-
-    #[test]
-    fn table_parses() {
-        let t = parse_table(
-            r#"{"vrfId":0,"routerId":"10.0.0.1","routes":{
-              "10.244.1.0/24":[{"valid":true,"bestpath":true,"path":"64512",
-                 "nexthops":[{"ip":"10.0.0.11","afi":"ipv4","used":true}]}],
-              "10.244.9.0/24":[{"valid":false,"path":"64512","nexthops":[]}]}}"#,
-        )
-        .unwrap();
-        let p: Vec<String> = t.prefixes().iter().map(|c| c.to_string()).collect();
-        assert_eq!(p, vec!["10.244.1.0/24"]);
-        let c: Cidr = "10.244.1.0/24".parse().unwrap();
-        assert_eq!(t.paths(&c)[0].nexthops[0].ip, "10.0.0.11");
-        assert!(parse_table(r#"{"routes": {  }  } "#)
-            .unwrap()
-            .prefixes()
-            .is_empty());
-    }
 }
