@@ -3,9 +3,8 @@
 //! demand: a bookmark, then a watch cut in the middle of its chunked body
 //! at a chosen moment. The rest (lists, Events, BGPNodeStatus, readiness,
 //! Secrets, a 410 from a compaction) runs against a real control plane:
-//! `tests/tests/kubernetes_{lab,accounts,faults}.rs`. Services and
-//! EndpointSlices of every namespace are read here until a real-server
-//! test shows them.
+//! `tests/tests/kubernetes_{lab,accounts,faults}.rs` (there also a
+//! Service with the EndpointSlices the real controller-manager makes).
 
 mod fake_api;
 
@@ -254,69 +253,4 @@ async fn watches_resume_after_bookmark_410_and_dropped_connection() {
     assert_eq!(watches[..3], ["200", "300", "301"], "{watches:?}");
     let lists = api.list_count(PEERS);
     assert_eq!(lists, 2, "one list, and one relist after the 410");
-}
-
-fn web_slice(ready: bool, rv: &str) -> Value {
-    json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "web-x1", "namespace": "shop", "resourceVersion": rv,
-            "labels": {"kubernetes.io/service-name": "web"}},
-        "addressType": "IPv4",
-        "endpoints": [{"addresses": ["10.244.2.5"], "nodeName": "node-2",
-            "conditions": {"ready": ready}, "targetRef": {"kind": "Pod", "name": "web-1"}}]
-    })
-}
-
-/// Services and EndpointSlices of every namespace are read through the
-/// same parser as files; an endpoint turning ready is seen from the watch.
-#[tokio::test]
-async fn services_and_endpoint_slices_of_every_namespace_are_read() {
-    let api = FakeApi::start().await;
-    cluster_without_services(&api);
-    api.list(PEERS, peer_list("200", vec![]));
-    api.list(
-        SERVICES,
-        list(
-            "v1",
-            "ServiceList",
-            "300",
-            vec![json!({
-                "metadata": {"name": "web", "namespace": "shop", "resourceVersion": "280"},
-                "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
-                    "externalTrafficPolicy": "Local", "ports": [{"port": 80, "nodePort": 30080}]},
-                "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.7", "ipMode": "VIP"}]}}
-            })],
-        ),
-    );
-    api.list(
-        SLICES,
-        list(
-            "discovery.k8s.io/v1",
-            "EndpointSliceList",
-            "300",
-            vec![web_slice(false, "290")],
-        ),
-    );
-    api.watch(
-        SLICES,
-        vec![event("MODIFIED", web_slice(true, "301"))],
-        End::Hang,
-    );
-    let mut rx = start(&api).await;
-    let seen = wait_for(&mut rx, "node-2's endpoint of shop/web ready", |c| {
-        c.endpoint_slices
-            .first()
-            .is_some_and(|s| s.ready_nodes == ["node-2"])
-    })
-    .await;
-    assert!(seen[0].endpoint_slices[0].ready_nodes.is_empty());
-    let cfg = seen.last().expect("a configuration").clone();
-    let svc = &cfg.services[0];
-    assert_eq!(svc.key(), "shop/web");
-    assert!(svc.external_traffic_local);
-    assert_eq!(
-        svc.load_balancer_ips,
-        ["198.51.100.7".parse::<std::net::IpAddr>().unwrap()]
-    );
-    assert_eq!(cfg.endpoint_slices[0].service.as_deref(), Some("web"));
 }

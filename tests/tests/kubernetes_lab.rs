@@ -133,6 +133,9 @@ fn run(lab: &mut Lab) -> Result<()> {
         duplicate_peering(lab)
     })?;
     let servers = timed_value("nine e2e pods plugged by starling-cni", || e2e_servers(lab))?;
+    timed("a Service's external IP announced from its endpoints' nodes", || {
+        service(lab)
+    })?;
     for case in cases().iter().filter(|c| CASES.contains(&c.name)) {
         timed(case.name, || run_case(lab, &servers.pods, case))?;
     }
@@ -306,6 +309,55 @@ fn namespaces_yaml(labels: &Labels) -> String {
             )
         })
         .collect()
+}
+
+/// A Service `x/web` with `externalTrafficPolicy: Local` and an external
+/// IP: its /32 is announced (FRR's table) by the nodes of its ready
+/// endpoints, from the EndpointSlices the real controller-manager makes of
+/// the Pods; a new selector moves it.
+fn service(lab: &mut Lab) -> Result<()> {
+    let kube = lab.kube()?;
+    kube.kubectl(&[
+        "patch",
+        "bgpconfiguration",
+        "default",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"serviceExternalIPs":[{"cidr":"192.0.2.0/24"}]}}"#,
+    ])?;
+    let web = |pod: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: \"x\"}}\n\
+             spec: {{type: NodePort, selector: {{pod: \"{pod}\"}}, ports: [{{port: 80}}], \
+             externalIPs: [192.0.2.10], externalTrafficPolicy: Local}}\n"
+        )
+    };
+    let ip = |n: &str| lab.node(n).map(|n| n.v4.to_string());
+    let (node_1, node_2) = (ip("node-1")?, ip("node-2")?);
+    for (pod, via) in [("a", &node_1), ("b", &node_2)] {
+        kube.apply_objects(&web(pod))?;
+        let frr = lab.frr()?;
+        let prefix: starling_lab::Cidr = "192.0.2.10/32".parse()?;
+        wait_until(
+            Duration::from_secs(30),
+            &format!("192.0.2.10/32 via {via} only (x/{pod}'s node)"),
+            || {
+                let table = frr.table(frr::Afi::Ipv4)?;
+                let hops: BTreeSet<String> = table
+                    .paths(&prefix)
+                    .iter()
+                    .flat_map(|p| p.nexthops.iter().map(|h| h.ip.clone()))
+                    .collect();
+                Ok(Check::when(
+                    hops == BTreeSet::from([via.clone()]),
+                    (),
+                    || format!("{hops:?}"),
+                ))
+            },
+        )?;
+    }
+    kube.kubectl(&["delete", "service", "web", "-n", "x"])?;
+    Ok(())
 }
 
 /// The labels of every e2e Namespace and Pod, as `kubectl apply` sets them.
