@@ -133,9 +133,10 @@ fn run(lab: &mut Lab) -> Result<()> {
         duplicate_peering(lab)
     })?;
     let servers = timed_value("nine e2e pods plugged by starling-cni", || e2e_servers(lab))?;
-    timed("a Service's external IP announced from its endpoints' nodes", || {
-        service(lab)
-    })?;
+    timed(
+        "a Service's external IP announced from its endpoints' nodes",
+        || service(lab),
+    )?;
     for case in cases().iter().filter(|c| CASES.contains(&c.name)) {
         timed(case.name, || run_case(lab, &servers.pods, case))?;
     }
