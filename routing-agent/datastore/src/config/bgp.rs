@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ipnetwork::IpNetwork;
 
-use super::fields::{join, FieldError, FieldResult, Fields};
+use super::field_error::{join, FieldError, FieldResult};
 use super::filter::{community, CommunityValue};
 use super::model::{BfdSpec, BgpConfig, BgpPeerSpec, GracefulRestartSpec};
 use super::node::Meta;
@@ -18,7 +18,7 @@ use super::typed::spec;
 use super::values::{cidr, duration, ip};
 use crate::crd;
 
-pub(crate) fn bgp_configuration(object: &Fields) -> FieldResult<BgpConfig> {
+pub(crate) fn bgp_configuration(object: &serde_yaml::Value) -> FieldResult<BgpConfig> {
     let spec: crd::BGPConfigurationSpec = spec(object)?;
     let defaults = BgpConfig::default();
     Ok(BgpConfig {
@@ -109,7 +109,7 @@ fn cidr_blocks(blocks: &[crd::ServiceIPBlock], at: &str) -> FieldResult<Vec<IpNe
         .collect()
 }
 
-pub(crate) fn bgp_peer(object: &Fields, meta: Meta) -> FieldResult<BgpPeerSpec> {
+pub(crate) fn bgp_peer(object: &serde_yaml::Value, meta: Meta) -> FieldResult<BgpPeerSpec> {
     let spec: crd::BGPPeerSpec = spec(object)?;
     let ttl_security = match spec.ttl_security {
         Some(n @ 1..=254) => Some(n),
@@ -249,13 +249,12 @@ mod tests {
 
     fn decode_peer(spec: &str) -> FieldResult<BgpPeerSpec> {
         let v = object(&format!("{{metadata: {{name: p}}, spec: {spec}}}"));
-        let f = Fields::new(&v, "").unwrap();
-        bgp_peer(&f, metadata(&f)?)
+        bgp_peer(&v, metadata(&v)?)
     }
 
     fn decode_bgp(spec: &str) -> FieldResult<BgpConfig> {
         let v = object(&format!("{{metadata: {{name: default}}, spec: {spec}}}"));
-        bgp_configuration(&Fields::new(&v, "").unwrap())
+        bgp_configuration(&v)
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
 
-use super::fields::{FieldError, FieldResult, Fields};
+use super::field_error::{FieldError, FieldResult};
 use super::node::Meta;
 use super::typed::spec;
 use super::values::cidr;
@@ -96,7 +96,7 @@ pub(crate) const RULE_LISTS: [(&str, bool); 4] = [
 ];
 
 /// A BGPFilter read through its CRD type (`crd::BGPFilterSpec`).
-pub(crate) fn bgp_filter(object: &Fields, meta: Meta) -> FieldResult<BgpFilterSpec> {
+pub(crate) fn bgp_filter(object: &serde_yaml::Value, meta: Meta) -> FieldResult<BgpFilterSpec> {
     // Calico's rules may match an interface; Starling has no interface
     // routes, and says so rather than "unknown field".
     if let Some(spec) = object.get("spec") {
@@ -288,8 +288,7 @@ mod tests {
         let v: serde_yaml::Value =
             serde_yaml::from_str(&format!("{{metadata: {{name: f}}, spec: {spec}}}"))
                 .expect("test YAML");
-        let f = Fields::new(&v, "").unwrap();
-        bgp_filter(&f, metadata(&f)?)
+        bgp_filter(&v, metadata(&v)?)
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use ipnetwork::IpNetwork;
 
-use super::fields::{FieldError, FieldResult, Fields};
+use super::field_error::{FieldError, FieldResult};
 use super::node::Meta;
 use super::selector::check_selector;
 use super::typed::spec;
@@ -162,7 +162,7 @@ impl IpPoolSpec {
 }
 
 /// An IPPool read through its CRD type (`crd::IPPoolSpec`).
-pub(crate) fn ip_pool(object: &Fields, meta: Meta) -> FieldResult<IpPoolSpec> {
+pub(crate) fn ip_pool(object: &serde_yaml::Value, meta: Meta) -> FieldResult<IpPoolSpec> {
     let spec: crd::IPPoolSpec = spec(object)?;
     let cidr = cidr(&spec.cidr, "spec.cidr")?;
     let default = if cidr.is_ipv4() {

@@ -14,7 +14,7 @@ mod bgp;
 mod datastore;
 mod duration;
 mod error;
-mod fields;
+mod field_error;
 mod file_store;
 mod filter;
 mod ip_pool;

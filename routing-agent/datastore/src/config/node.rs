@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
+use serde::Deserialize;
 use serde_yaml::Value;
 
-use super::fields::{FieldError, FieldResult, Fields};
+use super::field_error::{FieldError, FieldResult};
 use super::model::{NodeInfo, ASN_ANNOTATION, ROUTER_ID_ANNOTATION, ROUTE_REFLECTOR_ANNOTATION};
-use super::values::{cidr_value, ip};
+use super::typed::typed;
+use super::values::{cidr, ip};
 
 /// An object's `metadata`, of which only these are read; Kubernetes puts much
 /// more there (uid, resourceVersion, ...), all of it tolerated.
@@ -21,34 +23,90 @@ pub(crate) struct Meta {
     pub annotations: BTreeMap<String, String>,
 }
 
-pub(crate) fn metadata(object: &Fields) -> FieldResult<Meta> {
-    let value = object.get("metadata").unwrap_or(&Value::Null);
-    let m = Fields::new(value, "metadata")?;
+/// `metadata` as read: what is not here is tolerated.
+#[derive(Deserialize, Default)]
+pub(crate) struct ObjectMeta {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// The `metadata` of `object`, as read (absent: empty).
+pub(crate) fn object_meta(object: &Value) -> FieldResult<ObjectMeta> {
+    match present(object, "metadata") {
+        Some(m) => typed(m, "metadata"),
+        None => Ok(ObjectMeta::default()),
+    }
+}
+
+pub(crate) fn metadata(object: &Value) -> FieldResult<Meta> {
+    let m = object_meta(object)?;
     Ok(Meta {
-        name: m.required_string("name")?,
-        labels: m.string_map("labels")?,
-        annotations: m.string_map("annotations")?,
+        name: m
+            .name
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| FieldError::new("metadata.name", "required"))?,
+        labels: m.labels.unwrap_or_default(),
+        annotations: m.annotations.unwrap_or_default(),
     })
 }
 
-/// The `spec` (or `status`) of an object; absent reads as empty.
-pub(crate) fn section<'a>(object: &Fields<'a>, key: &str) -> FieldResult<Fields<'a>> {
-    Fields::new(object.get(key).unwrap_or(&Value::Null), key)
+/// `object[key]`; an explicit null counts as absent.
+pub(crate) fn present<'a>(object: &'a Value, key: &str) -> Option<&'a Value> {
+    object.get(key).filter(|v| !v.is_null())
 }
 
-/// Node fields Kubernetes defines in `spec` besides the pod CIDRs; accepted
-/// and ignored so that `kubectl get node -o yaml` output can be read.
-const NODE_SPEC_FIELDS: &[&str] = &[
-    "podCIDRs",
-    "podCIDR",
-    "providerID",
-    "taints",
-    "unschedulable",
-    "externalID",
-    "configSource",
-];
+/// The parts of a Node the agent reads.
+#[derive(Deserialize, Default)]
+struct NodeObject {
+    #[serde(default)]
+    spec: Option<NodeSpec>,
+    #[serde(default)]
+    status: Option<NodeStatus>,
+}
 
-pub(crate) fn node(object: &Fields, meta: Meta) -> FieldResult<NodeInfo> {
+/// Node fields Kubernetes defines in `spec` besides the pod CIDRs are
+/// accepted and ignored, so that `kubectl get node -o yaml` output can be
+/// read; others are refused.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct NodeSpec {
+    #[serde(default, rename = "podCIDRs")]
+    pod_cidrs: Option<Vec<String>>,
+    #[serde(default, rename = "podCIDR")]
+    pod_cidr: Option<String>,
+    #[serde(default, rename = "providerID")]
+    _provider_id: Option<Value>,
+    #[serde(default, rename = "taints")]
+    _taints: Option<Value>,
+    #[serde(default, rename = "unschedulable")]
+    _unschedulable: Option<Value>,
+    #[serde(default, rename = "externalID")]
+    _external_id: Option<Value>,
+    #[serde(default, rename = "configSource")]
+    _config_source: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+struct NodeStatus {
+    #[serde(default)]
+    addresses: Option<Vec<NodeAddress>>,
+}
+
+#[derive(Deserialize)]
+struct NodeAddress {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    address: Option<String>,
+}
+
+pub(crate) fn node(object: &Value, meta: Meta) -> FieldResult<NodeInfo> {
     let asn = meta
         .annotations
         .get(ASN_ANNOTATION)
@@ -80,31 +138,38 @@ pub(crate) fn node(object: &Fields, meta: Meta) -> FieldResult<NodeInfo> {
         .map(|v| parse_router_id(v))
         .transpose()?;
 
-    let spec = section(object, "spec")?;
-    spec.deny_unknown(NODE_SPEC_FIELDS)?;
+    let read: NodeObject = typed(object, "")?;
+    let spec = read.spec.unwrap_or_default();
     let mut pod_cidrs = Vec::new();
-    let list = spec.list("podCIDRs")?;
-    if list.is_empty() {
-        if let Some(v) = spec.get("podCIDR") {
-            pod_cidrs.push(cidr_value(v, &spec.path_of("podCIDR"))?);
+    match spec.pod_cidrs.filter(|l| !l.is_empty()) {
+        Some(list) => {
+            for (i, s) in list.iter().enumerate() {
+                pod_cidrs.push(cidr(s, &format!("spec.podCIDRs[{i}]"))?);
+            }
+        }
+        None => {
+            if let Some(s) = &spec.pod_cidr {
+                pod_cidrs.push(cidr(s, "spec.podCIDR")?);
+            }
         }
     }
-    for (i, v) in list.iter().enumerate() {
-        pod_cidrs.push(cidr_value(
-            v,
-            &format!("{}[{i}]", spec.path_of("podCIDRs")),
-        )?);
-    }
 
-    let status = section(object, "status")?;
     let mut addresses = Vec::new();
-    for (i, v) in status.list("addresses")?.iter().enumerate() {
-        let entry = Fields::new(v, &format!("{}[{i}]", status.path_of("addresses")))?;
-        if entry.required_string("type")? == "InternalIP" {
-            let address = entry
-                .string("address")?
-                .ok_or_else(|| FieldError::new(entry.path_of("address"), "required"))?;
-            addresses.push(ip(&address, &entry.path_of("address"))?);
+    let listed = read.status.and_then(|s| s.addresses).unwrap_or_default();
+    for (i, a) in listed.iter().enumerate() {
+        let path = format!("status.addresses[{i}].address");
+        if a.kind.is_empty() {
+            return Err(FieldError::new(
+                format!("status.addresses[{i}].type"),
+                "required",
+            ));
+        }
+        if a.kind == "InternalIP" {
+            let address = a
+                .address
+                .as_deref()
+                .ok_or_else(|| FieldError::new(&path, "required"))?;
+            addresses.push(ip(address, &path)?);
         }
     }
 
@@ -150,8 +215,7 @@ mod tests {
 
     fn decode_node(yaml: &str) -> FieldResult<NodeInfo> {
         let v: Value = serde_yaml::from_str(yaml).expect("test YAML");
-        let f = Fields::new(&v, "").unwrap();
-        node(&f, metadata(&f)?)
+        node(&v, metadata(&v)?)
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde_yaml::Value;
 
 use super::bgp;
 use super::error::ConfigError;
-use super::fields::{describe, FieldError, Fields};
+use super::field_error::{describe, FieldError};
 use super::filter::{self, BgpFilterSpec, KIND_BGP_FILTER};
 use super::ip_pool::{self, IpPoolSpec, KIND_IP_POOL};
 use super::model::{BgpConfig, BgpPeerSpec, NodeInfo};
@@ -16,6 +16,7 @@ use super::secret::{self, SecretData, KIND_SECRET};
 use super::service::{
     self, EndpointSliceInfo, ServiceInfo, DISCOVERY_API_VERSION, KIND_ENDPOINT_SLICE, KIND_SERVICE,
 };
+use super::typed::typed;
 
 /// `apiVersion` of Starling's own kinds.
 pub const STARLING_API_VERSION: &str = "starling.dev/v1alpha1";
@@ -192,6 +193,14 @@ fn split_documents(text: &str) -> Vec<(usize, &str)> {
     out
 }
 
+/// A string field at the top of an object, not empty.
+fn required_string(object: &Value, key: &str) -> Result<String, FieldError> {
+    match typed::<Option<String>>(object.get(key).unwrap_or(&Value::Null), key)? {
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err(FieldError::new(key, "required")),
+    }
+}
+
 /// One parsed document (or List item).
 fn parse_value(
     value: &Value,
@@ -203,14 +212,12 @@ fn parse_value(
     if value.is_null() {
         return;
     }
-    let top = match Fields::new(value, "") {
-        Ok(f) => f,
-        Err(_) => {
-            let message = format!("{where_}: expected an object, got {}", describe(value));
-            errors.push(ConfigError::new(source, "", "", "", message));
-            return;
-        }
-    };
+    if !value.is_mapping() {
+        let message = format!("{where_}: expected an object, got {}", describe(value));
+        errors.push(ConfigError::new(source, "", "", "", message));
+        return;
+    }
+    let top = value;
     // For messages before the metadata is known to be valid.
     let name = top
         .get("metadata")
@@ -218,9 +225,8 @@ fn parse_value(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let header = top
-        .required_string("apiVersion")
-        .and_then(|api| Ok((api, top.required_string("kind")?)));
+    let header =
+        required_string(top, "apiVersion").and_then(|api| Ok((api, required_string(top, "kind")?)));
     let (api_version, kind) = match header {
         Ok(h) => h,
         Err(e) => {
@@ -232,58 +238,58 @@ fn parse_value(
     };
     let failed = |e: FieldError| ConfigError::new(source, &kind, &name, e.field, e.message);
     let decoded = match (api_version.as_str(), kind.as_str()) {
-        ("v1", KIND_NODE) => metadata(&top)
-            .and_then(|meta| node::node(&top, meta))
+        ("v1", KIND_NODE) => metadata(top)
+            .and_then(|meta| node::node(top, meta))
             .map(|node| Object::Node {
                 source: source.to_string(),
                 node,
             }),
-        (STARLING_API_VERSION, KIND_BGP_CONFIGURATION) => metadata(&top)
-            .and_then(|meta| Ok((meta.name, bgp::bgp_configuration(&top)?)))
+        (STARLING_API_VERSION, KIND_BGP_CONFIGURATION) => metadata(top)
+            .and_then(|meta| Ok((meta.name, bgp::bgp_configuration(top)?)))
             .map(|(name, bgp)| Object::BgpConfiguration {
                 source: source.to_string(),
                 name,
                 bgp,
             }),
-        (STARLING_API_VERSION, KIND_BGP_PEER) => metadata(&top)
-            .and_then(|meta| bgp::bgp_peer(&top, meta))
+        (STARLING_API_VERSION, KIND_BGP_PEER) => metadata(top)
+            .and_then(|meta| bgp::bgp_peer(top, meta))
             .map(|peer| Object::BgpPeer {
                 source: source.to_string(),
                 peer,
             }),
-        (STARLING_API_VERSION, KIND_IP_POOL) => metadata(&top)
-            .and_then(|meta| ip_pool::ip_pool(&top, meta))
+        (STARLING_API_VERSION, KIND_IP_POOL) => metadata(top)
+            .and_then(|meta| ip_pool::ip_pool(top, meta))
             .map(|pool| Object::IpPool {
                 source: source.to_string(),
                 pool,
             }),
-        (STARLING_API_VERSION, KIND_BGP_FILTER) => metadata(&top)
-            .and_then(|meta| filter::bgp_filter(&top, meta))
+        (STARLING_API_VERSION, KIND_BGP_FILTER) => metadata(top)
+            .and_then(|meta| filter::bgp_filter(top, meta))
             .map(|filter| Object::BgpFilter {
                 source: source.to_string(),
                 filter,
             }),
-        ("v1", KIND_SECRET) => metadata(&top)
-            .and_then(|meta| Ok((meta.name, secret::secret(&top)?)))
+        ("v1", KIND_SECRET) => metadata(top)
+            .and_then(|meta| Ok((meta.name, secret::secret(top)?)))
             .map(|(name, data)| Object::Secret {
                 source: source.to_string(),
                 name,
                 data,
             }),
-        ("v1", KIND_SERVICE) => metadata(&top)
+        ("v1", KIND_SERVICE) => metadata(top)
             .and_then(|meta| {
-                let ns = service::namespace(&top)?;
-                service::service(&top, meta, ns)
+                let ns = service::namespace(top)?;
+                service::service(top, meta, ns)
             })
             .map(|service| Object::Service {
                 source: source.to_string(),
                 key: service.key(),
                 service,
             }),
-        (DISCOVERY_API_VERSION, KIND_ENDPOINT_SLICE) => metadata(&top)
+        (DISCOVERY_API_VERSION, KIND_ENDPOINT_SLICE) => metadata(top)
             .and_then(|meta| {
-                let ns = service::namespace(&top)?;
-                service::endpoint_slice(&top, meta, ns)
+                let ns = service::namespace(top)?;
+                service::endpoint_slice(top, meta, ns)
             })
             .map(|slice| Object::EndpointSlice {
                 source: source.to_string(),
@@ -291,8 +297,9 @@ fn parse_value(
                 slice,
             }),
         ("v1", "List") => {
-            match top.list("items") {
+            match typed::<Option<Vec<Value>>>(top.get("items").unwrap_or(&Value::Null), "items") {
                 Ok(items) => {
+                    let items = items.unwrap_or_default();
                     for (i, item) in items.iter().enumerate() {
                         let where_ = format!("{where_}, items[{i}]");
                         parse_value(item, source, &where_, objects, errors);

@@ -5,7 +5,11 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 
-use super::fields::{FieldError, FieldResult, Fields};
+use serde::Deserialize;
+use serde_yaml::Value;
+
+use super::field_error::{FieldError, FieldResult};
+use super::typed::typed;
 
 pub const KIND_SECRET: &str = "Secret";
 /// The lengths a TCP MD5 password may have, in octets: Linux takes keys of
@@ -22,9 +26,19 @@ pub use crate::crd::SecretKeyRef;
 /// A Secret: `data` values are base64 (as the API server returns them),
 /// `stringData` values plain; a key in both takes `stringData`'s, as the API
 /// server does.
-pub(crate) fn secret(object: &Fields) -> FieldResult<SecretData> {
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SecretObject {
+    #[serde(default)]
+    data: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    string_data: Option<BTreeMap<String, String>>,
+}
+
+pub(crate) fn secret(object: &Value) -> FieldResult<SecretData> {
+    let read: SecretObject = typed(object, "")?;
     let mut out = SecretData::new();
-    for (key, value) in object.string_map("data")? {
+    for (key, value) in read.data.unwrap_or_default() {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(value.trim())
             .map_err(|e| FieldError::new(format!("data[{key}]"), format!("not base64: {e}")))?;
@@ -32,6 +46,6 @@ pub(crate) fn secret(object: &Fields) -> FieldResult<SecretData> {
             .map_err(|_| FieldError::new(format!("data[{key}]"), "not UTF-8 text"))?;
         out.insert(key, text);
     }
-    out.extend(object.string_map("stringData")?);
+    out.extend(read.string_data.unwrap_or_default());
     Ok(out)
 }

@@ -2,7 +2,7 @@
 //! type is the CRDs' (`crd::LabelSelector`); what its schema cannot say is
 //! checked here.
 
-use super::fields::{FieldError, FieldResult};
+use super::field_error::{FieldError, FieldResult};
 use crate::crd::{LabelSelector, SelectorOperator};
 
 /// In and NotIn need values, Exists and DoesNotExist take none; `path` is

@@ -7,8 +7,12 @@
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use super::fields::{FieldError, FieldResult, Fields};
-use super::node::{section, Meta};
+use serde::Deserialize;
+use serde_yaml::Value;
+
+use super::field_error::{FieldError, FieldResult};
+use super::node::{object_meta, Meta};
+use super::typed::typed;
 
 pub const KIND_SERVICE: &str = "Service";
 pub const KIND_ENDPOINT_SLICE: &str = "EndpointSlice";
@@ -64,53 +68,101 @@ pub struct EndpointSliceInfo {
 }
 
 /// `metadata.namespace`, `default` when absent (as kubectl would put it).
-pub(crate) fn namespace(object: &Fields) -> FieldResult<String> {
-    let meta = section(object, "metadata")?;
-    Ok(meta
-        .string("namespace")?
+pub(crate) fn namespace(object: &Value) -> FieldResult<String> {
+    Ok(object_meta(object)?
+        .namespace
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "default".to_string()))
 }
 
-pub(crate) fn service(object: &Fields, meta: Meta, namespace: String) -> FieldResult<ServiceInfo> {
-    let spec = section(object, "spec")?;
-    let service_type = match spec.string("type")?.as_deref() {
+/// The parts of a Service the agent reads.
+#[derive(Deserialize, Default)]
+struct ServiceObject {
+    #[serde(default)]
+    spec: Option<ServiceSpec>,
+    #[serde(default)]
+    status: Option<ServiceStatus>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ServiceSpec {
+    #[serde(default, rename = "type")]
+    service_type: Option<String>,
+    #[serde(default, rename = "clusterIP")]
+    cluster_ip: Option<String>,
+    #[serde(default, rename = "clusterIPs")]
+    cluster_ips: Option<Vec<String>>,
+    #[serde(default, rename = "externalIPs")]
+    external_ips: Option<Vec<String>>,
+    #[serde(default)]
+    external_traffic_policy: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ServiceStatus {
+    #[serde(default)]
+    load_balancer: Option<LoadBalancerStatus>,
+}
+
+#[derive(Deserialize, Default)]
+struct LoadBalancerStatus {
+    #[serde(default)]
+    ingress: Option<Vec<Ingress>>,
+}
+
+#[derive(Deserialize)]
+struct Ingress {
+    #[serde(default)]
+    ip: Option<String>,
+}
+
+pub(crate) fn service(object: &Value, meta: Meta, namespace: String) -> FieldResult<ServiceInfo> {
+    let read: ServiceObject = typed(object, "")?;
+    let spec = read.spec.unwrap_or_default();
+    let service_type = match spec.service_type.as_deref() {
         None | Some("ClusterIP") => ServiceType::ClusterIp,
         Some("NodePort") => ServiceType::NodePort,
         Some("LoadBalancer") => ServiceType::LoadBalancer,
         Some("ExternalName") => ServiceType::ExternalName,
         Some(other) => {
             return Err(FieldError::new(
-                spec.path_of("type"),
+                "spec.type",
                 format!("unknown Service type {other:?} (expected ClusterIP, NodePort, LoadBalancer or ExternalName)"),
             ))
         }
     };
-    let mut cluster_ips = addresses(&spec, "clusterIPs")?;
+    let mut cluster_ips = addresses(spec.cluster_ips.as_deref(), "spec.clusterIPs")?;
     if cluster_ips.is_empty() {
-        if let Some(ip) = spec.string("clusterIP")? {
+        if let Some(ip) = &spec.cluster_ip {
             if !ip.is_empty() && ip != "None" {
-                cluster_ips.push(address(&ip, &spec.path_of("clusterIP"))?);
+                cluster_ips.push(address(ip, "spec.clusterIP")?);
             }
         }
     }
-    let external_traffic_local = match spec.string("externalTrafficPolicy")?.as_deref() {
+    let external_traffic_local = match spec.external_traffic_policy.as_deref() {
         None | Some("Cluster") => false,
         Some("Local") => true,
         Some(other) => {
             return Err(FieldError::new(
-                spec.path_of("externalTrafficPolicy"),
+                "spec.externalTrafficPolicy",
                 format!("{other:?}: expected Cluster or Local"),
             ))
         }
     };
-    let status = section(object, "status")?;
-    let lb = nested(&status, "loadBalancer")?;
+    let ingress = read
+        .status
+        .and_then(|s| s.load_balancer)
+        .and_then(|lb| lb.ingress)
+        .unwrap_or_default();
     let mut load_balancer_ips = Vec::new();
-    for (i, v) in lb.list("ingress")?.iter().enumerate() {
-        let entry = Fields::new(v, &format!("{}[{i}]", lb.path_of("ingress")))?;
-        if let Some(ip) = entry.string("ip")? {
-            load_balancer_ips.push(address(&ip, &entry.path_of("ip"))?);
+    for (i, entry) in ingress.iter().enumerate() {
+        if let Some(ip) = &entry.ip {
+            load_balancer_ips.push(address(
+                ip,
+                &format!("status.loadBalancer.ingress[{i}].ip"),
+            )?);
         }
     }
     Ok(ServiceInfo {
@@ -118,23 +170,44 @@ pub(crate) fn service(object: &Fields, meta: Meta, namespace: String) -> FieldRe
         name: meta.name,
         service_type,
         cluster_ips,
-        external_ips: addresses(&spec, "externalIPs")?,
+        external_ips: addresses(spec.external_ips.as_deref(), "spec.externalIPs")?,
         load_balancer_ips,
         external_traffic_local,
     })
 }
 
+/// The parts of an EndpointSlice the agent reads.
+#[derive(Deserialize, Default)]
+struct EndpointSliceObject {
+    #[serde(default)]
+    endpoints: Option<Vec<Endpoint>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Endpoint {
+    #[serde(default)]
+    conditions: Option<Conditions>,
+    #[serde(default)]
+    node_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Conditions {
+    #[serde(default)]
+    ready: Option<bool>,
+}
+
 pub(crate) fn endpoint_slice(
-    object: &Fields,
+    object: &Value,
     meta: Meta,
     namespace: String,
 ) -> FieldResult<EndpointSliceInfo> {
+    let read: EndpointSliceObject = typed(object, "")?;
     let mut ready_nodes = Vec::new();
-    for (i, v) in object.list("endpoints")?.iter().enumerate() {
-        let endpoint = Fields::new(v, &format!("endpoints[{i}]"))?;
-        let conditions = nested(&endpoint, "conditions")?;
-        let ready = conditions.bool("ready")?.unwrap_or(true);
-        if let (true, Some(node)) = (ready, endpoint.string("nodeName")?) {
+    for endpoint in read.endpoints.unwrap_or_default() {
+        let ready = endpoint.conditions.and_then(|c| c.ready).unwrap_or(true);
+        if let (true, Some(node)) = (ready, endpoint.node_name) {
             if !ready_nodes.contains(&node) {
                 ready_nodes.push(node);
             }
@@ -149,22 +222,12 @@ pub(crate) fn endpoint_slice(
     })
 }
 
-/// The mapping at `f.key`, named by its full path; absent reads as empty.
-fn nested<'a>(f: &Fields<'a>, key: &str) -> FieldResult<Fields<'a>> {
-    Fields::new(
-        f.get(key).unwrap_or(&serde_yaml::Value::Null),
-        &f.path_of(key),
-    )
-}
-
-fn addresses(f: &Fields, key: &str) -> FieldResult<Vec<IpAddr>> {
-    f.list(key)?
+fn addresses(listed: Option<&[String]>, at: &str) -> FieldResult<Vec<IpAddr>> {
+    listed
+        .unwrap_or_default()
         .iter()
         .enumerate()
-        .map(|(i, v)| {
-            let path = format!("{}[{i}]", f.path_of(key));
-            address(&super::fields::string_value(v, &path)?, &path)
-        })
+        .map(|(i, s)| address(s, &format!("{at}[{i}]")))
         .collect()
 }
 
@@ -187,14 +250,12 @@ mod tests {
 
     fn decode_service(yaml: &str) -> FieldResult<ServiceInfo> {
         let v = flat(yaml);
-        let f = Fields::new(&v, "").unwrap();
-        service(&f, metadata(&f)?, namespace(&f)?)
+        service(&v, metadata(&v)?, namespace(&v)?)
     }
 
     fn decode_slice(yaml: &str) -> FieldResult<EndpointSliceInfo> {
         let v = flat(yaml);
-        let f = Fields::new(&v, "").unwrap();
-        endpoint_slice(&f, metadata(&f)?, namespace(&f)?)
+        endpoint_slice(&v, metadata(&v)?, namespace(&v)?)
     }
 
     #[test]

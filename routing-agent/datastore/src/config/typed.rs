@@ -9,15 +9,15 @@ use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 use serde_yaml::Value;
 
-use super::fields::{join, FieldError, FieldResult, Fields};
+use super::field_error::{join, FieldError, FieldResult};
 
 /// Fields whose values are maps of strings: their keys are shown as
 /// `labels[rack]`, not as fields.
-const STRING_MAPS: [&str; 3] = ["matchLabels", "labels", "annotations"];
+const STRING_MAPS: [&str; 5] = ["matchLabels", "labels", "annotations", "data", "stringData"];
 
 /// The object's `spec` as `T`; absent or null reads as `T::default()`.
-pub(crate) fn spec<T: DeserializeOwned + Default>(object: &Fields) -> FieldResult<T> {
-    match object.get("spec") {
+pub(crate) fn spec<T: DeserializeOwned + Default>(object: &Value) -> FieldResult<T> {
+    match object.get("spec").filter(|v| !v.is_null()) {
         None => Ok(T::default()),
         Some(v) => typed(v, "spec"),
     }

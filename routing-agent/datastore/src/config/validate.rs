@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::error::ConfigError;
-use super::fields::FieldError;
+use super::field_error::FieldError;
 use super::ip_pool::check_ip_pool;
 use super::model::{
     BfdSpec, BgpConfig, BgpPeerSpec, ClusterConfig, NodeInfo, ASN_ANNOTATION, DEFAULT_HOLD_TIME,

@@ -5,11 +5,9 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-use ipnetwork::IpNetwork;
-use serde_yaml::Value;
-
 use super::duration::parse_go_duration;
-use super::fields::{string_value, FieldError, FieldResult};
+use super::field_error::{FieldError, FieldResult};
+use ipnetwork::IpNetwork;
 
 /// An IPv4 or IPv6 address.
 pub(crate) fn ip(s: &str, path: &str) -> FieldResult<IpAddr> {
@@ -20,11 +18,6 @@ pub(crate) fn ip(s: &str, path: &str) -> FieldResult<IpAddr> {
 /// A Go duration (`90s`, `1m30s`, `500ms`).
 pub(crate) fn duration(s: &str, path: &str) -> FieldResult<Duration> {
     parse_go_duration(s).map_err(|e| FieldError::new(path, e))
-}
-
-/// A CIDR value (a string) in network form.
-pub(crate) fn cidr_value(v: &Value, path: &str) -> FieldResult<IpNetwork> {
-    cidr(&string_value(v, path)?, path)
 }
 
 /// A CIDR in network form (`10.244.1.0/24`; a host route `10.244.1.5/32` is
