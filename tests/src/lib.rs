@@ -24,6 +24,7 @@ pub mod netns;
 pub mod pods;
 pub mod policy_bench;
 pub mod policy_lab;
+pub mod policy_node;
 pub mod policy_pods;
 pub mod policy_probe;
 pub mod probe;
