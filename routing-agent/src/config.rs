@@ -6,4 +6,4 @@ pub use starling_datastore::config::*;
 
 mod peers;
 
-pub use peers::{desired_peers, reflection_role, DesiredPeer, PeerSource};
+pub use peers::{desired_peers, held_back_peers, reflection_role, DesiredPeer, PeerSource};

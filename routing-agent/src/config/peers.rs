@@ -342,5 +342,44 @@ fn restart_time(cfg: &ClusterConfig, peer: Option<&BgpPeerSpec>) -> Option<Durat
     gr.enabled.then_some(gr.restart_time)
 }
 
+/// The sessions `local` would run for the BGPPeers held back
+/// (`ClusterConfig::held_back_peers`), each with why it does not: what
+/// `starlingctl peers` shows beside the running sessions. None to an
+/// address a running session already has.
+pub fn held_back_peers(cfg: &ClusterConfig, local: &LocalNode) -> Vec<(DesiredPeer, String)> {
+    if cfg.held_back_peers.is_empty() {
+        return Vec::new();
+    }
+    let running: BTreeSet<IpAddr> = desired_peers(cfg, local)
+        .into_iter()
+        .map(|p| p.address)
+        .collect();
+    let mut bgp = cfg.bgp.clone();
+    bgp.node_to_node_mesh = false;
+    let only = ClusterConfig {
+        bgp,
+        nodes: cfg.nodes.clone(),
+        peers: cfg.held_back_peers.iter().map(|h| h.peer.clone()).collect(),
+        secrets: cfg.secrets.clone(),
+        ..ClusterConfig::default()
+    };
+    desired_peers(&only, local)
+        .into_iter()
+        .filter(|p| !running.contains(&p.address))
+        .filter_map(|p| {
+            let PeerSource::BgpPeer { name, .. } = &p.source else {
+                return None;
+            };
+            let reason = cfg
+                .held_back_peers
+                .iter()
+                .find(|h| h.peer.name == *name)?
+                .reason
+                .clone();
+            Some((p, reason))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use super::configuration::to_network;
 use super::Speaker;
 use crate::bfd_report::BfdReport;
+use crate::config::held_back_peers;
 use crate::control::{PeerStatus, Request, Response, RouteStatus, Summary};
 
 impl Speaker {
@@ -92,6 +93,32 @@ impl Speaker {
                     bfd_transitions: self.bfd.session(addr).map_or(0, |s| s.transitions),
                     add_path: add_path_text(p.session()),
                 }
+            })
+            .chain(self.held_back_status())
+            .collect()
+    }
+
+    /// BGPPeers of this node that get no session until what they name
+    /// exists: Idle, with the reason as the last error.
+    fn held_back_status(&self) -> Vec<PeerStatus> {
+        let (Some(cfg), Some(local)) = (&self.config, &self.local) else {
+            return Vec::new();
+        };
+        held_back_peers(cfg, local)
+            .into_iter()
+            .map(|(p, reason)| PeerStatus {
+                name: p.name,
+                address: p.address,
+                asn: p.remote_as,
+                kind: "peer".to_string(),
+                state: "Idle".to_string(),
+                uptime_seconds: 0,
+                prefixes_received: 0,
+                prefixes_sent: 0,
+                last_error: Some(reason),
+                bfd_state: None,
+                bfd_transitions: 0,
+                add_path: None,
             })
             .collect()
     }

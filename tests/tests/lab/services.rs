@@ -223,7 +223,8 @@ fn services_are_announced_as_calico_does() {
 /// address its annotation asks for; the agent holding the Lease writes them
 /// in the Services' status, every node announces them (aggregation off: a
 /// /32 each), and FRR's table shows them from the three nodes; a Service
-/// deleted is withdrawn.
+/// deleted is withdrawn. Then, on the same lab, invalid BGPFilters and a
+/// BGPPeer held back for a missing filter, as a user sees them.
 #[test]
 fn load_balancer_addresses_from_a_pool_are_announced() {
     let bgp = "spec: {asNumber: 64512, nodeToNodeMeshEnabled: true, listenPort: 179, \
@@ -284,6 +285,124 @@ fn load_balancer_addresses_from_a_pool_are_announced() {
             "web's address withdrawn with the Service",
             &[by("198.51.100.50/32", &all)],
         )?;
-        Ok(())
+        invalid_filters_and_a_peer_held_back(lab)
     });
+}
+
+/// `name reason: note` of each Event in `default` about a `kind`.
+fn events_about(lab: &Lab, kind: &str) -> Result<Vec<String>> {
+    let out = lab.kube()?.kubectl(&[
+        "get",
+        "events.events.k8s.io",
+        "-n",
+        "default",
+        "-o",
+        "jsonpath={range .items[*]}{.regarding.kind} {.regarding.name} {.reason}: {.note}{\"\\n\"}{end}",
+    ])?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{kind} ")))
+        .map(str::to_string)
+        .collect())
+}
+
+/// Invalid BGPFilters: what the CRD's schema can tell (an unknown operator
+/// or peer type) the API server refuses, naming the field; a community out
+/// of range gets past it, and the agents report it as an Event on the
+/// BGPFilter naming the field.
+///
+/// A BGPPeer naming a BGPFilter that does not exist: no session, and it
+/// says why in `starlingctl peers` and in an Event on the BGPPeer; the
+/// filter created, the session is tried.
+fn invalid_filters_and_a_peer_held_back(lab: &Lab) -> Result<()> {
+    let kube = lab.kube()?;
+    let filter = |name: &str, rule: &str| {
+        format!(
+            "apiVersion: starling.dev/v1alpha1\nkind: BGPFilter\nmetadata: {{name: {name}}}\n\
+             spec: {{importV4: [{rule}]}}\n"
+        )
+    };
+    for (rule, field) in [
+        (
+            "{action: Reject, matchOperator: Within, cidr: 10.0.0.0/8}",
+            "spec.importV4[0].matchOperator",
+        ),
+        (
+            "{action: Reject, peerType: external}",
+            "spec.importV4[0].peerType",
+        ),
+    ] {
+        let file = lab.state_dir().join("bad-filter.yaml");
+        std::fs::write(&file, filter("bad", rule))
+            .map_err(|e| starling_lab::Error::Setup(e.to_string()))?;
+        let out = kube.kubectl_unchecked(&["apply", "-f", &file.display().to_string()])?;
+        ensure(!out.status.success() && out.stderr.contains(field), || {
+            format!("{rule}: expected a refusal naming {field}: {}", out.stderr)
+        })?;
+    }
+    kube.apply_objects(&filter(
+        "out-of-range",
+        "{action: Reject, communities: {values: [\"70000:1\"]}}",
+    ))?;
+    starling_lab::wait_until(ROUTES_IN, "an Event on BGPFilter out-of-range", || {
+        let events = events_about(lab, "BGPFilter")?;
+        Ok(Check::when(
+            events.iter().any(|e| {
+                e.starts_with(
+                    "out-of-range InvalidConfiguration: spec.importV4[0].communities.values[0]: ",
+                )
+            }),
+            (),
+            || format!("{events:?}"),
+        ))
+    })?;
+
+    kube.apply_objects(
+        "apiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {name: edge}\n\
+         spec: {peerIP: 10.0.0.99, asNumber: 65099, node: node-1, filters: [edge-out]}\n",
+    )?;
+    let why = "spec.filters[0]: no BGPFilter named \"edge-out\": no session until it exists";
+    let agent = lab.agent("node-1")?.ctl();
+    starling_lab::wait_until(
+        ROUTES_IN,
+        "starlingctl peers to show edge held back",
+        || {
+            let peers = agent.peers()?;
+            let edge = peers.iter().find(|p| p.name == "edge");
+            Ok(Check::when(
+                edge.is_some_and(|p| p.state == "Idle" && p.last_error.as_deref() == Some(why)),
+                (),
+                || format!("{edge:?}"),
+            ))
+        },
+    )?;
+    println!("{}", agent.peers_table()?);
+    starling_lab::wait_until(ROUTES_IN, "an Event on BGPPeer edge", || {
+        let events = events_about(lab, "BGPPeer")?;
+        Ok(Check::when(
+            events
+                .iter()
+                .any(|l| l.starts_with(&format!("edge InvalidConfiguration: {why}"))),
+            (),
+            || format!("{events:?}"),
+        ))
+    })?;
+    kube.apply_objects(
+        "apiVersion: starling.dev/v1alpha1\nkind: BGPFilter\nmetadata: {name: edge-out}\n\
+         spec: {exportV4: [{action: Reject, matchOperator: In, cidr: 198.51.100.0/24}]}\n",
+    )?;
+    starling_lab::wait_until(
+        ROUTES_IN,
+        "edge's session tried once its filter exists",
+        || {
+            let peers = agent.peers()?;
+            let edge = peers.iter().find(|p| p.name == "edge");
+            Ok(Check::when(
+                edge.is_some_and(|p| p.last_error.as_deref() != Some(why)),
+                (),
+                || format!("{edge:?}"),
+            ))
+        },
+    )?;
+    Ok(())
 }

@@ -46,9 +46,10 @@ pub use ip_pool::{
 };
 pub use local::{local_node, router_id, LocalNode};
 pub use model::{
-    first_of_family, BfdSpec, BgpConfig, BgpPeerSpec, ClusterConfig, NodeInfo, ASN_ANNOTATION,
-    DEFAULT_AS_NUMBER, DEFAULT_BFD_INTERVAL, DEFAULT_BFD_MULTIPLIER, DEFAULT_HOLD_TIME,
-    DEFAULT_LISTEN_PORT, DEFAULT_MAX_ECMP_PATHS, ROUTER_ID_ANNOTATION, ROUTE_REFLECTOR_ANNOTATION,
+    first_of_family, BfdSpec, BgpConfig, BgpPeerSpec, ClusterConfig, HeldBackPeer, NodeInfo,
+    ASN_ANNOTATION, DEFAULT_AS_NUMBER, DEFAULT_BFD_INTERVAL, DEFAULT_BFD_MULTIPLIER,
+    DEFAULT_HOLD_TIME, DEFAULT_LISTEN_PORT, DEFAULT_MAX_ECMP_PATHS, ROUTER_ID_ANNOTATION,
+    ROUTE_REFLECTOR_ANNOTATION,
 };
 pub use objects::{
     parse_documents, yaml_documents, Object, YamlDocument, KIND_BGP_CONFIGURATION, KIND_BGP_PEER,

@@ -58,12 +58,23 @@ pub struct ClusterConfig {
     /// IPPools with `allowedUses: [LoadBalancer]`: addresses for Services
     /// of type LoadBalancer (`load_balancer`), never for pods; sorted by name.
     pub load_balancer_pools: Vec<IpPoolSpec>,
+    /// BGPPeers that get no session until what they name exists (a
+    /// BGPFilter), with the reason; not in `peers`. Sorted by name.
+    pub held_back_peers: Vec<HeldBackPeer>,
     /// Secrets by name (for BGPPeer passwords).
     pub secrets: BTreeMap<String, SecretData>,
     /// Services, sorted by namespace and name (service announcement).
     pub services: Vec<ServiceInfo>,
     /// EndpointSlices, sorted by namespace and name.
     pub endpoint_slices: Vec<EndpointSliceInfo>,
+}
+
+/// A valid BGPPeer held back, and why (`spec.filters[0]: no BGPFilter
+/// named "x": ...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldBackPeer {
+    pub peer: BgpPeerSpec,
+    pub reason: String,
 }
 
 /// Cluster-wide BGP settings (BGPConfiguration `default`).

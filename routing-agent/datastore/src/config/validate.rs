@@ -8,8 +8,8 @@ use super::error::ConfigError;
 use super::field_error::FieldError;
 use super::ip_pool::check_ip_pool;
 use super::model::{
-    BfdSpec, BgpConfig, BgpPeerSpec, ClusterConfig, NodeInfo, ASN_ANNOTATION, DEFAULT_HOLD_TIME,
-    MAX_ECMP_PATHS,
+    BfdSpec, BgpConfig, BgpPeerSpec, ClusterConfig, HeldBackPeer, NodeInfo, ASN_ANNOTATION,
+    DEFAULT_HOLD_TIME, MAX_ECMP_PATHS,
 };
 use super::node::annotation_path;
 use super::objects::{Object, KIND_BGP_PEER};
@@ -103,7 +103,9 @@ pub fn build(objects: Vec<Object>) -> (ClusterConfig, Vec<ConfigError>) {
     cfg.filters.sort_by(|a, b| a.name.cmp(&b.name));
     // A BGPPeer naming a BGPFilter that does not exist gets no session
     // until it does (never one without its filters).
+    // It is kept aside with the reason, for `starlingctl peers` to show.
     let filters = std::mem::take(&mut cfg.filters);
+    let mut held_back = Vec::new();
     cfg.peers.retain(|peer| {
         let missing = peer
             .filters
@@ -115,7 +117,7 @@ pub fn build(objects: Vec<Object>) -> (ClusterConfig, Vec<ConfigError>) {
         let source = seen
             .get(&(KIND_BGP_PEER, peer.name.clone()))
             .map_or("", String::as_str);
-        errors.push(ConfigError::new(
+        let error = ConfigError::new(
             source,
             KIND_BGP_PEER,
             &peer.name,
@@ -124,9 +126,16 @@ pub fn build(objects: Vec<Object>) -> (ClusterConfig, Vec<ConfigError>) {
                 "no BGPFilter named {:?}: no session until it exists",
                 peer.filters[i]
             ),
-        ));
+        );
+        held_back.push(HeldBackPeer {
+            peer: peer.clone(),
+            reason: format!("{}: {}", error.field, error.message),
+        });
+        errors.push(error);
         false
     });
+    held_back.sort_by(|a, b| a.peer.name.cmp(&b.peer.name));
+    cfg.held_back_peers = held_back;
     cfg.filters = filters;
     cfg.peers.sort_by(|a, b| a.name.cmp(&b.name));
     cfg.ip_pools.sort_by(|a, b| a.name.cmp(&b.name));

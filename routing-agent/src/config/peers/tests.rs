@@ -471,3 +471,26 @@ stringData: {mesh: s3cret, empty: ""}
         );
     }
 }
+
+#[test]
+fn a_peer_held_back_for_a_missing_filter_is_shown_with_why() {
+    let yaml = format!(
+        "{CLUSTER}---\napiVersion: starling.dev/v1alpha1\nkind: BGPPeer\nmetadata: {{name: edge}}\n\
+         spec: {{peerIP: 10.0.0.2, asNumber: 65002, node: node-1, filters: [missing]}}\n"
+    );
+    let (objects, _) = parse_documents(&yaml, "test.yaml");
+    let (cfg, errors) = build(objects);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let local = local_node(&cfg, "node-1").expect("local node");
+    assert!(desired_peers(&cfg, &local).iter().all(|p| p.name != "edge"));
+    let held = held_back_peers(&cfg, &local);
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].0.address, ip("10.0.0.2"));
+    assert_eq!(held[0].0.remote_as, 65002);
+    assert!(held[0]
+        .1
+        .starts_with("spec.filters[0]: no BGPFilter named \"missing\""));
+    // Not a session of node-2's.
+    let other = local_node(&cfg, "node-2").expect("local node");
+    assert!(held_back_peers(&cfg, &other).is_empty());
+}

@@ -319,10 +319,19 @@ fn a_peer_naming_a_missing_filter_is_held_back_until_it_exists() {
     assert!(e.message.contains("no BGPFilter named \"f\""), "{e}");
     let e = rejected(&format!("{filter}{with}"), "BGPPeer/p", "spec.filters[1]");
     assert!(e.message.contains("\"g\""), "{e}");
+    let (cfg, _) = parse_and_build(&format!("{filter}{with}"));
+    assert!(cfg.peers.is_empty());
+    assert_eq!(cfg.held_back_peers.len(), 1);
+    assert_eq!(cfg.held_back_peers[0].peer.name, "p");
+    assert_eq!(
+        cfg.held_back_peers[0].reason,
+        "spec.filters[1]: no BGPFilter named \"g\": no session until it exists"
+    );
     let g = filter.replace("name: f", "name: g");
     let (cfg, errors) = parse_and_build(&format!("{with}{g}{filter}"));
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(cfg.peers[0].filters, ["f", "g"]);
+    assert!(cfg.held_back_peers.is_empty());
     assert_eq!(cfg.filters.len(), 2);
     assert!(cfg.filter("g").is_some());
 }
