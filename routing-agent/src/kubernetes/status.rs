@@ -2,9 +2,15 @@
 //! the speaker reports through [`SessionStatusSink`].
 //!
 //! Writes are server-side apply (field manager `starling-agent`): the
-//! object itself once (spec.node), then its status subresource whenever a
-//! session's state, error or prefix counts change, at most once per
-//! [`MIN_WRITE_INTERVAL`]. A failed write is logged and retried.
+//! object itself once (spec.node), then its status subresource when the
+//! sessions change, at most once per [`MIN_WRITE_INTERVAL`]: at once when a
+//! session comes or goes, reaches or leaves Established, or its prefix
+//! counts change; but when only sessions that are down moved between Idle,
+//! Connect, Active, OpenSent and OpenConfirm or changed their error (a peer
+//! that does not answer goes round them every few seconds), at most once
+//! per [`DOWN_WRITE_INTERVAL`], so that a mesh with unreachable nodes does
+//! not rewrite the object every second. A failed write is logged and
+//! retried.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +32,8 @@ pub trait SessionStatusSink: Send + Sync {
 
 /// At most one status write per this long.
 pub const MIN_WRITE_INTERVAL: Duration = Duration::from_secs(1);
+/// At most one write per this long when only down sessions changed.
+pub const DOWN_WRITE_INTERVAL: Duration = Duration::from_secs(30);
 /// Wait before retrying a failed write.
 const RETRY: Duration = Duration::from_secs(5);
 const FIELD_MANAGER: &str = "starling-agent";
@@ -111,6 +119,25 @@ fn without_since(sessions: &[SessionStatus]) -> Vec<SessionStatus> {
         .collect()
 }
 
+/// Whether going from `before` to `after` is worth a write at once: a
+/// session came or went, reached or left Established, or its prefix
+/// counts changed; not when only down sessions moved between the other
+/// states or changed their error.
+fn significant(before: &[SessionStatus], after: &[SessionStatus]) -> bool {
+    fn shape(s: &SessionStatus) -> (&str, &str, u32, SessionKind, bool, u64, u64) {
+        (
+            &s.name,
+            &s.address,
+            s.as_number,
+            s.kind,
+            s.state == SessionState::Established,
+            s.prefixes_received,
+            s.prefixes_sent,
+        )
+    }
+    before.len() != after.len() || before.iter().zip(after).any(|(a, b)| shape(a) != shape(b))
+}
+
 async fn write_loop(
     client: Client,
     node: String,
@@ -120,16 +147,39 @@ async fn write_loop(
     let api: Api<DynamicObject> = Api::all_with(client, &resource);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut created = false;
+    // What was last written, and when.
+    let mut written: Option<(Vec<SessionStatus>, tokio::time::Instant)> = None;
     loop {
         if rx.changed().await.is_err() {
             return;
+        }
+        // Only down sessions changed: wait until DOWN_WRITE_INTERVAL after
+        // the last write, or until a change that matters.
+        if let Some((last, at)) = &written {
+            let due = *at + DOWN_WRITE_INTERVAL;
+            loop {
+                let minor = rx
+                    .borrow()
+                    .as_ref()
+                    .is_some_and(|now| !significant(last, now));
+                if !minor {
+                    break;
+                }
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { return },
+                    () = tokio::time::sleep_until(due) => break,
+                }
+            }
         }
         loop {
             let Some(sessions) = rx.borrow_and_update().clone() else {
                 break;
             };
-            match write(&api, &params, &node, sessions, &mut created).await {
-                Ok(()) => break,
+            match write(&api, &params, &node, sessions.clone(), &mut created).await {
+                Ok(()) => {
+                    written = Some((without_since(&sessions), tokio::time::Instant::now()));
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(node = %node, error = %e, "cannot write BGPNodeStatus; retrying");
                     tokio::time::sleep(RETRY).await;
@@ -176,4 +226,48 @@ async fn write(
 
 fn whole_seconds(t: Timestamp) -> Timestamp {
     t.round(k8s_openapi::jiff::Unit::Second).unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(name: &str, state: SessionState, error: Option<&str>) -> SessionStatus {
+        SessionStatus {
+            name: name.into(),
+            address: format!("10.0.0.{}", name.len()),
+            as_number: 64512,
+            kind: SessionKind::Mesh,
+            state,
+            since: None,
+            prefixes_received: 0,
+            prefixes_sent: 0,
+            last_error: error.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn only_down_sessions_moving_is_not_significant() {
+        use SessionState::*;
+        let before = vec![
+            session("a", Connect, None),
+            session("bb", Established, None),
+        ];
+        // A down session going round Connect/Active/Idle with its error.
+        let after = vec![
+            session("a", Active, Some("No route to host")),
+            session("bb", Established, None),
+        ];
+        assert!(!significant(&before, &after));
+        // Reaching or leaving Established, or a session added or removed,
+        // or prefix counts, is.
+        let up = vec![session("a", Established, None), before[1].clone()];
+        assert!(significant(&before, &up));
+        let down = vec![before[0].clone(), session("bb", Idle, Some("hold timer"))];
+        assert!(significant(&before, &down));
+        assert!(significant(&before, &before[..1]));
+        let mut counted = before.clone();
+        counted[1].prefixes_received = 3;
+        assert!(significant(&before, &counted));
+    }
 }

@@ -94,6 +94,8 @@ pub struct Measured {
     pub converged: Duration,
     /// CPU time (user + system) until converged.
     pub cpu: Option<Duration>,
+    /// CPU time used during the idle window.
+    pub idle_cpu: Option<Duration>,
     /// Peak resident set (VmHWM) at the end of the idle window.
     pub peak_rss_kib: Option<u64>,
     /// Requests from the start until the idle window began.
@@ -261,6 +263,8 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
         ));
         let idle_start = audit::length(&cp.audit_log());
         let idle_began = Instant::now();
+        let agent_cpu = procfs::cpu_time(agent.pid());
+        let policy_cpu = policy.as_ref().and_then(|p| procfs::cpu_time(p.pid()));
         while idle_began.elapsed() < opts.idle {
             if wait::interrupted() {
                 return Err(Error::Interrupted);
@@ -276,6 +280,7 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
         let log = cp.audit_log();
         let mut figures = |c: &Component,
                            done: (Duration, Option<Duration>),
+                           idle_cpu_from: Option<Duration>,
                            sa: &str,
                            what: String,
                            when: &str|
@@ -295,6 +300,9 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
                 converged_when: when.to_string(),
                 converged: done.0,
                 cpu: done.1,
+                idle_cpu: procfs::cpu_time(c.pid())
+                    .zip(idle_cpu_from)
+                    .map(|(now, then)| now.saturating_sub(then)),
                 peak_rss_kib: procfs::peak_rss_kib(c.pid()),
                 startup_requests,
                 idle_requests,
@@ -315,6 +323,7 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
         figures(
             &agent,
             agent_done.unwrap_or_default(),
+            agent_cpu,
             AGENT_SA,
             format!("starling-agent ({mode})"),
             &agent_when,
@@ -323,6 +332,7 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
             figures(
                 p,
                 d,
+                policy_cpu,
                 POLICY_SA,
                 "starling-policy".into(),
                 &format!(

@@ -46,6 +46,15 @@ pub fn text(r: &Report) -> String {
         );
         let _ = writeln!(
             out,
+            "  CPU while idle {}",
+            m.idle_cpu.map_or("?".into(), |c| format!(
+                "{:.2} s ({})",
+                c.as_secs_f64(),
+                idle_share(m)
+            ))
+        );
+        let _ = writeln!(
+            out,
             "  API requests while idle for {:.0} s: {} ({:.1}/min)",
             m.idle.as_secs_f64(),
             requests(&m.idle_requests),
@@ -66,22 +75,33 @@ pub fn markdown(r: &Report) -> String {
         s.policies,
         r.creation.total.as_secs_f64()
     );
-    out += "| component | converged | CPU until then | peak RSS | requests until idle | idle requests/min |\n";
-    out += "| --- | ---: | ---: | ---: | ---: | ---: |\n";
+    out += "| component | converged | CPU until then | peak RSS | requests until idle | idle requests/min | idle CPU |\n";
+    out += "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n";
     for m in &r.measured {
         let _ = writeln!(
             out,
-            "| {} | {:.1} s | {} | {} | {} | {:.1} |",
+            "| {} | {:.1} s | {} | {} | {} | {:.1} | {} |",
             m.what,
             m.converged.as_secs_f64(),
             m.cpu
                 .map_or("?".into(), |c| format!("{:.1} s", c.as_secs_f64())),
             rss(m.peak_rss_kib),
             m.startup_requests.values().sum::<usize>(),
-            m.idle_per_minute()
+            m.idle_per_minute(),
+            idle_share(m)
         );
     }
     out
+}
+
+/// CPU used while idle, as a share of one core.
+fn idle_share(m: &Measured) -> String {
+    m.idle_cpu.map_or("?".into(), |c| {
+        format!(
+            "{:.1} %",
+            100.0 * c.as_secs_f64() / m.idle.as_secs_f64().max(0.001)
+        )
+    })
 }
 
 fn rss(kib: Option<u64>) -> String {
@@ -105,6 +125,7 @@ fn requests(r: &BTreeMap<Request, usize>) -> String {
 pub fn complete(m: &Measured) -> bool {
     m.peak_rss_kib.is_some_and(|k| k > 0)
         && m.cpu.is_some()
+        && m.idle_cpu.is_some()
         && !m.startup_requests.is_empty()
         && !m.idle.is_zero()
 }
