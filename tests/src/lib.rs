@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod netns;
 pub mod pods;
 pub mod policy_bench;
+pub mod policy_conformance;
 pub mod policy_lab;
 pub mod policy_node;
 pub mod policy_pods;

@@ -6,16 +6,13 @@
 //! whole matrix over IPv4 and over IPv6 after each step. Run as root:
 //! `cargo test -p starling-lab --test cluster_policy`.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use starling_lab::policy_lab::PolicyControllers;
-use starling_lab::policy_pods::{objects_yaml, E2ePod, E2eServers, Family, Labels, Proto};
-use starling_lab::policy_probe::{differences, expected, probe_all};
-use starling_lab::{netns, state, Error, Lab, LabOptions, Result};
+use starling_lab::policy_conformance::{self, ConformanceLab};
+use starling_lab::policy_pods::{objects_yaml, E2ePod, Labels, Proto};
+use starling_lab::Result;
 
-const LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
 const PREFIX: &str = "p2-";
-const APPLIED: Duration = Duration::from_secs(15);
 
 type Expect = Box<dyn Fn(&E2ePod, &E2ePod, u16, Proto) -> bool>;
 
@@ -141,67 +138,32 @@ fn cases() -> Vec<Case> {
 
 #[test]
 fn cluster_network_policy_conformance() {
-    let _lock = state::tests_lock(LOCK_WAIT).unwrap_or_else(|e| panic!("{e}"));
-    let mut lab = Lab::up(PREFIX, LabOptions::default()).unwrap_or_else(|e| panic!("lab up: {e}"));
-    let failures = match run(&mut lab) {
-        Ok(f) => f,
-        Err(e) => vec![format!("{e}\n{}", lab.diagnostics())],
-    };
-    let pods: Vec<String> = starling_lab::policy_pods::e2e_pods(PREFIX)
-        .into_iter()
-        .map(|p| p.netns)
-        .collect();
-    lab.teardown().unwrap_or_else(|e| panic!("teardown: {e}"));
-    drop(lab);
-    let left: Vec<String> = netns::list()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|n| pods.contains(n) || state::namespace_names(PREFIX).contains(n))
-        .collect();
-    assert!(left.is_empty(), "namespaces left after teardown: {left:?}");
-    assert!(
-        failures.is_empty(),
-        "{} failing:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    policy_conformance::run(PREFIX, run);
 }
 
-fn run(lab: &mut Lab) -> Result<Vec<String>> {
-    lab.wait_routes_everywhere(Duration::from_secs(60))?;
-    let servers = E2eServers::start(PREFIX, |node| format!("{PREFIX}{node}"))?;
-    let nodes: Vec<(String, String)> = lab
-        .node_names()
-        .into_iter()
-        .map(|n| (n.clone(), lab.ns(&n)))
-        .collect();
-    for (_, ns) in &nodes {
-        netns::sysctl(ns, "net.ipv4.icmp_ratelimit", "0")?;
-        netns::sysctl(ns, "net.ipv6.icmp.ratelimit", "0")?;
-    }
-    let mut ctl = PolicyControllers::start(&lab.state_dir().join("policy"), &nodes)?;
-    ctl.write(
+fn run(lab: &mut ConformanceLab) -> Result<Vec<String>> {
+    lab.ctl.write(
         "objects.yaml",
-        &objects_yaml(&servers.pods, &Labels::default()),
+        &objects_yaml(&lab.servers.pods, &Labels::default()),
     )?;
     let mut failures = Vec::new();
     for case in cases() {
         let t = Instant::now();
-        match run_case(&case, &servers, &mut ctl) {
+        match run_case(&case, lab) {
             Ok(()) => println!("ok   {} ({:.1?})", case.name, t.elapsed()),
             Err(e) => {
                 println!("FAIL {} ({:.1?})", case.name, t.elapsed());
-                failures.push(format!("=== {}\n{e}\n{}", case.name, ctl.diagnostics()));
+                failures.push(format!("=== {}\n{e}\n{}", case.name, lab.ctl.diagnostics()));
             }
         }
     }
     // `explain` names the tier, policy, priority and rule that decided.
-    ctl.write(
+    lab.ctl.write(
         "policies.yaml",
         &cnp("deny-tcp-80-from-y", "Admin", 10, SUBJECT_X,
             "  ingress:\n  - name: no-y\n    action: Deny\n    from: [{namespaces: {matchLabels: {ns: y}}}]\n"),
     )?;
-    let out = ctl.cli(
+    let out = lab.ctl.cli(
         "node-1",
         &[
             "explain", "--from", "y/b", "--to", "x/a", "--port", "80/TCP",
@@ -211,26 +173,12 @@ fn run(lab: &mut Lab) -> Result<Vec<String>> {
     if !out.contains(want) {
         failures.push(format!("=== explain\nwant {want:?} in:\n{out}"));
     }
-    drop(ctl);
-    drop(servers);
     Ok(failures)
 }
 
-fn run_case(case: &Case, servers: &E2eServers, ctl: &mut PolicyControllers) -> Result<()> {
+fn run_case(case: &Case, lab: &mut ConformanceLab) -> Result<()> {
     for (i, (policies, expect)) in case.steps.iter().enumerate() {
-        ctl.write("policies.yaml", policies)?;
-        ctl.wait_applied(APPLIED)?;
-        let want = expected(&servers.pods, &**expect);
-        for family in [Family::V4, Family::V6] {
-            let got = probe_all(&servers.pods, family)?;
-            if let Some(diff) = differences(&servers.pods, &got, &want) {
-                return Err(Error::Setup(format!(
-                    "step {} over {}: {diff}policies:\n{policies}",
-                    i + 1,
-                    family.name()
-                )));
-            }
-        }
+        lab.check_step(i + 1, policies, &**expect)?;
     }
     Ok(())
 }
