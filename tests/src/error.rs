@@ -67,3 +67,12 @@ impl Error {
 
 /// The lab's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `Ok` when `cond` holds, else the failure `msg` describes.
+pub fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<()> {
+    if cond {
+        Ok(())
+    } else {
+        Err(Error::Setup(msg()))
+    }
+}

@@ -472,3 +472,39 @@ pub fn check_root() -> Result<()> {
         ))
     }
 }
+
+/// How long a test waits for the labs of other tests to end.
+const TESTS_LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
+
+/// One test's lab: builds it under the tests' lock, runs `body`, prints
+/// diagnostics and panics on error, then tears down and checks that nothing
+/// of the prefix is left.
+pub fn run_lab(prefix: &str, options: LabOptions, body: impl FnOnce(&mut Lab) -> Result<()>) {
+    let _lock = state::tests_lock(TESTS_LOCK_WAIT).unwrap_or_else(|e| panic!("{e}"));
+    let mut lab = Lab::up(prefix, options).unwrap_or_else(|e| panic!("lab {prefix:?} up: {e}"));
+    if let Err(e) = body(&mut lab) {
+        let diag = lab.diagnostics();
+        drop(lab);
+        panic!("{e}\n{diag}");
+    }
+    let dir = lab.state_dir().to_path_buf();
+    lab.teardown().unwrap_or_else(|e| panic!("teardown: {e}"));
+    drop(lab);
+    assert_no_leftovers(prefix, &dir);
+}
+
+/// Panics if a namespace of lab `prefix` or its state dir `dir` is left.
+pub fn assert_no_leftovers(prefix: &str, dir: &Path) {
+    let ours = state::namespace_names(prefix);
+    let left: Vec<String> = netns::list()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .filter(|n| ours.contains(n))
+        .collect();
+    assert!(left.is_empty(), "namespaces left after teardown: {left:?}");
+    assert!(
+        !dir.exists(),
+        "state dir {} left after teardown",
+        dir.display()
+    );
+}

@@ -36,7 +36,7 @@ pub mod state;
 pub mod topology;
 pub mod wait;
 
-pub use error::{Error, Result};
-pub use lab::{Lab, LabOptions, Pod};
+pub use error::{ensure, Error, Result};
+pub use lab::{assert_no_leftovers, run_lab, Lab, LabOptions, Pod};
 pub use topology::{Cidr, NodeSpec, PodSpec};
 pub use wait::{wait_until, Check};

@@ -15,9 +15,9 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use starling_control::BfdReport;
-use starling_lab::bfd_probe;
 use starling_lab::datastore::DEFAULT_CLUSTER_YAML;
 use starling_lab::frr::DEFAULT_BGPD_CONF;
+use starling_lab::{bfd_probe, ensure};
 use starling_lab::{
     kernel, netns, state, topology, wait_until, Check, Error, Lab, LabOptions, Result,
 };
@@ -60,14 +60,6 @@ fn bgpd_conf() -> String {
             " neighbor NODES-V6 timers connect 5\n",
             " neighbor NODES-V6 timers connect 5\n neighbor NODES-V6 bfd\n",
         )
-}
-
-fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<()> {
-    if cond {
-        Ok(())
-    } else {
-        Err(Error::Setup(msg()))
-    }
 }
 
 fn node_addresses(lab: &Lab) -> Vec<IpAddr> {

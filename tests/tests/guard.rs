@@ -24,33 +24,13 @@ use std::time::Duration;
 
 use starling_control::{BfdReport, PeerStatus};
 use starling_lab::{
-    bfd_probe, metrics, netns, spoof, state, wait_until, Check, Error, Lab, LabOptions,
+    bfd_probe, ensure, metrics, netns, run_lab, spoof, wait_until, Check, Error, Lab, LabOptions,
+    Pod, Result,
 };
-use starling_lab::{Pod, Result};
 
-const LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
 const SESSIONS_UP: Duration = Duration::from_secs(60);
 const ROUTES_IN: Duration = Duration::from_secs(30);
 const COUNTED: Duration = Duration::from_secs(10);
-
-fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<()> {
-    if cond {
-        Ok(())
-    } else {
-        Err(Error::Setup(msg()))
-    }
-}
-
-fn run_lab(prefix: &str, options: LabOptions, body: impl FnOnce(&mut Lab) -> Result<()>) {
-    let _lock = state::tests_lock(LOCK_WAIT).unwrap_or_else(|e| panic!("{e}"));
-    let mut lab = Lab::up(prefix, options).unwrap_or_else(|e| panic!("lab {prefix:?} up: {e}"));
-    if let Err(e) = body(&mut lab) {
-        let diag = lab.diagnostics();
-        drop(lab);
-        panic!("{e}\n{diag}");
-    }
-    lab.teardown().unwrap_or_else(|e| panic!("teardown: {e}"));
-}
 
 /// A node's guard counters: (IPv4, IPv6) packets dropped; none without
 /// the table.

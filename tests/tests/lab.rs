@@ -7,11 +7,12 @@
 //! what it observed: agents' log tails and tables, kernel routes, FRR's logs.
 //!
 //! The tests are in `lab/`, a file per topic; this file holds what they
-//! share: the harness (`run_lab`), the deadlines and a few checks.
+//! share: the deadlines and a few checks; the harness is
+//! `starling_lab::run_lab`.
 
 use std::time::Duration;
 
-use starling_lab::{netns, probe, state, Error, Lab, LabOptions, Result};
+use starling_lab::{assert_no_leftovers, ensure, netns, probe, run_lab, Lab, Result};
 
 #[path = "lab/add_path.rs"]
 mod add_path;
@@ -51,45 +52,6 @@ const SESSIONS_UP: Duration = Duration::from_secs(60);
 const ROUTES_IN: Duration = Duration::from_secs(30);
 /// Hold time (9 s) plus margin.
 const ROUTES_OUT: Duration = Duration::from_secs(12);
-
-/// Builds a lab, runs `body`, prints diagnostics and panics on error, then
-/// tears down and checks nothing of the prefix is left.
-fn run_lab(prefix: &str, options: LabOptions, body: impl FnOnce(&mut Lab) -> Result<()>) {
-    let _lock = state::tests_lock(LOCK_WAIT).unwrap_or_else(|e| panic!("{e}"));
-    let mut lab = Lab::up(prefix, options).unwrap_or_else(|e| panic!("lab {prefix:?} up: {e}"));
-    if let Err(e) = body(&mut lab) {
-        let diag = lab.diagnostics();
-        drop(lab);
-        panic!("{e}\n{diag}");
-    }
-    let dir = lab.state_dir().to_path_buf();
-    lab.teardown().unwrap_or_else(|e| panic!("teardown: {e}"));
-    drop(lab);
-    assert_no_leftovers(prefix, &dir);
-}
-
-fn assert_no_leftovers(prefix: &str, dir: &std::path::Path) {
-    let ours = state::namespace_names(prefix);
-    let left: Vec<String> = netns::list()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .into_iter()
-        .filter(|n| ours.contains(n))
-        .collect();
-    assert!(left.is_empty(), "namespaces left after teardown: {left:?}");
-    assert!(
-        !dir.exists(),
-        "state dir {} left after teardown",
-        dir.display()
-    );
-}
-
-fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<()> {
-    if cond {
-        Ok(())
-    } else {
-        Err(Error::Setup(msg()))
-    }
-}
 
 /// node-1 pod-a → node-3 pod-a: ping and TCP, IPv4 and IPv6.
 fn pods_talk_across_nodes(lab: &Lab) -> Result<()> {
