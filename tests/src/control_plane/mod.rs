@@ -457,6 +457,21 @@ impl ControlPlane {
         Ok(rev)
     }
 
+    /// Deletes `key` (e.g. `/registry/starling.dev/ipamblocks/NAME`) in etcd
+    /// behind the API server's back: with the API server stopped, a change
+    /// that no watch can deliver, only a list made afterwards.
+    pub fn delete_etcd_key(&self, key: &str) -> Result<()> {
+        let base = format!("http://127.0.0.1:{}", self.etcd_port);
+        let body = format!(r#"{{"key":"{}"}}"#, base64(key.as_bytes()));
+        let reply = self.curl_post(&format!("{base}/v3/kv/deleterange"), &body)?;
+        let v: serde_json::Value =
+            serde_json::from_str(&reply).map_err(|e| Error::parse("etcd deleterange reply", e))?;
+        match v["deleted"].as_str() {
+            Some("1") => Ok(()),
+            _ => Err(Error::Setup(format!("etcd key {key} not deleted: {reply}"))),
+        }
+    }
+
     fn curl_post(&self, url: &str, body: &str) -> Result<String> {
         let mut args = Vec::new();
         if let Some(ns) = self.netns() {
@@ -578,4 +593,24 @@ fn free_port() -> Result<u16> {
     l.local_addr()
         .map(|a| a.port())
         .map_err(|e| Error::io("finding a free port on 127.0.0.1", e))
+}
+
+/// Standard base64 with padding (etcd's JSON gateway takes keys so).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
