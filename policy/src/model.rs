@@ -303,14 +303,7 @@ impl Model {
                     *self.deny_refs.entry(r.chain()).or_default() += 1;
                     reasons.entry(r.chain()).or_insert_with(|| r.clone());
                 }
-                let (was_set, now_set): (BTreeSet<&Element>, BTreeSet<&Element>) =
-                    (was.elements.iter().collect(), now.elements.iter().collect());
-                delta
-                    .removed
-                    .extend(was_set.difference(&now_set).map(|e| (*e).clone()));
-                delta
-                    .added
-                    .extend(now_set.difference(&was_set).map(|e| (*e).clone()));
+                sorted_diff(&was.elements, &now.elements, &mut delta);
                 if !now.elements.is_empty() {
                     self.elements.insert((d, ip), now);
                 }
@@ -329,6 +322,33 @@ impl Model {
         });
         self.ruleset.change(&delta);
         delta
+    }
+}
+
+/// The elements of sorted `was` not in sorted `now` (removed) and the
+/// other way round (added), in one pass.
+fn sorted_diff(was: &[Element], now: &[Element], delta: &mut Delta) {
+    let (mut a, mut b) = (was.iter().peekable(), now.iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (None, None) => return,
+            (Some(x), Some(y)) if x == y => {
+                a.next();
+                b.next();
+            }
+            (Some(x), Some(y)) if x < y => {
+                delta.removed.push((*x).clone());
+                a.next();
+            }
+            (Some(x), None) => {
+                delta.removed.push((*x).clone());
+                a.next();
+            }
+            (_, Some(y)) => {
+                delta.added.push((*y).clone());
+                b.next();
+            }
+        }
     }
 }
 

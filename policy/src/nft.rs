@@ -33,6 +33,7 @@
 //! Per packet it is still one lookup per set kind.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use crate::addr::{disjoint, merge, Family, IpRange, PortRange};
@@ -290,13 +291,22 @@ pub fn elements(d: Direction, ip: IpAddr, iso: &Isolated) -> Entries {
         .filter(|g| g.ports.is_none())
         .map(|g| g.peer)
         .partition(|r| r.lo == r.hi);
-    let hosts: BTreeSet<String> = hosts.iter().map(ToString::to_string).collect();
-    for h in hosts {
-        out.push((format!("{dir}_hany_{f}"), format!("{ip} . {h}")));
+    // Pod peers are most elements: sorted and deduplicated as numbers,
+    // each formatted once.
+    let ip_text = ip.to_string();
+    let mut hosts: Vec<(u128, IpAddr)> = hosts.iter().map(|r| (r.lo, r.first())).collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    let set = format!("{dir}_hany_{f}");
+    for (_, h) in hosts {
+        let mut e = String::with_capacity(2 * ip_text.len() + 8);
+        let _ = write!(e, "{ip_text} . {h}");
+        out.push((set.clone(), e));
     }
     for r in merge(any) {
         out.push((sharded(&format!("{dir}_any_{f}"), k), format!("{ip} . {r}")));
     }
+    let set = format!("{dir}_hports_{f}");
     for proto in Protocol::ALL {
         type Rects = Vec<(IpRange, PortRange)>;
         let (exact, rects): (Rects, Rects) = iso
@@ -308,12 +318,14 @@ pub fn elements(d: Direction, ip: IpAddr, iso: &Isolated) -> Entries {
                     .map(|(_, r)| (g.peer, r))
             })
             .partition(|(r, p)| r.lo == r.hi && p.0 == p.1);
-        let exact: BTreeSet<String> = exact
-            .iter()
-            .map(|(r, p)| format!("{ip} . {r} . {} . {}", proto.nft(), p.0))
-            .collect();
-        for e in exact {
-            out.push((format!("{dir}_hports_{f}"), e));
+        let mut exact: Vec<(u128, u16, IpAddr)> =
+            exact.iter().map(|(r, p)| (r.lo, p.0, r.first())).collect();
+        exact.sort_unstable();
+        exact.dedup();
+        for (_, port, h) in exact {
+            let mut e = String::with_capacity(2 * ip_text.len() + 16);
+            let _ = write!(e, "{ip_text} . {h} . {} . {port}", proto.nft());
+            out.push((set.clone(), e));
         }
         for (r, p) in disjoint(&rects) {
             out.push((
@@ -322,6 +334,8 @@ pub fn elements(d: Direction, ip: IpAddr, iso: &Isolated) -> Entries {
             ));
         }
     }
+    // Sorted: an update diffs two of them in one pass.
+    out.sort_unstable();
     Entries {
         elements: out,
         denies,
