@@ -143,8 +143,13 @@ impl<F: Filters> Instance<F> {
         }
     }
 
-    /// The next thing for the driver to do.
+    /// The next thing for the driver to do. Outputs are made a batch at a
+    /// time: a full table read in one go waits as UPDATEs in the sessions,
+    /// not as a million outputs here.
     pub fn poll_output(&mut self) -> Option<Output> {
+        if self.out.is_empty() && !self.pending.is_empty() {
+            self.run();
+        }
         self.out.pop_front()
     }
 
@@ -248,18 +253,28 @@ impl<F: Filters> Instance<F> {
         }
     }
 
-    /// Carries out what the sessions ask for, until none asks anything.
-    /// The one place session actions are taken: the rules below only ever
-    /// mark a session as having some (`pending`), so nothing re-enters.
+    /// Carries out what the sessions ask for, until none asks anything or
+    /// a batch of outputs waits for the driver ([`Self::poll_output`] goes
+    /// on). The one place session actions are taken: the rules below only
+    /// ever mark a session as having some (`pending`), so nothing
+    /// re-enters.
     fn run(&mut self) {
-        while let Some(addr) = self.pending.pop_first() {
-            self.drive(addr);
+        while self.out.len() < OUTPUT_BATCH {
+            let Some(addr) = self.pending.pop_first() else {
+                return;
+            };
+            self.drive(addr, true);
         }
     }
 
-    /// The actions of one session (and those its rules add to it).
-    fn drive(&mut self, addr: IpAddr) {
+    /// The actions of one session (and those its rules add to it); with
+    /// `bounded`, it stops once a batch of outputs waits.
+    fn drive(&mut self, addr: IpAddr, bounded: bool) {
         loop {
+            if bounded && self.out.len() >= OUTPUT_BATCH {
+                self.pending.insert(addr);
+                return;
+            }
             let Some(p) = self.peers.get_mut(&addr) else {
                 return;
             };
@@ -346,6 +361,10 @@ impl<F: Filters> Instance<F> {
         n
     }
 }
+
+/// Outputs made before the driver is given them: a few thousand route
+/// changes, well below what one read of a full table would make.
+const OUTPUT_BATCH: usize = 4096;
 
 /// Cease subcode "BFD Down" (RFC 9384 section 2).
 const CEASE_BFD_DOWN: u8 = 10;

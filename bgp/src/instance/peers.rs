@@ -48,7 +48,7 @@ impl<F: Filters> Instance<F> {
             self.session_event(addr, Event::Stop);
             // Its Cease and its routes' removal, before it is gone.
             self.pending.remove(&addr);
-            self.drive(addr);
+            self.drive(addr, false);
             self.peers.remove(&addr);
         }
         let mut refilter = Vec::new();
