@@ -222,6 +222,7 @@ fn every_crd_field_is_read_by_the_agent() {
             }),
             bfd: Some(Bfd::default()),
             filters: vec!["no-leaks".into()],
+            next_hop_mode: Some(starling_agent::crd::NextHopMode::Keep),
         },
     );
     let rule = BGPFilterRule {

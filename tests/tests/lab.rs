@@ -30,6 +30,8 @@ mod mesh;
 mod metrics;
 #[path = "lab/nat.rs"]
 mod nat;
+#[path = "lab/next_hop_mode.rs"]
+mod next_hop_mode;
 #[path = "lab/origination.rs"]
 mod origination;
 #[path = "lab/protocol.rs"]

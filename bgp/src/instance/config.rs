@@ -79,6 +79,9 @@ pub struct PeerConfig<F> {
     /// The peer's route filters; a change re-evaluates the routes without
     /// a new session.
     pub filters: F,
+    /// The next hop of the routes it is sent (Calico's `nextHopMode`); a
+    /// change re-evaluates them without a new session.
+    pub next_hop_mode: NextHopMode,
     /// The driver's connection settings (port, TCP MD5 key, GTSM) as a
     /// fingerprint: a change restarts the session.
     pub transport: u64,
@@ -106,6 +109,22 @@ impl<F> PeerConfig<F> {
     pub fn ebgp(&self) -> bool {
         self.local_as != self.remote_as
     }
+}
+
+/// Calico's `BGPPeer.spec.nextHopMode`: the next hop of the routes a peer
+/// is sent. The node's own routes always go with the node's address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NextHopMode {
+    /// As BIRD does by default: routes reflected to internal peers keep
+    /// their next hop; external peers get the node's own routes only.
+    #[default]
+    Auto,
+    /// Calico's `Self`: every route sent carries the node's address.
+    Ours,
+    /// Routes learned from the other nodes of the cluster keep their next
+    /// hop, to external peers too: a reflector that peers with a ToR
+    /// passes on every node's routes via that node's own address.
+    Keep,
 }
 
 /// Which way a route goes through a filter.

@@ -11,7 +11,9 @@ use crate::packet::{AsPath, Origin, PathAttributes, Update};
 use crate::prefix::{Family, Prefix};
 use crate::reflection::{self, PeerRole};
 
-use super::{covers, established, Advertisement, Direction, Filters, Instance, Peer, RouteFacts};
+use super::{
+    covers, established, Advertisement, Direction, Filters, Instance, NextHopMode, Peer, RouteFacts,
+};
 
 /// One route as sent to a peer: its attributes and next hop.
 pub(super) type Export = (Arc<PathAttributes>, IpAddr);
@@ -62,6 +64,37 @@ fn local_attributes<F>(p: &Peer<F>, prefix: Prefix, ads: &[Advertisement]) -> Pa
     }
 }
 
+/// The attributes of an internal route passed on to an external peer
+/// (`nextHopMode: Keep`). RFC 4271 section 5.1.2: our AS goes first in
+/// AS_PATH; section 5.1.5: no LOCAL_PREF; RFC 4456 section 8: ORIGINATOR_ID
+/// and CLUSTER_LIST are optional non-transitive and stay in the AS; section
+/// 5.1.4: a MULTI_EXIT_DISC received from a neighbouring AS "MUST NOT be
+/// propagated to other neighboring ASes".
+fn to_external(attrs: &PathAttributes, local_as: u32) -> PathAttributes {
+    let mut out = attrs.clone();
+    let mut asns = vec![local_as];
+    match out.as_path.segments.first() {
+        Some(first)
+            if first.kind == crate::packet::SegmentKind::Sequence && first.asns.len() < 255 =>
+        {
+            asns.extend(&first.asns);
+            out.as_path.segments[0].asns = asns;
+        }
+        _ => out.as_path.segments.insert(
+            0,
+            crate::packet::AsSegment {
+                kind: crate::packet::SegmentKind::Sequence,
+                asns,
+            },
+        ),
+    }
+    out.local_pref = None;
+    out.med = None;
+    out.originator_id = None;
+    out.cluster_list.clear();
+    out
+}
+
 impl<F: Filters> Instance<F> {
     /// What `addr` should hold for `prefix`: nothing, one route (path 0),
     /// or with ADD-PATH send negotiated one route per path.
@@ -97,10 +130,17 @@ impl<F: Filters> Instance<F> {
             let nh = p.config.local_address;
             return vec![(0, (self.rib.intern(attrs), nh))];
         }
-        let Some(cluster_id) = self.cluster_id else {
-            return vec![];
-        };
         let to_role = p.config.role;
+        let keep_to_external = super::peers::keeps_next_hops_to_external(&p.config);
+        let reflector = self.cluster_id.filter(|_| to_role != PeerRole::External);
+        if reflector.is_none() && !keep_to_external {
+            return vec![];
+        }
+        let (mode, local_as, own_address) = (
+            p.config.next_hop_mode,
+            p.config.local_as,
+            p.config.local_address,
+        );
         let filters = p.config.filters.clone();
         // RFC 7911 section 3: "the Path Identifier [...] is used to
         // identify a path"; with Send negotiated, every path (as FRR's
@@ -119,24 +159,40 @@ impl<F: Filters> Instance<F> {
             };
             // RFC 4456 section 6: "A route from a Non-Client peer: Reflect
             // to all the Clients. A route from a Client peer: Reflect to all
-            // the Non-Client peers and also to the Client peers."
-            let reflect = from != addr
+            // the Non-Client peers and also to the Client peers." To an
+            // external peer with `nextHopMode: Keep`, the routes of the
+            // other nodes (internal peers) go too.
+            let passes = match reflector {
+                Some(_) => reflection::should_reflect(from_role, to_role),
+                None => from_role != PeerRole::External,
+            };
+            let send = from != addr
                 && !route.stale
-                && reflection::should_reflect(from_role, to_role)
-                && route.attrs.may_advertise_to(false)
+                && passes
+                && route.attrs.may_advertise_to(ebgp)
                 // The same path from two peers goes once.
                 && !out.iter().any(|(id, _)| *id == path_id);
-            if reflect {
-                let attrs = reflection::reflect(&route.attrs, route.peer.router_id, cluster_id);
-                let facts = RouteFacts {
-                    prefix: *prefix,
-                    attrs: &attrs,
-                    from_remote_peer: true,
-                    ebgp,
-                };
-                if filters.refuses(Direction::Export, &facts).is_none() {
-                    out.push((path_id, (self.rib.intern(attrs), route.next_hop)));
+            if !send {
+                continue;
+            }
+            let attrs = match reflector {
+                Some(cluster_id) => {
+                    reflection::reflect(&route.attrs, route.peer.router_id, cluster_id)
                 }
+                None => to_external(&route.attrs, local_as),
+            };
+            let facts = RouteFacts {
+                prefix: *prefix,
+                attrs: &attrs,
+                from_remote_peer: true,
+                ebgp,
+            };
+            if filters.refuses(Direction::Export, &facts).is_none() {
+                let next_hop = match mode {
+                    NextHopMode::Ours => own_address,
+                    NextHopMode::Auto | NextHopMode::Keep => route.next_hop,
+                };
+                out.push((path_id, (self.rib.intern(attrs), next_hop)));
             }
         }
         out
@@ -171,7 +227,7 @@ impl<F: Filters> Instance<F> {
     /// Everything `addr` should hold now.
     fn full_export(&mut self, addr: IpAddr) -> BTreeMap<Key, Export> {
         let mut candidates: Vec<Prefix> = self.local_routes.keys().copied().collect();
-        if self.cluster_id.is_some() {
+        if self.exports_learned {
             candidates.extend(self.rib.prefixes());
         }
         let mut want = BTreeMap::new();
@@ -215,13 +271,21 @@ impl<F: Filters> Instance<F> {
 
     /// After best-route changes: on a reflector, tells the internal peers.
     pub(super) fn export_changes(&mut self, prefixes: &[Prefix]) {
-        if self.cluster_id.is_none() || prefixes.is_empty() {
+        if !self.exports_learned || prefixes.is_empty() {
             return;
         }
+        let reflector = self.cluster_id.is_some();
         let addrs: Vec<IpAddr> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.config.role != PeerRole::External && established(&p.session))
+            .filter(|(_, p)| {
+                let to = if p.config.role == PeerRole::External {
+                    super::peers::keeps_next_hops_to_external(&p.config)
+                } else {
+                    reflector
+                };
+                to && established(&p.session)
+            })
             .map(|(a, _)| *a)
             .collect();
         for addr in addrs {

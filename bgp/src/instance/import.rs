@@ -136,7 +136,7 @@ impl<F: Filters> Instance<F> {
                 }
             }
         }
-        if self.cluster_id.is_some() {
+        if self.exports_learned {
             // A reflector sending every path (ADD-PATH) must tell its
             // clients of paths that change no selection too: everything
             // this UPDATE named is looked at again.

@@ -25,8 +25,8 @@ mod route_refresh;
 mod status;
 
 pub use config::{
-    covers, Advertisement, Direction, Filters, InstanceConfig, LocalRoutes, PeerConfig, Ranges,
-    RouteFacts,
+    covers, Advertisement, Direction, Filters, InstanceConfig, LocalRoutes, NextHopMode,
+    PeerConfig, Ranges, RouteFacts,
 };
 pub use export::communities_for;
 pub use status::PeerView;
@@ -101,6 +101,9 @@ pub struct Instance<F> {
     changed: Vec<BestChange>,
     /// Set when this node is a route reflector (RFC 4456).
     cluster_id: Option<Ipv4Addr>,
+    /// Some peer is sent routes learned from others: this node reflects,
+    /// or an external peer has `nextHopMode: Keep`.
+    exports_learned: bool,
     /// The node's own prefixes, each with whether it is blackholed.
     local_routes: LocalRoutes,
     node_imports: Ranges,
@@ -131,6 +134,7 @@ impl<F: Filters> Instance<F> {
             rib: Rib::new(max_ecmp_paths),
             changed: Vec::new(),
             cluster_id: None,
+            exports_learned: false,
             local_routes: LocalRoutes::new(),
             node_imports: Ranges::default(),
             no_export: Ranges::default(),
@@ -333,7 +337,7 @@ impl<F: Filters> Instance<F> {
     /// The kernel and the reflected routes brought in line with the RIB
     /// after `changes`.
     fn apply_changes(&mut self, changes: Vec<BestChange>) {
-        if self.cluster_id.is_some() && !changes.is_empty() {
+        if self.exports_learned && !changes.is_empty() {
             let prefixes: Vec<Prefix> = changes.iter().map(|c| c.prefix).collect();
             self.export_changes(&prefixes);
         }
@@ -347,7 +351,7 @@ impl<F: Filters> Instance<F> {
     /// selected.
     fn remove_routes(&mut self, addr: IpAddr, family: Option<Family>, stale_only: bool) -> usize {
         let mut touched = Vec::new();
-        let sink = self.cluster_id.is_some().then_some(&mut touched);
+        let sink = self.exports_learned.then_some(&mut touched);
         let changes = if stale_only {
             self.rib.sweep_stale_touching(addr, family, sink)
         } else {
@@ -355,7 +359,7 @@ impl<F: Filters> Instance<F> {
         };
         let n = changes.len();
         self.install(changes);
-        if self.cluster_id.is_some() {
+        if self.exports_learned {
             self.export_changes(&touched);
         }
         n

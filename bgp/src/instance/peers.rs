@@ -86,6 +86,11 @@ impl<F: Filters> Instance<F> {
         }
         // RFC 4456: a node with a cluster ID reflects routes.
         self.cluster_id = cfg.cluster_id;
+        self.exports_learned = self.cluster_id.is_some()
+            || self
+                .peers
+                .values()
+                .any(|p| keeps_next_hops_to_external(&p.config));
         let changes = self.rib.set_max_paths(cfg.max_ecmp_paths);
         if !changes.is_empty() {
             tracing::info!(
@@ -127,6 +132,12 @@ impl<F: Filters> Instance<F> {
         self.maybe_reconcile();
         self.run();
     }
+}
+
+/// An external peer with `nextHopMode: Keep`: it is sent the routes of
+/// the other nodes too.
+pub(super) fn keeps_next_hops_to_external<F>(p: &PeerConfig<F>) -> bool {
+    p.role == crate::reflection::PeerRole::External && p.next_hop_mode == super::NextHopMode::Keep
 }
 
 /// The session settings of a peer.

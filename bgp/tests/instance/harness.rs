@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use starling_bgp::fsm::ConnId;
 use starling_bgp::instance::{
-    Direction, Filters, Instance, InstanceConfig, Output, PeerConfig, Ranges, RouteFacts,
+    Direction, Filters, Instance, InstanceConfig, NextHopMode, Output, PeerConfig, Ranges,
+    RouteFacts,
 };
 use starling_bgp::packet::{
     AddPathMode, Capability, Codec, GracefulRestart, Message, Open, PathAttributes, Update,
@@ -78,6 +79,7 @@ pub fn peer(address: &str, asn: u32) -> PeerConfig<Refuse> {
             PeerRole::External
         },
         filters: Refuse::default(),
+        next_hop_mode: NextHopMode::Auto,
         transport: 0,
     }
 }

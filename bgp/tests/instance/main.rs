@@ -6,5 +6,6 @@ mod harness;
 mod config_change;
 mod graceful_restart;
 mod max_prefixes;
+mod next_hop_mode;
 mod reflection;
 mod route_refresh;

@@ -9,13 +9,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use starling_bgp::instance::{Advertisement, InstanceConfig, PeerConfig, Ranges};
+use starling_bgp::instance::{Advertisement, InstanceConfig, NextHopMode, PeerConfig, Ranges};
 use starling_bgp::Prefix;
 
 use super::{connection, Speaker};
 use crate::config::{
-    desired_peers, local_node, node_imports, reflection_role, BfdSpec, BgpConfig, ClusterConfig,
-    CommunityValue, DesiredPeer, PeerSource,
+    self, desired_peers, local_node, node_imports, reflection_role, BfdSpec, BgpConfig,
+    ClusterConfig, CommunityValue, DesiredPeer, PeerSource,
 };
 use crate::route_policy::PeerFilters;
 
@@ -37,6 +37,24 @@ pub(super) struct PeerSocket {
     fingerprint: u64,
     /// A node-to-node mesh session.
     mesh: bool,
+}
+
+/// The `nextHopMode` of the BGPPeer a session comes from (Auto for the
+/// mesh).
+fn next_hop_mode(cfg: &ClusterConfig, source: &PeerSource) -> NextHopMode {
+    let PeerSource::BgpPeer { name, .. } = source else {
+        return NextHopMode::Auto;
+    };
+    match cfg
+        .peers
+        .iter()
+        .find(|p| &p.name == name)
+        .map(|p| p.next_hop_mode)
+    {
+        Some(config::NextHopMode::OwnAddress) => NextHopMode::Ours,
+        Some(config::NextHopMode::Keep) => NextHopMode::Keep,
+        Some(config::NextHopMode::Auto) | None => NextHopMode::Auto,
+    }
 }
 
 /// IPPool `disableBGPExport`: routes inside these pools go to the other
@@ -157,6 +175,7 @@ impl Speaker {
                 cluster_node,
                 role: reflection_role(&d, cfg, &self.node_name),
                 filters: PeerFilters(d.filters.clone()),
+                next_hop_mode: next_hop_mode(cfg, &d.source),
                 transport: fingerprint,
             });
             sockets.insert(

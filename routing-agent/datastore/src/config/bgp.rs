@@ -10,7 +10,7 @@ use ipnetwork::IpNetwork;
 
 use super::field_error::{join, FieldError, FieldResult};
 use super::filter::{community, CommunityValue};
-use super::model::{BfdSpec, BgpConfig, BgpPeerSpec, GracefulRestartSpec};
+use super::model::{BfdSpec, BgpConfig, BgpPeerSpec, GracefulRestartSpec, NextHopMode};
 use super::node::Meta;
 use super::secret::SecretKeyRef;
 use super::selector::check_selector;
@@ -169,6 +169,11 @@ pub(crate) fn bgp_peer(object: &serde_yaml::Value, meta: Meta) -> FieldResult<Bg
             .transpose()?,
         bfd: spec.bfd.as_ref().map(|b| bfd(b, "spec.bfd")).transpose()?,
         filters: spec.filters,
+        next_hop_mode: match spec.next_hop_mode {
+            None | Some(crd::NextHopMode::Auto) => NextHopMode::Auto,
+            Some(crd::NextHopMode::OwnAddress) => NextHopMode::OwnAddress,
+            Some(crd::NextHopMode::Keep) => NextHopMode::Keep,
+        },
     })
 }
 
@@ -394,6 +399,19 @@ mod tests {
         let p = decode_peer("{peerSelector: {}, nodeSelector: {matchLabels: {rack: a}}}").unwrap();
         assert_eq!(p.peer_selector, Some(LabelSelector::default()));
         assert_eq!(p.node_selector.unwrap().match_labels["rack"], "a");
+    }
+
+    /// Calico's `nextHopMode` (issue #14): Auto by default, Self, Keep.
+    #[test]
+    fn next_hop_mode_is_calicos() {
+        let mode =
+            |m: &str| decode_peer(&format!("{{peerIP: 10.0.0.1{m}}}")).map(|p| p.next_hop_mode);
+        assert_eq!(mode(""), Ok(NextHopMode::Auto));
+        assert_eq!(mode(", nextHopMode: Auto"), Ok(NextHopMode::Auto));
+        assert_eq!(mode(", nextHopMode: Self"), Ok(NextHopMode::OwnAddress));
+        assert_eq!(mode(", nextHopMode: Keep"), Ok(NextHopMode::Keep));
+        let e = mode(", nextHopMode: keep").expect_err("case matters, as in Calico");
+        assert_eq!(e.field, "spec.nextHopMode");
     }
 
     #[test]

@@ -46,8 +46,8 @@ pub use ip_pool::{
 };
 pub use local::{local_node, router_id, LocalNode};
 pub use model::{
-    first_of_family, BfdSpec, BgpConfig, BgpPeerSpec, ClusterConfig, HeldBackPeer, NodeInfo,
-    ASN_ANNOTATION, DEFAULT_AS_NUMBER, DEFAULT_BFD_INTERVAL, DEFAULT_BFD_MULTIPLIER,
+    first_of_family, BfdSpec, BgpConfig, BgpPeerSpec, ClusterConfig, HeldBackPeer, NextHopMode,
+    NodeInfo, ASN_ANNOTATION, DEFAULT_AS_NUMBER, DEFAULT_BFD_INTERVAL, DEFAULT_BFD_MULTIPLIER,
     DEFAULT_HOLD_TIME, DEFAULT_LISTEN_PORT, DEFAULT_MAX_ECMP_PATHS, ROUTER_ID_ANNOTATION,
     ROUTE_REFLECTOR_ANNOTATION,
 };

@@ -246,6 +246,22 @@ pub struct BgpPeerSpec {
     pub bfd: Option<BfdSpec>,
     /// `filters`: BGPFilter names, applied in this order.
     pub filters: Vec<String>,
+    /// `nextHopMode`: the next hop of the routes these peers are sent.
+    pub next_hop_mode: NextHopMode,
+}
+
+/// Calico's `BGPPeer.spec.nextHopMode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NextHopMode {
+    /// Routes reflected to internal peers keep their next hop; external
+    /// peers get the node's own routes, via the node.
+    #[default]
+    Auto,
+    /// `Self`: every route sent carries the node's own address.
+    OwnAddress,
+    /// Routes of the other nodes keep their next hop, to external peers
+    /// too (a reflector peering with a ToR).
+    Keep,
 }
 
 impl ClusterConfig {

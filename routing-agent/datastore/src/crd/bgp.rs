@@ -283,6 +283,21 @@ pub struct BGPPeerSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(inner(length(min = 1)))]
     pub filters: Vec<String>,
+    /// The next hop of the routes these peers are sent, as Calico's: Auto
+    /// (default; reflected routes keep theirs, external peers get the
+    /// node's own routes), Self (always the node's address), Keep (the
+    /// other nodes' routes go to external peers too, each via its node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_hop_mode: Option<NextHopMode>,
+}
+
+/// `nextHopMode`.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextHopMode {
+    Auto,
+    #[serde(rename = "Self")]
+    OwnAddress,
+    Keep,
 }
 
 /// `password: {secretKeyRef: {name, key}}`, as in Calico.

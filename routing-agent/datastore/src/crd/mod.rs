@@ -17,7 +17,8 @@ use kube::CustomResourceExt;
 
 pub use bgp::{
     Aggregation, BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec, Bfd, Community,
-    GracefulRestart, PasswordSource, PrefixAdvertisement, SecretKeyRef, ServiceIPBlock,
+    GracefulRestart, NextHopMode, PasswordSource, PrefixAdvertisement, SecretKeyRef,
+    ServiceIPBlock,
 };
 pub use filter::{
     BGPFilter, BGPFilterRule, BGPFilterSpec, CommunityMatch, FilterAction, FilterPeerType,
