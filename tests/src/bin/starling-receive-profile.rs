@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use starling_bgp::fsm::ConnId;
-use starling_bgp::instance::{Instance, InstanceConfig, PeerConfig, Ranges};
+use starling_bgp::instance::{Instance, InstanceConfig, NextHopMode, PeerConfig, Ranges};
 use starling_bgp::packet::{Codec, Message, Open};
 use starling_bgp::reflection::PeerRole;
 use starling_bgp::Family;
@@ -129,6 +129,7 @@ fn config(peer: IpAddr) -> InstanceConfig<()> {
             cluster_node: false,
             role: PeerRole::External,
             filters: (),
+            next_hop_mode: NextHopMode::Auto,
             transport: 0,
         }],
         node_imports: Ranges::default(),
