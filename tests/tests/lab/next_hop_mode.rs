@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use starling_lab::frr::Afi;
 use starling_lab::{topology, Check, Lab, LabOptions, Result};
 
-use super::{node_yaml, run_lab, ROUTES_IN};
+use super::reflection::node_yaml;
+use super::{run_lab, ROUTES_IN};
 
 /// node-1 reflects for node-2 and node-3 (no mesh) and alone peers with
 /// the ToR, with `mode` (e.g. `"nextHopMode: Keep, "`, or nothing).
