@@ -290,7 +290,15 @@ impl<F: Filters> Instance<F> {
                 Action::Send(conn, bytes) => self.out.push_back(Output::Send { conn, bytes }),
                 Action::Close(conn) => self.out.push_back(Output::Close { conn }),
                 Action::StateChanged { from, to } => {
-                    tracing::info!(peer = %addr, name = %p.config.name, %from, %to, "session state");
+                    // A peer that cannot be reached cycles Connect/Active/Idle
+                    // every retry: with hundreds of them that is hundreds of
+                    // lines a second, so only changes into or out of
+                    // Established are worth an operator's attention.
+                    if from == State::Established || to == State::Established {
+                        tracing::info!(peer = %addr, name = %p.config.name, %from, %to, "session state");
+                    } else {
+                        tracing::debug!(peer = %addr, name = %p.config.name, %from, %to, "session state");
+                    }
                     self.out.push_back(Output::StateChanged {
                         peer: addr,
                         from,
