@@ -4,7 +4,8 @@
 //! race for blocks and for addresses in them (every write to an IPAMBlock is
 //! a compare-and-swap on its resourceVersion). No address is given twice,
 //! every ADD succeeds, the blocks hold exactly the 100 addresses; DEL of
-//! every pod returns every address and the blocks go.
+//! half the pods and the runtime's GC of the rest (every node at once)
+//! return every address and the blocks go.
 //!
 //! The control plane and the three "nodes" share network namespace `k4-cp`;
 //! pods are `k4-p0`..`k4-p99`. Run as root:
@@ -119,13 +120,27 @@ fn run() {
         "the blocks' allocations are the addresses given"
     );
 
-    // DEL every pod (in parallel too): every address returns, the blocks go.
+    // Half the pods get their DEL (in parallel too); the other half vanish
+    // without one, as when a node's runtime loses a pod, and the runtime's
+    // GC on every node at once (CNI 1.1: `cni.dev/valid-attachments`, here
+    // none left) returns their addresses. Either way every address returns
+    // and the blocks go.
     std::thread::scope(|s| {
-        for i in 0..PODS {
+        for i in (0..PODS).filter(|i| i % 2 == 0) {
             let c = conf(NODES[i % NODES.len()]);
             s.spawn(move || {
                 cni::run(NS, "DEL", &format!("k4-c{i}"), &pod_ns(i), &c)
                     .unwrap_or_else(|e| panic!("DEL {i}: {e}"));
+            });
+        }
+    });
+    std::thread::scope(|s| {
+        for node in NODES {
+            let mut c = conf(node);
+            c["cni.dev/valid-attachments"] = serde_json::json!([]);
+            s.spawn(move || {
+                cni::run(NS, "GC", "gc", &pod_ns(0), &c)
+                    .unwrap_or_else(|e| panic!("GC on {node}: {e}"));
             });
         }
     });
