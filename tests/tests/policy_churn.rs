@@ -179,6 +179,10 @@ fn no_denied_flow_passes_and_no_allowed_flow_is_cut_under_churn() {
     let (echoes, cut) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (new_ok, new_refused) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (denied, passed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    // An allowed connection that times out was not refused by a rule (the
+    // policies reject TCP with a reset, so a window where `ok` is denied
+    // shows as a refusal); a SYN lost on a loaded machine is counted apart.
+    let slow = Arc::new(AtomicUsize::new(0));
     let mut probes = Vec::new();
     {
         let (stop, echoes, cut) = (stop.clone(), echoes.clone(), cut.clone());
@@ -197,15 +201,18 @@ fn no_denied_flow_passes_and_no_allowed_flow_is_cut_under_churn() {
             }
         }));
     }
-    for (who, good, bad) in [
-        ("ok", new_ok.clone(), new_refused.clone()),
-        ("bad", passed.clone(), denied.clone()),
+    for (who, good, bad, timed_out) in [
+        ("ok", new_ok.clone(), new_refused.clone(), slow.clone()),
+        ("bad", passed.clone(), denied.clone(), denied.clone()),
     ] {
         let (stop, pod_ns) = (stop.clone(), ns(who));
         probes.push(std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 match connect(&pod_ns, server) {
                     Ok(_) => good.fetch_add(1, Ordering::Relaxed),
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                        timed_out.fetch_add(1, Ordering::Relaxed)
+                    }
                     Err(_) => bad.fetch_add(1, Ordering::Relaxed),
                 };
                 std::thread::sleep(Duration::from_millis(5));
@@ -244,11 +251,12 @@ fn no_denied_flow_passes_and_no_allowed_flow_is_cut_under_churn() {
     let count = |a: &AtomicUsize| a.load(Ordering::Relaxed);
     println!(
         "{FLIPS} flips ({changed} transactions): established echoes {}, cut {}; \
-         new allowed {} ok, {} refused; denied {} refused, {} passed",
+         new allowed {} ok, {} refused, {} timed out; denied {} refused, {} passed",
         count(&echoes),
         count(&cut),
         count(&new_ok),
         count(&new_refused),
+        count(&slow),
         count(&denied),
         count(&passed)
     );
@@ -257,7 +265,16 @@ fn no_denied_flow_passes_and_no_allowed_flow_is_cut_under_churn() {
     assert!(changed >= FLIPS / 4, "{changed} transactions");
     assert_eq!(count(&passed), 0, "a denied connection passed");
     assert_eq!(count(&cut), 0, "the established connection was cut");
-    assert_eq!(count(&new_refused), 0, "an allowed new connection failed");
+    assert_eq!(
+        count(&new_refused),
+        0,
+        "an allowed new connection was refused"
+    );
+    assert!(
+        count(&slow) <= 3,
+        "{} allowed connections timed out",
+        count(&slow)
+    );
     // The probes ran all along.
     assert!(count(&echoes) >= 50, "{} echoes", count(&echoes));
     assert!(count(&denied) >= 20, "{} denied attempts", count(&denied));
